@@ -1,0 +1,474 @@
+//! Hyper-parameters: a plain [`Config`] that a TOML file overrides field by
+//! field, validated once by [`Config::check`] into a [`ValidConfig`] so the
+//! training code never meets an invalid value.
+//!
+//! Why each default is what it is: see the README's configuration reference.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::link::Link;
+
+/// Every knob of one run. `Config::default()` is the paper's default task
+/// with the tuned staged algorithm.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Seed of every random stream (directions, initialisation, data, test set).
+    pub seed: u64,
+    pub task: TaskConfig,
+    pub moe: MoeConfig,
+    pub phase_one: PhaseConfig,
+    pub phase_two: RouterConfig,
+    pub phase_three: PhaseConfig,
+    pub readout: ReadoutConfig,
+    pub vanilla: VanillaConfig,
+    pub metrics: MetricsConfig,
+}
+
+/// The data model (SPEC §2).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TaskConfig {
+    /// Input dimension d.
+    pub d: usize,
+    /// Number of clusters C.
+    pub clusters: usize,
+    /// Cluster separation: cluster c is centred at rho * v_c.
+    pub rho: f64,
+    /// Label noise standard deviation zeta.
+    pub noise: f64,
+    /// How the directions v_c, w*_c, w*_g are drawn.
+    pub geometry: Geometry,
+    /// Cluster coefficients s_c of the global task; empty means +1,-1,+1,...
+    pub signs: Vec<f64>,
+    /// Local links f*_c: one for all clusters, or one per cluster.
+    pub local_link: Links,
+    /// Global link g*.
+    pub global_link: String,
+}
+
+/// Geometry of the ground-truth directions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Geometry {
+    /// All 2C+1 directions mutually orthonormal (a random rotation of a basis).
+    Orthonormal,
+    /// Each direction independent and uniform on the sphere (overlaps ~ d^-1/2).
+    Random,
+}
+
+/// One link string or one per cluster.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Links {
+    One(String),
+    PerCluster(Vec<String>),
+}
+
+/// The mixture of experts (SPEC §3) and how redundant experts are handled.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MoeConfig {
+    /// Number of experts M trained in phase I.
+    pub experts: usize,
+    /// Neurons J per expert in phase III.
+    pub neurons: usize,
+    /// Gate used from phase III on (routing of training, readout and test samples).
+    pub gate: Gate,
+    /// k of the `top_k` gate.
+    pub top_k: usize,
+    /// Standard deviation of the logit noise of the `noisy_top1` gate.
+    pub gate_noise: f64,
+    /// What to do with experts that specialised in the same direction.
+    pub merge: Merge,
+    /// Two experts are redundant when |<u_m, u_k>| >= this after phase I.
+    pub merge_threshold: f64,
+}
+
+/// Gating function of the router.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Gate {
+    /// Every expert with weight softmax(Theta x).
+    Softmax,
+    /// The expert with the largest logit, weight 1.
+    Top1,
+    /// The k largest logits, softmax-renormalised among them.
+    TopK,
+    /// argmax of the logits plus Gaussian noise.
+    NoisyTop1,
+}
+
+/// Handling of redundant experts after phase I.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Merge {
+    /// Redundant experts become one routed expert with all their neurons.
+    Pool,
+    /// Keep the first expert of each group, discard the rest (SPEC §6 trial).
+    Drop,
+    /// Keep every expert; the router chooses among all M.
+    None,
+}
+
+/// Loss whose gradient moves the first-layer directions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Loss {
+    /// -y sigma(<w, x - mu>).
+    Correlation,
+    /// (y - sigma(<w, x - mu>))^2 / 2 per neuron (unit second layer).
+    Squared,
+}
+
+/// Learning-rate schedule shape after `decay_start`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Schedule {
+    Constant,
+    Linear,
+    Cosine,
+    Exponential,
+}
+
+/// Spherical online SGD of first-layer directions (phases I and III).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PhaseConfig {
+    pub steps: u64,
+    pub batch: usize,
+    /// Learning rate until `decay_start`.
+    pub lr: f64,
+    /// Learning rate at the last step.
+    pub lr_end: f64,
+    /// Fraction of the steps after which the rate decays from `lr` to `lr_end`.
+    pub decay_start: f64,
+    pub schedule: Schedule,
+    /// Samples drawn (and counted in the budget) to estimate the input centre(s).
+    pub centre_samples: usize,
+    /// "auto" (h_k* of the task) or a Hermite link such as "h3".
+    pub activation: String,
+    pub loss: Loss,
+}
+
+/// SGD ascent of the router (phase II).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RouterConfig {
+    pub steps: u64,
+    pub batch: usize,
+    pub lr: f64,
+}
+
+/// Phase IV: random-bias ReLU features and a ridge readout.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReadoutConfig {
+    /// Fresh samples for the ridge regression (the same count for both models).
+    pub samples: usize,
+    /// Ridge penalty lambda on the mean squared loss.
+    pub ridge: f64,
+    /// Biases are drawn from U[-bias_max, bias_max].
+    pub bias_max: f64,
+}
+
+/// The vanilla two-layer baseline; its sample budget equals the MoE's.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct VanillaConfig {
+    /// Whether to train the baseline at all.
+    pub enabled: bool,
+    /// Neurons N; 0 means M * J, as many as all experts together.
+    pub neurons: usize,
+    pub batch: usize,
+    pub lr: f64,
+    pub lr_end: f64,
+    pub decay_start: f64,
+    pub schedule: Schedule,
+    pub activation: String,
+    pub loss: Loss,
+}
+
+/// What is logged during training and how the models are evaluated.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Log a metrics record every this many steps (0: only at phase ends).
+    pub log_every: u64,
+    /// Fresh samples used to measure routing purity while logging.
+    pub probe_samples: usize,
+    /// Fresh samples of the final evaluation.
+    pub test_samples: usize,
+    /// Overlap that counts as weak recovery.
+    pub recovery_threshold: f64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            seed: 1,
+            task: TaskConfig::default(),
+            moe: MoeConfig::default(),
+            phase_one: PhaseConfig {
+                steps: 6_000,
+                batch: 64,
+                lr: 0.003,
+                lr_end: 0.0005,
+                decay_start: 0.5,
+                schedule: Schedule::Cosine,
+                centre_samples: 4_096,
+                activation: "auto".into(),
+                loss: Loss::Correlation,
+            },
+            phase_two: RouterConfig {
+                steps: 1_000,
+                batch: 64,
+                lr: 0.02,
+            },
+            phase_three: PhaseConfig {
+                steps: 24_000,
+                batch: 64,
+                lr: 0.003,
+                lr_end: 0.0003,
+                decay_start: 0.5,
+                schedule: Schedule::Cosine,
+                centre_samples: 4_096,
+                activation: "auto".into(),
+                loss: Loss::Correlation,
+            },
+            readout: ReadoutConfig::default(),
+            vanilla: VanillaConfig::default(),
+            metrics: MetricsConfig::default(),
+        }
+    }
+}
+
+impl Default for TaskConfig {
+    fn default() -> Self {
+        TaskConfig {
+            d: 32,
+            clusters: 2,
+            rho: 4.0,
+            noise: 0.1,
+            geometry: Geometry::Orthonormal,
+            signs: Vec::new(),
+            local_link: Links::One("h3".into()),
+            global_link: "h3".into(),
+        }
+    }
+}
+
+impl Default for MoeConfig {
+    fn default() -> Self {
+        MoeConfig {
+            experts: 8,
+            neurons: 8,
+            gate: Gate::Top1,
+            top_k: 2,
+            gate_noise: 1.0,
+            merge: Merge::Pool,
+            merge_threshold: 0.5,
+        }
+    }
+}
+
+impl Default for PhaseConfig {
+    fn default() -> Self {
+        Config::default().phase_one
+    }
+}
+
+impl Default for RouterConfig {
+    fn default() -> Self {
+        Config::default().phase_two
+    }
+}
+
+impl Default for ReadoutConfig {
+    fn default() -> Self {
+        ReadoutConfig {
+            samples: 40_000,
+            ridge: 1e-6,
+            bias_max: 3.0,
+        }
+    }
+}
+
+impl Default for VanillaConfig {
+    fn default() -> Self {
+        VanillaConfig {
+            enabled: true,
+            neurons: 0,
+            batch: 64,
+            lr: 0.003,
+            lr_end: 0.0003,
+            decay_start: 0.5,
+            schedule: Schedule::Cosine,
+            activation: "auto".into(),
+            loss: Loss::Correlation,
+        }
+    }
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            log_every: 250,
+            probe_samples: 2_000,
+            test_samples: 20_000,
+            recovery_threshold: 0.5,
+        }
+    }
+}
+
+impl Config {
+    /// Reads a TOML file whose fields override the defaults.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io("cannot read", path, e))?;
+        Self::from_toml(&text).map_err(|e| match e {
+            Error::Parse { message, .. } => Error::Parse {
+                path: path.to_path_buf(),
+                message,
+            },
+            other => other,
+        })
+    }
+
+    /// Parses TOML text whose fields override the defaults.
+    pub fn from_toml(text: &str) -> Result<Self> {
+        Self::from_toml_with_overrides(text, &[])
+    }
+
+    /// Parses TOML text, then applies `FIELD=VALUE` overrides (dotted
+    /// field paths, TOML values; a bare word is taken as a string).
+    pub fn from_toml_with_overrides(text: &str, sets: &[String]) -> Result<Self> {
+        let parse_error = |message: String| Error::Parse {
+            path: "configuration".into(),
+            message: message.trim_end().to_string(),
+        };
+        let mut table: toml::Table = toml::from_str(text).map_err(|e| parse_error(e.to_string()))?;
+        for set in sets {
+            let (key, value) = set
+                .split_once('=')
+                .ok_or_else(|| Error::invalid("--set", set, "FIELD=VALUE, e.g. task.d=64"))?;
+            let value = toml::from_str::<toml::Table>(&format!("v = {value}"))
+                .ok()
+                .and_then(|mut t| t.remove("v"))
+                .unwrap_or_else(|| toml::Value::String(value.trim().to_string()));
+            let path: Vec<&str> = key.trim().split('.').collect();
+            let (last, parents) = path.split_last().expect("split yields one part");
+            let mut node = &mut table;
+            for part in parents {
+                node = node
+                    .entry(part.to_string())
+                    .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+                    .as_table_mut()
+                    .ok_or_else(|| Error::invalid("--set", set, format!("`{part}` is not a section")))?;
+            }
+            node.insert(last.to_string(), value);
+        }
+        toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| parse_error(e.to_string()))
+    }
+
+    /// The full configuration as TOML (what `config.toml` of a run holds).
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("a Config always serialises to TOML")
+    }
+
+    /// Validates every field once; the result is what training consumes.
+    pub fn check(&self) -> Result<ValidConfig> {
+        crate::config_check::check(self)
+    }
+}
+
+/// A learning-rate schedule that passed validation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LrSchedule {
+    pub lr: f64,
+    pub lr_end: f64,
+    pub decay_start: f64,
+    pub shape: Schedule,
+}
+
+impl LrSchedule {
+    /// Learning rate at `step` of `steps`.
+    pub fn at(&self, step: u64, steps: u64) -> f64 {
+        let start = (self.decay_start * steps as f64).floor();
+        let span = steps as f64 - start;
+        let t = step as f64;
+        if self.shape == Schedule::Constant || t < start || span <= 1.0 {
+            return self.lr;
+        }
+        let frac = ((t - start) / (span - 1.0)).clamp(0.0, 1.0);
+        match self.shape {
+            Schedule::Constant => self.lr,
+            Schedule::Linear => self.lr + (self.lr_end - self.lr) * frac,
+            Schedule::Cosine => {
+                self.lr_end + 0.5 * (self.lr - self.lr_end) * (1.0 + (std::f64::consts::PI * frac).cos())
+            }
+            Schedule::Exponential => self.lr * (self.lr_end / self.lr).powf(frac),
+        }
+    }
+}
+
+/// Validated settings of one spherical-SGD phase.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ValidPhase {
+    pub steps: u64,
+    pub batch: usize,
+    pub schedule: LrSchedule,
+    pub centre_samples: usize,
+    /// Normalised Hermite coefficients of the activation.
+    pub activation: Vec<f64>,
+    pub loss: Loss,
+}
+
+/// A configuration that passed [`Config::check`]: links parsed, signs and
+/// budgets resolved.
+#[derive(Clone, Debug)]
+pub struct ValidConfig {
+    pub seed: u64,
+    pub d: usize,
+    pub clusters: usize,
+    pub rho: f64,
+    pub noise: f64,
+    pub geometry: Geometry,
+    pub signs: Vec<f64>,
+    pub local_links: Vec<Link>,
+    pub global_link: Link,
+    /// Information exponent of the task (smallest over its links).
+    pub information_exponent: usize,
+    /// Assumptions of the paper's theorem that this task violates.
+    pub warnings: Vec<String>,
+    pub experts: usize,
+    pub neurons: usize,
+    pub gate: Gate,
+    pub top_k: usize,
+    pub gate_noise: f64,
+    pub merge: Merge,
+    pub merge_threshold: f64,
+    pub phase_one: ValidPhase,
+    pub phase_two: RouterConfig,
+    pub phase_three: ValidPhase,
+    pub readout: ReadoutConfig,
+    pub vanilla_enabled: bool,
+    pub vanilla_neurons: usize,
+    pub vanilla: ValidPhase,
+    pub metrics: MetricsConfig,
+    /// Training samples of each model (readout excluded).
+    pub train_samples: u64,
+    /// The original configuration, for `config.toml`.
+    pub config: Config,
+}
+
+impl ValidConfig {
+    /// Samples each model sees in all: training plus readout.
+    pub fn total_samples(&self) -> u64 {
+        self.train_samples + self.readout.samples as u64
+    }
+}

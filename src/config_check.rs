@@ -1,0 +1,280 @@
+//! Validation of a [`Config`] into a [`ValidConfig`]: every field checked
+//! once, each rejection naming the field, the value and what is allowed.
+
+use crate::config::{
+    Config, Geometry, Links, LrSchedule, PhaseConfig, Schedule, ValidConfig, ValidPhase,
+};
+use crate::error::{Error, Result};
+use crate::link::{self, Link};
+
+/// Largest dimension, batch and neuron count accepted: beyond these a run
+/// could not allocate its buffers, and the user gets an error, not an abort.
+const MAX_D: usize = 1 << 16;
+const MAX_BATCH: usize = 1 << 20;
+const MAX_UNITS: usize = 1 << 16;
+
+fn positive_count(field: &str, value: usize, max: usize) -> Result<()> {
+    if value == 0 || value > max {
+        return Err(Error::invalid(field, value, format!("an integer from 1 to {max}")));
+    }
+    Ok(())
+}
+
+fn finite_at_least(field: &str, value: f64, min: f64) -> Result<()> {
+    if !value.is_finite() || value < min {
+        return Err(Error::invalid(field, value, format!("a finite number >= {min}")));
+    }
+    Ok(())
+}
+
+fn learning_rate(field: &str, value: f64) -> Result<()> {
+    if !value.is_finite() || value <= 0.0 {
+        return Err(Error::invalid(field, value, "a finite number > 0"));
+    }
+    Ok(())
+}
+
+fn unit_interval(field: &str, value: f64, open_at_zero: bool) -> Result<()> {
+    let ok = value.is_finite() && value <= 1.0 && if open_at_zero { value > 0.0 } else { value >= 0.0 };
+    if !ok {
+        let range = if open_at_zero { "(0, 1]" } else { "[0, 1]" };
+        return Err(Error::invalid(field, value, format!("a number in {range}")));
+    }
+    Ok(())
+}
+
+/// Parses an activation: "auto" is h_k* of the task; otherwise a Hermite
+/// polynomial link, because the training step needs sigma and sigma' cheaply.
+fn activation(field: &str, spec: &str, information_exponent: usize) -> Result<Vec<f64>> {
+    if spec.trim().eq_ignore_ascii_case("auto") {
+        let mut coefficients = vec![0.0; information_exponent + 1];
+        coefficients[information_exponent] = 1.0;
+        return Ok(coefficients);
+    }
+    match link::parse(field, spec)? {
+        Link::Hermite(coefficients) => Ok(coefficients),
+        Link::Named(_) => Err(Error::invalid(
+            field,
+            format!("{spec:?}"),
+            "\"auto\" or a Hermite polynomial such as \"h3\", \"h3+h5\" or \"hermite:0,0,0,1\"",
+        )),
+    }
+}
+
+fn phase(name: &str, p: &PhaseConfig, information_exponent: usize) -> Result<ValidPhase> {
+    let f = |field: &str| format!("{name}.{field}");
+    if p.steps == 0 || p.steps > u32::MAX as u64 {
+        return Err(Error::invalid(f("steps"), p.steps, format!("an integer from 1 to {}", u32::MAX)));
+    }
+    positive_count(&f("batch"), p.batch, MAX_BATCH)?;
+    positive_count(&f("centre_samples"), p.centre_samples, MAX_BATCH)?;
+    let schedule = schedule(name, p.lr, p.lr_end, p.decay_start, p.schedule)?;
+    Ok(ValidPhase {
+        steps: p.steps,
+        batch: p.batch,
+        schedule,
+        centre_samples: p.centre_samples,
+        activation: activation(&f("activation"), &p.activation, information_exponent)?,
+        loss: p.loss,
+    })
+}
+
+fn schedule(name: &str, lr: f64, lr_end: f64, decay_start: f64, shape: Schedule) -> Result<LrSchedule> {
+    learning_rate(&format!("{name}.lr"), lr)?;
+    learning_rate(&format!("{name}.lr_end"), lr_end)?;
+    unit_interval(&format!("{name}.decay_start"), decay_start, false)?;
+    Ok(LrSchedule {
+        lr,
+        lr_end,
+        decay_start,
+        shape,
+    })
+}
+
+fn checked_samples(field: &str, steps: u64, batch: usize) -> Result<u64> {
+    steps
+        .checked_mul(batch as u64)
+        .ok_or_else(|| Error::invalid(field, format!("{steps} steps x {batch} samples"), "a sample budget below 2^64"))
+}
+
+/// See [`Config::check`].
+pub fn check(config: &Config) -> Result<ValidConfig> {
+    let t = &config.task;
+    positive_count("task.d", t.d, MAX_D)?;
+    positive_count("task.clusters", t.clusters, MAX_UNITS)?;
+    let c = t.clusters;
+    if t.geometry == Geometry::Orthonormal && 2 * c + 1 > t.d {
+        return Err(Error::invalid(
+            "task.d",
+            t.d,
+            format!("at least 2C+1 = {} for orthonormal geometry with C = {c} clusters (or set task.geometry = \"random\")", 2 * c + 1),
+        ));
+    }
+    finite_at_least("task.rho", t.rho, 0.0)?;
+    finite_at_least("task.noise", t.noise, 0.0)?;
+    let signs = if t.signs.is_empty() {
+        (0..c).map(|i| if i % 2 == 0 { 1.0 } else { -1.0 }).collect()
+    } else {
+        if t.signs.len() != c {
+            return Err(Error::invalid(
+                "task.signs",
+                format!("{:?}", t.signs),
+                format!("a list of C = {c} numbers, or [] for +1,-1,+1,..."),
+            ));
+        }
+        if let Some(bad) = t.signs.iter().find(|s| !s.is_finite()) {
+            return Err(Error::invalid("task.signs", bad, "finite numbers"));
+        }
+        t.signs.clone()
+    };
+    let local_links = match &t.local_link {
+        Links::One(spec) => vec![link::parse("task.local_link", spec)?; c],
+        Links::PerCluster(specs) => {
+            if specs.len() != c {
+                return Err(Error::invalid(
+                    "task.local_link",
+                    format!("{specs:?}"),
+                    format!("one link, or a list of C = {c} links"),
+                ));
+            }
+            specs
+                .iter()
+                .map(|s| link::parse("task.local_link", s))
+                .collect::<Result<Vec<_>>>()?
+        }
+    };
+    let global_link = link::parse("task.global_link", &t.global_link)?;
+    let exponents: Vec<usize> = local_links
+        .iter()
+        .chain(std::iter::once(&global_link))
+        .map(|l| l.information_exponent().unwrap_or(usize::MAX))
+        .collect();
+    let information_exponent = *exponents.iter().min().expect("at least one link");
+    let warnings = paper_assumptions(&local_links, &global_link, &signs, &exponents);
+
+    let m = &config.moe;
+    positive_count("moe.experts", m.experts, MAX_UNITS)?;
+    positive_count("moe.neurons", m.neurons, MAX_UNITS)?;
+    if m.experts * m.neurons > MAX_UNITS {
+        return Err(Error::invalid(
+            "moe.neurons",
+            m.neurons,
+            format!("at most {} so that moe.experts x moe.neurons <= {MAX_UNITS}", MAX_UNITS / m.experts),
+        ));
+    }
+    if m.top_k == 0 || m.top_k > m.experts {
+        return Err(Error::invalid("moe.top_k", m.top_k, format!("an integer from 1 to moe.experts = {}", m.experts)));
+    }
+    finite_at_least("moe.gate_noise", m.gate_noise, 0.0)?;
+    unit_interval("moe.merge_threshold", m.merge_threshold, true)?;
+
+    let phase_one = phase("phase_one", &config.phase_one, information_exponent)?;
+    let r = &config.phase_two;
+    if r.steps > u32::MAX as u64 {
+        return Err(Error::invalid("phase_two.steps", r.steps, format!("an integer from 0 to {}", u32::MAX)));
+    }
+    positive_count("phase_two.batch", r.batch, MAX_BATCH)?;
+    learning_rate("phase_two.lr", r.lr)?;
+    let phase_three = phase("phase_three", &config.phase_three, information_exponent)?;
+
+    let ro = &config.readout;
+    positive_count("readout.samples", ro.samples, 1 << 30)?;
+    finite_at_least("readout.ridge", ro.ridge, 0.0)?;
+    finite_at_least("readout.bias_max", ro.bias_max, 0.0)?;
+
+    let v = &config.vanilla;
+    let vanilla_neurons = if v.neurons == 0 { m.experts * m.neurons } else { v.neurons };
+    positive_count("vanilla.neurons", vanilla_neurons, MAX_UNITS)?;
+    positive_count("vanilla.batch", v.batch, MAX_BATCH)?;
+    let vanilla = ValidPhase {
+        steps: 0,
+        batch: v.batch,
+        schedule: schedule("vanilla", v.lr, v.lr_end, v.decay_start, v.schedule)?,
+        centre_samples: phase_one.centre_samples,
+        activation: activation("vanilla.activation", &v.activation, information_exponent)?,
+        loss: v.loss,
+    };
+
+    let mt = &config.metrics;
+    positive_count("metrics.probe_samples", mt.probe_samples, 1 << 24)?;
+    positive_count("metrics.test_samples", mt.test_samples, 1 << 24)?;
+    unit_interval("metrics.recovery_threshold", mt.recovery_threshold, true)?;
+
+    let parts = [
+        checked_samples("phase_one.steps", phase_one.steps, phase_one.batch)?,
+        checked_samples("phase_two.steps", r.steps, r.batch)?,
+        checked_samples("phase_three.steps", phase_three.steps, phase_three.batch)?,
+        phase_one.centre_samples as u64,
+        phase_three.centre_samples as u64,
+        ro.samples as u64,
+    ];
+    let total = parts
+        .iter()
+        .try_fold(0u64, |acc, &p| acc.checked_add(p))
+        .filter(|&t| t <= 1 << 52)
+        .ok_or_else(|| Error::invalid("phase_one.steps", format!("a total budget of {parts:?} samples"), "a total below 2^52 samples"))?;
+    let vanilla_steps = (total - ro.samples as u64 - phase_one.centre_samples as u64).div_ceil(v.batch as u64);
+
+    Ok(ValidConfig {
+        seed: config.seed,
+        d: t.d,
+        clusters: c,
+        rho: t.rho,
+        noise: t.noise,
+        geometry: t.geometry,
+        signs,
+        local_links,
+        global_link,
+        information_exponent,
+        warnings,
+        experts: m.experts,
+        neurons: m.neurons,
+        gate: m.gate,
+        top_k: m.top_k,
+        gate_noise: m.gate_noise,
+        merge: m.merge,
+        merge_threshold: m.merge_threshold,
+        phase_one,
+        phase_two: r.clone(),
+        phase_three,
+        readout: ro.clone(),
+        vanilla_enabled: v.enabled,
+        vanilla_neurons,
+        vanilla: ValidPhase {
+            steps: vanilla_steps,
+            ..vanilla
+        },
+        metrics: mt.clone(),
+        train_samples: total - ro.samples as u64,
+        config: config.clone(),
+    })
+}
+
+/// The assumptions of the paper's theorem (SPEC §2); a violation is a
+/// warning, so users can explore outside the theorem.
+fn paper_assumptions(local: &[Link], global: &Link, signs: &[f64], exponents: &[usize]) -> Vec<String> {
+    let mut warnings = Vec::new();
+    let k = exponents.iter().copied().min().unwrap_or(0);
+    if k < 3 {
+        warnings.push(format!(
+            "information exponent k* = {k} < 3: the paper assumes k* >= 3 (below it a vanilla network can detect the global direction too)"
+        ));
+    }
+    if exponents.iter().any(|&e| e != k) {
+        warnings.push(format!("links have different information exponents {exponents:?}: the paper assumes one k* for all links"));
+    }
+    let leading = |l: &Link| l.hermite_coefficients(k).get(k).copied().unwrap_or(0.0).abs();
+    let gamma = leading(global);
+    if local.iter().any(|l| (leading(l) - gamma).abs() > 1e-9 * gamma.max(1.0)) {
+        warnings.push(format!(
+            "|beta_c,k*| differ from |gamma_k*| = {gamma:.4}: the paper assumes equal leading coefficients"
+        ));
+    }
+    let sum: f64 = signs.iter().sum();
+    if sum.abs() > 1e-12 {
+        warnings.push(format!(
+            "sum of task.signs is {sum}: the paper assumes sum_c s_c = 0 (otherwise the global task is visible to a vanilla network)"
+        ));
+    }
+    warnings
+}

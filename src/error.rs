@@ -1,0 +1,73 @@
+//! One error type for the whole crate.
+//!
+//! The CLI maps [`Error::exit_status`] to the process status: 2 for input the
+//! user must fix, 1 for a run that failed.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong in `clustermoe`.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A configuration value is not allowed.
+    #[error("invalid value for `{field}`: {value} ({allowed})")]
+    Invalid {
+        field: String,
+        value: String,
+        allowed: String,
+    },
+    /// A configuration file could not be parsed.
+    #[error("cannot parse {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    /// A file or directory could not be read or written.
+    #[error("{action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// Training produced a non-finite value.
+    #[error(
+        "{model} diverged in {phase} at step {step}: {quantity} is not finite; \
+         try a smaller learning rate (e.g. `{phase}.lr` divided by 10)"
+    )]
+    Diverged {
+        model: &'static str,
+        phase: &'static str,
+        step: u64,
+        quantity: &'static str,
+    },
+    /// The ridge system of the readout could not be solved.
+    #[error("{model} readout failed: {message}; try a larger `readout.ridge`")]
+    Readout { model: &'static str, message: String },
+}
+
+impl Error {
+    /// Shorthand for [`Error::Invalid`].
+    pub fn invalid(field: impl Into<String>, value: impl ToString, allowed: impl Into<String>) -> Self {
+        Error::Invalid {
+            field: field.into(),
+            value: value.to_string(),
+            allowed: allowed.into(),
+        }
+    }
+
+    /// Wraps an I/O error with what was being done and to which path.
+    pub fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            action,
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// The process exit status for this error: 2 for bad input, 1 for a failed run.
+    pub fn exit_status(&self) -> i32 {
+        match self {
+            Error::Invalid { .. } | Error::Parse { .. } => 2,
+            Error::Io { .. } | Error::Diverged { .. } | Error::Readout { .. } => 1,
+        }
+    }
+}
+
+/// Result with the crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,184 @@
+//! One run: draw the task, train the MoE and the vanilla network (in
+//! parallel, on independent streams), evaluate both on the same fresh test
+//! set, and summarise.
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::ValidConfig;
+use crate::error::Result;
+use crate::metrics::{self, Record, TestError};
+use crate::rng::{stream, StreamId};
+use crate::task::{Batch, Task};
+use crate::train::{self, Monitor, Moe, Vanilla};
+
+/// What `summary.json` holds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub seed: u64,
+    /// Variance of y on the test samples (the denominator of every relative MSE).
+    pub var_y: f64,
+    pub information_exponent: usize,
+    /// Assumptions of the paper's theorem this task violates.
+    pub warnings: Vec<String>,
+    pub samples: Samples,
+    pub moe: MoeSummary,
+    /// Absent when `vanilla.enabled = false`.
+    pub vanilla: Option<ModelSummary>,
+}
+
+/// Samples drawn by each model (training and readout).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Samples {
+    pub moe: u64,
+    pub vanilla: Option<u64>,
+}
+
+/// Final metrics common to both models.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelSummary {
+    #[serde(flatten)]
+    pub error: TestError,
+    /// Per cluster, best |<w, w*_c>| among the neurons serving that cluster.
+    pub local_overlap_per_cluster: Vec<f64>,
+    /// Per cluster, best |<w, w*_g>| among the neurons serving that cluster.
+    pub global_overlap_per_cluster: Vec<f64>,
+}
+
+/// Final metrics of the MoE.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MoeSummary {
+    #[serde(flatten)]
+    pub model: ModelSummary,
+    /// Share of test samples sent to an expert whose majority cluster is theirs.
+    pub routing_purity: f64,
+    /// Test samples of cluster c (rows) sent to routed expert k (columns).
+    pub confusion: Vec<Vec<u64>>,
+    /// For each phase-I expert, the cluster whose w*_c it reached (overlap >= threshold), or null.
+    pub expert_cluster: Vec<Option<usize>>,
+    /// For each phase-I expert, the routed expert it became after merging, or null if dropped.
+    pub expert_group: Vec<Option<usize>>,
+    /// Per cluster, best |<u_m, w*_c>| over the experts after phase I.
+    pub phase1_local_overlap_per_cluster: Vec<f64>,
+    /// Per cluster, samples seen when some expert first reached the threshold, or null.
+    pub phase1_weak_recovery_samples: Vec<Option<u64>>,
+}
+
+/// Everything a run produced.
+#[derive(Clone, Debug)]
+pub struct RunOutput {
+    pub task: Task,
+    pub moe: Moe,
+    pub vanilla: Option<Vanilla>,
+    pub summary: Summary,
+}
+
+/// A sink for the metric records of one model; it may run on another thread.
+pub type SendSink<'a> = &'a mut (dyn FnMut(&Record) -> Result<()> + Send);
+
+/// Runs both models of `cfg` and evaluates them.
+pub fn run(
+    cfg: &ValidConfig,
+    moe_sink: SendSink,
+    vanilla_sink: SendSink,
+    monitor: &dyn Monitor,
+) -> Result<RunOutput> {
+    let task = Task::new(cfg, &mut stream(cfg.seed, StreamId::Task));
+    let (moe, vanilla) = rayon::join(
+        || train::train_moe(cfg, &task, moe_sink, monitor),
+        || {
+            cfg.vanilla_enabled
+                .then(|| train::train_vanilla(cfg, &task, vanilla_sink, monitor))
+                .transpose()
+        },
+    );
+    let (moe, vanilla) = (moe?, vanilla?);
+    let test = task.sample(cfg.metrics.test_samples, &mut stream(cfg.seed, StreamId::Test));
+    let var_y = metrics::label_variance(&test.y);
+    let summary = Summary {
+        seed: cfg.seed,
+        var_y,
+        information_exponent: cfg.information_exponent,
+        warnings: cfg.warnings.clone(),
+        samples: Samples {
+            moe: moe.samples,
+            vanilla: vanilla.as_ref().map(|v| v.samples),
+        },
+        moe: summarise_moe(cfg, &task, &moe, &test, var_y),
+        vanilla: vanilla.as_ref().map(|v| summarise_vanilla(&task, v, &test, var_y)),
+    };
+    Ok(RunOutput {
+        task,
+        moe,
+        vanilla,
+        summary,
+    })
+}
+
+fn summarise_moe(cfg: &ValidConfig, task: &Task, moe: &Moe, test: &Batch, var_y: f64) -> MoeSummary {
+    let c = task.clusters();
+    // The noisy gate draws from its own stream so evaluation is reproducible.
+    let mut noise = stream(cfg.seed, StreamId::Test);
+    noise.jump();
+    let prediction = moe.predict(test.x.view(), &mut noise);
+    let assigned = moe.router.assign(test.x.view(), &moe.gate, &mut noise);
+    let confusion = metrics::confusion(&test.c, &assigned, c, moe.experts.len());
+    let serving = metrics::serving_expert(&confusion);
+    let threshold = cfg.metrics.recovery_threshold;
+    let u = moe.phase_one_directions.view();
+    let phase_one = metrics::overlap_matrix(u, task.w.view());
+    MoeSummary {
+        model: ModelSummary {
+            error: metrics::test_error(&prediction, test, c, var_y),
+            local_overlap_per_cluster: (0..c)
+                .map(|k| metrics::best_overlap(moe.experts[serving[k]].w.view(), task.w.row(k)))
+                .collect(),
+            global_overlap_per_cluster: (0..c)
+                .map(|k| metrics::best_overlap(moe.experts[serving[k]].w.view(), task.wg.view()))
+                .collect(),
+        },
+        routing_purity: metrics::routing_purity(&confusion),
+        confusion,
+        expert_cluster: phase_one
+            .iter()
+            .map(|row| {
+                let (best, o) = row.iter().enumerate().fold((0, 0.0), |b, (i, &o)| if o > b.1 { (i, o) } else { b });
+                (o >= threshold).then_some(best)
+            })
+            .collect(),
+        expert_group: moe.expert_group.clone(),
+        phase1_local_overlap_per_cluster: (0..c).map(|k| phase_one.iter().map(|r| r[k]).fold(0.0, f64::max)).collect(),
+        phase1_weak_recovery_samples: moe.phase1_weak_recovery_samples.clone(),
+    }
+}
+
+fn summarise_vanilla(task: &Task, vanilla: &Vanilla, test: &Batch, var_y: f64) -> ModelSummary {
+    let (local, global) = metrics::neuron_overlaps(task, vanilla.net.w.view());
+    ModelSummary {
+        error: metrics::test_error(&vanilla.net.predict(test.x.view()), test, task.clusters(), var_y),
+        local_overlap_per_cluster: local,
+        global_overlap_per_cluster: vec![global; task.clusters()],
+    }
+}
+
+/// Runs `cfg` and writes its run directory: `config.toml` first, metric
+/// records as they come, then `summary.json` and `model.npz`. If training
+/// fails, the metrics logged until then stay in `metrics.jsonl`.
+pub fn run_to_dir(cfg: &ValidConfig, dir: &std::path::Path, monitor: &dyn Monitor) -> Result<RunOutput> {
+    use crate::output::{self, RecordWriter};
+    output::prepare_run_dir(dir)?;
+    output::write_atomic(&dir.join("config.toml"), cfg.config.to_toml().as_bytes())?;
+    let mut moe_log = RecordWriter::create(dir.join("metrics.moe.part"))?;
+    let mut vanilla_log = RecordWriter::create(dir.join("metrics.vanilla.part"))?;
+    let result = run(
+        cfg,
+        &mut |r: &Record| moe_log.write(r),
+        &mut |r: &Record| vanilla_log.write(r),
+        monitor,
+    );
+    let parts = [moe_log.finish()?, vanilla_log.finish()?];
+    output::join_metrics(dir, &parts)?;
+    let out = result?;
+    output::write_json(&dir.join("summary.json"), &out.summary)?;
+    output::write_model(&dir.join("model.npz"), &out)?;
+    Ok(out)
+}

@@ -1,0 +1,52 @@
+//! # clustermoe
+//!
+//! Mixtures of Experts and plain two-layer networks trained by online SGD on
+//! a regression task with latent cluster structure — the system of Kawata et
+//! al., *Mixture of Experts Provably Detect and Learn the Latent Cluster
+//! Structure in Gradient-Based Learning* (ICML 2025).
+//!
+//! The modules follow the specification: [`task`] (data model), [`hermite`]
+//! and [`link`] (link functions), [`model`] (two-layer networks), [`router`]
+//! (gates), [`train`] (phases I–IV and the vanilla baseline), [`readout`]
+//! (ridge), [`metrics`], [`experiment`] (a whole run) and [`output`] (files).
+//!
+//! ```
+//! use clustermoe::config::Config;
+//!
+//! // A small, fast task: d = 16, and short phases.
+//! let mut config = Config::default();
+//! config.task.d = 16;
+//! config.phase_one.steps = 500;
+//! config.phase_two.steps = 100;
+//! config.phase_three.steps = 500;
+//! config.readout.samples = 2_000;
+//! config.metrics.test_samples = 2_000;
+//! let valid = config.check().expect("a valid configuration");
+//! let out = clustermoe::experiment::run(
+//!     &valid,
+//!     &mut |_| Ok(()),
+//!     &mut |_| Ok(()),
+//!     &clustermoe::train::Silent,
+//! )?;
+//! assert_eq!(out.summary.samples.moe, out.summary.samples.vanilla.unwrap());
+//! assert!(out.summary.moe.model.error.test_rel_mse.is_finite());
+//! # Ok::<(), clustermoe::error::Error>(())
+//! ```
+
+pub mod config;
+mod config_check;
+pub mod error;
+pub mod experiment;
+pub mod hermite;
+pub mod link;
+pub mod metrics;
+pub mod model;
+pub mod output;
+pub mod readout;
+pub mod rng;
+pub mod router;
+pub mod task;
+pub mod train;
+
+pub use config::{Config, ValidConfig};
+pub use error::{Error, Result};

@@ -1,0 +1,717 @@
+//! Link functions `f: R -> R` of the targets, as Hermite expansions
+//! `f(t) = sum_i beta_i h_i(t)` (see [`crate::hermite`]) or named functions.
+//!
+//! # Grammar of [`parse`]
+//!
+//! Whitespace around the spec and its parts is ignored, names are
+//! case-insensitive, numbers are Rust `f64` literals and must be finite.
+//!
+//! | spec | link |
+//! | --- | --- |
+//! | `hN`, `hermiteN` (`0 <= N <= 30`) | `h_N` |
+//! | `h3+0.5*h5`, `2*h4`, `h1+-1*h3` | a sum of terms `[c*]hN`; no `-` operator: write `+-c*hN` |
+//! | `hermite:c0,c1,...` | `sum_i c_i h_i` |
+//! | `monomial:c0,c1,...` | `sum_i c_i t^i`, converted exactly to Hermite coefficients |
+//! | `relu`, `tanh`, `abs`, `sign`, `sigmoid` | the named function ([`NamedLink`]) |
+//! | `square`, `cube` | `t^2`, `t^3` (stored as Hermite coefficients) |
+//!
+//! Degrees are at most [`MAX_DEGREE`]. A constant link (every coefficient of
+//! degree >= 1 within [`ZERO_TOLERANCE`] of 0) is rejected: it carries no
+//! signal and has no information exponent. [`Link`]'s `Display` writes a
+//! canonical spec that [`parse`] reads back to an equal link.
+
+use std::f64::consts::PI;
+use std::fmt;
+use std::str::FromStr;
+use std::sync::OnceLock;
+
+use crate::error::Error;
+use crate::hermite::{hermite_all, hermite_series, hermite_series_derivative, GaussHermite};
+
+/// The largest polynomial degree [`parse`] accepts.
+pub const MAX_DEGREE: usize = 30;
+
+/// Hermite coefficients at most this large in absolute value count as zero
+/// when deciding whether a link is constant and what its information
+/// exponent is.
+pub const ZERO_TOLERANCE: f64 = 1e-12;
+
+/// Points of the quadrature rule for smooth named links: far more than needed
+/// for coefficients up to [`MAX_DEGREE`] of `tanh` and `sigmoid`.
+const QUADRATURE_POINTS: usize = 200;
+
+/// What [`parse`] accepts, for error messages.
+const FORMS: &str = "relu, tanh, abs, sign, sigmoid, square, cube, hN or hermiteN with N <= 30, \
+                     a sum such as h3+0.5*h5, hermite:c0,c1,... or monomial:c0,c1,...";
+
+/// A link function.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Link {
+    /// `sum_i coeffs[i] h_i(t)` in the normalised Hermite basis.
+    Hermite(Vec<f64>),
+    /// A named function, polynomial or not.
+    Named(NamedLink),
+}
+
+/// The named non-polynomial links.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NamedLink {
+    /// `max(t, 0)`.
+    Relu,
+    /// `tanh(t)`.
+    Tanh,
+    /// `|t|`.
+    Abs,
+    /// `sign(t)`, with `sign(0) = 0`.
+    Sign,
+    /// `1 / (1 + exp(-t))`.
+    Sigmoid,
+}
+
+impl NamedLink {
+    /// Every named link, in the order error messages list them.
+    pub const ALL: [NamedLink; 5] = [Self::Relu, Self::Tanh, Self::Abs, Self::Sign, Self::Sigmoid];
+
+    /// The lowercase name that [`parse`] accepts.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Relu => "relu",
+            Self::Tanh => "tanh",
+            Self::Abs => "abs",
+            Self::Sign => "sign",
+            Self::Sigmoid => "sigmoid",
+        }
+    }
+
+    /// The function's value at `t`.
+    pub fn eval(self, t: f64) -> f64 {
+        match self {
+            Self::Relu => t.max(0.0),
+            Self::Tanh => t.tanh(),
+            Self::Abs => t.abs(),
+            Self::Sign => sign(t),
+            Self::Sigmoid => 1.0 / (1.0 + (-t).exp()),
+        }
+    }
+
+    /// The derivative at `t`; `None` for `sign`, whose derivative is a Dirac
+    /// mass. At the kink `t = 0`, `relu' = 0` and `abs' = 0`.
+    pub fn derivative(self, t: f64) -> Option<f64> {
+        Some(match self {
+            Self::Relu => f64::from(u8::from(t > 0.0)),
+            Self::Tanh => 1.0 - t.tanh().powi(2),
+            Self::Abs => sign(t),
+            Self::Sign => return None,
+            Self::Sigmoid => {
+                let s = self.eval(t);
+                s * (1.0 - s)
+            }
+        })
+    }
+
+    /// `E[f(Z) h_i(Z)]` for `i <= max_degree`.
+    ///
+    /// The kinked links have closed forms, because quadrature converges
+    /// slowly across a kink. With `phi(0) = 1/sqrt(2 pi)` and
+    /// `(He_{n-1} phi)' = -He_n phi`:
+    /// - `sign`: `E[sign He_n] = 2 He_{n-1}(0) phi(0)`, so
+    ///   `c_n = 2 phi(0) h_{n-1}(0) / sqrt(n)` for `n >= 1`;
+    /// - `relu`: `c_0 = phi(0)`, `c_1 = 1/2` and, from
+    ///   `t He_n = He_{n+1} + n He_{n-1}` and `He_n(0) = -(n-1) He_{n-2}(0)`,
+    ///   `c_n = phi(0) h_{n-2}(0) / sqrt(n (n-1))` for `n >= 2`;
+    /// - `abs = 2 relu - t`.
+    ///
+    /// Odd `h_i(0)` are exactly 0, so parity zeros are exact. The smooth links
+    /// use a 200-point Gauss–Hermite rule (accurate to ~1e-14 here), and
+    /// coefficients within [`ZERO_TOLERANCE`] of 0 are set to exactly 0.
+    fn hermite_coefficients(self, max_degree: usize) -> Vec<f64> {
+        let phi0 = 1.0 / (2.0 * PI).sqrt();
+        let mut at_zero = vec![0.0; max_degree + 1];
+        hermite_all(0.0, &mut at_zero);
+        let relu = |n: usize| match n {
+            0 => phi0,
+            1 => 0.5,
+            _ => phi0 * at_zero[n - 2] / ((n * (n - 1)) as f64).sqrt(),
+        };
+        match self {
+            Self::Relu => (0..=max_degree).map(relu).collect(),
+            Self::Abs => (0..=max_degree)
+                .map(|n| if n == 1 { 0.0 } else { 2.0 * relu(n) })
+                .collect(),
+            Self::Sign => (0..=max_degree)
+                .map(|n| match n {
+                    0 => 0.0,
+                    _ => 2.0 * phi0 * at_zero[n - 1] / (n as f64).sqrt(),
+                })
+                .collect(),
+            Self::Tanh | Self::Sigmoid => {
+                let rule = quadrature_rule();
+                let mut h = vec![0.0; max_degree + 1];
+                let mut c = vec![0.0; max_degree + 1];
+                for (&x, &w) in rule.nodes.iter().zip(&rule.weights) {
+                    hermite_all(x, &mut h);
+                    let wf = w * self.eval(x);
+                    for (c, h) in c.iter_mut().zip(&h) {
+                        *c += wf * h;
+                    }
+                }
+                for c in &mut c {
+                    if c.abs() <= ZERO_TOLERANCE {
+                        *c = 0.0;
+                    }
+                }
+                c
+            }
+        }
+    }
+
+    /// `E[f(Z)^2]`.
+    fn second_moment(self) -> f64 {
+        match self {
+            Self::Relu => 0.5,
+            Self::Abs | Self::Sign => 1.0,
+            Self::Tanh | Self::Sigmoid => quadrature_rule().expect(|t| self.eval(t).powi(2)),
+        }
+    }
+}
+
+impl fmt::Display for NamedLink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// `sign(t)` with `sign(0) = 0` (unlike [`f64::signum`]) and `sign(NaN) = NaN`.
+fn sign(t: f64) -> f64 {
+    if t > 0.0 {
+        1.0
+    } else if t < 0.0 {
+        -1.0
+    } else {
+        t * 0.0
+    }
+}
+
+/// The shared quadrature rule for smooth named links, built once.
+fn quadrature_rule() -> &'static GaussHermite {
+    static RULE: OnceLock<GaussHermite> = OnceLock::new();
+    RULE.get_or_init(|| GaussHermite::new(QUADRATURE_POINTS))
+}
+
+impl Link {
+    /// `f(t)`.
+    pub fn eval(&self, t: f64) -> f64 {
+        match self {
+            Link::Hermite(c) => hermite_series(c, t),
+            Link::Named(n) => n.eval(t),
+        }
+    }
+
+    /// `f'(t)`; `None` where it does not exist as a function (`sign`).
+    pub fn derivative(&self, t: f64) -> Option<f64> {
+        match self {
+            Link::Hermite(c) => Some(hermite_series_derivative(c, t)),
+            Link::Named(n) => n.derivative(t),
+        }
+    }
+
+    /// The coefficients `c_0..=c_max_degree` of `f` in the normalised Hermite
+    /// basis: exact for Hermite links (zero-padded or truncated), see
+    /// [`NamedLink`]'s closed forms and quadrature otherwise.
+    pub fn hermite_coefficients(&self, max_degree: usize) -> Vec<f64> {
+        match self {
+            Link::Hermite(c) => {
+                let mut c = c.clone();
+                c.resize(max_degree + 1, 0.0);
+                c
+            }
+            Link::Named(n) => n.hermite_coefficients(max_degree),
+        }
+    }
+
+    /// The information exponent `k*`: the lowest `i >= 1` with
+    /// `|c_i| > ZERO_TOLERANCE` (the constant term does not count). `None`
+    /// only for a constant link. Named links are searched up to
+    /// [`MAX_DEGREE`]; each has `k* <= 2`.
+    pub fn information_exponent(&self) -> Option<usize> {
+        let max_degree = self.degree().unwrap_or(MAX_DEGREE);
+        self.hermite_coefficients(max_degree)
+            .iter()
+            .skip(1)
+            .position(|c| c.abs() > ZERO_TOLERANCE)
+            .map(|i| i + 1)
+    }
+
+    /// The polynomial degree (index of the last non-zero coefficient) of a
+    /// Hermite link; `None` for named links, none of which is a polynomial.
+    pub fn degree(&self) -> Option<usize> {
+        match self {
+            Link::Hermite(c) => Some(c.iter().rposition(|&c| c != 0.0).unwrap_or(0)),
+            Link::Named(_) => None,
+        }
+    }
+
+    /// `E[f(Z)]` for `Z ~ N(0, 1)`, which is `c_0`.
+    pub fn mean(&self) -> f64 {
+        self.hermite_coefficients(0)[0]
+    }
+
+    /// `Var f(Z)`: `sum_{i >= 1} c_i^2` for Hermite links (orthonormality),
+    /// `E[f^2] - E[f]^2` in closed form or by quadrature for named links.
+    pub fn variance(&self) -> f64 {
+        match self {
+            Link::Hermite(c) => c.iter().skip(1).map(|c| c * c).sum(),
+            Link::Named(n) => n.second_moment() - self.mean().powi(2),
+        }
+    }
+}
+
+impl fmt::Display for Link {
+    /// The canonical spec: the name, `hN` for a single unit coefficient, or
+    /// `hermite:c0,...` without trailing zeros (shortest round-trip floats).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = match self {
+            Link::Named(n) => return write!(f, "{n}"),
+            Link::Hermite(c) => trim_trailing_zeros(c),
+        };
+        match c.split_last() {
+            None => f.write_str("hermite:0"),
+            Some((&1.0, rest)) if !rest.is_empty() && rest.iter().all(|&x| x == 0.0) => {
+                write!(f, "h{}", rest.len())
+            }
+            Some(_) => {
+                let list: Vec<String> = c.iter().map(f64::to_string).collect();
+                write!(f, "hermite:{}", list.join(","))
+            }
+        }
+    }
+}
+
+impl FromStr for Link {
+    type Err = Error;
+
+    /// [`parse`] with the field name `link`.
+    fn from_str(s: &str) -> Result<Self, Error> {
+        parse("link", s)
+    }
+}
+
+/// Parses a link spec (grammar in the module doc). Every error is
+/// [`Error::Invalid`] naming `field`, the spec and what is allowed.
+pub fn parse(field: &str, spec: &str) -> Result<Link, Error> {
+    let invalid = |allowed: String| Error::Invalid {
+        field: field.to_string(),
+        value: format!("{spec:?}"),
+        allowed,
+    };
+    let s = spec.trim().to_ascii_lowercase();
+    let coefficients = if let Some(list) = s.strip_prefix("hermite:") {
+        coefficient_list(list).map_err(invalid)?
+    } else if let Some(list) = s.strip_prefix("monomial:") {
+        monomial_to_hermite(&coefficient_list(list).map_err(invalid)?)
+    } else if let Some(&named) = NamedLink::ALL.iter().find(|n| n.name() == s) {
+        return Ok(Link::Named(named));
+    } else if s == "square" {
+        monomial_to_hermite(&[0.0, 0.0, 1.0])
+    } else if s == "cube" {
+        monomial_to_hermite(&[0.0, 0.0, 0.0, 1.0])
+    } else {
+        sum_of_terms(&s).map_err(invalid)?
+    };
+    if coefficients.iter().any(|c| !c.is_finite()) {
+        return Err(invalid("the Hermite coefficients must be finite".into()));
+    }
+    if coefficients
+        .iter()
+        .skip(1)
+        .all(|c| c.abs() <= ZERO_TOLERANCE)
+    {
+        return Err(invalid(format!(
+            "the link is constant; a link needs a non-zero Hermite coefficient of degree 1 to {MAX_DEGREE}"
+        )));
+    }
+    Ok(Link::Hermite(trim_trailing_zeros(&coefficients).to_vec()))
+}
+
+fn trim_trailing_zeros(c: &[f64]) -> &[f64] {
+    let len = c.iter().rposition(|&x| x != 0.0).map_or(0, |i| i + 1);
+    &c[..len]
+}
+
+fn number(s: &str) -> Result<f64, String> {
+    let s = s.trim();
+    s.parse::<f64>()
+        .ok()
+        .filter(|x| x.is_finite())
+        .ok_or_else(|| format!("`{s}` is not a finite number; expected {FORMS}"))
+}
+
+fn check_degree(degree: usize) -> Result<(), String> {
+    if degree > MAX_DEGREE {
+        return Err(format!("degree {degree} exceeds the maximum {MAX_DEGREE}"));
+    }
+    Ok(())
+}
+
+/// `c0,c1,...`: finite numbers, at most [`MAX_DEGREE`] after trailing zeros.
+fn coefficient_list(list: &str) -> Result<Vec<f64>, String> {
+    if list.trim().is_empty() {
+        return Err("empty coefficient list; expected c0,c1,... with at least one number".into());
+    }
+    let c = list.split(',').map(number).collect::<Result<Vec<_>, _>>()?;
+    let c = trim_trailing_zeros(&c);
+    check_degree(c.len().saturating_sub(1))?;
+    Ok(c.to_vec())
+}
+
+/// Normalised Hermite coefficients of `sum_n c_n t^n`, from
+/// `t^n = sum_k n! / (k! (n-2k)! 2^k) He_{n-2k}` and `He_m = sqrt(m!) h_m`.
+fn monomial_to_hermite(c: &[f64]) -> Vec<f64> {
+    let factorial: Vec<f64> = std::iter::once(1.0)
+        .chain((1..c.len()).scan(1.0, |f, i| {
+            *f *= i as f64;
+            Some(*f)
+        }))
+        .collect();
+    let mut out = vec![0.0; c.len()];
+    for (n, &cn) in c.iter().enumerate() {
+        for k in 0..=n / 2 {
+            let m = n - 2 * k;
+            out[m] +=
+                cn * factorial[n] / (factorial[k] * 2f64.powi(k as i32) * factorial[m].sqrt());
+        }
+    }
+    out
+}
+
+/// `term (+ term)*` with `term = [c*](h|hermite)N`. A `+` right after an `e`
+/// belongs to a number's exponent (`1e+3*h3`).
+fn sum_of_terms(s: &str) -> Result<Vec<f64>, String> {
+    let mut terms = Vec::new();
+    let (mut start, mut prev) = (0, None);
+    for (i, ch) in s.char_indices() {
+        if ch == '+' && prev != Some('e') {
+            terms.push(&s[start..i]);
+            start = i + 1;
+        }
+        prev = Some(ch);
+    }
+    terms.push(&s[start..]);
+
+    let mut out = Vec::new();
+    for term in terms {
+        let (coefficient, atom) = match term.split_once('*') {
+            Some((c, atom)) => (number(c)?, atom.trim()),
+            None => (1.0, term.trim()),
+        };
+        let digits = atom
+            .strip_prefix("hermite")
+            .or_else(|| atom.strip_prefix('h'))
+            .filter(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+            .ok_or_else(|| format!("unknown link `{atom}`; expected {FORMS}"))?;
+        let degree = digits
+            .parse::<usize>()
+            .map_err(|_| format!("degree {digits} exceeds the maximum {MAX_DEGREE}"))?;
+        check_degree(degree)?;
+        if out.len() <= degree {
+            out.resize(degree + 1, 0.0);
+        }
+        out[degree] += coefficient;
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use approx::assert_abs_diff_eq;
+    use proptest::prelude::*;
+
+    fn link(spec: &str) -> Link {
+        parse("link", spec).unwrap_or_else(|e| panic!("{spec}: {e}"))
+    }
+
+    #[test]
+    fn information_exponents() {
+        for (spec, k) in [
+            ("h3", 3),
+            ("relu", 1),
+            ("abs", 2),
+            ("tanh", 1),
+            ("sign", 1),
+            ("sigmoid", 1),
+            ("h3+h5", 3),
+            ("square", 2),
+            ("cube", 1),
+            ("h0+h2", 2),
+            ("monomial:0,0,0,1", 1),
+        ] {
+            assert_eq!(link(spec).information_exponent(), Some(k), "{spec}");
+        }
+    }
+
+    #[test]
+    fn parsing_forms() {
+        let h = |c: &[f64]| Link::Hermite(c.to_vec());
+        assert_eq!(link("  H3 "), h(&[0.0, 0.0, 0.0, 1.0]));
+        assert_eq!(link("hermite4"), h(&[0.0, 0.0, 0.0, 0.0, 1.0]));
+        assert_eq!(link("h3 + 0.5 * h5"), h(&[0.0, 0.0, 0.0, 1.0, 0.0, 0.5]));
+        assert_eq!(link("2*h4"), h(&[0.0, 0.0, 0.0, 0.0, 2.0]));
+        assert_eq!(link("1e+1*h1+h1"), h(&[0.0, 11.0]));
+        assert_eq!(link("h1+-1*h3"), h(&[0.0, 1.0, 0.0, -1.0]));
+        assert_eq!(link("Hermite: 0, 0, 0, 1, 0, 0"), link("h3"));
+        assert_eq!(link("h30").degree(), Some(30));
+        assert_eq!(link("ReLU"), Link::Named(NamedLink::Relu));
+        assert_eq!(
+            "sign".parse::<Link>().unwrap(),
+            Link::Named(NamedLink::Sign)
+        );
+    }
+
+    #[test]
+    fn monomials_convert_exactly() {
+        let Link::Hermite(c) = link("monomial:0,0,0,1") else {
+            panic!("not Hermite")
+        };
+        assert_eq!(c.len(), 4);
+        for (a, b) in c.iter().zip([0.0, 3.0, 0.0, 6f64.sqrt()]) {
+            assert_abs_diff_eq!(*a, b, epsilon = 1e-14);
+        }
+        // Random polynomials agree pointwise with their Hermite form.
+        let p = [0.5, -1.0, 2.0, 0.0, -0.75, 0.1, 0.0, 0.01];
+        let spec = format!("monomial:{}", p.map(|x| x.to_string()).join(","));
+        let l = link(&spec);
+        for t in [-2.5, -1.0, 0.0, 0.3, 1.7] {
+            let direct: f64 = p.iter().rev().fold(0.0, |acc, c| acc * t + c);
+            assert_abs_diff_eq!(l.eval(t), direct, epsilon = 1e-10 * direct.abs().max(1.0));
+        }
+        assert_eq!(link("square").degree(), Some(2));
+        assert_abs_diff_eq!(link("square").variance(), 2.0, epsilon = 1e-14);
+    }
+
+    #[test]
+    fn relu_coefficients() {
+        let c = link("relu").hermite_coefficients(6);
+        let phi0 = 1.0 / (2.0 * PI).sqrt();
+        // c_2 = E[relu (Z^2 - 1)] / sqrt(2) = (1/2 - 1/2 + phi0 ... ) = phi0 / sqrt(2) = 1/sqrt(4 pi).
+        // c_4 = E[relu He_4] / sqrt(24) = -phi0 / sqrt(24)  (E[Z_+ He_4] = phi0 He_2(0)).
+        let expected = [
+            phi0,
+            0.5,
+            1.0 / (4.0 * PI).sqrt(),
+            0.0,
+            -phi0 / 24f64.sqrt(),
+            0.0,
+        ];
+        for (i, (a, b)) in c.iter().zip(expected).enumerate() {
+            assert_abs_diff_eq!(*a, b, epsilon = 1e-15);
+            if b == 0.0 {
+                assert_eq!(*a, 0.0, "c_{i} must be exactly 0");
+            }
+        }
+        let relu = link("relu");
+        assert_abs_diff_eq!(relu.mean(), phi0, epsilon = 1e-15);
+        assert_abs_diff_eq!(relu.variance(), 0.5 - 1.0 / (2.0 * PI), epsilon = 1e-15);
+    }
+
+    #[test]
+    fn abs_and_sign_coefficients() {
+        let abs = link("abs").hermite_coefficients(MAX_DEGREE);
+        assert_abs_diff_eq!(abs[0], (2.0 / PI).sqrt(), epsilon = 1e-15);
+        assert!(abs.iter().skip(1).step_by(2).all(|&c| c == 0.0));
+        assert_abs_diff_eq!(link("abs").variance(), 1.0 - 2.0 / PI, epsilon = 1e-15);
+        let sign = link("sign").hermite_coefficients(MAX_DEGREE);
+        // c_1 = E|Z| = sqrt(2/pi).
+        assert_abs_diff_eq!(sign[1], (2.0 / PI).sqrt(), epsilon = 1e-15);
+        assert!(sign.iter().step_by(2).all(|&c| c == 0.0));
+        assert_abs_diff_eq!(link("sign").variance(), 1.0, epsilon = 1e-15);
+    }
+
+    #[test]
+    fn closed_forms_match_quadrature() {
+        // A fine rule converges slowly across the kink, but to ~1e-3.
+        let rule = GaussHermite::new(400);
+        for named in [NamedLink::Relu, NamedLink::Abs, NamedLink::Sign] {
+            let c = named.hermite_coefficients(10);
+            for (i, &ci) in c.iter().enumerate() {
+                let q = rule.expect(|t| named.eval(t) * crate::hermite::hermite(i, t));
+                assert_abs_diff_eq!(ci, q, epsilon = 2e-3);
+            }
+        }
+    }
+
+    #[test]
+    fn smooth_links_by_quadrature() {
+        // Trapezoid sums are spectrally accurate for smooth, fast-decaying
+        // integrands: an independent check of the Gauss–Hermite values.
+        let trapezoid = |f: &dyn Fn(f64) -> f64| {
+            let h = 1e-3;
+            (-40_000..=40_000)
+                .map(|j| {
+                    let t = j as f64 * h;
+                    f(t) * (-t * t / 2.0).exp()
+                })
+                .sum::<f64>()
+                * h
+                / (2.0 * PI).sqrt()
+        };
+        for named in [NamedLink::Tanh, NamedLink::Sigmoid] {
+            let l = Link::Named(named);
+            let c = l.hermite_coefficients(MAX_DEGREE);
+            for i in [0, 1, 2, 3, 7, 15, 29] {
+                let q = trapezoid(&|t| named.eval(t) * crate::hermite::hermite(i, t));
+                assert_abs_diff_eq!(c[i], q, epsilon = 1e-11);
+            }
+            // Parity: tanh is odd, sigmoid - 1/2 is odd.
+            assert!(c.iter().skip(2).step_by(2).all(|&c| c == 0.0), "{named}");
+            let m = trapezoid(&|t| named.eval(t));
+            let v = trapezoid(&|t| (named.eval(t) - m).powi(2));
+            assert_abs_diff_eq!(l.mean(), m, epsilon = 1e-12);
+            assert_abs_diff_eq!(l.variance(), v, epsilon = 1e-12);
+        }
+        assert_eq!(link("tanh").mean(), 0.0);
+        assert_abs_diff_eq!(link("sigmoid").mean(), 0.5, epsilon = 1e-15);
+    }
+
+    #[test]
+    fn hermite_link_values() {
+        let l = link("h3+0.5*h5");
+        let h = crate::hermite::hermite;
+        let dh = crate::hermite::hermite_derivative;
+        for t in [-1.3, 0.0, 0.4, 2.2] {
+            assert_abs_diff_eq!(l.eval(t), h(3, t) + 0.5 * h(5, t), epsilon = 1e-12);
+            let d = l.derivative(t).unwrap();
+            assert_abs_diff_eq!(d, dh(3, t) + 0.5 * dh(5, t), epsilon = 1e-12);
+        }
+        assert_eq!(l.degree(), Some(5));
+        assert_eq!(l.mean(), 0.0);
+        assert_eq!(l.variance(), 1.25);
+        assert_eq!(l.hermite_coefficients(2), vec![0.0; 3]);
+        assert_eq!(link("2*h0+h1").mean(), 2.0);
+    }
+
+    #[test]
+    fn named_values_and_derivatives() {
+        let eval = |n: NamedLink, t| n.eval(t);
+        assert_eq!(eval(NamedLink::Relu, -2.0), 0.0);
+        assert_eq!(eval(NamedLink::Relu, 2.0), 2.0);
+        assert_eq!(eval(NamedLink::Sign, 0.0), 0.0);
+        assert_eq!(eval(NamedLink::Sign, -0.1), -1.0);
+        assert_eq!(eval(NamedLink::Abs, -3.0), 3.0);
+        assert_eq!(eval(NamedLink::Sigmoid, 0.0), 0.5);
+        assert!(NamedLink::Sign.eval(f64::NAN).is_nan());
+        assert_eq!(NamedLink::Sign.derivative(1.0), None);
+        assert_eq!(NamedLink::Relu.derivative(0.0), Some(0.0));
+        assert_eq!(NamedLink::Relu.derivative(0.5), Some(1.0));
+        assert_eq!(NamedLink::Abs.derivative(-0.5), Some(-1.0));
+        let eps = 1e-6;
+        for n in [
+            NamedLink::Tanh,
+            NamedLink::Sigmoid,
+            NamedLink::Relu,
+            NamedLink::Abs,
+        ] {
+            for t in [-1.5, -0.2, 0.7, 3.0] {
+                let fd = (n.eval(t + eps) - n.eval(t - eps)) / (2.0 * eps);
+                assert_abs_diff_eq!(n.derivative(t).unwrap(), fd, epsilon = 1e-8);
+            }
+        }
+        assert_eq!(link("relu").degree(), None);
+    }
+
+    #[test]
+    fn display_round_trips() {
+        for (spec, canonical) in [
+            ("h3", "h3"),
+            ("hermite:0,0,0,1,0,0", "h3"),
+            ("h3+0.5*h5", "hermite:0,0,0,1,0,0.5"),
+            ("2*h1", "hermite:0,2"),
+            ("RELU", "relu"),
+            ("tanh", "tanh"),
+            ("abs", "abs"),
+            ("sign", "sign"),
+            ("sigmoid", "sigmoid"),
+        ] {
+            let l = link(spec);
+            assert_eq!(l.to_string(), canonical);
+            assert_eq!(link(canonical), l);
+        }
+        for spec in [
+            "cube",
+            "square",
+            "monomial:1,2,3,4,5",
+            "hermite:0.1,1e-300,0,1.2345678901234567",
+        ] {
+            let l = link(spec);
+            assert_eq!(link(&l.to_string()), l, "{spec}");
+        }
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        for spec in [
+            "h0",
+            "hermite:1",
+            "hermite:0,0,0",
+            "hermite:nan",
+            "hermite:1,inf",
+            "hermite:",
+            "hermite:1,,2",
+            "foo",
+            "h99",
+            "h99999999999999999999999",
+            "hermite31",
+            "monomial:5",
+            "monomial:",
+            "h3+-1*h3",
+            "h3+",
+            "x*h3",
+            "1e-13*h2",
+            &format!("hermite:{}1", "0,".repeat(31)),
+            "",
+        ] {
+            let err = parse("task.global_link", spec).expect_err(spec);
+            let Error::Invalid {
+                field,
+                value,
+                allowed,
+            } = &err
+            else {
+                panic!("{spec}: {err}")
+            };
+            assert_eq!(field, "task.global_link");
+            assert_eq!(value, &format!("{spec:?}"));
+            assert!(!allowed.is_empty());
+            assert!(err.to_string().contains("task.global_link"), "{err}");
+        }
+        let err = parse("f", "foo").unwrap_err().to_string();
+        assert!(err.contains("relu") && err.contains("hermite:"), "{err}");
+        let err = parse("f", "h99").unwrap_err().to_string();
+        assert!(err.contains("degree 99"), "{err}");
+        let err = parse("f", "hermite:1").unwrap_err().to_string();
+        assert!(err.contains("constant"), "{err}");
+    }
+
+    proptest! {
+        #[test]
+        fn parse_never_panics(s in ".*") {
+            let _ = parse("link", &s);
+        }
+
+        #[test]
+        fn parse_never_panics_near_grammar(s in "[ hHermitonal:0-9.,+*eE-]{0,30}") {
+            if let Ok(l) = parse("link", &s) {
+                prop_assert_eq!(parse("link", &l.to_string()).unwrap(), l);
+            }
+        }
+
+        #[test]
+        fn hermite_lists_round_trip(c in prop::collection::vec(-10.0f64..10.0, 2..10)) {
+            prop_assume!(c.iter().skip(1).any(|x| x.abs() > ZERO_TOLERANCE));
+            let spec = format!("hermite:{}", c.iter().map(f64::to_string).collect::<Vec<_>>().join(","));
+            let l = parse("link", &spec).unwrap();
+            prop_assert_eq!(parse("link", &l.to_string()).unwrap(), l.clone());
+            prop_assert_eq!(l.hermite_coefficients(c.len() - 1), c);
+        }
+    }
+}

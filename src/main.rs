@@ -1,0 +1,268 @@
+//! The `clustermoe` command line: parses flags, calls the library, prints.
+
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use clap::{Parser, Subcommand};
+use clustermoe::config::Config;
+use clustermoe::error::{Error, Result};
+use clustermoe::experiment::{self, Summary};
+use clustermoe::train::Monitor;
+use clustermoe::{link, output, rng, task::Task};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+
+/// Mixtures of Experts vs two-layer networks on tasks with latent cluster
+/// structure (Kawata et al., ICML 2025): train, generate data, inspect links.
+#[derive(Parser)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train the MoE (phases I-IV) and the vanilla network on the same
+    /// sample budget, evaluate both, and write a run directory.
+    Run {
+        /// TOML file whose fields override the defaults (see `clustermoe defaults`).
+        config: Option<PathBuf>,
+        /// Seed of every random stream (overrides the config's `seed`).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Output directory [default: runs/seed<SEED>]. Reused only if empty or a previous run.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Override one field, e.g. `--set task.d=64 --set moe.gate=\"softmax\"` (repeatable).
+        #[arg(long = "set", value_name = "FIELD=VALUE")]
+        sets: Vec<String>,
+        /// No progress output.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Draw samples of the task and write them with its ground truth to an .npz file
+    /// (arrays x, y, c, v, w, wg, s).
+    Generate {
+        /// TOML file whose `task` (and `seed`) fields are used.
+        config: Option<PathBuf>,
+        /// Number of samples.
+        #[arg(long)]
+        n: usize,
+        /// Seed (overrides the config's `seed`).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Output .npz file.
+        #[arg(long)]
+        out: PathBuf,
+        /// Override one field (repeatable), as for `run`.
+        #[arg(long = "set", value_name = "FIELD=VALUE")]
+        sets: Vec<String>,
+    },
+    /// Normalised Hermite coefficients, information exponent and variance of a link.
+    ///
+    /// SPEC is a name (relu, tanh, abs, sign, sigmoid, h3, hermite4, ...), a sum of
+    /// Hermite terms (h3+0.5*h5), `hermite:c0,c1,...` or `monomial:c0,c1,...`.
+    Link {
+        spec: String,
+        /// Highest degree of the coefficients printed.
+        #[arg(long, default_value_t = 8)]
+        degree: usize,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the full default configuration (every field) as TOML.
+    Defaults,
+}
+
+fn load_config(path: Option<&Path>, sets: &[String], seed: Option<u64>) -> Result<Config> {
+    let text = match path {
+        Some(p) => std::fs::read_to_string(p).map_err(|e| Error::io("cannot read", p, e))?,
+        None => String::new(),
+    };
+    let mut config = Config::from_toml_with_overrides(&text, sets).map_err(|e| match (e, path) {
+        (Error::Parse { message, .. }, Some(p)) => Error::Parse {
+            path: p.to_path_buf(),
+            message,
+        },
+        (e, _) => e,
+    })?;
+    if let Some(s) = seed {
+        config.seed = s;
+    }
+    Ok(config)
+}
+
+/// Progress bars on a terminal, one plain line per phase otherwise.
+struct Progress {
+    bars: Option<(MultiProgress, Mutex<HashMap<&'static str, ProgressBar>>)>,
+    quiet: bool,
+}
+
+impl Monitor for Progress {
+    fn phase(&self, model: &'static str, phase: &'static str, steps: u64) {
+        if self.quiet {
+            return;
+        }
+        match &self.bars {
+            Some((multi, bars)) => {
+                let mut bars = bars.lock().expect("progress lock");
+                if let Some(old) = bars.remove(model) {
+                    old.finish_and_clear();
+                }
+                let bar = multi.add(ProgressBar::new(steps));
+                bar.set_style(
+                    ProgressStyle::with_template("{prefix:>8} {msg:<12} [{bar:30}] {pos}/{len} steps {elapsed}")
+                        .expect("valid template")
+                        .progress_chars("=> "),
+                );
+                bar.set_prefix(model);
+                bar.set_message(phase);
+                bars.insert(model, bar);
+            }
+            None => eprintln!("{model}: {phase} ({steps} steps)"),
+        }
+    }
+
+    fn advance(&self, model: &'static str, steps: u64) {
+        if let Some((_, bars)) = &self.bars {
+            if let Some(bar) = bars.lock().expect("progress lock").get(model) {
+                bar.inc(steps);
+            }
+        }
+    }
+}
+
+impl Progress {
+    fn new(quiet: bool) -> Self {
+        let bars = (!quiet && std::io::stderr().is_terminal()).then(|| (MultiProgress::new(), Mutex::new(HashMap::new())));
+        Progress { bars, quiet }
+    }
+
+    fn finish(&self) {
+        if let Some((_, bars)) = &self.bars {
+            for bar in bars.lock().expect("progress lock").values() {
+                bar.finish_and_clear();
+            }
+        }
+    }
+}
+
+fn fmt_list(v: &[f64]) -> String {
+    v.iter().map(|x| format!("{x:.3}")).collect::<Vec<_>>().join(" ")
+}
+
+fn print_summary(s: &Summary) {
+    println!(
+        "{:<8} {:>12} {:>16} {:>16} {:>10}",
+        "model", "test_rel_mse", "local_overlap", "global_overlap", "samples"
+    );
+    let m = &s.moe.model;
+    println!(
+        "{:<8} {:>12.4} {:>16} {:>16} {:>10}",
+        "moe",
+        m.error.test_rel_mse,
+        fmt_list(&m.local_overlap_per_cluster),
+        fmt_list(&m.global_overlap_per_cluster),
+        s.samples.moe
+    );
+    if let (Some(v), Some(n)) = (&s.vanilla, s.samples.vanilla) {
+        println!(
+            "{:<8} {:>12.4} {:>16} {:>16} {:>10}",
+            "vanilla",
+            v.error.test_rel_mse,
+            fmt_list(&v.local_overlap_per_cluster),
+            fmt_list(&v.global_overlap_per_cluster),
+            n
+        );
+    }
+    println!("routing purity {:.4}, var(y) {:.4}", s.moe.routing_purity, s.var_y);
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Run {
+            config,
+            seed,
+            out,
+            sets,
+            quiet,
+        } => {
+            let valid = load_config(config.as_deref(), &sets, seed)?.check()?;
+            for w in &valid.warnings {
+                eprintln!("warning: {w}");
+            }
+            let dir = out.unwrap_or_else(|| PathBuf::from(format!("runs/seed{}", valid.seed)));
+            let progress = Progress::new(quiet);
+            let start = Instant::now();
+            let result = experiment::run_to_dir(&valid, &dir, &progress);
+            progress.finish();
+            let out = result?;
+            print_summary(&out.summary);
+            println!("wrote {} in {:.2} s", dir.display(), start.elapsed().as_secs_f64());
+        }
+        Command::Generate {
+            config,
+            n,
+            seed,
+            out,
+            sets,
+        } => {
+            if n == 0 || n > 1 << 28 {
+                return Err(Error::invalid("--n", n, format!("an integer from 1 to {}", 1u64 << 28)));
+            }
+            let valid = load_config(config.as_deref(), &sets, seed)?.check()?;
+            let task = Task::new(&valid, &mut rng::stream(valid.seed, rng::StreamId::Task));
+            let data = task.sample(n, &mut rng::stream(valid.seed, rng::StreamId::Generate));
+            output::write_dataset(&out, &task, &data)?;
+            println!("wrote {n} samples (d = {}) to {}", task.d, out.display());
+        }
+        Command::Link { spec, degree, json } => {
+            if degree > 30 {
+                return Err(Error::invalid("--degree", degree, "an integer from 0 to 30"));
+            }
+            let l = link::parse("link", &spec)?;
+            let coefficients = l.hermite_coefficients(degree);
+            if json {
+                let value = serde_json::json!({
+                    "link": l.to_string(),
+                    "hermite_coefficients": coefficients,
+                    "information_exponent": l.information_exponent(),
+                    "degree": l.degree(),
+                    "mean": l.mean(),
+                    "variance": l.variance(),
+                });
+                println!("{}", serde_json::to_string_pretty(&value).expect("json"));
+            } else {
+                println!("link                 {l}");
+                let ie = l.information_exponent().map_or("none (constant)".into(), |k| k.to_string());
+                println!("information exponent {ie}");
+                let deg = l.degree().map_or("infinite (not a polynomial)".into(), |k| k.to_string());
+                println!("degree               {deg}");
+                println!("mean                 {:.6}", l.mean());
+                println!("variance             {:.6}", l.variance());
+                println!("normalised Hermite coefficients (f = sum_i c_i h_i):");
+                for (i, c) in coefficients.iter().enumerate() {
+                    println!("  c_{i:<2} = {c:>12.6}");
+                }
+            }
+        }
+        Command::Defaults => print!("{}", Config::default().to_toml()),
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(e.exit_status() as u8)
+        }
+    }
+}

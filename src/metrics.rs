@@ -1,0 +1,175 @@
+//! What is measured (SPEC §5): overlaps, weak recovery, router quality,
+//! test error; and the records written to `metrics.jsonl`.
+
+use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis};
+use serde::{Deserialize, Serialize};
+
+use crate::task::{Batch, Task};
+
+/// |<row, target>| for every row of `dirs` (rows are unit vectors).
+pub fn overlaps(dirs: ArrayView2<f32>, target: ArrayView1<f64>) -> Vec<f64> {
+    dirs.axis_iter(Axis(0))
+        .map(|row| row.iter().zip(target).map(|(&a, &b)| a as f64 * b).sum::<f64>().abs())
+        .collect()
+}
+
+/// The largest |<row, target>| over the rows of `dirs` (0 when there are none).
+pub fn best_overlap(dirs: ArrayView2<f32>, target: ArrayView1<f64>) -> f64 {
+    overlaps(dirs, target).into_iter().fold(0.0, f64::max)
+}
+
+/// Matrix of |<row_m, target_c>|: rows of `dirs` against rows of `targets`.
+pub fn overlap_matrix(dirs: ArrayView2<f32>, targets: ArrayView2<f64>) -> Vec<Vec<f64>> {
+    dirs.axis_iter(Axis(0))
+        .map(|row| {
+            targets
+                .axis_iter(Axis(0))
+                .map(|t| row.iter().zip(t).map(|(&a, &b)| a as f64 * b).sum::<f64>().abs())
+                .collect()
+        })
+        .collect()
+}
+
+/// Signed cosine of every router row with every cluster centre (K x C).
+pub fn router_cosines(theta: &Array2<f32>, v: &Array2<f64>) -> Vec<Vec<f64>> {
+    theta
+        .axis_iter(Axis(0))
+        .map(|row| {
+            let norm = row.iter().map(|&a| (a as f64).powi(2)).sum::<f64>().sqrt();
+            v.axis_iter(Axis(0))
+                .map(|vc| {
+                    let dot: f64 = row.iter().zip(vc).map(|(&a, &b)| a as f64 * b).sum();
+                    if norm > 0.0 {
+                        dot / norm
+                    } else {
+                        0.0
+                    }
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Counts of samples of each cluster (rows) sent to each expert (columns).
+pub fn confusion(clusters: &[usize], assigned: &[usize], c: usize, k: usize) -> Vec<Vec<u64>> {
+    let mut m = vec![vec![0u64; k]; c];
+    for (&ci, &e) in clusters.iter().zip(assigned) {
+        m[ci][e] += 1;
+    }
+    m
+}
+
+/// Share of samples sent to an expert whose majority cluster is their own.
+pub fn routing_purity(confusion: &[Vec<u64>]) -> f64 {
+    let k = confusion.first().map_or(0, Vec::len);
+    let total: u64 = confusion.iter().flatten().sum();
+    let majority: u64 = (0..k).map(|e| confusion.iter().map(|row| row[e]).max().unwrap_or(0)).sum();
+    if total == 0 {
+        0.0
+    } else {
+        majority as f64 / total as f64
+    }
+}
+
+/// For each cluster, the expert that receives most of its samples.
+pub fn serving_expert(confusion: &[Vec<u64>]) -> Vec<usize> {
+    confusion
+        .iter()
+        .map(|row| row.iter().enumerate().max_by_key(|&(i, &n)| (n, std::cmp::Reverse(i))).map_or(0, |(i, _)| i))
+        .collect()
+}
+
+/// Test error of predictions on a labelled batch.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TestError {
+    pub test_mse: f64,
+    pub test_rel_mse: f64,
+    /// Per cluster: mean squared error on that cluster's samples divided by Var(y).
+    pub per_cluster_rel_mse: Vec<f64>,
+}
+
+/// Sample variance of the labels.
+pub fn label_variance(y: &[f32]) -> f64 {
+    let n = y.len() as f64;
+    let mean = y.iter().map(|&v| v as f64).sum::<f64>() / n;
+    y.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n
+}
+
+pub fn test_error(prediction: &Array1<f64>, test: &Batch, clusters: usize, var_y: f64) -> TestError {
+    let mut sum = vec![0.0; clusters];
+    let mut count = vec![0usize; clusters];
+    for ((&p, &y), &c) in prediction.iter().zip(&test.y).zip(&test.c) {
+        sum[c] += (p - y as f64).powi(2);
+        count[c] += 1;
+    }
+    let mse = sum.iter().sum::<f64>() / test.len() as f64;
+    TestError {
+        test_mse: mse,
+        test_rel_mse: mse / var_y,
+        per_cluster_rel_mse: sum.iter().zip(&count).map(|(s, &n)| s / n.max(1) as f64 / var_y).collect(),
+    }
+}
+
+/// Best overlap of the given neuron rows with each w*_c and with w*_g.
+pub fn neuron_overlaps(task: &Task, w: ArrayView2<f32>) -> (Vec<f64>, f64) {
+    let local = (0..task.clusters()).map(|c| best_overlap(w, task.w.row(c))).collect();
+    (local, best_overlap(w, task.wg.view()))
+}
+
+/// One line of `metrics.jsonl`. Fields that do not apply are omitted.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    /// "moe" or "vanilla".
+    pub model: String,
+    /// "phase_one" .. "phase_four" for the MoE, "train" and "readout" for vanilla, "test" at the end.
+    pub phase: String,
+    /// Step within the phase (after the step).
+    pub step: u64,
+    /// Samples this model has drawn so far.
+    pub samples: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lr: Option<f64>,
+    /// Phase I: |<u_m, w*_c>| per expert (M x C).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expert_local_overlap: Option<Vec<Vec<f64>>>,
+    /// Phase I: |<u_m, w*_g>| per expert.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expert_global_overlap: Option<Vec<f64>>,
+    /// Phase I: |<u_m, v_c>| per expert (M x C).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expert_centre_overlap: Option<Vec<Vec<f64>>>,
+    /// Phase II: cosine(theta_k, v_c) per routed expert (K x C).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub router_cosine: Option<Vec<Vec<f64>>>,
+    /// Phase II on: routing purity on the probe samples.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub routing_purity: Option<f64>,
+    /// Per cluster: best |<w, w*_c>| among the neurons serving it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub local_overlap_per_cluster: Option<Vec<f64>>,
+    /// Per cluster: best |<w, w*_g>| among the neurons serving it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub global_overlap_per_cluster: Option<Vec<f64>>,
+    /// Per cluster: share of the serving neurons with |<w, w*_c>| >= the recovery threshold.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub local_aligned_share: Option<Vec<f64>>,
+    /// Per cluster: share of the serving neurons with |<w, w*_g>| >= the recovery threshold.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub global_aligned_share: Option<Vec<f64>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub test_mse: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub test_rel_mse: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub per_cluster_rel_mse: Option<Vec<f64>>,
+}
+
+/// Share of rows of `w` whose |<w, target>| reaches `threshold`.
+pub fn aligned_share(w: ArrayView2<f32>, target: ArrayView1<f64>, threshold: f64) -> f64 {
+    let o = overlaps(w, target);
+    if o.is_empty() {
+        0.0
+    } else {
+        o.iter().filter(|&&v| v >= threshold).count() as f64 / o.len() as f64
+    }
+}

@@ -1,0 +1,201 @@
+//! Files on disk: run directories, atomic writes, `.npz` archives.
+//!
+//! Every file is written under a temporary name and renamed into place, so
+//! a reader never sees half a `summary.json` or `model.npz`.
+
+use std::fs::{self, File};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use ndarray::{Array1, Array2};
+use ndarray_npy::NpzWriter;
+use zip::{write::SimpleFileOptions, CompressionMethod, DateTime};
+
+use crate::error::{Error, Result};
+use crate::experiment::RunOutput;
+use crate::metrics::Record;
+use crate::task::{Batch, Task};
+
+/// Files a run directory may hold; only these are removed when a previous
+/// run's directory is reused.
+pub const RUN_FILES: [&str; 6] = [
+    "config.toml",
+    "metrics.jsonl",
+    "summary.json",
+    "model.npz",
+    "metrics.moe.part",
+    "metrics.vanilla.part",
+];
+
+/// Writes `bytes` to `path` atomically (temporary file, then rename).
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = tmp_path(path);
+    let result = (|| {
+        let mut f = File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)
+    })();
+    result.map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        Error::io("cannot write", path, e)
+    })
+}
+
+fn tmp_path(path: &Path) -> PathBuf {
+    let name = path.file_name().map_or("out".into(), |n| n.to_string_lossy().into_owned());
+    path.with_file_name(format!(".{name}.tmp"))
+}
+
+/// Creates `dir` for a run. An existing directory is reused only when it is
+/// empty or holds a previous run (its `config.toml`), never otherwise.
+pub fn prepare_run_dir(dir: &Path) -> Result<()> {
+    if dir.exists() {
+        let entries: Vec<_> = fs::read_dir(dir)
+            .map_err(|e| Error::io("cannot read", dir, e))?
+            .filter_map(|e| e.ok())
+            .collect();
+        let is_run = dir.join("config.toml").exists();
+        if !entries.is_empty() && !is_run {
+            return Err(Error::invalid(
+                "--out",
+                dir.display(),
+                "a new directory, an empty one, or a previous run directory (it is not empty and holds no config.toml)",
+            ));
+        }
+        for name in RUN_FILES {
+            let p = dir.join(name);
+            if p.exists() {
+                fs::remove_file(&p).map_err(|e| Error::io("cannot remove", &p, e))?;
+            }
+        }
+    }
+    fs::create_dir_all(dir).map_err(|e| Error::io("cannot create", dir, e))
+}
+
+/// Streams metric records of one model to a part file as JSON lines.
+pub struct RecordWriter {
+    path: PathBuf,
+    out: BufWriter<File>,
+}
+
+impl RecordWriter {
+    pub fn create(path: PathBuf) -> Result<Self> {
+        let f = File::create(&path).map_err(|e| Error::io("cannot create", &path, e))?;
+        Ok(RecordWriter {
+            path,
+            out: BufWriter::new(f),
+        })
+    }
+
+    pub fn write(&mut self, rec: &Record) -> Result<()> {
+        serde_json::to_writer(&mut self.out, rec)
+            .map_err(std::io::Error::from)
+            .and_then(|_| self.out.write_all(b"\n"))
+            .map_err(|e| Error::io("cannot write", &self.path, e))
+    }
+
+    pub fn finish(mut self) -> Result<PathBuf> {
+        self.out.flush().map_err(|e| Error::io("cannot write", &self.path, e))?;
+        Ok(self.path)
+    }
+}
+
+/// Joins the per-model part files into `metrics.jsonl` (MoE first), so the
+/// file is the same whatever order the threads logged in.
+pub fn join_metrics(dir: &Path, parts: &[PathBuf]) -> Result<()> {
+    let mut all = Vec::new();
+    for p in parts {
+        if p.exists() {
+            all.extend(fs::read(p).map_err(|e| Error::io("cannot read", p, e))?);
+        }
+    }
+    write_atomic(&dir.join("metrics.jsonl"), &all)?;
+    for p in parts {
+        let _ = fs::remove_file(p);
+    }
+    Ok(())
+}
+
+/// An `.npz` writer with fixed timestamps, so equal arrays give equal bytes.
+struct Npz {
+    writer: NpzWriter<std::io::Cursor<Vec<u8>>>,
+}
+
+impl Npz {
+    fn new() -> Self {
+        let options = SimpleFileOptions::default()
+            .compression_method(CompressionMethod::Stored)
+            .last_modified_time(DateTime::default());
+        Npz {
+            writer: NpzWriter::new_with_options(std::io::Cursor::new(Vec::new()), options),
+        }
+    }
+
+    fn add<A: ndarray_npy::WritableElement, D: ndarray::Dimension>(&mut self, name: &str, a: &ndarray::Array<A, D>) {
+        self.writer.add_array(name, a).expect("writing to memory cannot fail");
+    }
+
+    fn finish(self, path: &Path) -> Result<()> {
+        let bytes = self.writer.finish().expect("writing to memory cannot fail").into_inner();
+        write_atomic(path, &bytes)
+    }
+
+    fn add_task(&mut self, task: &Task) {
+        self.add("v", &task.v);
+        self.add("w", &task.w);
+        self.add("wg", &task.wg);
+        self.add("s", &Array1::from(task.s.clone()));
+    }
+}
+
+fn f64s(a: &Array2<f32>) -> Array2<f64> {
+    a.mapv(|v| v as f64)
+}
+
+/// Writes `model.npz`: the ground truth and every learned array.
+pub fn write_model(path: &Path, out: &RunOutput) -> Result<()> {
+    let mut npz = Npz::new();
+    npz.add_task(&out.task);
+    let moe = &out.moe;
+    npz.add("moe_u", &f64s(&moe.phase_one_directions));
+    npz.add("moe_global_centre", &moe.global_centre.mapv(|v| v as f64));
+    npz.add(
+        "moe_expert_group",
+        &Array1::from_iter(moe.expert_group.iter().map(|g| g.map_or(-1, |g| g as i64))),
+    );
+    npz.add("router_theta", &f64s(&moe.router.theta));
+    for (k, e) in moe.experts.iter().enumerate() {
+        npz.add(&format!("expert{k}_w"), &f64s(&e.w));
+        npz.add(&format!("expert{k}_centre"), &e.centre.mapv(|v| v as f64));
+        npz.add(&format!("expert{k}_bias"), &e.bias.mapv(|v| v as f64));
+        npz.add(&format!("expert{k}_a"), &e.a);
+        npz.add(&format!("expert{k}_a0"), &Array1::from(vec![e.a0]));
+    }
+    if let Some(v) = &out.vanilla {
+        let net = &v.net;
+        npz.add("vanilla_w", &f64s(&net.w));
+        npz.add("vanilla_centre", &net.centre.mapv(|v| v as f64));
+        npz.add("vanilla_bias", &net.bias.mapv(|v| v as f64));
+        npz.add("vanilla_a", &net.a);
+        npz.add("vanilla_a0", &Array1::from(vec![net.a0]));
+    }
+    npz.finish(path)
+}
+
+/// Writes a data set: `x`, `y`, `c` and the ground truth.
+pub fn write_dataset(path: &Path, task: &Task, data: &Batch) -> Result<()> {
+    let mut npz = Npz::new();
+    npz.add("x", &data.x.mapv(|v| v as f64));
+    npz.add("y", &Array1::from_iter(data.y.iter().map(|&v| v as f64)));
+    npz.add("c", &Array1::from_iter(data.c.iter().map(|&c| c as i64)));
+    npz.add_task(task);
+    npz.finish(path)
+}
+
+/// Writes `summary.json` (pretty, atomically).
+pub fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<()> {
+    let mut text = serde_json::to_string_pretty(value).expect("summaries serialise");
+    text.push('\n');
+    write_atomic(path, text.as_bytes())
+}

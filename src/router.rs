@@ -1,0 +1,127 @@
+//! The linear router h(x) = Theta x and its gates (SPEC §3), and the
+//! phase-II objective it ascends.
+
+use ndarray::{Array2, ArrayView2, Axis};
+use rand::Rng;
+use rand_distr::StandardNormal;
+
+use crate::config::Gate;
+use crate::rng::Stream;
+
+/// A gate with its parameters.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct GateRule {
+    pub kind: Gate,
+    pub top_k: usize,
+    pub noise: f32,
+}
+
+/// Router weights Theta (K x d), one row per routed expert.
+#[derive(Clone, Debug)]
+pub struct Router {
+    pub theta: Array2<f32>,
+}
+
+fn softmax_in_place(row: &mut [f32]) {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0.0;
+    for v in row.iter_mut() {
+        *v = (*v - max).exp();
+        sum += *v;
+    }
+    for v in row.iter_mut() {
+        *v /= sum;
+    }
+}
+
+fn argmax(row: &[f32]) -> usize {
+    // First index on ties, so Theta = 0 routes everything to expert 0.
+    row.iter()
+        .enumerate()
+        .fold((0, f32::NEG_INFINITY), |best, (i, &v)| if v > best.1 { (i, v) } else { best })
+        .0
+}
+
+impl Router {
+    /// A router over `experts` experts in dimension `d`, starting at 0.
+    pub fn zeros(experts: usize, d: usize) -> Self {
+        Router {
+            theta: Array2::zeros((experts, d)),
+        }
+    }
+
+    pub fn experts(&self) -> usize {
+        self.theta.nrows()
+    }
+
+    /// Logits Theta x for each row of `x` (n x K).
+    pub fn logits(&self, x: ArrayView2<f32>) -> Array2<f32> {
+        x.dot(&self.theta.t())
+    }
+
+    /// Gate weights (n x K): each row sums to 1. `rng` drives the noisy gate.
+    pub fn gates(&self, x: ArrayView2<f32>, rule: &GateRule, rng: &mut Stream) -> Array2<f32> {
+        let mut g = self.logits(x);
+        for mut row in g.axis_iter_mut(Axis(0)) {
+            let row = row.as_slice_mut().expect("contiguous logits");
+            match rule.kind {
+                Gate::Softmax => softmax_in_place(row),
+                Gate::Top1 | Gate::NoisyTop1 => {
+                    if rule.kind == Gate::NoisyTop1 {
+                        for v in row.iter_mut() {
+                            *v += rule.noise * rng.sample::<f32, _>(StandardNormal);
+                        }
+                    }
+                    let best = argmax(row);
+                    row.fill(0.0);
+                    row[best] = 1.0;
+                }
+                Gate::TopK => {
+                    let mut order: Vec<usize> = (0..row.len()).collect();
+                    order.sort_by(|&a, &b| row[b].total_cmp(&row[a]).then(a.cmp(&b)));
+                    for &i in &order[rule.top_k.min(row.len())..] {
+                        row[i] = f32::NEG_INFINITY;
+                    }
+                    softmax_in_place(row);
+                }
+            }
+        }
+        g
+    }
+
+    /// The expert with the largest gate for each row.
+    pub fn assign(&self, x: ArrayView2<f32>, rule: &GateRule, rng: &mut Stream) -> Vec<usize> {
+        self.gates(x, rule, rng)
+            .axis_iter(Axis(0))
+            .map(|row| argmax(row.as_slice().expect("contiguous gates")))
+            .collect()
+    }
+}
+
+/// Phase-II objective: mean over the batch of sum_m pi_m(x) r_m(x), with
+/// pi = softmax(Theta x) and r_m = y sigma(<u_m, x - mu>) the reward of expert m.
+pub fn router_objective(theta: &Array2<f32>, x: ArrayView2<f32>, rewards: &Array2<f32>) -> f64 {
+    let mut pi = x.dot(&theta.t());
+    let mut total = 0.0;
+    for (mut p, r) in pi.axis_iter_mut(Axis(0)).zip(rewards.axis_iter(Axis(0))) {
+        softmax_in_place(p.as_slice_mut().expect("contiguous"));
+        total += p.iter().zip(r).map(|(a, b)| (a * b) as f64).sum::<f64>();
+    }
+    total / x.nrows() as f64
+}
+
+/// Gradient of [`router_objective`] with respect to Theta:
+/// mean_i pi_im (r_im - sum_k pi_ik r_ik) x_i.
+pub fn router_gradient(theta: &Array2<f32>, x: ArrayView2<f32>, rewards: &Array2<f32>) -> Array2<f32> {
+    let mut coef = x.dot(&theta.t());
+    let n = x.nrows() as f32;
+    for (mut p, r) in coef.axis_iter_mut(Axis(0)).zip(rewards.axis_iter(Axis(0))) {
+        let p = p.as_slice_mut().expect("contiguous");
+        softmax_in_place(p);
+        let mean: f32 = p.iter().zip(r).map(|(a, b)| a * b).sum();
+        for (pm, &rm) in p.iter_mut().zip(r) {
+            *pm *= (rm - mean) / n;
+        }
+    }
+    coef.t().dot(&x)
+}

@@ -1,0 +1,170 @@
+//! The clustered single-index task (SPEC §2): cluster centres, local and
+//! global directions, links, and a sampler of minibatches.
+
+use ndarray::{Array1, Array2, ArrayViewMut2, Axis};
+use rand::Rng;
+use rand_distr::StandardNormal;
+
+use crate::config::{Geometry, ValidConfig};
+use crate::link::Link;
+use crate::rng::Stream;
+
+/// Ground truth of one task instance.
+#[derive(Clone, Debug)]
+pub struct Task {
+    pub d: usize,
+    pub rho: f64,
+    pub noise: f64,
+    /// Cluster centres v_c, one per row (C x d).
+    pub v: Array2<f64>,
+    /// Local directions w*_c (C x d).
+    pub w: Array2<f64>,
+    /// Global direction w*_g.
+    pub wg: Array1<f64>,
+    /// Cluster coefficients s_c of the global task.
+    pub s: Vec<f64>,
+    pub local_links: Vec<Link>,
+    pub global_link: Link,
+    /// f32 copies of the directions for the sampler's hot loop.
+    v32: Array2<f32>,
+    w32: Array2<f32>,
+    wg32: Array1<f32>,
+}
+
+/// A minibatch: inputs (rows), labels and cluster indices.
+#[derive(Clone, Debug)]
+pub struct Batch {
+    pub x: Array2<f32>,
+    pub y: Vec<f32>,
+    pub c: Vec<usize>,
+}
+
+impl Batch {
+    pub fn new(n: usize, d: usize) -> Self {
+        Batch {
+            x: Array2::zeros((n, d)),
+            y: vec![0.0; n],
+            c: vec![0; n],
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.y.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.y.is_empty()
+    }
+}
+
+fn unit_gaussian_rows(rows: usize, d: usize, rng: &mut Stream) -> Array2<f64> {
+    let mut m = Array2::<f64>::from_shape_simple_fn((rows, d), || rng.sample(StandardNormal));
+    for mut row in m.rows_mut() {
+        let norm = row.dot(&row).sqrt();
+        row /= norm;
+    }
+    m
+}
+
+/// Gram–Schmidt on Gaussian rows: the first rows of a Haar-random rotation.
+fn orthonormal_rows(rows: usize, d: usize, rng: &mut Stream) -> Array2<f64> {
+    let mut m = unit_gaussian_rows(rows, d, rng);
+    for i in 0..rows {
+        for _ in 0..2 {
+            // Two passes keep the rows orthogonal to machine precision.
+            for j in 0..i {
+                let proj = m.row(i).dot(&m.row(j));
+                let rj = m.row(j).to_owned();
+                m.row_mut(i).scaled_add(-proj, &rj);
+            }
+        }
+        let norm = m.row(i).dot(&m.row(i)).sqrt();
+        m.row_mut(i).mapv_inplace(|a| a / norm);
+    }
+    m
+}
+
+impl Task {
+    /// Draws the directions of a task from `rng`.
+    pub fn new(config: &ValidConfig, rng: &mut Stream) -> Self {
+        let (c, d) = (config.clusters, config.d);
+        let dirs = match config.geometry {
+            Geometry::Orthonormal => orthonormal_rows(2 * c + 1, d, rng),
+            Geometry::Random => unit_gaussian_rows(2 * c + 1, d, rng),
+        };
+        let v = dirs.slice(ndarray::s![0..c, ..]).to_owned();
+        let w = dirs.slice(ndarray::s![c..2 * c, ..]).to_owned();
+        let wg = dirs.row(2 * c).to_owned();
+        Task {
+            d,
+            rho: config.rho,
+            noise: config.noise,
+            v32: v.mapv(|a| a as f32),
+            w32: w.mapv(|a| a as f32),
+            wg32: wg.mapv(|a| a as f32),
+            v,
+            w,
+            wg,
+            s: config.signs.clone(),
+            local_links: config.local_links.clone(),
+            global_link: config.global_link.clone(),
+        }
+    }
+
+    pub fn clusters(&self) -> usize {
+        self.v.nrows()
+    }
+
+    /// The noiseless target of cluster `c` at input `x`.
+    pub fn target(&self, c: usize, x: &[f32]) -> f64 {
+        let dot = |u: ndarray::ArrayView1<f32>| u.iter().zip(x).map(|(a, b)| (a * b) as f64).sum::<f64>();
+        self.local_links[c].eval(dot(self.w32.row(c))) + self.s[c] * self.global_link.eval(dot(self.wg32.view()))
+    }
+
+    /// Fills `batch` with fresh samples: c ~ U{1..C}, x = rho v_c + z, y = f*_c + s_c g* + zeta eps.
+    pub fn sample_into(&self, batch: &mut Batch, rng: &mut Stream) {
+        let clusters = self.clusters();
+        let rho = self.rho as f32;
+        for (i, mut row) in batch.x.axis_iter_mut(Axis(0)).enumerate() {
+            let c = rng.gen_range(0..clusters);
+            for (xj, &vj) in row.iter_mut().zip(self.v32.row(c)) {
+                let z: f32 = rng.sample(StandardNormal);
+                *xj = rho * vj + z;
+            }
+            let eps: f64 = rng.sample(StandardNormal);
+            let x = row.as_slice().expect("batch rows are contiguous");
+            batch.y[i] = (self.target(c, x) + self.noise * eps) as f32;
+            batch.c[i] = c;
+        }
+    }
+
+    /// A fresh batch of `n` samples.
+    pub fn sample(&self, n: usize, rng: &mut Stream) -> Batch {
+        let mut batch = Batch::new(n, self.d);
+        self.sample_into(&mut batch, rng);
+        batch
+    }
+
+    /// Draws `n` samples in chunks and hands each chunk to `f`, so memory
+    /// stays bounded whatever `n`.
+    pub fn for_each_chunk(&self, n: usize, chunk: usize, rng: &mut Stream, mut f: impl FnMut(&Batch)) {
+        let mut batch = Batch::new(chunk.min(n).max(1), self.d);
+        let mut left = n;
+        while left > 0 {
+            let take = left.min(chunk);
+            if take != batch.len() {
+                batch = Batch::new(take, self.d);
+            }
+            self.sample_into(&mut batch, rng);
+            f(&batch);
+            left -= take;
+        }
+    }
+}
+
+/// Subtracts `centre` from every row of `x`.
+pub fn centre_rows(mut x: ArrayViewMut2<f32>, centre: &Array1<f32>) {
+    for mut row in x.rows_mut() {
+        row -= centre;
+    }
+}

@@ -1,0 +1,461 @@
+//! The staged algorithm (SPEC §4): phase I (experts specialise), phase II
+//! (the router learns), phase III (experts learn their cluster), phase IV
+//! (readout); and the vanilla baseline on the same sample budget.
+
+use ndarray::{Array1, Array2, Axis};
+use rand::Rng;
+
+use crate::config::{Merge, ValidConfig, ValidPhase};
+use crate::error::{Error, Result};
+use crate::metrics::{self, Record};
+use crate::model::{self, Activation, SgdScratch, TwoLayer};
+use crate::readout;
+use crate::rng::Stream;
+use crate::router::{router_gradient, GateRule, Router};
+use crate::task::{centre_rows, Batch, Task};
+
+/// Receives progress of the training loops (progress bars in the CLI).
+pub trait Monitor: Sync {
+    /// A phase of `steps` steps starts.
+    fn phase(&self, _model: &'static str, _phase: &'static str, _steps: u64) {}
+    /// `steps` more steps are done.
+    fn advance(&self, _model: &'static str, _steps: u64) {}
+}
+
+/// A monitor that ignores everything.
+pub struct Silent;
+impl Monitor for Silent {}
+
+/// Where the metric records of one model go.
+pub type Sink<'a> = &'a mut dyn FnMut(&Record) -> Result<()>;
+
+/// A trained mixture of experts.
+#[derive(Clone, Debug)]
+pub struct Moe {
+    /// Phase-I direction u_m of every expert (M x d).
+    pub phase_one_directions: Array2<f32>,
+    /// Global input centre used in phases I and II.
+    pub global_centre: Array1<f32>,
+    /// For every phase-I expert, the routed expert it became (None: dropped).
+    pub expert_group: Vec<Option<usize>>,
+    pub router: Router,
+    pub gate: GateRule,
+    /// Routed experts (K of them, K <= M).
+    pub experts: Vec<TwoLayer>,
+    /// Per cluster: samples seen when some expert first reached the recovery threshold in phase I.
+    pub phase1_weak_recovery_samples: Vec<Option<u64>>,
+    /// Samples drawn in all.
+    pub samples: u64,
+}
+
+impl Moe {
+    /// F(x) = sum over selected experts of pi_m(x) f_m(x).
+    pub fn predict(&self, x: ndarray::ArrayView2<f32>, rng: &mut Stream) -> Array1<f64> {
+        let gates = self.router.gates(x, &self.gate, rng);
+        let mut out = Array1::zeros(x.nrows());
+        for (k, expert) in self.experts.iter().enumerate() {
+            let g = gates.column(k);
+            if g.iter().all(|&v| v == 0.0) {
+                continue;
+            }
+            let f = expert.predict(x);
+            out.zip_mut_with(&(f * &g.mapv(|v| v as f64)), |o, &v| *o += v);
+        }
+        out
+    }
+}
+
+/// A trained vanilla two-layer network.
+#[derive(Clone, Debug)]
+pub struct Vanilla {
+    pub net: TwoLayer,
+    pub samples: u64,
+}
+
+/// Shared state of one model's training: its data stream, sample count,
+/// metric sink and monitor.
+struct Run<'a> {
+    cfg: &'a ValidConfig,
+    task: &'a Task,
+    model: &'static str,
+    data: Stream,
+    init: Stream,
+    samples: u64,
+    sink: Sink<'a>,
+    monitor: &'a dyn Monitor,
+}
+
+impl Run<'_> {
+    fn draw(&mut self, batch: &mut Batch) {
+        self.task.sample_into(batch, &mut self.data);
+        self.samples += batch.len() as u64;
+    }
+
+    fn log_due(&self, step: u64, steps: u64) -> bool {
+        let every = self.cfg.metrics.log_every;
+        step == steps || (every > 0 && step % every == 0)
+    }
+
+    fn record(&mut self, phase: &'static str, step: u64, fill: impl FnOnce(&mut Record)) -> Result<()> {
+        let mut rec = Record {
+            model: self.model.into(),
+            phase: phase.into(),
+            step,
+            samples: self.samples,
+            ..Record::default()
+        };
+        fill(&mut rec);
+        (self.sink)(&rec)
+    }
+
+    fn diverged(&self, phase: &'static str, step: u64, quantity: &'static str) -> Error {
+        Error::Diverged {
+            model: self.model,
+            phase,
+            step,
+            quantity,
+        }
+    }
+
+    /// Mean of `n` fresh inputs, drawn in chunks.
+    fn global_centre(&mut self, n: usize) -> Array1<f32> {
+        let mut sum = Array1::<f64>::zeros(self.task.d);
+        self.task.for_each_chunk(n, 4096, &mut self.data, |b| {
+            for row in b.x.axis_iter(Axis(0)) {
+                sum.zip_mut_with(&row, |s, &v| *s += v as f64);
+            }
+        });
+        self.samples += n as u64;
+        sum.mapv(|s| (s / n as f64) as f32)
+    }
+
+    /// Spherical online SGD of the rows of `w` on all samples, centred at
+    /// `centre` (phase I with tied experts, and the vanilla network).
+    fn sphere_sgd(
+        &mut self,
+        phase: &'static str,
+        p: &ValidPhase,
+        steps: u64,
+        last_batch: usize,
+        w: &mut Array2<f32>,
+        centre: &Array1<f32>,
+        mut on_step: impl FnMut(&mut Self, u64, &Array2<f32>, f64) -> Result<()>,
+    ) -> Result<()> {
+        let activation = Activation::from_hermite(&p.activation);
+        let mut scratch = SgdScratch::default();
+        let mut batch = Batch::new(p.batch, self.task.d);
+        self.monitor.phase(self.model, phase, steps);
+        for step in 1..=steps {
+            if step == steps && last_batch != batch.len() {
+                batch = Batch::new(last_batch, self.task.d);
+            }
+            self.draw(&mut batch);
+            centre_rows(batch.x.view_mut(), centre);
+            let lr = p.schedule.at(step - 1, steps);
+            let grad = model::loss_gradient(w, batch.x.view(), &batch.y, None, &activation, p.loss, &mut scratch);
+            if !model::spherical_step(w, grad, lr as f32) {
+                return Err(self.diverged(phase, step, "a first-layer weight"));
+            }
+            on_step(self, step, w, lr)?;
+            if step % 64 == 0 || step == steps {
+                self.monitor.advance(self.model, if step % 64 == 0 { 64 } else { step % 64 });
+            }
+        }
+        Ok(())
+    }
+}
+
+fn gate_rule(cfg: &ValidConfig) -> GateRule {
+    GateRule {
+        kind: cfg.gate,
+        top_k: cfg.top_k,
+        noise: cfg.gate_noise as f32,
+    }
+}
+
+/// Groups experts whose phase-I directions satisfy |<u_m, u_k>| >= threshold
+/// (no ground truth used): returns for each expert its routed index, or
+/// None when dropped, and the number of routed experts.
+pub fn merge_experts(u: &Array2<f32>, merge: Merge, threshold: f64) -> (Vec<Option<usize>>, usize) {
+    let m = u.nrows();
+    if merge == Merge::None {
+        return ((0..m).map(Some).collect(), m);
+    }
+    let mut leads: Vec<usize> = Vec::new();
+    let mut group = vec![None; m];
+    for e in 0..m {
+        let found = leads
+            .iter()
+            .position(|&l| (u.row(e).dot(&u.row(l)) as f64).abs() >= threshold);
+        match found {
+            Some(g) => {
+                if merge == Merge::Pool {
+                    group[e] = Some(g);
+                }
+            }
+            None => {
+                group[e] = Some(leads.len());
+                leads.push(e);
+            }
+        }
+    }
+    (group, leads.len())
+}
+
+/// Trains the mixture of experts through phases I to IV.
+pub fn train_moe(cfg: &ValidConfig, task: &Task, sink: Sink, monitor: &dyn Monitor) -> Result<Moe> {
+    let mut run = Run {
+        cfg,
+        task,
+        model: "moe",
+        data: crate::rng::stream(cfg.seed, crate::rng::StreamId::MoeData),
+        init: crate::rng::stream(cfg.seed, crate::rng::StreamId::MoeInit),
+        samples: 0,
+        sink,
+        monitor,
+    };
+    let probe = task.sample(
+        cfg.metrics.probe_samples,
+        &mut crate::rng::stream(cfg.seed, crate::rng::StreamId::Probe),
+    );
+    let threshold = cfg.metrics.recovery_threshold;
+
+    // Phase I: one tied direction per expert, every sample to every expert.
+    let p1 = &cfg.phase_one;
+    let centre = run.global_centre(p1.centre_samples);
+    let mut u = model::random_directions(cfg.experts, task.d, &mut run.init);
+    let mut recovery: Vec<Option<u64>> = vec![None; task.clusters()];
+    run.sphere_sgd("phase_one", p1, p1.steps, p1.batch, &mut u, &centre, |run, step, u, lr| {
+        for (c, r) in recovery.iter_mut().enumerate() {
+            if r.is_none() && metrics::best_overlap(u.view(), task.w.row(c)) >= threshold {
+                *r = Some(run.samples);
+            }
+        }
+        if run.log_due(step, p1.steps) {
+            run.record("phase_one", step, |rec| {
+                rec.lr = Some(lr);
+                rec.expert_local_overlap = Some(metrics::overlap_matrix(u.view(), task.w.view()));
+                rec.expert_global_overlap = Some(metrics::overlaps(u.view(), task.wg.view()));
+                rec.expert_centre_overlap = Some(metrics::overlap_matrix(u.view(), task.v.view()));
+            })?;
+        }
+        Ok(())
+    })?;
+
+    let (expert_group, k) = merge_experts(&u, cfg.merge, cfg.merge_threshold);
+    // The reward of a routed expert is that of its first member.
+    let leads: Vec<usize> = (0..k)
+        .map(|g| expert_group.iter().position(|&e| e == Some(g)).expect("every group has a lead"))
+        .collect();
+    let lead_u = u.select(Axis(0), &leads);
+
+    // Phase II: the router ascends E[sum_m pi_m(x) y sigma(<u_m, x - mu>)].
+    let rule = gate_rule(cfg);
+    let mut router = Router::zeros(k, task.d);
+    let p2 = &cfg.phase_two;
+    let activation = Activation::from_hermite(&p1.activation);
+    let mut batch = Batch::new(p2.batch, task.d);
+    let mut noise = run.init.clone();
+    let purity = |router: &Router, noise: &mut Stream| {
+        let assigned = router.assign(probe.x.view(), &rule, noise);
+        metrics::routing_purity(&metrics::confusion(&probe.c, &assigned, task.clusters(), router.experts()))
+    };
+    monitor.phase("moe", "phase_two", p2.steps);
+    for step in 1..=p2.steps {
+        run.draw(&mut batch);
+        let mut xc = batch.x.clone();
+        centre_rows(xc.view_mut(), &centre);
+        let mut rewards = xc.dot(&lead_u.t());
+        for (mut row, &y) in rewards.axis_iter_mut(Axis(0)).zip(&batch.y) {
+            row.mapv_inplace(|t| y * activation.value(t));
+        }
+        let grad = router_gradient(&router.theta, batch.x.view(), &rewards);
+        router.theta.scaled_add(p2.lr as f32, &grad);
+        if router.theta.iter().any(|v| !v.is_finite()) {
+            return Err(run.diverged("phase_two", step, "a router weight"));
+        }
+        if run.log_due(step, p2.steps) {
+            let cos = metrics::router_cosines(&router.theta, &task.v);
+            let pur = purity(&router, &mut noise);
+            run.record("phase_two", step, |rec| {
+                rec.lr = Some(p2.lr);
+                rec.router_cosine = Some(cos);
+                rec.routing_purity = Some(pur);
+            })?;
+        }
+        if step % 64 == 0 || step == p2.steps {
+            monitor.advance("moe", if step % 64 == 0 { 64 } else { step % 64 });
+        }
+    }
+
+    // Phase III: per-expert centres, fresh neurons, SGD on the routed samples.
+    let p3 = &cfg.phase_three;
+    let mut centre_sum = Array2::<f64>::zeros((k, task.d));
+    let mut centre_weight = vec![0.0f64; k];
+    task.for_each_chunk(p3.centre_samples, 4096, &mut run.data, |b| {
+        let gates = router.gates(b.x.view(), &rule, &mut noise);
+        for (row, g) in b.x.axis_iter(Axis(0)).zip(gates.axis_iter(Axis(0))) {
+            for (e, &ge) in g.iter().enumerate() {
+                if ge > 0.0 {
+                    centre_weight[e] += ge as f64;
+                    centre_sum.row_mut(e).zip_mut_with(&row, |s, &v| *s += ge as f64 * v as f64);
+                }
+            }
+        }
+    });
+    run.samples += p3.centre_samples as u64;
+    let centres: Vec<Array1<f32>> = (0..k)
+        .map(|e| {
+            if centre_weight[e] > 0.0 {
+                centre_sum.row(e).mapv(|s| (s / centre_weight[e]) as f32)
+            } else {
+                centre.clone()
+            }
+        })
+        .collect();
+    let sizes: Vec<usize> = (0..k)
+        .map(|g| cfg.neurons * expert_group.iter().filter(|&&e| e == Some(g)).count())
+        .collect();
+    let mut neurons: Vec<Array2<f32>> = sizes
+        .iter()
+        .map(|&j| model::random_directions(j, task.d, &mut run.init))
+        .collect();
+    let serving = {
+        let assigned = router.assign(probe.x.view(), &rule, &mut noise);
+        metrics::serving_expert(&metrics::confusion(&probe.c, &assigned, task.clusters(), k))
+    };
+    let probe_purity = purity(&router, &mut noise);
+    let activation = Activation::from_hermite(&p3.activation);
+    let mut scratch = SgdScratch::default();
+    let mut batch = Batch::new(p3.batch, task.d);
+    let mut xs: Vec<Array2<f32>> = (0..k).map(|_| Array2::zeros((0, task.d))).collect();
+    monitor.phase("moe", "phase_three", p3.steps);
+    for step in 1..=p3.steps {
+        run.draw(&mut batch);
+        let gates = router.gates(batch.x.view(), &rule, &mut noise);
+        let lr = p3.schedule.at(step - 1, p3.steps) as f32;
+        for e in 0..k {
+            let rows: Vec<usize> = (0..batch.len()).filter(|&i| gates[[i, e]] > 0.0).collect();
+            if rows.is_empty() {
+                continue;
+            }
+            let xe = &mut xs[e];
+            if xe.nrows() != rows.len() {
+                *xe = Array2::zeros((rows.len(), task.d));
+            }
+            for (mut dst, &i) in xe.axis_iter_mut(Axis(0)).zip(&rows) {
+                dst.assign(&batch.x.row(i));
+                dst -= &centres[e];
+            }
+            let y: Vec<f32> = rows.iter().map(|&i| batch.y[i]).collect();
+            let w: Vec<f32> = rows.iter().map(|&i| gates[[i, e]]).collect();
+            let weights = if w.iter().all(|&g| g == 1.0) { None } else { Some(&w[..]) };
+            let grad = model::loss_gradient(&neurons[e], xe.view(), &y, weights, &activation, p3.loss, &mut scratch);
+            if !model::spherical_step(&mut neurons[e], grad, lr) {
+                return Err(run.diverged("phase_three", step, "a first-layer weight"));
+            }
+        }
+        if run.log_due(step, p3.steps) {
+            let serving_neurons: Vec<&Array2<f32>> = serving.iter().map(|&e| &neurons[e]).collect();
+            run.record("phase_three", step, |rec| {
+                rec.lr = Some(lr as f64);
+                rec.routing_purity = Some(probe_purity);
+                fill_cluster_overlaps(rec, task, &serving_neurons, threshold);
+            })?;
+        }
+        if step % 64 == 0 || step == p3.steps {
+            monitor.advance("moe", if step % 64 == 0 { 64 } else { step % 64 });
+        }
+    }
+
+    // Phase IV: random biases, ReLU features, one ridge over all gated features.
+    let experts: Vec<TwoLayer> = neurons
+        .into_iter()
+        .zip(centres)
+        .map(|(w, centre)| random_bias_network(w, centre, cfg.readout.bias_max, &mut run.init))
+        .collect();
+    let mut moe = Moe {
+        phase_one_directions: u,
+        global_centre: centre,
+        expert_group,
+        router,
+        gate: rule,
+        experts,
+        phase1_weak_recovery_samples: recovery,
+        samples: 0,
+    };
+    monitor.phase("moe", "phase_four", 1);
+    readout::fit_moe(&mut moe, task, cfg, &mut run.data, &mut noise)?;
+    run.samples += cfg.readout.samples as u64;
+    monitor.advance("moe", 1);
+    moe.samples = run.samples;
+    Ok(moe)
+}
+
+fn fill_cluster_overlaps(rec: &mut Record, task: &Task, serving: &[&Array2<f32>], threshold: f64) {
+    let per = |f: &dyn Fn(&Array2<f32>, usize) -> f64| -> Vec<f64> {
+        serving.iter().enumerate().map(|(c, w)| f(w, c)).collect()
+    };
+    rec.local_overlap_per_cluster = Some(per(&|w, c| metrics::best_overlap(w.view(), task.w.row(c))));
+    rec.global_overlap_per_cluster = Some(per(&|w, _| metrics::best_overlap(w.view(), task.wg.view())));
+    rec.local_aligned_share = Some(per(&|w, c| metrics::aligned_share(w.view(), task.w.row(c), threshold)));
+    rec.global_aligned_share = Some(per(&|w, _| metrics::aligned_share(w.view(), task.wg.view(), threshold)));
+}
+
+fn random_bias_network(w: Array2<f32>, centre: Array1<f32>, bias_max: f64, rng: &mut Stream) -> TwoLayer {
+    let j = w.nrows();
+    let bias = Array1::from_shape_simple_fn(j, || {
+        if bias_max > 0.0 {
+            rng.gen_range(-bias_max..=bias_max) as f32
+        } else {
+            0.0
+        }
+    });
+    TwoLayer {
+        w,
+        centre,
+        bias,
+        a: Array1::zeros(j),
+        a0: 0.0,
+    }
+}
+
+/// Trains the vanilla network: N untied neurons by phase-I SGD on all data
+/// for the MoE's whole training budget, then the same readout.
+pub fn train_vanilla(cfg: &ValidConfig, task: &Task, sink: Sink, monitor: &dyn Monitor) -> Result<Vanilla> {
+    let mut run = Run {
+        cfg,
+        task,
+        model: "vanilla",
+        data: crate::rng::stream(cfg.seed, crate::rng::StreamId::VanillaData),
+        init: crate::rng::stream(cfg.seed, crate::rng::StreamId::VanillaInit),
+        samples: 0,
+        sink,
+        monitor,
+    };
+    let p = &cfg.vanilla;
+    let threshold = cfg.metrics.recovery_threshold;
+    let centre = run.global_centre(p.centre_samples);
+    let remaining = cfg.train_samples - p.centre_samples as u64;
+    let last_batch = (remaining - (p.steps - 1) * p.batch as u64) as usize;
+    let mut w = model::random_directions(cfg.vanilla_neurons, task.d, &mut run.init);
+    run.sphere_sgd("train", p, p.steps, last_batch, &mut w, &centre, |run, step, w, lr| {
+        if run.log_due(step, p.steps) {
+            let all = vec![w; task.clusters()];
+            run.record("train", step, |rec| {
+                rec.lr = Some(lr);
+                fill_cluster_overlaps(rec, task, &all, threshold);
+            })?;
+        }
+        Ok(())
+    })?;
+    let mut net = random_bias_network(w, centre, cfg.readout.bias_max, &mut run.init);
+    monitor.phase("vanilla", "readout", 1);
+    readout::fit_single(&mut net, task, cfg, &mut run.data)?;
+    run.samples += cfg.readout.samples as u64;
+    monitor.advance("vanilla", 1);
+    Ok(Vanilla {
+        net,
+        samples: run.samples,
+    })
+}
