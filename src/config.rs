@@ -86,6 +86,19 @@ pub struct MoeConfig {
     pub merge: Merge,
     /// Two experts are redundant when |<u_m, u_k>| >= this after phase I.
     pub merge_threshold: f64,
+    /// How the phase-III neurons are shared among the routed experts.
+    pub allocation: Allocation,
+}
+
+/// Sharing of the M x J phase-III neurons among routed experts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Allocation {
+    /// J neurons per phase-I expert: a routed expert gets J times its members.
+    PerExpert,
+    /// All M x J neurons shared in proportion to the samples each routed
+    /// expert receives; an expert the router never selects gets none.
+    ByLoad,
 }
 
 /// Gating function of the router.
@@ -173,6 +186,9 @@ pub struct ReadoutConfig {
     pub ridge: f64,
     /// Biases are drawn from U[-bias_max, bias_max].
     pub bias_max: f64,
+    /// Random biases per first-layer direction: each learned direction
+    /// becomes this many ReLU features.
+    pub biases: usize,
 }
 
 /// The vanilla two-layer baseline; its sample budget equals the MoE's.
@@ -271,6 +287,7 @@ impl Default for MoeConfig {
             gate_noise: 1.0,
             merge: Merge::Pool,
             merge_threshold: 0.5,
+            allocation: Allocation::ByLoad,
         }
     }
 }
@@ -293,6 +310,7 @@ impl Default for ReadoutConfig {
             samples: 40_000,
             ridge: 1e-6,
             bias_max: 3.0,
+            biases: 4,
         }
     }
 }
@@ -452,6 +470,7 @@ pub struct ValidConfig {
     pub gate_noise: f64,
     pub merge: Merge,
     pub merge_threshold: f64,
+    pub allocation: Allocation,
     pub phase_one: ValidPhase,
     pub phase_two: RouterConfig,
     pub phase_three: ValidPhase,

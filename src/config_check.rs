@@ -181,11 +181,19 @@ pub fn check(config: &Config) -> Result<ValidConfig> {
     positive_count("readout.samples", ro.samples, 1 << 30)?;
     finite_at_least("readout.ridge", ro.ridge, 0.0)?;
     finite_at_least("readout.bias_max", ro.bias_max, 0.0)?;
+    positive_count("readout.biases", ro.biases, 1024)?;
 
     let v = &config.vanilla;
     let vanilla_neurons = if v.neurons == 0 { m.experts * m.neurons } else { v.neurons };
     positive_count("vanilla.neurons", vanilla_neurons, MAX_UNITS)?;
     positive_count("vanilla.batch", v.batch, MAX_BATCH)?;
+    if (m.experts * m.neurons).max(vanilla_neurons) * ro.biases > MAX_UNITS {
+        return Err(Error::invalid(
+            "readout.biases",
+            ro.biases,
+            format!("at most {MAX_UNITS} readout features in all (neurons x readout.biases)"),
+        ));
+    }
     let vanilla = ValidPhase {
         steps: 0,
         batch: v.batch,
@@ -234,6 +242,7 @@ pub fn check(config: &Config) -> Result<ValidConfig> {
         gate_noise: m.gate_noise,
         merge: m.merge,
         merge_threshold: m.merge_threshold,
+        allocation: m.allocation,
         phase_one,
         phase_two: r.clone(),
         phase_three,

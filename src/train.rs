@@ -5,7 +5,7 @@
 use ndarray::{Array1, Array2, Axis};
 use rand::Rng;
 
-use crate::config::{Merge, ValidConfig, ValidPhase};
+use crate::config::{Allocation, Merge, ReadoutConfig, ValidConfig, ValidPhase};
 use crate::error::{Error, Result};
 use crate::metrics::{self, Record};
 use crate::model::{self, Activation, SgdScratch, TwoLayer};
@@ -313,9 +313,12 @@ pub fn train_moe(cfg: &ValidConfig, task: &Task, sink: Sink, monitor: &dyn Monit
             }
         })
         .collect();
-    let sizes: Vec<usize> = (0..k)
-        .map(|g| cfg.neurons * expert_group.iter().filter(|&&e| e == Some(g)).count())
-        .collect();
+    let sizes = match cfg.allocation {
+        Allocation::PerExpert => (0..k)
+            .map(|g| cfg.neurons * expert_group.iter().filter(|&&e| e == Some(g)).count())
+            .collect(),
+        Allocation::ByLoad => allocate_by_load(cfg.experts * cfg.neurons, &centre_weight),
+    };
     let mut neurons: Vec<Array2<f32>> = sizes
         .iter()
         .map(|&j| model::random_directions(j, task.d, &mut run.init))
@@ -372,7 +375,7 @@ pub fn train_moe(cfg: &ValidConfig, task: &Task, sink: Sink, monitor: &dyn Monit
     let experts: Vec<TwoLayer> = neurons
         .into_iter()
         .zip(centres)
-        .map(|(w, centre)| random_bias_network(w, centre, cfg.readout.bias_max, &mut run.init))
+        .map(|(w, centre)| random_bias_network(w, centre, &cfg.readout, &mut run.init))
         .collect();
     let mut moe = Moe {
         phase_one_directions: u,
@@ -392,6 +395,26 @@ pub fn train_moe(cfg: &ValidConfig, task: &Task, sink: Sink, monitor: &dyn Monit
     Ok(moe)
 }
 
+/// Splits `total` neurons in proportion to `load` by largest remainders, so
+/// the counts add up to `total` exactly.
+pub fn allocate_by_load(total: usize, load: &[f64]) -> Vec<usize> {
+    let sum: f64 = load.iter().sum();
+    if sum <= 0.0 {
+        let mut out = vec![0; load.len()];
+        out[0] = total;
+        return out;
+    }
+    let exact: Vec<f64> = load.iter().map(|&l| total as f64 * l / sum).collect();
+    let mut out: Vec<usize> = exact.iter().map(|&e| e.floor() as usize).collect();
+    let mut order: Vec<usize> = (0..load.len()).collect();
+    order.sort_by(|&a, &b| (exact[b] - exact[b].floor()).total_cmp(&(exact[a] - exact[a].floor())).then(a.cmp(&b)));
+    let short = total - out.iter().sum::<usize>();
+    for &i in order.iter().take(short) {
+        out[i] += 1;
+    }
+    out
+}
+
 fn fill_cluster_overlaps(rec: &mut Record, task: &Task, serving: &[&Array2<f32>], threshold: f64) {
     let per = |f: &dyn Fn(&Array2<f32>, usize) -> f64| -> Vec<f64> {
         serving.iter().enumerate().map(|(c, w)| f(w, c)).collect()
@@ -402,20 +425,18 @@ fn fill_cluster_overlaps(rec: &mut Record, task: &Task, serving: &[&Array2<f32>]
     rec.global_aligned_share = Some(per(&|w, _| metrics::aligned_share(w.view(), task.wg.view(), threshold)));
 }
 
-fn random_bias_network(w: Array2<f32>, centre: Array1<f32>, bias_max: f64, rng: &mut Stream) -> TwoLayer {
-    let j = w.nrows();
-    let bias = Array1::from_shape_simple_fn(j, || {
-        if bias_max > 0.0 {
-            rng.gen_range(-bias_max..=bias_max) as f32
-        } else {
-            0.0
-        }
-    });
+/// The readout network on learned directions: each direction repeated
+/// `readout.biases` times, each copy with its own bias from U[-b_max, b_max].
+fn random_bias_network(w: Array2<f32>, centre: Array1<f32>, readout: &ReadoutConfig, rng: &mut Stream) -> TwoLayer {
+    let rows: Vec<usize> = (0..w.nrows()).flat_map(|j| std::iter::repeat_n(j, readout.biases)).collect();
+    let w = w.select(Axis(0), &rows);
+    let b = readout.bias_max;
+    let bias = Array1::from_shape_simple_fn(rows.len(), || if b > 0.0 { rng.gen_range(-b..=b) as f32 } else { 0.0 });
     TwoLayer {
+        a: Array1::zeros(rows.len()),
         w,
         centre,
         bias,
-        a: Array1::zeros(j),
         a0: 0.0,
     }
 }
@@ -449,7 +470,7 @@ pub fn train_vanilla(cfg: &ValidConfig, task: &Task, sink: Sink, monitor: &dyn M
         }
         Ok(())
     })?;
-    let mut net = random_bias_network(w, centre, cfg.readout.bias_max, &mut run.init);
+    let mut net = random_bias_network(w, centre, &cfg.readout, &mut run.init);
     monitor.phase("vanilla", "readout", 1);
     readout::fit_single(&mut net, task, cfg, &mut run.data)?;
     run.samples += cfg.readout.samples as u64;
