@@ -42,34 +42,57 @@ pub fn hermite_to_monomial(coefficients: &[f64]) -> Vec<f64> {
 impl Activation {
     pub fn from_hermite(coefficients: &[f64]) -> Self {
         let mono = hermite_to_monomial(coefficients);
-        let derivative = mono.iter().enumerate().skip(1).map(|(i, &a)| (i as f64 * a) as f32).collect();
+        let derivative: Vec<f32> = mono.iter().enumerate().skip(1).map(|(i, &a)| (i as f64 * a) as f32).collect();
         Activation {
             monomial: mono.iter().map(|&a| a as f32).collect(),
-            derivative,
+            derivative: if derivative.is_empty() { vec![0.0] } else { derivative },
         }
     }
 
-    #[inline]
+    /// Horner's rule over a whole slice; the loop over elements is innermost
+    /// so it vectorises.
+    fn horner_slice(coefficients: &[f32], t: &[f32], out: &mut [f32]) {
+        let (last, rest) = coefficients.split_last().expect("non-empty coefficients");
+        out.fill(*last);
+        for &a in rest.iter().rev() {
+            for (o, &ti) in out.iter_mut().zip(t) {
+                *o = *o * ti + a;
+            }
+        }
+    }
+
     fn horner(coefficients: &[f32], t: f32) -> f32 {
         coefficients.iter().rev().fold(0.0, |acc, &a| acc * t + a)
     }
 
-    #[inline]
     pub fn value(&self, t: f32) -> f32 {
         Self::horner(&self.monomial, t)
     }
 
-    #[inline]
     pub fn slope(&self, t: f32) -> f32 {
         Self::horner(&self.derivative, t)
     }
 
     /// d loss / d pre-activation for one sample and one neuron.
-    #[inline]
     pub fn loss_slope(&self, loss: Loss, y: f32, t: f32) -> f32 {
         match loss {
             Loss::Correlation => -y * self.slope(t),
             Loss::Squared => -(y - self.value(t)) * self.slope(t),
+        }
+    }
+
+    /// `out[j] = scale * d loss / d t` at pre-activations `t` of one sample
+    /// with label `y`; `tmp` is scratch of the same length.
+    fn loss_slopes(&self, loss: Loss, y: f32, scale: f32, t: &[f32], out: &mut [f32], tmp: &mut [f32]) {
+        Self::horner_slice(&self.derivative, t, out);
+        match loss {
+            Loss::Correlation => out.iter_mut().for_each(|o| *o *= -y * scale),
+            Loss::Squared => {
+                Self::horner_slice(&self.monomial, t, tmp);
+                for (o, &v) in out.iter_mut().zip(tmp.iter()) {
+                    *o *= -(y - v) * scale;
+                }
+            }
         }
     }
 
@@ -123,17 +146,12 @@ pub fn loss_gradient<'a>(
     }
     general_mat_mul(1.0, &xc, &w.t(), 0.0, &mut scratch.pre);
     let total: f32 = weights.map_or(n as f32, |ws| ws.iter().sum());
-    for (i, (pre_row, mut coef_row)) in scratch
-        .pre
-        .axis_iter(Axis(0))
-        .zip(scratch.coef.axis_iter_mut(Axis(0)))
-        .enumerate()
-    {
+    let mut tmp = vec![0.0; j];
+    let pre = scratch.pre.as_slice().expect("standard layout");
+    let coef = scratch.coef.as_slice_mut().expect("standard layout");
+    for (i, (t, out)) in pre.chunks_exact(j).zip(coef.chunks_exact_mut(j)).enumerate() {
         let scale = weights.map_or(1.0, |ws| ws[i]) / total;
-        let yi = y[i];
-        for (c, &t) in coef_row.iter_mut().zip(pre_row) {
-            *c = scale * activation.loss_slope(loss, yi, t);
-        }
+        activation.loss_slopes(loss, y[i], scale, t, out, &mut tmp);
     }
     general_mat_mul(1.0, &scratch.coef.t(), &xc, 0.0, &mut scratch.grad);
     &scratch.grad

@@ -4,7 +4,7 @@
 use faer::{linalg::solvers::Solve, Mat, Side};
 use ndarray::{linalg::general_mat_mul, s, Array1, Array2, Axis};
 
-use crate::config::ValidConfig;
+use crate::config::{Gate, ValidConfig};
 use crate::error::{Error, Result};
 use crate::model::TwoLayer;
 use crate::rng::Stream;
@@ -40,6 +40,10 @@ impl NormalEquations {
     /// Solves (G/n + lambda I) a = r/n.
     fn solve(&self, ridge: f64, model: &'static str) -> Result<Array1<f64>> {
         let p = self.rhs.len();
+        if self.n == 0 {
+            // An expert that receives no samples keeps a zero readout.
+            return Ok(Array1::zeros(p));
+        }
         let n = self.n as f64;
         let a = Mat::<f64>::from_fn(p, p, |i, j| self.gram[[i, j]] / n + if i == j { ridge } else { 0.0 });
         let b = Mat::<f64>::from_fn(p, 1, |i, _| self.rhs[i] / n);
@@ -72,39 +76,53 @@ pub fn fit_single(net: &mut TwoLayer, task: &Task, cfg: &ValidConfig, data: &mut
     Ok(())
 }
 
-/// Fits every expert's readout jointly: F(x) = sum_m pi_m(x) (a_m . phi_m(x)),
-/// linear in all a_m together. With a top-1 gate the system is block diagonal,
-/// so this equals one ridge per expert on the samples routed to it.
+/// Fits every expert's readout: F(x) = sum_m pi_m(x) (a_m . phi_m(x)) is
+/// linear in all a_m together, so one ridge over the gated features. With a
+/// hard gate (top-1) that system is block diagonal: one ridge per expert on
+/// the samples routed to it, which is what is solved then.
 pub fn fit_moe(moe: &mut Moe, task: &Task, cfg: &ValidConfig, data: &mut Stream, noise: &mut Stream) -> Result<()> {
-    let offsets: Vec<usize> = moe
-        .experts
-        .iter()
-        .scan(0, |acc, e| {
-            let start = *acc;
-            *acc += e.neurons() + 1;
-            Some(start)
-        })
-        .collect();
-    let p: usize = moe.experts.iter().map(|e| e.neurons() + 1).sum();
-    let mut eq = NormalEquations::new(p);
+    let hard = matches!(moe.gate.kind, Gate::Top1 | Gate::NoisyTop1);
+    let widths: Vec<usize> = moe.experts.iter().map(|e| e.neurons() + 1).collect();
+    let mut blocks: Vec<NormalEquations> = if hard {
+        widths.iter().map(|&w| NormalEquations::new(w)).collect()
+    } else {
+        vec![NormalEquations::new(widths.iter().sum())]
+    };
     task.for_each_chunk(cfg.readout.samples, CHUNK, data, |b: &Batch| {
         let gates = moe.router.gates(b.x.view(), &moe.gate, noise);
-        let mut phi = Array2::<f64>::zeros((b.len(), p));
-        for (e, expert) in moe.experts.iter().enumerate() {
-            let width = expert.neurons() + 1;
-            let mut block = phi.slice_mut(s![.., offsets[e]..offsets[e] + width]);
-            block.assign(&expert.features(b.x.view()));
-            for (mut row, &g) in block.axis_iter_mut(Axis(0)).zip(gates.column(e)) {
-                row *= g as f64;
+        if hard {
+            for (e, (expert, eq)) in moe.experts.iter().zip(blocks.iter_mut()).enumerate() {
+                let rows: Vec<usize> = (0..b.len()).filter(|&i| gates[[i, e]] > 0.0).collect();
+                let y: Vec<f32> = rows.iter().map(|&i| b.y[i]).collect();
+                eq.add(&expert.features(b.x.select(Axis(0), &rows).view()), &y);
             }
+        } else {
+            let mut phi = Array2::<f64>::zeros((b.len(), widths.iter().sum()));
+            let mut start = 0;
+            for (e, expert) in moe.experts.iter().enumerate() {
+                let mut block = phi.slice_mut(s![.., start..start + widths[e]]);
+                block.assign(&expert.features(b.x.view()));
+                for (mut row, &g) in block.axis_iter_mut(Axis(0)).zip(gates.column(e)) {
+                    row *= g as f64;
+                }
+                start += widths[e];
+            }
+            blocks[0].add(&phi, &b.y);
         }
-        eq.add(&phi, &b.y);
     });
-    let a = eq.solve(cfg.readout.ridge, "moe")?;
-    for (e, expert) in moe.experts.iter_mut().enumerate() {
+    let a: Vec<f64> = blocks
+        .iter()
+        .map(|eq| eq.solve(cfg.readout.ridge, "moe"))
+        .collect::<Result<Vec<_>>>()?
+        .into_iter()
+        .flatten()
+        .collect();
+    let mut start = 0;
+    for expert in moe.experts.iter_mut() {
         let j = expert.neurons();
-        expert.a = a.slice(s![offsets[e]..offsets[e] + j]).to_owned();
-        expert.a0 = a[offsets[e] + j];
+        expert.a = Array1::from(a[start..start + j].to_vec());
+        expert.a0 = a[start + j];
+        start += j + 1;
     }
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! The clustered single-index task (SPEC §2): cluster centres, local and
 //! global directions, links, and a sampler of minibatches.
 
-use ndarray::{Array1, Array2, ArrayViewMut2, Axis};
+use ndarray::{linalg::general_mat_mul, Array1, Array2, ArrayViewMut2, Axis};
 use rand::Rng;
 use rand_distr::StandardNormal;
 
@@ -25,10 +25,10 @@ pub struct Task {
     pub s: Vec<f64>,
     pub local_links: Vec<Link>,
     pub global_link: Link,
-    /// f32 copies of the directions for the sampler's hot loop.
+    /// f32 copies for the sampler's hot loop: the centres, and the rows
+    /// w*_1..w*_C, w*_g stacked.
     v32: Array2<f32>,
-    w32: Array2<f32>,
-    wg32: Array1<f32>,
+    directions32: Array2<f32>,
 }
 
 /// A minibatch: inputs (rows), labels and cluster indices.
@@ -37,6 +37,8 @@ pub struct Batch {
     pub x: Array2<f32>,
     pub y: Vec<f32>,
     pub c: Vec<usize>,
+    /// Scratch: projections on w*_1..w*_C, w*_g.
+    proj: Array2<f32>,
 }
 
 impl Batch {
@@ -45,6 +47,7 @@ impl Batch {
             x: Array2::zeros((n, d)),
             y: vec![0.0; n],
             c: vec![0; n],
+            proj: Array2::zeros((0, 0)),
         }
     }
 
@@ -100,8 +103,7 @@ impl Task {
             rho: config.rho,
             noise: config.noise,
             v32: v.mapv(|a| a as f32),
-            w32: w.mapv(|a| a as f32),
-            wg32: wg.mapv(|a| a as f32),
+            directions32: dirs.slice(ndarray::s![c..2 * c + 1, ..]).mapv(|a| a as f32),
             v,
             w,
             wg,
@@ -115,26 +117,32 @@ impl Task {
         self.v.nrows()
     }
 
-    /// The noiseless target of cluster `c` at input `x`.
-    pub fn target(&self, c: usize, x: &[f32]) -> f64 {
-        let dot = |u: ndarray::ArrayView1<f32>| u.iter().zip(x).map(|(a, b)| (a * b) as f64).sum::<f64>();
-        self.local_links[c].eval(dot(self.w32.row(c))) + self.s[c] * self.global_link.eval(dot(self.wg32.view()))
+    /// The noiseless target of cluster `c` given the projections
+    /// `<w*_c, x>` (`local`) and `<w*_g, x>` (`global`).
+    pub fn target(&self, c: usize, local: f64, global: f64) -> f64 {
+        self.local_links[c].eval(local) + self.s[c] * self.global_link.eval(global)
     }
 
     /// Fills `batch` with fresh samples: c ~ U{1..C}, x = rho v_c + z, y = f*_c + s_c g* + zeta eps.
     pub fn sample_into(&self, batch: &mut Batch, rng: &mut Stream) {
         let clusters = self.clusters();
         let rho = self.rho as f32;
-        for (i, mut row) in batch.x.axis_iter_mut(Axis(0)).enumerate() {
-            let c = rng.gen_range(0..clusters);
-            for (xj, &vj) in row.iter_mut().zip(self.v32.row(c)) {
+        for (mut row, c) in batch.x.axis_iter_mut(Axis(0)).zip(batch.c.iter_mut()) {
+            *c = rng.gen_range(0..clusters);
+            for (xj, &vj) in row.iter_mut().zip(self.v32.row(*c)) {
                 let z: f32 = rng.sample(StandardNormal);
                 *xj = rho * vj + z;
             }
+        }
+        // All projections of the batch in one matrix product.
+        let n = batch.len();
+        if batch.proj.dim() != (n, clusters + 1) {
+            batch.proj = Array2::zeros((n, clusters + 1));
+        }
+        general_mat_mul(1.0, &batch.x, &self.directions32.t(), 0.0, &mut batch.proj);
+        for ((y, &c), p) in batch.y.iter_mut().zip(&batch.c).zip(batch.proj.axis_iter(Axis(0))) {
             let eps: f64 = rng.sample(StandardNormal);
-            let x = row.as_slice().expect("batch rows are contiguous");
-            batch.y[i] = (self.target(c, x) + self.noise * eps) as f32;
-            batch.c[i] = c;
+            *y = (self.target(c, p[c] as f64, p[clusters] as f64) + self.noise * eps) as f32;
         }
     }
 

@@ -255,7 +255,9 @@ pub fn train_moe(cfg: &ValidConfig, task: &Task, sink: Sink, monitor: &dyn Monit
     let p2 = &cfg.phase_two;
     let activation = Activation::from_hermite(&p1.activation);
     let mut batch = Batch::new(p2.batch, task.d);
+    // Gate noise gets its own stream (a jump ahead of the initialisation's).
     let mut noise = run.init.clone();
+    noise.jump();
     let purity = |router: &Router, noise: &mut Stream| {
         let assigned = router.assign(probe.x.view(), &rule, noise);
         metrics::routing_purity(&metrics::confusion(&probe.c, &assigned, task.clusters(), router.experts()))
@@ -339,7 +341,7 @@ pub fn train_moe(cfg: &ValidConfig, task: &Task, sink: Sink, monitor: &dyn Monit
         let lr = p3.schedule.at(step - 1, p3.steps) as f32;
         for e in 0..k {
             let rows: Vec<usize> = (0..batch.len()).filter(|&i| gates[[i, e]] > 0.0).collect();
-            if rows.is_empty() {
+            if rows.is_empty() || neurons[e].nrows() == 0 {
                 continue;
             }
             let xe = &mut xs[e];
