@@ -215,3 +215,100 @@ impl TwoLayer {
         self.w.nrows()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hermite::hermite_series;
+    use crate::rng::{stream, StreamId};
+
+    #[test]
+    fn monomial_form_matches_hermite_series() {
+        let coefficients = [0.3, -0.2, 0.0, 1.0, 0.5, -0.7];
+        let act = Activation::from_hermite(&coefficients);
+        for &t in &[-2.5f32, -1.0, 0.0, 0.4, 1.7, 3.0] {
+            let exact = hermite_series(&coefficients, t as f64);
+            assert!((act.value(t) as f64 - exact).abs() < 1e-4 * (1.0 + exact.abs()), "t = {t}");
+        }
+        // h3 = (t^3 - 3t)/sqrt 6
+        let h3 = hermite_to_monomial(&[0.0, 0.0, 0.0, 1.0]);
+        let s6 = 6f64.sqrt();
+        for (a, b) in h3.iter().zip([0.0, -3.0 / s6, 0.0, 1.0 / s6]) {
+            assert!((a - b).abs() < 1e-12);
+        }
+    }
+
+    /// The mean loss over a batch, in f64 from the f32 model.
+    fn mean_loss(w: &Array2<f32>, x: &Array2<f32>, y: &[f32], weights: &[f32], act: &Activation, loss: Loss) -> f64 {
+        let pre = x.dot(&w.t());
+        let total: f64 = weights.iter().map(|&v| v as f64).sum();
+        let mut sum = 0.0;
+        for (i, row) in pre.axis_iter(Axis(0)).enumerate() {
+            for &t in row {
+                sum += weights[i] as f64 * act.loss(loss, y[i], t) as f64;
+            }
+        }
+        sum / total
+    }
+
+    #[test]
+    fn loss_gradient_matches_finite_differences() {
+        let mut rng = stream(3, StreamId::Test);
+        let (n, d, j) = (16, 6, 3);
+        let x = Array2::<f32>::from_shape_simple_fn((n, d), || rng.sample(StandardNormal));
+        let y: Vec<f32> = (0..n).map(|_| rng.sample(StandardNormal)).collect();
+        let weights: Vec<f32> = (0..n).map(|_| rng.gen_range(0.1..1.0)).collect();
+        let act = Activation::from_hermite(&[0.0, 0.0, 0.0, 1.0, 0.2]);
+        for loss in [Loss::Correlation, Loss::Squared] {
+            for weighted in [false, true] {
+                let w = random_directions(j, d, &mut rng) * 0.8;
+                let ws = if weighted { weights.clone() } else { vec![1.0; n] };
+                let mut scratch = SgdScratch::default();
+                let grad = loss_gradient(&w, x.view(), &y, weighted.then_some(&ws[..]), &act, loss, &mut scratch).clone();
+                let h = 1e-2f32;
+                for r in 0..j {
+                    for c in 0..d {
+                        let (mut up, mut down) = (w.clone(), w.clone());
+                        up[[r, c]] += h;
+                        down[[r, c]] -= h;
+                        let fd = (mean_loss(&up, &x, &y, &ws, &act, loss) - mean_loss(&down, &x, &y, &ws, &act, loss))
+                            / (2.0 * h as f64);
+                        let g = grad[[r, c]] as f64;
+                        assert!((fd - g).abs() < 2e-3 * (1.0 + fd.abs()), "{loss:?} weighted={weighted} [{r},{c}]: fd {fd} vs {g}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn spherical_step_stays_on_sphere_and_moves_against_the_tangent_gradient() {
+        let mut rng = stream(4, StreamId::Test);
+        let mut w = random_directions(4, 5, &mut rng);
+        let before = w.clone();
+        let grad = Array2::<f32>::from_shape_simple_fn((4, 5), || rng.sample(StandardNormal));
+        assert!(spherical_step(&mut w, &grad, 0.01));
+        for (row, (b, g)) in w.axis_iter(Axis(0)).zip(before.axis_iter(Axis(0)).zip(grad.axis_iter(Axis(0)))) {
+            assert!((row.dot(&row) - 1.0).abs() < 1e-5);
+            let tangent = &g - &(&b * b.dot(&g));
+            assert!((&row - &b).dot(&tangent) < 0.0, "the step descends");
+        }
+        let mut w = before.clone();
+        assert!(!spherical_step(&mut w, &(grad * f32::INFINITY), 1.0), "non-finite steps are reported");
+    }
+
+    #[test]
+    fn features_are_relu_of_centred_inputs_plus_constant() {
+        let net = TwoLayer {
+            w: ndarray::array![[1.0f32, 0.0], [0.0, 1.0]],
+            centre: ndarray::array![1.0f32, 1.0],
+            bias: ndarray::array![0.5f32, -0.5],
+            a: ndarray::array![2.0, -1.0],
+            a0: 0.25,
+        };
+        let x = ndarray::array![[1.0f32, 3.0], [0.0, 0.0]];
+        let f = net.features(x.view());
+        assert_eq!(f, ndarray::array![[0.5, 1.5, 1.0], [0.0, 0.0, 1.0]]);
+        assert_eq!(net.predict(x.view()), ndarray::array![2.0 * 0.5 - 1.5 + 0.25, 0.25]);
+    }
+}

@@ -125,3 +125,62 @@ pub fn router_gradient(theta: &Array2<f32>, x: ArrayView2<f32>, rewards: &Array2
     }
     coef.t().dot(&x)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::{stream, StreamId};
+
+    #[test]
+    fn router_gradient_matches_finite_differences() {
+        let mut rng = stream(5, StreamId::Test);
+        let (n, d, k) = (32, 5, 3);
+        let x = Array2::<f32>::from_shape_simple_fn((n, d), || rng.sample(StandardNormal));
+        let rewards = Array2::<f32>::from_shape_simple_fn((n, k), || rng.sample(StandardNormal));
+        let theta = Array2::<f32>::from_shape_simple_fn((k, d), || 0.5 * rng.sample::<f32, _>(StandardNormal));
+        let grad = router_gradient(&theta, x.view(), &rewards);
+        let h = 1e-2f32;
+        for m in 0..k {
+            for j in 0..d {
+                let (mut up, mut down) = (theta.clone(), theta.clone());
+                up[[m, j]] += h;
+                down[[m, j]] -= h;
+                let fd = (router_objective(&up, x.view(), &rewards) - router_objective(&down, x.view(), &rewards)) / (2.0 * h as f64);
+                assert!((fd - grad[[m, j]] as f64).abs() < 1e-3, "[{m},{j}]: fd {fd} vs {}", grad[[m, j]]);
+            }
+        }
+    }
+
+    #[test]
+    fn gates_sum_to_one_and_select_as_documented() {
+        let mut rng = stream(6, StreamId::Test);
+        let router = Router {
+            theta: Array2::from_shape_simple_fn((4, 3), || rng.sample(StandardNormal)),
+        };
+        let x = Array2::<f32>::from_shape_simple_fn((50, 3), || rng.sample(StandardNormal));
+        let logits = router.logits(x.view());
+        for kind in [Gate::Softmax, Gate::Top1, Gate::TopK, Gate::NoisyTop1] {
+            let rule = GateRule { kind, top_k: 2, noise: 0.5 };
+            let g = router.gates(x.view(), &rule, &mut rng);
+            for (row, l) in g.axis_iter(Axis(0)).zip(logits.axis_iter(Axis(0))) {
+                assert!((row.sum() - 1.0).abs() < 1e-5, "{kind:?}");
+                let nonzero = row.iter().filter(|&&v| v > 0.0).count();
+                let best = argmax(l.as_slice().unwrap());
+                match kind {
+                    Gate::Softmax => assert_eq!(nonzero, 4),
+                    Gate::Top1 => assert_eq!(row[best], 1.0),
+                    Gate::TopK => {
+                        assert_eq!(nonzero, 2);
+                        assert!(row[best] >= 0.5);
+                    }
+                    Gate::NoisyTop1 => assert_eq!(nonzero, 1),
+                }
+            }
+        }
+        // Noise flips some choices, but not most of them at this scale.
+        let noisy = router.assign(x.view(), &GateRule { kind: Gate::NoisyTop1, top_k: 1, noise: 0.5 }, &mut rng);
+        let clean = router.assign(x.view(), &GateRule { kind: Gate::Top1, top_k: 1, noise: 0.0 }, &mut rng);
+        let same = noisy.iter().zip(&clean).filter(|(a, b)| a == b).count();
+        assert!(same > 25 && same < 50, "{same} of 50 unchanged");
+    }
+}

@@ -176,3 +176,100 @@ pub fn centre_rows(mut x: ArrayViewMut2<f32>, centre: &Array1<f32>) {
         row -= centre;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::rng::{stream, StreamId};
+
+    fn task(config: Config) -> Task {
+        let valid = config.check().unwrap();
+        Task::new(&valid, &mut stream(valid.seed, StreamId::Task))
+    }
+
+    #[test]
+    fn orthonormal_directions_are_orthonormal() {
+        let mut config = Config::default();
+        config.task.clusters = 3;
+        config.task.d = 12;
+        let t = task(config);
+        let mut all = t.v.clone();
+        all.append(Axis(0), t.w.view()).unwrap();
+        all.push_row(t.wg.view()).unwrap();
+        let gram = all.dot(&all.t());
+        for i in 0..7 {
+            for j in 0..7 {
+                let expected = if i == j { 1.0 } else { 0.0 };
+                assert!((gram[[i, j]] - expected).abs() < 1e-12, "gram[{i},{j}] = {}", gram[[i, j]]);
+            }
+        }
+    }
+
+    #[test]
+    fn random_directions_are_unit_with_small_overlaps() {
+        let mut config = Config::default();
+        config.task.geometry = Geometry::Random;
+        config.task.d = 400;
+        let t = task(config);
+        assert!((t.wg.dot(&t.wg) - 1.0).abs() < 1e-12);
+        // Overlaps of independent uniform unit vectors are ~ N(0, 1/d): 5 sigma = 0.25.
+        assert!(t.w.row(0).dot(&t.w.row(1)).abs() < 0.25);
+        assert!(t.v.row(0).dot(&t.wg).abs() < 0.25);
+    }
+
+    #[test]
+    fn samples_follow_the_law_of_the_task() {
+        let mut config = Config::default();
+        config.task.noise = 0.3;
+        let t = task(config);
+        let n = 100_000;
+        let b = t.sample(n, &mut stream(9, StreamId::Generate));
+        let c = t.clusters();
+        let mut count = vec![0usize; c];
+        let mut mean = Array2::<f64>::zeros((c, t.d));
+        let mut residual = Vec::with_capacity(n);
+        let mut z2 = 0.0;
+        for i in 0..n {
+            let ci = b.c[i];
+            count[ci] += 1;
+            let x = b.x.row(i).mapv(|v| v as f64);
+            mean.row_mut(ci).scaled_add(1.0, &x);
+            let z = &x - &(&t.v.row(ci) * t.rho);
+            z2 += z.dot(&z);
+            let f = t.local_links[ci].eval(t.w.row(ci).dot(&x)) + t.s[ci] * t.global_link.eval(t.wg.dot(&x));
+            residual.push(b.y[i] as f64 - f);
+        }
+        for ci in 0..c {
+            // Cluster frequencies: binomial, 5 sigma.
+            let p = count[ci] as f64 / n as f64;
+            assert!((p - 1.0 / c as f64).abs() < 5.0 * (0.25 / n as f64).sqrt(), "cluster {ci} share {p}");
+            // Cluster means rho v_c: each coordinate within 5 sigma of its N(0, 1/n_c) error.
+            let m = mean.row(ci).mapv(|v| v / count[ci] as f64);
+            let err = &m - &(&t.v.row(ci) * t.rho);
+            let tol = 5.0 / (count[ci] as f64).sqrt();
+            assert!(err.iter().all(|e| e.abs() < tol), "cluster {ci} mean off by {err:?}");
+        }
+        // z has identity covariance: E|z|^2 = d.
+        assert!((z2 / n as f64 / t.d as f64 - 1.0).abs() < 0.01);
+        let rm = residual.iter().sum::<f64>() / n as f64;
+        let rs = (residual.iter().map(|r| (r - rm).powi(2)).sum::<f64>() / n as f64).sqrt();
+        assert!(rm.abs() < 5.0 * 0.3 / (n as f64).sqrt(), "residual mean {rm}");
+        assert!((rs - 0.3).abs() < 0.005, "residual std {rs}");
+        // Var(y) of the default task: 2 + zeta^2 (h3 is heavy-tailed: the
+        // estimate's standard deviation is about 0.045 here).
+        let var = crate::metrics::label_variance(&b.y);
+        assert!((var - 2.09).abs() < 0.2, "var(y) = {var}");
+    }
+
+    #[test]
+    fn same_seed_same_samples() {
+        let t = task(Config::default());
+        let a = t.sample(100, &mut stream(1, StreamId::MoeData));
+        let b = t.sample(100, &mut stream(1, StreamId::MoeData));
+        let c = t.sample(100, &mut stream(2, StreamId::MoeData));
+        assert_eq!(a.x, b.x);
+        assert_eq!(a.y, b.y);
+        assert_ne!(a.x, c.x);
+    }
+}

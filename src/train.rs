@@ -184,9 +184,14 @@ pub fn merge_experts(u: &Array2<f32>, merge: Merge, threshold: f64) -> (Vec<Opti
     let mut leads: Vec<usize> = Vec::new();
     let mut group = vec![None; m];
     for e in 0..m {
+        // The most similar kept expert, if similar enough.
         let found = leads
             .iter()
-            .position(|&l| (u.row(e).dot(&u.row(l)) as f64).abs() >= threshold);
+            .map(|&l| (u.row(e).dot(&u.row(l)) as f64).abs())
+            .enumerate()
+            .filter(|&(_, o)| o >= threshold)
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+            .map(|(g, _)| g);
         match found {
             Some(g) => {
                 if merge == Merge::Pool {
@@ -481,4 +486,28 @@ pub fn train_vanilla(cfg: &ValidConfig, task: &Task, sink: Sink, monitor: &dyn M
         net,
         samples: run.samples,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merging_groups_experts_by_direction() {
+        let u = ndarray::array![[1.0f32, 0.0], [0.0, 1.0], [0.8, 0.6], [-0.6, 0.8], [0.0, -1.0]];
+        assert_eq!(merge_experts(&u, Merge::Pool, 0.5), (vec![Some(0), Some(1), Some(0), Some(1), Some(1)], 2));
+        assert_eq!(merge_experts(&u, Merge::Drop, 0.5), (vec![Some(0), Some(1), None, None, None], 2));
+        assert_eq!(merge_experts(&u, Merge::None, 0.5).1, 5);
+        assert_eq!(merge_experts(&u, Merge::Pool, 0.9).1, 4);
+    }
+
+    #[test]
+    fn allocation_by_load_is_proportional_and_exact() {
+        assert_eq!(allocate_by_load(64, &[100.0, 0.0, 100.0]), vec![32, 0, 32]);
+        assert_eq!(allocate_by_load(10, &[1.0, 1.0, 1.0]), vec![4, 3, 3]);
+        assert_eq!(allocate_by_load(7, &[0.0, 0.0]), vec![7, 0]);
+        let a = allocate_by_load(100, &[0.3, 0.5, 0.2, 1e-9]);
+        assert_eq!(a.iter().sum::<usize>(), 100);
+        assert_eq!(a, vec![30, 50, 20, 0]);
+    }
 }
