@@ -88,6 +88,10 @@ pub struct MoeConfig {
     pub merge_threshold: f64,
     /// How the phase-III neurons are shared among the routed experts.
     pub allocation: Allocation,
+    /// Whiten the inputs of phases I and II with the estimated input
+    /// covariance (symmetric inverse square root), which shrinks the
+    /// gradient noise that the cluster means inject along v_c.
+    pub whiten: bool,
 }
 
 /// Sharing of the M x J phase-III neurons among routed experts.
@@ -288,6 +292,7 @@ impl Default for MoeConfig {
             merge: Merge::Pool,
             merge_threshold: 0.5,
             allocation: Allocation::ByLoad,
+            whiten: true,
         }
     }
 }
@@ -471,6 +476,7 @@ pub struct ValidConfig {
     pub merge: Merge,
     pub merge_threshold: f64,
     pub allocation: Allocation,
+    pub whiten: bool,
     pub phase_one: ValidPhase,
     pub phase_two: RouterConfig,
     pub phase_three: ValidPhase,

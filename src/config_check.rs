@@ -243,6 +243,7 @@ pub fn check(config: &Config) -> Result<ValidConfig> {
         merge: m.merge,
         merge_threshold: m.merge_threshold,
         allocation: m.allocation,
+        whiten: m.whiten,
         phase_one,
         phase_two: r.clone(),
         phase_three,

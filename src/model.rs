@@ -105,6 +105,48 @@ impl Activation {
     }
 }
 
+/// The input map x -> W (x - mu) of phases I and II: a centre and an
+/// optional symmetric whitening matrix W = Sigma^(-1/2).
+#[derive(Clone, Debug)]
+pub struct InputMap {
+    pub centre: Array1<f32>,
+    pub whiten: Option<Array2<f32>>,
+}
+
+impl InputMap {
+    /// Estimates the centre (and, if `whiten`, Sigma^(-1/2)) from samples.
+    pub fn estimate(x: ArrayView2<f32>, whiten: bool) -> Self {
+        let n = x.nrows() as f64;
+        let x64 = x.mapv(|v| v as f64);
+        let mean = x64.sum_axis(Axis(0)) / n;
+        let centre = mean.mapv(|v| v as f32);
+        if !whiten {
+            return InputMap { centre, whiten: None };
+        }
+        let xc = &x64 - &mean;
+        let cov = xc.t().dot(&xc) / n;
+        let d = cov.nrows();
+        let eig = faer::Mat::<f64>::from_fn(d, d, |i, j| cov[[i, j]])
+            .self_adjoint_eigen(faer::Side::Lower)
+            .ok();
+        let whiten = eig.map(|eig| {
+            let (u, s) = (eig.U(), eig.S().column_vector());
+            // Eigenvalues below a floor (fewer samples than d) are not inverted.
+            let scale: Vec<f64> = (0..d).map(|k| 1.0 / s[k].max(1e-3).sqrt()).collect();
+            Array2::from_shape_fn((d, d), |(i, j)| (0..d).map(|k| u[(i, k)] * scale[k] * u[(j, k)]).sum::<f64>() as f32)
+        });
+        InputMap { centre, whiten }
+    }
+
+    /// Maps the rows of `x` in place.
+    pub fn apply(&self, x: &mut Array2<f32>) {
+        crate::task::centre_rows(x.view_mut(), &self.centre);
+        if let Some(w) = &self.whiten {
+            *x = x.dot(w);
+        }
+    }
+}
+
 /// `n` directions uniform on the unit sphere of R^d (rows).
 pub fn random_directions(n: usize, d: usize, rng: &mut Stream) -> Array2<f32> {
     let mut w = Array2::<f32>::from_shape_simple_fn((n, d), || rng.sample(StandardNormal));

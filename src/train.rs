@@ -8,7 +8,7 @@ use rand::Rng;
 use crate::config::{Allocation, Merge, ReadoutConfig, ValidConfig, ValidPhase};
 use crate::error::{Error, Result};
 use crate::metrics::{self, Record};
-use crate::model::{self, Activation, SgdScratch, TwoLayer};
+use crate::model::{self, Activation, InputMap, SgdScratch, TwoLayer};
 use crate::readout;
 use crate::rng::Stream;
 use crate::router::{router_gradient, GateRule, Router};
@@ -117,16 +117,11 @@ impl Run<'_> {
         }
     }
 
-    /// Mean of `n` fresh inputs, drawn in chunks.
-    fn global_centre(&mut self, n: usize) -> Array1<f32> {
-        let mut sum = Array1::<f64>::zeros(self.task.d);
-        self.task.for_each_chunk(n, 4096, &mut self.data, |b| {
-            for row in b.x.axis_iter(Axis(0)) {
-                sum.zip_mut_with(&row, |s, &v| *s += v as f64);
-            }
-        });
-        self.samples += n as u64;
-        sum.mapv(|s| (s / n as f64) as f32)
+    /// The input map (centre, optional whitening) estimated from `n` fresh inputs.
+    fn input_map(&mut self, n: usize, whiten: bool) -> InputMap {
+        let mut batch = Batch::new(n, self.task.d);
+        self.draw(&mut batch);
+        InputMap::estimate(batch.x.view(), whiten)
     }
 
     /// Spherical online SGD of the rows of `w` on all samples, centred at
@@ -138,7 +133,7 @@ impl Run<'_> {
         steps: u64,
         last_batch: usize,
         w: &mut Array2<f32>,
-        centre: &Array1<f32>,
+        map: &InputMap,
         mut on_step: impl FnMut(&mut Self, u64, &Array2<f32>, f64) -> Result<()>,
     ) -> Result<()> {
         let activation = Activation::from_hermite(&p.activation);
@@ -150,7 +145,7 @@ impl Run<'_> {
                 batch = Batch::new(last_batch, self.task.d);
             }
             self.draw(&mut batch);
-            centre_rows(batch.x.view_mut(), centre);
+            map.apply(&mut batch.x);
             let lr = p.schedule.at(step - 1, steps);
             let grad = model::loss_gradient(w, batch.x.view(), &batch.y, None, &activation, p.loss, &mut scratch);
             if !model::spherical_step(w, grad, lr as f32) {
@@ -227,10 +222,11 @@ pub fn train_moe(cfg: &ValidConfig, task: &Task, sink: Sink, monitor: &dyn Monit
 
     // Phase I: one tied direction per expert, every sample to every expert.
     let p1 = &cfg.phase_one;
-    let centre = run.global_centre(p1.centre_samples);
+    let map = run.input_map(p1.centre_samples, cfg.whiten);
+    let centre = map.centre.clone();
     let mut u = model::random_directions(cfg.experts, task.d, &mut run.init);
     let mut recovery: Vec<Option<u64>> = vec![None; task.clusters()];
-    run.sphere_sgd("phase_one", p1, p1.steps, p1.batch, &mut u, &centre, |run, step, u, lr| {
+    run.sphere_sgd("phase_one", p1, p1.steps, p1.batch, &mut u, &map, |run, step, u, lr| {
         for (c, r) in recovery.iter_mut().enumerate() {
             if r.is_none() && metrics::best_overlap(u.view(), task.w.row(c)) >= threshold {
                 *r = Some(run.samples);
@@ -271,7 +267,7 @@ pub fn train_moe(cfg: &ValidConfig, task: &Task, sink: Sink, monitor: &dyn Monit
     for step in 1..=p2.steps {
         run.draw(&mut batch);
         let mut xc = batch.x.clone();
-        centre_rows(xc.view_mut(), &centre);
+        map.apply(&mut xc);
         let mut rewards = xc.dot(&lead_u.t());
         for (mut row, &y) in rewards.axis_iter_mut(Axis(0)).zip(&batch.y) {
             row.mapv_inplace(|t| y * activation.value(t));
@@ -463,11 +459,12 @@ pub fn train_vanilla(cfg: &ValidConfig, task: &Task, sink: Sink, monitor: &dyn M
     };
     let p = &cfg.vanilla;
     let threshold = cfg.metrics.recovery_threshold;
-    let centre = run.global_centre(p.centre_samples);
+    let map = run.input_map(p.centre_samples, false);
+    let centre = map.centre.clone();
     let remaining = cfg.train_samples - p.centre_samples as u64;
     let last_batch = (remaining - (p.steps - 1) * p.batch as u64) as usize;
     let mut w = model::random_directions(cfg.vanilla_neurons, task.d, &mut run.init);
-    run.sphere_sgd("train", p, p.steps, last_batch, &mut w, &centre, |run, step, w, lr| {
+    run.sphere_sgd("train", p, p.steps, last_batch, &mut w, &map, |run, step, w, lr| {
         if run.log_due(step, p.steps) {
             let all = vec![w; task.clusters()];
             run.record("train", step, |rec| {
