@@ -92,6 +92,10 @@ pub struct MoeConfig {
     /// covariance (symmetric inverse square root), which shrinks the
     /// gradient noise that the cluster means inject along v_c.
     pub whiten: bool,
+    /// Every this many phase-I steps, experts that are stuck (correlation
+    /// below a quarter of the best expert's) or redundant with a better one
+    /// restart orthogonally to the directions already found; 0 disables.
+    pub restart_every: u64,
 }
 
 /// Sharing of the M x J phase-III neurons among routed experts.
@@ -293,6 +297,7 @@ impl Default for MoeConfig {
             merge_threshold: 0.5,
             allocation: Allocation::ByLoad,
             whiten: true,
+            restart_every: 2_000,
         }
     }
 }
@@ -477,6 +482,7 @@ pub struct ValidConfig {
     pub merge_threshold: f64,
     pub allocation: Allocation,
     pub whiten: bool,
+    pub restart_every: u64,
     pub phase_one: ValidPhase,
     pub phase_two: RouterConfig,
     pub phase_three: ValidPhase,

@@ -244,6 +244,7 @@ pub fn check(config: &Config) -> Result<ValidConfig> {
         merge_threshold: m.merge_threshold,
         allocation: m.allocation,
         whiten: m.whiten,
+        restart_every: m.restart_every,
         phase_one,
         phase_two: r.clone(),
         phase_three,

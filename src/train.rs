@@ -12,7 +12,7 @@ use crate::model::{self, Activation, InputMap, SgdScratch, TwoLayer};
 use crate::readout;
 use crate::rng::Stream;
 use crate::router::{router_gradient, GateRule, Router};
-use crate::task::{centre_rows, Batch, Task};
+use crate::task::{Batch, Task};
 
 /// Receives progress of the training loops (progress bars in the CLI).
 pub trait Monitor: Sync {
@@ -134,7 +134,7 @@ impl Run<'_> {
         last_batch: usize,
         w: &mut Array2<f32>,
         map: &InputMap,
-        mut on_step: impl FnMut(&mut Self, u64, &Array2<f32>, f64) -> Result<()>,
+        mut on_step: impl FnMut(&mut Self, u64, &mut Array2<f32>, f64, &Batch) -> Result<()>,
     ) -> Result<()> {
         let activation = Activation::from_hermite(&p.activation);
         let mut scratch = SgdScratch::default();
@@ -151,7 +151,7 @@ impl Run<'_> {
             if !model::spherical_step(w, grad, lr as f32) {
                 return Err(self.diverged(phase, step, "a first-layer weight"));
             }
-            on_step(self, step, w, lr)?;
+            on_step(self, step, w, lr, &batch)?;
             if step % 64 == 0 || step == steps {
                 self.monitor.advance(self.model, if step % 64 == 0 { 64 } else { step % 64 });
             }
@@ -165,6 +165,72 @@ fn gate_rule(cfg: &ValidConfig) -> GateRule {
         kind: cfg.gate,
         top_k: cfg.top_k,
         noise: cfg.gate_noise as f32,
+    }
+}
+
+/// Restarts of phase-I experts, decided without ground truth from each
+/// expert's running correlation R_m = E[y sigma(<u_m, x>)] (about beta/C
+/// once an expert has found a cluster, about 0 while it is stuck).
+struct Restarts {
+    correlation: Vec<f64>,
+    activation: Activation,
+    merge_threshold: f64,
+}
+
+impl Restarts {
+    /// Weight of the newest batch in the running mean (time constant 256 steps).
+    const RATE: f64 = 1.0 / 256.0;
+
+    fn new(experts: usize, activation: &[f64], merge_threshold: f64) -> Self {
+        Restarts {
+            correlation: vec![0.0; experts],
+            activation: Activation::from_hermite(activation),
+            merge_threshold,
+        }
+    }
+
+    fn observe(&mut self, u: &Array2<f32>, batch: &Batch) {
+        let pre = batch.x.dot(&u.t());
+        let n = batch.len() as f64;
+        for (m, r) in self.correlation.iter_mut().enumerate() {
+            let mean: f64 = pre.column(m).iter().zip(&batch.y).map(|(&t, &y)| (y * self.activation.value(t)) as f64).sum::<f64>() / n;
+            *r += Self::RATE * (mean - *r);
+        }
+    }
+
+    /// Keeps the best expert of every distinct direction among those that
+    /// found one; redraws the others orthogonally to the kept directions.
+    fn restart(&mut self, u: &mut Array2<f32>, rng: &mut Stream) {
+        let best = self.correlation.iter().copied().fold(0.0, f64::max);
+        if best < 0.02 {
+            return; // nobody has found anything yet: nothing to tell apart
+        }
+        let mut order: Vec<usize> = (0..u.nrows()).collect();
+        order.sort_by(|&a, &b| self.correlation[b].total_cmp(&self.correlation[a]));
+        let mut kept: Vec<usize> = Vec::new();
+        let mut redraw = Vec::new();
+        for m in order {
+            let found = self.correlation[m] >= 0.25 * best;
+            let redundant = kept.iter().any(|&k| (u.row(m).dot(&u.row(k)) as f64).abs() >= self.merge_threshold);
+            if found && !redundant {
+                kept.push(m);
+            } else {
+                redraw.push(m);
+            }
+        }
+        let d = u.ncols();
+        for m in redraw {
+            let mut g = model::random_directions(1, d, rng).row(0).to_owned();
+            for &k in &kept {
+                let proj = g.dot(&u.row(k));
+                g.scaled_add(-proj, &u.row(k));
+            }
+            let norm = g.dot(&g).sqrt();
+            if norm > 1e-3 {
+                u.row_mut(m).assign(&(g / norm));
+                self.correlation[m] = 0.0;
+            }
+        }
     }
 }
 
@@ -226,7 +292,13 @@ pub fn train_moe(cfg: &ValidConfig, task: &Task, sink: Sink, monitor: &dyn Monit
     let centre = map.centre.clone();
     let mut u = model::random_directions(cfg.experts, task.d, &mut run.init);
     let mut recovery: Vec<Option<u64>> = vec![None; task.clusters()];
-    run.sphere_sgd("phase_one", p1, p1.steps, p1.batch, &mut u, &map, |run, step, u, lr| {
+    let mut restarts = Restarts::new(cfg.experts, &p1.activation, cfg.merge_threshold);
+    run.sphere_sgd("phase_one", p1, p1.steps, p1.batch, &mut u, &map, |run, step, u, lr, batch| {
+        restarts.observe(u, batch);
+        let every = cfg.restart_every;
+        if every > 0 && step % every == 0 && step + every <= p1.steps {
+            restarts.restart(u, &mut run.init);
+        }
         for (c, r) in recovery.iter_mut().enumerate() {
             if r.is_none() && metrics::best_overlap(u.view(), task.w.row(c)) >= threshold {
                 *r = Some(run.samples);
@@ -464,9 +536,9 @@ pub fn train_vanilla(cfg: &ValidConfig, task: &Task, sink: Sink, monitor: &dyn M
     let remaining = cfg.train_samples - p.centre_samples as u64;
     let last_batch = (remaining - (p.steps - 1) * p.batch as u64) as usize;
     let mut w = model::random_directions(cfg.vanilla_neurons, task.d, &mut run.init);
-    run.sphere_sgd("train", p, p.steps, last_batch, &mut w, &map, |run, step, w, lr| {
+    run.sphere_sgd("train", p, p.steps, last_batch, &mut w, &map, |run, step, w, lr, _| {
         if run.log_due(step, p.steps) {
-            let all = vec![w; task.clusters()];
+            let all = vec![&*w; task.clusters()];
             run.record("train", step, |rec| {
                 rec.lr = Some(lr);
                 fill_cluster_overlaps(rec, task, &all, threshold);
