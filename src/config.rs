@@ -377,7 +377,8 @@ impl Config {
             path: "configuration".into(),
             message: message.trim_end().to_string(),
         };
-        let mut table: toml::Table = toml::from_str(text).map_err(|e| parse_error(e.to_string()))?;
+        let mut table: toml::Table =
+            toml::from_str(text).map_err(|e| parse_error(e.to_string()))?;
         for set in sets {
             let (key, value) = set
                 .split_once('=')
@@ -394,7 +395,9 @@ impl Config {
                     .entry(part.to_string())
                     .or_insert_with(|| toml::Value::Table(toml::Table::new()))
                     .as_table_mut()
-                    .ok_or_else(|| Error::invalid("--set", set, format!("`{part}` is not a section")))?;
+                    .ok_or_else(|| {
+                        Error::invalid("--set", set, format!("`{part}` is not a section"))
+                    })?;
             }
             node.insert(last.to_string(), value);
         }
@@ -437,7 +440,8 @@ impl LrSchedule {
             Schedule::Constant => self.lr,
             Schedule::Linear => self.lr + (self.lr_end - self.lr) * frac,
             Schedule::Cosine => {
-                self.lr_end + 0.5 * (self.lr - self.lr_end) * (1.0 + (std::f64::consts::PI * frac).cos())
+                self.lr_end
+                    + 0.5 * (self.lr - self.lr_end) * (1.0 + (std::f64::consts::PI * frac).cos())
             }
             Schedule::Exponential => self.lr * (self.lr_end / self.lr).powf(frac),
         }

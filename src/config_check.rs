@@ -15,14 +15,22 @@ const MAX_UNITS: usize = 1 << 16;
 
 fn positive_count(field: &str, value: usize, max: usize) -> Result<()> {
     if value == 0 || value > max {
-        return Err(Error::invalid(field, value, format!("an integer from 1 to {max}")));
+        return Err(Error::invalid(
+            field,
+            value,
+            format!("an integer from 1 to {max}"),
+        ));
     }
     Ok(())
 }
 
 fn finite_at_least(field: &str, value: f64, min: f64) -> Result<()> {
     if !value.is_finite() || value < min {
-        return Err(Error::invalid(field, value, format!("a finite number >= {min}")));
+        return Err(Error::invalid(
+            field,
+            value,
+            format!("a finite number >= {min}"),
+        ));
     }
     Ok(())
 }
@@ -35,7 +43,13 @@ fn learning_rate(field: &str, value: f64) -> Result<()> {
 }
 
 fn unit_interval(field: &str, value: f64, open_at_zero: bool) -> Result<()> {
-    let ok = value.is_finite() && value <= 1.0 && if open_at_zero { value > 0.0 } else { value >= 0.0 };
+    let ok = value.is_finite()
+        && value <= 1.0
+        && if open_at_zero {
+            value > 0.0
+        } else {
+            value >= 0.0
+        };
     if !ok {
         let range = if open_at_zero { "(0, 1]" } else { "[0, 1]" };
         return Err(Error::invalid(field, value, format!("a number in {range}")));
@@ -64,7 +78,11 @@ fn activation(field: &str, spec: &str, information_exponent: usize) -> Result<Ve
 fn phase(name: &str, p: &PhaseConfig, information_exponent: usize) -> Result<ValidPhase> {
     let f = |field: &str| format!("{name}.{field}");
     if p.steps == 0 || p.steps > u32::MAX as u64 {
-        return Err(Error::invalid(f("steps"), p.steps, format!("an integer from 1 to {}", u32::MAX)));
+        return Err(Error::invalid(
+            f("steps"),
+            p.steps,
+            format!("an integer from 1 to {}", u32::MAX),
+        ));
     }
     positive_count(&f("batch"), p.batch, MAX_BATCH)?;
     positive_count(&f("centre_samples"), p.centre_samples, MAX_BATCH)?;
@@ -79,7 +97,13 @@ fn phase(name: &str, p: &PhaseConfig, information_exponent: usize) -> Result<Val
     })
 }
 
-fn schedule(name: &str, lr: f64, lr_end: f64, decay_start: f64, shape: Schedule) -> Result<LrSchedule> {
+fn schedule(
+    name: &str,
+    lr: f64,
+    lr_end: f64,
+    decay_start: f64,
+    shape: Schedule,
+) -> Result<LrSchedule> {
     learning_rate(&format!("{name}.lr"), lr)?;
     learning_rate(&format!("{name}.lr_end"), lr_end)?;
     unit_interval(&format!("{name}.decay_start"), decay_start, false)?;
@@ -92,9 +116,13 @@ fn schedule(name: &str, lr: f64, lr_end: f64, decay_start: f64, shape: Schedule)
 }
 
 fn checked_samples(field: &str, steps: u64, batch: usize) -> Result<u64> {
-    steps
-        .checked_mul(batch as u64)
-        .ok_or_else(|| Error::invalid(field, format!("{steps} steps x {batch} samples"), "a sample budget below 2^64"))
+    steps.checked_mul(batch as u64).ok_or_else(|| {
+        Error::invalid(
+            field,
+            format!("{steps} steps x {batch} samples"),
+            "a sample budget below 2^64",
+        )
+    })
 }
 
 /// See [`Config::check`].
@@ -113,7 +141,9 @@ pub fn check(config: &Config) -> Result<ValidConfig> {
     finite_at_least("task.rho", t.rho, 0.0)?;
     finite_at_least("task.noise", t.noise, 0.0)?;
     let signs = if t.signs.is_empty() {
-        (0..c).map(|i| if i % 2 == 0 { 1.0 } else { -1.0 }).collect()
+        (0..c)
+            .map(|i| if i % 2 == 0 { 1.0 } else { -1.0 })
+            .collect()
     } else {
         if t.signs.len() != c {
             return Err(Error::invalid(
@@ -159,11 +189,18 @@ pub fn check(config: &Config) -> Result<ValidConfig> {
         return Err(Error::invalid(
             "moe.neurons",
             m.neurons,
-            format!("at most {} so that moe.experts x moe.neurons <= {MAX_UNITS}", MAX_UNITS / m.experts),
+            format!(
+                "at most {} so that moe.experts x moe.neurons <= {MAX_UNITS}",
+                MAX_UNITS / m.experts
+            ),
         ));
     }
     if m.top_k == 0 || m.top_k > m.experts {
-        return Err(Error::invalid("moe.top_k", m.top_k, format!("an integer from 1 to moe.experts = {}", m.experts)));
+        return Err(Error::invalid(
+            "moe.top_k",
+            m.top_k,
+            format!("an integer from 1 to moe.experts = {}", m.experts),
+        ));
     }
     finite_at_least("moe.gate_noise", m.gate_noise, 0.0)?;
     unit_interval("moe.merge_threshold", m.merge_threshold, true)?;
@@ -171,7 +208,11 @@ pub fn check(config: &Config) -> Result<ValidConfig> {
     let phase_one = phase("phase_one", &config.phase_one, information_exponent)?;
     let r = &config.phase_two;
     if r.steps > u32::MAX as u64 {
-        return Err(Error::invalid("phase_two.steps", r.steps, format!("an integer from 0 to {}", u32::MAX)));
+        return Err(Error::invalid(
+            "phase_two.steps",
+            r.steps,
+            format!("an integer from 0 to {}", u32::MAX),
+        ));
     }
     positive_count("phase_two.batch", r.batch, MAX_BATCH)?;
     learning_rate("phase_two.lr", r.lr)?;
@@ -184,7 +225,11 @@ pub fn check(config: &Config) -> Result<ValidConfig> {
     positive_count("readout.biases", ro.biases, 1024)?;
 
     let v = &config.vanilla;
-    let vanilla_neurons = if v.neurons == 0 { m.experts * m.neurons } else { v.neurons };
+    let vanilla_neurons = if v.neurons == 0 {
+        m.experts * m.neurons
+    } else {
+        v.neurons
+    };
     positive_count("vanilla.neurons", vanilla_neurons, MAX_UNITS)?;
     positive_count("vanilla.batch", v.batch, MAX_BATCH)?;
     if (m.experts * m.neurons).max(vanilla_neurons) * ro.biases > MAX_UNITS {
@@ -220,8 +265,15 @@ pub fn check(config: &Config) -> Result<ValidConfig> {
         .iter()
         .try_fold(0u64, |acc, &p| acc.checked_add(p))
         .filter(|&t| t <= 1 << 52)
-        .ok_or_else(|| Error::invalid("phase_one.steps", format!("a total budget of {parts:?} samples"), "a total below 2^52 samples"))?;
-    let vanilla_steps = (total - ro.samples as u64 - phase_one.centre_samples as u64).div_ceil(v.batch as u64);
+        .ok_or_else(|| {
+            Error::invalid(
+                "phase_one.steps",
+                format!("a total budget of {parts:?} samples"),
+                "a total below 2^52 samples",
+            )
+        })?;
+    let vanilla_steps =
+        (total - ro.samples as u64 - phase_one.centre_samples as u64).div_ceil(v.batch as u64);
 
     Ok(ValidConfig {
         seed: config.seed,
@@ -263,7 +315,12 @@ pub fn check(config: &Config) -> Result<ValidConfig> {
 
 /// The assumptions of the paper's theorem (SPEC §2); a violation is a
 /// warning, so users can explore outside the theorem.
-fn paper_assumptions(local: &[Link], global: &Link, signs: &[f64], exponents: &[usize]) -> Vec<String> {
+fn paper_assumptions(
+    local: &[Link],
+    global: &Link,
+    signs: &[f64],
+    exponents: &[usize],
+) -> Vec<String> {
     let mut warnings = Vec::new();
     let k = exponents.iter().copied().min().unwrap_or(0);
     if k < 3 {
@@ -274,9 +331,18 @@ fn paper_assumptions(local: &[Link], global: &Link, signs: &[f64], exponents: &[
     if exponents.iter().any(|&e| e != k) {
         warnings.push(format!("links have different information exponents {exponents:?}: the paper assumes one k* for all links"));
     }
-    let leading = |l: &Link| l.hermite_coefficients(k).get(k).copied().unwrap_or(0.0).abs();
+    let leading = |l: &Link| {
+        l.hermite_coefficients(k)
+            .get(k)
+            .copied()
+            .unwrap_or(0.0)
+            .abs()
+    };
     let gamma = leading(global);
-    if local.iter().any(|l| (leading(l) - gamma).abs() > 1e-9 * gamma.max(1.0)) {
+    if local
+        .iter()
+        .any(|l| (leading(l) - gamma).abs() > 1e-9 * gamma.max(1.0))
+    {
         warnings.push(format!(
             "|beta_c,k*| differ from |gamma_k*| = {gamma:.4}: the paper assumes equal leading coefficients"
         ));

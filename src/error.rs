@@ -38,12 +38,19 @@ pub enum Error {
     },
     /// The ridge system of the readout could not be solved.
     #[error("{model} readout failed: {message}; try a larger `readout.ridge`")]
-    Readout { model: &'static str, message: String },
+    Readout {
+        model: &'static str,
+        message: String,
+    },
 }
 
 impl Error {
     /// Shorthand for [`Error::Invalid`].
-    pub fn invalid(field: impl Into<String>, value: impl ToString, allowed: impl Into<String>) -> Self {
+    pub fn invalid(
+        field: impl Into<String>,
+        value: impl ToString,
+        allowed: impl Into<String>,
+    ) -> Self {
         Error::Invalid {
             field: field.into(),
             value: value.to_string(),

@@ -9,7 +9,7 @@ use crate::error::Result;
 use crate::metrics::{self, Record, TestError};
 use crate::rng::{stream, StreamId};
 use crate::task::{Batch, Task};
-use crate::train::{self, Monitor, Moe, Vanilla};
+use crate::train::{self, Moe, Monitor, Vanilla};
 
 /// What `summary.json` holds.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -92,7 +92,10 @@ pub fn run(
         },
     );
     let (moe, vanilla) = (moe?, vanilla?);
-    let test = task.sample(cfg.metrics.test_samples, &mut stream(cfg.seed, StreamId::Test));
+    let test = task.sample(
+        cfg.metrics.test_samples,
+        &mut stream(cfg.seed, StreamId::Test),
+    );
     let var_y = metrics::label_variance(&test.y);
     let summary = Summary {
         seed: cfg.seed,
@@ -104,7 +107,9 @@ pub fn run(
             vanilla: vanilla.as_ref().map(|v| v.samples),
         },
         moe: summarise_moe(cfg, &task, &moe, &test, var_y),
-        vanilla: vanilla.as_ref().map(|v| summarise_vanilla(&task, v, &test, var_y)),
+        vanilla: vanilla
+            .as_ref()
+            .map(|v| summarise_vanilla(&task, v, &test, var_y)),
     };
     Ok(RunOutput {
         task,
@@ -114,7 +119,13 @@ pub fn run(
     })
 }
 
-fn summarise_moe(cfg: &ValidConfig, task: &Task, moe: &Moe, test: &Batch, var_y: f64) -> MoeSummary {
+fn summarise_moe(
+    cfg: &ValidConfig,
+    task: &Task,
+    moe: &Moe,
+    test: &Batch,
+    var_y: f64,
+) -> MoeSummary {
     let c = task.clusters();
     // The noisy gate draws from its own stream so evaluation is reproducible.
     let mut noise = stream(cfg.seed, StreamId::Test);
@@ -141,12 +152,17 @@ fn summarise_moe(cfg: &ValidConfig, task: &Task, moe: &Moe, test: &Batch, var_y:
         expert_cluster: phase_one
             .iter()
             .map(|row| {
-                let (best, o) = row.iter().enumerate().fold((0, 0.0), |b, (i, &o)| if o > b.1 { (i, o) } else { b });
+                let (best, o) =
+                    row.iter()
+                        .enumerate()
+                        .fold((0, 0.0), |b, (i, &o)| if o > b.1 { (i, o) } else { b });
                 (o >= threshold).then_some(best)
             })
             .collect(),
         expert_group: moe.expert_group.clone(),
-        phase1_local_overlap_per_cluster: (0..c).map(|k| phase_one.iter().map(|r| r[k]).fold(0.0, f64::max)).collect(),
+        phase1_local_overlap_per_cluster: (0..c)
+            .map(|k| phase_one.iter().map(|r| r[k]).fold(0.0, f64::max))
+            .collect(),
         phase1_weak_recovery_samples: moe.phase1_weak_recovery_samples.clone(),
     }
 }
@@ -154,7 +170,12 @@ fn summarise_moe(cfg: &ValidConfig, task: &Task, moe: &Moe, test: &Batch, var_y:
 fn summarise_vanilla(task: &Task, vanilla: &Vanilla, test: &Batch, var_y: f64) -> ModelSummary {
     let (local, global) = metrics::neuron_overlaps(task, vanilla.net.w.view());
     ModelSummary {
-        error: metrics::test_error(&vanilla.net.predict(test.x.view()), test, task.clusters(), var_y),
+        error: metrics::test_error(
+            &vanilla.net.predict(test.x.view()),
+            test,
+            task.clusters(),
+            var_y,
+        ),
         local_overlap_per_cluster: local,
         global_overlap_per_cluster: vec![global; task.clusters()],
     }
@@ -163,7 +184,11 @@ fn summarise_vanilla(task: &Task, vanilla: &Vanilla, test: &Batch, var_y: f64) -
 /// Runs `cfg` and writes its run directory: `config.toml` first, metric
 /// records as they come, then `summary.json` and `model.npz`. If training
 /// fails, the metrics logged until then stay in `metrics.jsonl`.
-pub fn run_to_dir(cfg: &ValidConfig, dir: &std::path::Path, monitor: &dyn Monitor) -> Result<RunOutput> {
+pub fn run_to_dir(
+    cfg: &ValidConfig,
+    dir: &std::path::Path,
+    monitor: &dyn Monitor,
+) -> Result<RunOutput> {
     use crate::output::{self, RecordWriter};
     output::prepare_run_dir(dir)?;
     output::write_atomic(&dir.join("config.toml"), cfg.config.to_toml().as_bytes())?;

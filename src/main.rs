@@ -84,13 +84,14 @@ fn load_config(path: Option<&Path>, sets: &[String], seed: Option<u64>) -> Resul
         Some(p) => std::fs::read_to_string(p).map_err(|e| Error::io("cannot read", p, e))?,
         None => String::new(),
     };
-    let mut config = Config::from_toml_with_overrides(&text, sets).map_err(|e| match (e, path) {
-        (Error::Parse { message, .. }, Some(p)) => Error::Parse {
-            path: p.to_path_buf(),
-            message,
-        },
-        (e, _) => e,
-    })?;
+    let mut config =
+        Config::from_toml_with_overrides(&text, sets).map_err(|e| match (e, path) {
+            (Error::Parse { message, .. }, Some(p)) => Error::Parse {
+                path: p.to_path_buf(),
+                message,
+            },
+            (e, _) => e,
+        })?;
     if let Some(s) = seed {
         config.seed = s;
     }
@@ -116,9 +117,11 @@ impl Monitor for Progress {
                 }
                 let bar = multi.add(ProgressBar::new(steps));
                 bar.set_style(
-                    ProgressStyle::with_template("{prefix:>8} {msg:<12} [{bar:30}] {pos}/{len} steps {elapsed}")
-                        .expect("valid template")
-                        .progress_chars("=> "),
+                    ProgressStyle::with_template(
+                        "{prefix:>8} {msg:<12} [{bar:30}] {pos}/{len} steps {elapsed}",
+                    )
+                    .expect("valid template")
+                    .progress_chars("=> "),
                 );
                 bar.set_prefix(model);
                 bar.set_message(phase);
@@ -139,7 +142,8 @@ impl Monitor for Progress {
 
 impl Progress {
     fn new(quiet: bool) -> Self {
-        let bars = (!quiet && std::io::stderr().is_terminal()).then(|| (MultiProgress::new(), Mutex::new(HashMap::new())));
+        let bars = (!quiet && std::io::stderr().is_terminal())
+            .then(|| (MultiProgress::new(), Mutex::new(HashMap::new())));
         Progress { bars, quiet }
     }
 
@@ -153,7 +157,10 @@ impl Progress {
 }
 
 fn fmt_list(v: &[f64]) -> String {
-    v.iter().map(|x| format!("{x:.3}")).collect::<Vec<_>>().join(" ")
+    v.iter()
+        .map(|x| format!("{x:.3}"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn print_summary(s: &Summary) {
@@ -180,7 +187,10 @@ fn print_summary(s: &Summary) {
             n
         );
     }
-    println!("routing purity {:.4}, var(y) {:.4}", s.moe.routing_purity, s.var_y);
+    println!(
+        "routing purity {:.4}, var(y) {:.4}",
+        s.moe.routing_purity, s.var_y
+    );
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -203,7 +213,11 @@ fn run(cli: Cli) -> Result<()> {
             progress.finish();
             let out = result?;
             print_summary(&out.summary);
-            println!("wrote {} in {:.2} s", dir.display(), start.elapsed().as_secs_f64());
+            println!(
+                "wrote {} in {:.2} s",
+                dir.display(),
+                start.elapsed().as_secs_f64()
+            );
         }
         Command::Generate {
             config,
@@ -213,7 +227,11 @@ fn run(cli: Cli) -> Result<()> {
             sets,
         } => {
             if n == 0 || n > 1 << 28 {
-                return Err(Error::invalid("--n", n, format!("an integer from 1 to {}", 1u64 << 28)));
+                return Err(Error::invalid(
+                    "--n",
+                    n,
+                    format!("an integer from 1 to {}", 1u64 << 28),
+                ));
             }
             let valid = load_config(config.as_deref(), &sets, seed)?.check()?;
             let task = Task::new(&valid, &mut rng::stream(valid.seed, rng::StreamId::Task));
@@ -223,7 +241,11 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Link { spec, degree, json } => {
             if degree > 30 {
-                return Err(Error::invalid("--degree", degree, "an integer from 0 to 30"));
+                return Err(Error::invalid(
+                    "--degree",
+                    degree,
+                    "an integer from 0 to 30",
+                ));
             }
             let l = link::parse("link", &spec)?;
             let coefficients = l.hermite_coefficients(degree);
@@ -239,9 +261,13 @@ fn run(cli: Cli) -> Result<()> {
                 println!("{}", serde_json::to_string_pretty(&value).expect("json"));
             } else {
                 println!("link                 {l}");
-                let ie = l.information_exponent().map_or("none (constant)".into(), |k| k.to_string());
+                let ie = l
+                    .information_exponent()
+                    .map_or("none (constant)".into(), |k| k.to_string());
                 println!("information exponent {ie}");
-                let deg = l.degree().map_or("infinite (not a polynomial)".into(), |k| k.to_string());
+                let deg = l
+                    .degree()
+                    .map_or("infinite (not a polynomial)".into(), |k| k.to_string());
                 println!("degree               {deg}");
                 println!("mean                 {:.6}", l.mean());
                 println!("variance             {:.6}", l.variance());

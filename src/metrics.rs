@@ -9,7 +9,13 @@ use crate::task::{Batch, Task};
 /// |<row, target>| for every row of `dirs` (rows are unit vectors).
 pub fn overlaps(dirs: ArrayView2<f32>, target: ArrayView1<f64>) -> Vec<f64> {
     dirs.axis_iter(Axis(0))
-        .map(|row| row.iter().zip(target).map(|(&a, &b)| a as f64 * b).sum::<f64>().abs())
+        .map(|row| {
+            row.iter()
+                .zip(target)
+                .map(|(&a, &b)| a as f64 * b)
+                .sum::<f64>()
+                .abs()
+        })
         .collect()
 }
 
@@ -24,7 +30,13 @@ pub fn overlap_matrix(dirs: ArrayView2<f32>, targets: ArrayView2<f64>) -> Vec<Ve
         .map(|row| {
             targets
                 .axis_iter(Axis(0))
-                .map(|t| row.iter().zip(t).map(|(&a, &b)| a as f64 * b).sum::<f64>().abs())
+                .map(|t| {
+                    row.iter()
+                        .zip(t)
+                        .map(|(&a, &b)| a as f64 * b)
+                        .sum::<f64>()
+                        .abs()
+                })
                 .collect()
         })
         .collect()
@@ -63,7 +75,9 @@ pub fn confusion(clusters: &[usize], assigned: &[usize], c: usize, k: usize) -> 
 pub fn routing_purity(confusion: &[Vec<u64>]) -> f64 {
     let k = confusion.first().map_or(0, Vec::len);
     let total: u64 = confusion.iter().flatten().sum();
-    let majority: u64 = (0..k).map(|e| confusion.iter().map(|row| row[e]).max().unwrap_or(0)).sum();
+    let majority: u64 = (0..k)
+        .map(|e| confusion.iter().map(|row| row[e]).max().unwrap_or(0))
+        .sum();
     if total == 0 {
         0.0
     } else {
@@ -75,7 +89,12 @@ pub fn routing_purity(confusion: &[Vec<u64>]) -> f64 {
 pub fn serving_expert(confusion: &[Vec<u64>]) -> Vec<usize> {
     confusion
         .iter()
-        .map(|row| row.iter().enumerate().max_by_key(|&(i, &n)| (n, std::cmp::Reverse(i))).map_or(0, |(i, _)| i))
+        .map(|row| {
+            row.iter()
+                .enumerate()
+                .max_by_key(|&(i, &n)| (n, std::cmp::Reverse(i)))
+                .map_or(0, |(i, _)| i)
+        })
         .collect()
 }
 
@@ -95,7 +114,12 @@ pub fn label_variance(y: &[f32]) -> f64 {
     y.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n
 }
 
-pub fn test_error(prediction: &Array1<f64>, test: &Batch, clusters: usize, var_y: f64) -> TestError {
+pub fn test_error(
+    prediction: &Array1<f64>,
+    test: &Batch,
+    clusters: usize,
+    var_y: f64,
+) -> TestError {
     let mut sum = vec![0.0; clusters];
     let mut count = vec![0usize; clusters];
     for ((&p, &y), &c) in prediction.iter().zip(&test.y).zip(&test.c) {
@@ -106,13 +130,19 @@ pub fn test_error(prediction: &Array1<f64>, test: &Batch, clusters: usize, var_y
     TestError {
         test_mse: mse,
         test_rel_mse: mse / var_y,
-        per_cluster_rel_mse: sum.iter().zip(&count).map(|(s, &n)| s / n.max(1) as f64 / var_y).collect(),
+        per_cluster_rel_mse: sum
+            .iter()
+            .zip(&count)
+            .map(|(s, &n)| s / n.max(1) as f64 / var_y)
+            .collect(),
     }
 }
 
 /// Best overlap of the given neuron rows with each w*_c and with w*_g.
 pub fn neuron_overlaps(task: &Task, w: ArrayView2<f32>) -> (Vec<f64>, f64) {
-    let local = (0..task.clusters()).map(|c| best_overlap(w, task.w.row(c))).collect();
+    let local = (0..task.clusters())
+        .map(|c| best_overlap(w, task.w.row(c)))
+        .collect();
     (local, best_overlap(w, task.wg.view()))
 }
 

@@ -42,10 +42,19 @@ pub fn hermite_to_monomial(coefficients: &[f64]) -> Vec<f64> {
 impl Activation {
     pub fn from_hermite(coefficients: &[f64]) -> Self {
         let mono = hermite_to_monomial(coefficients);
-        let derivative: Vec<f32> = mono.iter().enumerate().skip(1).map(|(i, &a)| (i as f64 * a) as f32).collect();
+        let derivative: Vec<f32> = mono
+            .iter()
+            .enumerate()
+            .skip(1)
+            .map(|(i, &a)| (i as f64 * a) as f32)
+            .collect();
         Activation {
             monomial: mono.iter().map(|&a| a as f32).collect(),
-            derivative: if derivative.is_empty() { vec![0.0] } else { derivative },
+            derivative: if derivative.is_empty() {
+                vec![0.0]
+            } else {
+                derivative
+            },
         }
     }
 
@@ -83,7 +92,15 @@ impl Activation {
 
     /// `out[j] = scale * d loss / d t` at pre-activations `t` of one sample
     /// with label `y`; `tmp` is scratch of the same length.
-    fn loss_slopes(&self, loss: Loss, y: f32, scale: f32, t: &[f32], out: &mut [f32], tmp: &mut [f32]) {
+    fn loss_slopes(
+        &self,
+        loss: Loss,
+        y: f32,
+        scale: f32,
+        t: &[f32],
+        out: &mut [f32],
+        tmp: &mut [f32],
+    ) {
         Self::horner_slice(&self.derivative, t, out);
         match loss {
             Loss::Correlation => out.iter_mut().for_each(|o| *o *= -y * scale),
@@ -121,7 +138,10 @@ impl InputMap {
         let mean = x64.sum_axis(Axis(0)) / n;
         let centre = mean.mapv(|v| v as f32);
         if !whiten {
-            return InputMap { centre, whiten: None };
+            return InputMap {
+                centre,
+                whiten: None,
+            };
         }
         let xc = &x64 - &mean;
         let cov = xc.t().dot(&xc) / n;
@@ -133,7 +153,11 @@ impl InputMap {
             let (u, s) = (eig.U(), eig.S().column_vector());
             // Eigenvalues below a floor (fewer samples than d) are not inverted.
             let scale: Vec<f64> = (0..d).map(|k| 1.0 / s[k].max(1e-3).sqrt()).collect();
-            Array2::from_shape_fn((d, d), |(i, j)| (0..d).map(|k| u[(i, k)] * scale[k] * u[(j, k)]).sum::<f64>() as f32)
+            Array2::from_shape_fn((d, d), |(i, j)| {
+                (0..d)
+                    .map(|k| u[(i, k)] * scale[k] * u[(j, k)])
+                    .sum::<f64>() as f32
+            })
         });
         InputMap { centre, whiten }
     }
@@ -191,7 +215,11 @@ pub fn loss_gradient<'a>(
     let mut tmp = vec![0.0; j];
     let pre = scratch.pre.as_slice().expect("standard layout");
     let coef = scratch.coef.as_slice_mut().expect("standard layout");
-    for (i, (t, out)) in pre.chunks_exact(j).zip(coef.chunks_exact_mut(j)).enumerate() {
+    for (i, (t, out)) in pre
+        .chunks_exact(j)
+        .zip(coef.chunks_exact_mut(j))
+        .enumerate()
+    {
         let scale = weights.map_or(1.0, |ws| ws[i]) / total;
         activation.loss_slopes(loss, y[i], scale, t, out, &mut tmp);
     }
@@ -270,7 +298,10 @@ mod tests {
         let act = Activation::from_hermite(&coefficients);
         for &t in &[-2.5f32, -1.0, 0.0, 0.4, 1.7, 3.0] {
             let exact = hermite_series(&coefficients, t as f64);
-            assert!((act.value(t) as f64 - exact).abs() < 1e-4 * (1.0 + exact.abs()), "t = {t}");
+            assert!(
+                (act.value(t) as f64 - exact).abs() < 1e-4 * (1.0 + exact.abs()),
+                "t = {t}"
+            );
         }
         // h3 = (t^3 - 3t)/sqrt 6
         let h3 = hermite_to_monomial(&[0.0, 0.0, 0.0, 1.0]);
@@ -281,7 +312,14 @@ mod tests {
     }
 
     /// The mean loss over a batch, in f64 from the f32 model.
-    fn mean_loss(w: &Array2<f32>, x: &Array2<f32>, y: &[f32], weights: &[f32], act: &Activation, loss: Loss) -> f64 {
+    fn mean_loss(
+        w: &Array2<f32>,
+        x: &Array2<f32>,
+        y: &[f32],
+        weights: &[f32],
+        act: &Activation,
+        loss: Loss,
+    ) -> f64 {
         let pre = x.dot(&w.t());
         let total: f64 = weights.iter().map(|&v| v as f64).sum();
         let mut sum = 0.0;
@@ -304,19 +342,36 @@ mod tests {
         for loss in [Loss::Correlation, Loss::Squared] {
             for weighted in [false, true] {
                 let w = random_directions(j, d, &mut rng) * 0.8;
-                let ws = if weighted { weights.clone() } else { vec![1.0; n] };
+                let ws = if weighted {
+                    weights.clone()
+                } else {
+                    vec![1.0; n]
+                };
                 let mut scratch = SgdScratch::default();
-                let grad = loss_gradient(&w, x.view(), &y, weighted.then_some(&ws[..]), &act, loss, &mut scratch).clone();
+                let grad = loss_gradient(
+                    &w,
+                    x.view(),
+                    &y,
+                    weighted.then_some(&ws[..]),
+                    &act,
+                    loss,
+                    &mut scratch,
+                )
+                .clone();
                 let h = 1e-2f32;
                 for r in 0..j {
                     for c in 0..d {
                         let (mut up, mut down) = (w.clone(), w.clone());
                         up[[r, c]] += h;
                         down[[r, c]] -= h;
-                        let fd = (mean_loss(&up, &x, &y, &ws, &act, loss) - mean_loss(&down, &x, &y, &ws, &act, loss))
+                        let fd = (mean_loss(&up, &x, &y, &ws, &act, loss)
+                            - mean_loss(&down, &x, &y, &ws, &act, loss))
                             / (2.0 * h as f64);
                         let g = grad[[r, c]] as f64;
-                        assert!((fd - g).abs() < 2e-3 * (1.0 + fd.abs()), "{loss:?} weighted={weighted} [{r},{c}]: fd {fd} vs {g}");
+                        assert!(
+                            (fd - g).abs() < 2e-3 * (1.0 + fd.abs()),
+                            "{loss:?} weighted={weighted} [{r},{c}]: fd {fd} vs {g}"
+                        );
                     }
                 }
             }
@@ -330,13 +385,19 @@ mod tests {
         let before = w.clone();
         let grad = Array2::<f32>::from_shape_simple_fn((4, 5), || rng.sample(StandardNormal));
         assert!(spherical_step(&mut w, &grad, 0.01));
-        for (row, (b, g)) in w.axis_iter(Axis(0)).zip(before.axis_iter(Axis(0)).zip(grad.axis_iter(Axis(0)))) {
+        for (row, (b, g)) in w
+            .axis_iter(Axis(0))
+            .zip(before.axis_iter(Axis(0)).zip(grad.axis_iter(Axis(0))))
+        {
             assert!((row.dot(&row) - 1.0).abs() < 1e-5);
             let tangent = &g - &(&b * b.dot(&g));
             assert!((&row - &b).dot(&tangent) < 0.0, "the step descends");
         }
         let mut w = before.clone();
-        assert!(!spherical_step(&mut w, &(grad * f32::INFINITY), 1.0), "non-finite steps are reported");
+        assert!(
+            !spherical_step(&mut w, &(grad * f32::INFINITY), 1.0),
+            "non-finite steps are reported"
+        );
     }
 
     #[test]
@@ -351,6 +412,9 @@ mod tests {
         let x = ndarray::array![[1.0f32, 3.0], [0.0, 0.0]];
         let f = net.features(x.view());
         assert_eq!(f, ndarray::array![[0.5, 1.5, 1.0], [0.0, 0.0, 1.0]]);
-        assert_eq!(net.predict(x.view()), ndarray::array![2.0 * 0.5 - 1.5 + 0.25, 0.25]);
+        assert_eq!(
+            net.predict(x.view()),
+            ndarray::array![2.0 * 0.5 - 1.5 + 0.25, 0.25]
+        );
     }
 }

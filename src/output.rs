@@ -43,7 +43,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 fn tmp_path(path: &Path) -> PathBuf {
-    let name = path.file_name().map_or("out".into(), |n| n.to_string_lossy().into_owned());
+    let name = path
+        .file_name()
+        .map_or("out".into(), |n| n.to_string_lossy().into_owned());
     path.with_file_name(format!(".{name}.tmp"))
 }
 
@@ -96,7 +98,9 @@ impl RecordWriter {
     }
 
     pub fn finish(mut self) -> Result<PathBuf> {
-        self.out.flush().map_err(|e| Error::io("cannot write", &self.path, e))?;
+        self.out
+            .flush()
+            .map_err(|e| Error::io("cannot write", &self.path, e))?;
         Ok(self.path)
     }
 }
@@ -132,12 +136,22 @@ impl Npz {
         }
     }
 
-    fn add<A: ndarray_npy::WritableElement, D: ndarray::Dimension>(&mut self, name: &str, a: &ndarray::Array<A, D>) {
-        self.writer.add_array(name, a).expect("writing to memory cannot fail");
+    fn add<A: ndarray_npy::WritableElement, D: ndarray::Dimension>(
+        &mut self,
+        name: &str,
+        a: &ndarray::Array<A, D>,
+    ) {
+        self.writer
+            .add_array(name, a)
+            .expect("writing to memory cannot fail");
     }
 
     fn finish(self, path: &Path) -> Result<()> {
-        let bytes = self.writer.finish().expect("writing to memory cannot fail").into_inner();
+        let bytes = self
+            .writer
+            .finish()
+            .expect("writing to memory cannot fail")
+            .into_inner();
         write_atomic(path, &bytes)
     }
 

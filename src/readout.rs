@@ -45,7 +45,9 @@ impl NormalEquations {
             return Ok(Array1::zeros(p));
         }
         let n = self.n as f64;
-        let a = Mat::<f64>::from_fn(p, p, |i, j| self.gram[[i, j]] / n + if i == j { ridge } else { 0.0 });
+        let a = Mat::<f64>::from_fn(p, p, |i, j| {
+            self.gram[[i, j]] / n + if i == j { ridge } else { 0.0 }
+        });
         let b = Mat::<f64>::from_fn(p, 1, |i, _| self.rhs[i] / n);
         let llt = a.llt(Side::Lower).map_err(|e| Error::Readout {
             model,
@@ -64,7 +66,12 @@ impl NormalEquations {
 }
 
 /// Fits a single network's readout on `cfg.readout.samples` fresh samples.
-pub fn fit_single(net: &mut TwoLayer, task: &Task, cfg: &ValidConfig, data: &mut Stream) -> Result<()> {
+pub fn fit_single(
+    net: &mut TwoLayer,
+    task: &Task,
+    cfg: &ValidConfig,
+    data: &mut Stream,
+) -> Result<()> {
     let mut eq = NormalEquations::new(net.neurons() + 1);
     task.for_each_chunk(cfg.readout.samples, CHUNK, data, |b: &Batch| {
         eq.add(&net.features(b.x.view()), &b.y);
@@ -80,7 +87,13 @@ pub fn fit_single(net: &mut TwoLayer, task: &Task, cfg: &ValidConfig, data: &mut
 /// linear in all a_m together, so one ridge over the gated features. With a
 /// hard gate (top-1) that system is block diagonal: one ridge per expert on
 /// the samples routed to it, which is what is solved then.
-pub fn fit_moe(moe: &mut Moe, task: &Task, cfg: &ValidConfig, data: &mut Stream, noise: &mut Stream) -> Result<()> {
+pub fn fit_moe(
+    moe: &mut Moe,
+    task: &Task,
+    cfg: &ValidConfig,
+    data: &mut Stream,
+    noise: &mut Stream,
+) -> Result<()> {
     let hard = matches!(moe.gate.kind, Gate::Top1 | Gate::NoisyTop1);
     let widths: Vec<usize> = moe.experts.iter().map(|e| e.neurons() + 1).collect();
     let mut blocks: Vec<NormalEquations> = if hard {

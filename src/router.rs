@@ -38,7 +38,13 @@ fn argmax(row: &[f32]) -> usize {
     // First index on ties, so Theta = 0 routes everything to expert 0.
     row.iter()
         .enumerate()
-        .fold((0, f32::NEG_INFINITY), |best, (i, &v)| if v > best.1 { (i, v) } else { best })
+        .fold((0, f32::NEG_INFINITY), |best, (i, &v)| {
+            if v > best.1 {
+                (i, v)
+            } else {
+                best
+            }
+        })
         .0
 }
 
@@ -112,7 +118,11 @@ pub fn router_objective(theta: &Array2<f32>, x: ArrayView2<f32>, rewards: &Array
 
 /// Gradient of [`router_objective`] with respect to Theta:
 /// mean_i pi_im (r_im - sum_k pi_ik r_ik) x_i.
-pub fn router_gradient(theta: &Array2<f32>, x: ArrayView2<f32>, rewards: &Array2<f32>) -> Array2<f32> {
+pub fn router_gradient(
+    theta: &Array2<f32>,
+    x: ArrayView2<f32>,
+    rewards: &Array2<f32>,
+) -> Array2<f32> {
     let mut coef = x.dot(&theta.t());
     let n = x.nrows() as f32;
     for (mut p, r) in coef.axis_iter_mut(Axis(0)).zip(rewards.axis_iter(Axis(0))) {
@@ -137,7 +147,9 @@ mod tests {
         let (n, d, k) = (32, 5, 3);
         let x = Array2::<f32>::from_shape_simple_fn((n, d), || rng.sample(StandardNormal));
         let rewards = Array2::<f32>::from_shape_simple_fn((n, k), || rng.sample(StandardNormal));
-        let theta = Array2::<f32>::from_shape_simple_fn((k, d), || 0.5 * rng.sample::<f32, _>(StandardNormal));
+        let theta = Array2::<f32>::from_shape_simple_fn((k, d), || {
+            0.5 * rng.sample::<f32, _>(StandardNormal)
+        });
         let grad = router_gradient(&theta, x.view(), &rewards);
         let h = 1e-2f32;
         for m in 0..k {
@@ -145,8 +157,14 @@ mod tests {
                 let (mut up, mut down) = (theta.clone(), theta.clone());
                 up[[m, j]] += h;
                 down[[m, j]] -= h;
-                let fd = (router_objective(&up, x.view(), &rewards) - router_objective(&down, x.view(), &rewards)) / (2.0 * h as f64);
-                assert!((fd - grad[[m, j]] as f64).abs() < 1e-3, "[{m},{j}]: fd {fd} vs {}", grad[[m, j]]);
+                let fd = (router_objective(&up, x.view(), &rewards)
+                    - router_objective(&down, x.view(), &rewards))
+                    / (2.0 * h as f64);
+                assert!(
+                    (fd - grad[[m, j]] as f64).abs() < 1e-3,
+                    "[{m},{j}]: fd {fd} vs {}",
+                    grad[[m, j]]
+                );
             }
         }
     }
@@ -160,7 +178,11 @@ mod tests {
         let x = Array2::<f32>::from_shape_simple_fn((50, 3), || rng.sample(StandardNormal));
         let logits = router.logits(x.view());
         for kind in [Gate::Softmax, Gate::Top1, Gate::TopK, Gate::NoisyTop1] {
-            let rule = GateRule { kind, top_k: 2, noise: 0.5 };
+            let rule = GateRule {
+                kind,
+                top_k: 2,
+                noise: 0.5,
+            };
             let g = router.gates(x.view(), &rule, &mut rng);
             for (row, l) in g.axis_iter(Axis(0)).zip(logits.axis_iter(Axis(0))) {
                 assert!((row.sum() - 1.0).abs() < 1e-5, "{kind:?}");
@@ -178,8 +200,24 @@ mod tests {
             }
         }
         // Noise flips some choices, but not most of them at this scale.
-        let noisy = router.assign(x.view(), &GateRule { kind: Gate::NoisyTop1, top_k: 1, noise: 0.5 }, &mut rng);
-        let clean = router.assign(x.view(), &GateRule { kind: Gate::Top1, top_k: 1, noise: 0.0 }, &mut rng);
+        let noisy = router.assign(
+            x.view(),
+            &GateRule {
+                kind: Gate::NoisyTop1,
+                top_k: 1,
+                noise: 0.5,
+            },
+            &mut rng,
+        );
+        let clean = router.assign(
+            x.view(),
+            &GateRule {
+                kind: Gate::Top1,
+                top_k: 1,
+                noise: 0.0,
+            },
+            &mut rng,
+        );
         let same = noisy.iter().zip(&clean).filter(|(a, b)| a == b).count();
         assert!(same > 25 && same < 50, "{same} of 50 unchanged");
     }

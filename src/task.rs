@@ -140,7 +140,12 @@ impl Task {
             batch.proj = Array2::zeros((n, clusters + 1));
         }
         general_mat_mul(1.0, &batch.x, &self.directions32.t(), 0.0, &mut batch.proj);
-        for ((y, &c), p) in batch.y.iter_mut().zip(&batch.c).zip(batch.proj.axis_iter(Axis(0))) {
+        for ((y, &c), p) in batch
+            .y
+            .iter_mut()
+            .zip(&batch.c)
+            .zip(batch.proj.axis_iter(Axis(0)))
+        {
             let eps: f64 = rng.sample(StandardNormal);
             *y = (self.target(c, p[c] as f64, p[clusters] as f64) + self.noise * eps) as f32;
         }
@@ -155,7 +160,13 @@ impl Task {
 
     /// Draws `n` samples in chunks and hands each chunk to `f`, so memory
     /// stays bounded whatever `n`.
-    pub fn for_each_chunk(&self, n: usize, chunk: usize, rng: &mut Stream, mut f: impl FnMut(&Batch)) {
+    pub fn for_each_chunk(
+        &self,
+        n: usize,
+        chunk: usize,
+        rng: &mut Stream,
+        mut f: impl FnMut(&Batch),
+    ) {
         let mut batch = Batch::new(chunk.min(n).max(1), self.d);
         let mut left = n;
         while left > 0 {
@@ -201,7 +212,11 @@ mod tests {
         for i in 0..7 {
             for j in 0..7 {
                 let expected = if i == j { 1.0 } else { 0.0 };
-                assert!((gram[[i, j]] - expected).abs() < 1e-12, "gram[{i},{j}] = {}", gram[[i, j]]);
+                assert!(
+                    (gram[[i, j]] - expected).abs() < 1e-12,
+                    "gram[{i},{j}] = {}",
+                    gram[[i, j]]
+                );
             }
         }
     }
@@ -237,24 +252,34 @@ mod tests {
             mean.row_mut(ci).scaled_add(1.0, &x);
             let z = &x - &(&t.v.row(ci) * t.rho);
             z2 += z.dot(&z);
-            let f = t.local_links[ci].eval(t.w.row(ci).dot(&x)) + t.s[ci] * t.global_link.eval(t.wg.dot(&x));
+            let f = t.local_links[ci].eval(t.w.row(ci).dot(&x))
+                + t.s[ci] * t.global_link.eval(t.wg.dot(&x));
             residual.push(b.y[i] as f64 - f);
         }
-        for ci in 0..c {
+        for (ci, &nc) in count.iter().enumerate() {
             // Cluster frequencies: binomial, 5 sigma.
-            let p = count[ci] as f64 / n as f64;
-            assert!((p - 1.0 / c as f64).abs() < 5.0 * (0.25 / n as f64).sqrt(), "cluster {ci} share {p}");
+            let p = nc as f64 / n as f64;
+            assert!(
+                (p - 1.0 / c as f64).abs() < 5.0 * (0.25 / n as f64).sqrt(),
+                "cluster {ci} share {p}"
+            );
             // Cluster means rho v_c: each coordinate within 5 sigma of its N(0, 1/n_c) error.
-            let m = mean.row(ci).mapv(|v| v / count[ci] as f64);
+            let m = mean.row(ci).mapv(|v| v / nc as f64);
             let err = &m - &(&t.v.row(ci) * t.rho);
-            let tol = 5.0 / (count[ci] as f64).sqrt();
-            assert!(err.iter().all(|e| e.abs() < tol), "cluster {ci} mean off by {err:?}");
+            let tol = 5.0 / (nc as f64).sqrt();
+            assert!(
+                err.iter().all(|e| e.abs() < tol),
+                "cluster {ci} mean off by {err:?}"
+            );
         }
         // z has identity covariance: E|z|^2 = d.
         assert!((z2 / n as f64 / t.d as f64 - 1.0).abs() < 0.01);
         let rm = residual.iter().sum::<f64>() / n as f64;
         let rs = (residual.iter().map(|r| (r - rm).powi(2)).sum::<f64>() / n as f64).sqrt();
-        assert!(rm.abs() < 5.0 * 0.3 / (n as f64).sqrt(), "residual mean {rm}");
+        assert!(
+            rm.abs() < 5.0 * 0.3 / (n as f64).sqrt(),
+            "residual mean {rm}"
+        );
         assert!((rs - 0.3).abs() < 0.005, "residual std {rs}");
         // Var(y) of the default task: 2 + zeta^2 (h3 is heavy-tailed: the
         // estimate's standard deviation is about 0.045 here).

@@ -93,10 +93,15 @@ impl Run<'_> {
 
     fn log_due(&self, step: u64, steps: u64) -> bool {
         let every = self.cfg.metrics.log_every;
-        step == steps || (every > 0 && step % every == 0)
+        step == steps || (every > 0 && step.is_multiple_of(every))
     }
 
-    fn record(&mut self, phase: &'static str, step: u64, fill: impl FnOnce(&mut Record)) -> Result<()> {
+    fn record(
+        &mut self,
+        phase: &'static str,
+        step: u64,
+        fill: impl FnOnce(&mut Record),
+    ) -> Result<()> {
         let mut rec = Record {
             model: self.model.into(),
             phase: phase.into(),
@@ -130,8 +135,7 @@ impl Run<'_> {
         &mut self,
         phase: &'static str,
         p: &ValidPhase,
-        steps: u64,
-        last_batch: usize,
+        samples: u64,
         w: &mut Array2<f32>,
         map: &InputMap,
         mut on_step: impl FnMut(&mut Self, u64, &mut Array2<f32>, f64, &Batch) -> Result<()>,
@@ -139,6 +143,9 @@ impl Run<'_> {
         let activation = Activation::from_hermite(&p.activation);
         let mut scratch = SgdScratch::default();
         let mut batch = Batch::new(p.batch, self.task.d);
+        // Batches of p.batch samples; the last one takes what is left.
+        let steps = samples.div_ceil(p.batch as u64);
+        let last_batch = (samples - (steps - 1) * p.batch as u64) as usize;
         self.monitor.phase(self.model, phase, steps);
         for step in 1..=steps {
             if step == steps && last_batch != batch.len() {
@@ -147,16 +154,32 @@ impl Run<'_> {
             self.draw(&mut batch);
             map.apply(&mut batch.x);
             let lr = p.schedule.at(step - 1, steps);
-            let grad = model::loss_gradient(w, batch.x.view(), &batch.y, None, &activation, p.loss, &mut scratch);
+            let grad = model::loss_gradient(
+                w,
+                batch.x.view(),
+                &batch.y,
+                None,
+                &activation,
+                p.loss,
+                &mut scratch,
+            );
             if !model::spherical_step(w, grad, lr as f32) {
                 return Err(self.diverged(phase, step, "a first-layer weight"));
             }
             on_step(self, step, w, lr, &batch)?;
-            if step % 64 == 0 || step == steps {
-                self.monitor.advance(self.model, if step % 64 == 0 { 64 } else { step % 64 });
-            }
+            tick(self.monitor, self.model, step, steps);
         }
         Ok(())
+    }
+}
+
+/// Reports progress to the monitor every 64 steps and at the last step.
+fn tick(monitor: &dyn Monitor, model: &'static str, step: u64, steps: u64) {
+    const EVERY: u64 = 64;
+    if step.is_multiple_of(EVERY) {
+        monitor.advance(model, EVERY);
+    } else if step == steps {
+        monitor.advance(model, step % EVERY);
     }
 }
 
@@ -193,7 +216,13 @@ impl Restarts {
         let pre = batch.x.dot(&u.t());
         let n = batch.len() as f64;
         for (m, r) in self.correlation.iter_mut().enumerate() {
-            let mean: f64 = pre.column(m).iter().zip(&batch.y).map(|(&t, &y)| (y * self.activation.value(t)) as f64).sum::<f64>() / n;
+            let mean: f64 = pre
+                .column(m)
+                .iter()
+                .zip(&batch.y)
+                .map(|(&t, &y)| (y * self.activation.value(t)) as f64)
+                .sum::<f64>()
+                / n;
             *r += Self::RATE * (mean - *r);
         }
     }
@@ -211,7 +240,9 @@ impl Restarts {
         let mut redraw = Vec::new();
         for m in order {
             let found = self.correlation[m] >= 0.25 * best;
-            let redundant = kept.iter().any(|&k| (u.row(m).dot(&u.row(k)) as f64).abs() >= self.merge_threshold);
+            let redundant = kept
+                .iter()
+                .any(|&k| (u.row(m).dot(&u.row(k)) as f64).abs() >= self.merge_threshold);
             if found && !redundant {
                 kept.push(m);
             } else {
@@ -244,7 +275,7 @@ pub fn merge_experts(u: &Array2<f32>, merge: Merge, threshold: f64) -> (Vec<Opti
     }
     let mut leads: Vec<usize> = Vec::new();
     let mut group = vec![None; m];
-    for e in 0..m {
+    for (e, slot) in group.iter_mut().enumerate() {
         // The most similar kept expert, if similar enough.
         let found = leads
             .iter()
@@ -256,11 +287,11 @@ pub fn merge_experts(u: &Array2<f32>, merge: Merge, threshold: f64) -> (Vec<Opti
         match found {
             Some(g) => {
                 if merge == Merge::Pool {
-                    group[e] = Some(g);
+                    *slot = Some(g);
                 }
             }
             None => {
-                group[e] = Some(leads.len());
+                *slot = Some(leads.len());
                 leads.push(e);
             }
         }
@@ -293,32 +324,46 @@ pub fn train_moe(cfg: &ValidConfig, task: &Task, sink: Sink, monitor: &dyn Monit
     let mut u = model::random_directions(cfg.experts, task.d, &mut run.init);
     let mut recovery: Vec<Option<u64>> = vec![None; task.clusters()];
     let mut restarts = Restarts::new(cfg.experts, &p1.activation, cfg.merge_threshold);
-    run.sphere_sgd("phase_one", p1, p1.steps, p1.batch, &mut u, &map, |run, step, u, lr, batch| {
-        restarts.observe(u, batch);
-        let every = cfg.restart_every;
-        if every > 0 && step % every == 0 && step + every <= p1.steps {
-            restarts.restart(u, &mut run.init);
-        }
-        for (c, r) in recovery.iter_mut().enumerate() {
-            if r.is_none() && metrics::best_overlap(u.view(), task.w.row(c)) >= threshold {
-                *r = Some(run.samples);
+    run.sphere_sgd(
+        "phase_one",
+        p1,
+        p1.steps * p1.batch as u64,
+        &mut u,
+        &map,
+        |run, step, u, lr, batch| {
+            restarts.observe(u, batch);
+            let every = cfg.restart_every;
+            if every > 0 && step % every == 0 && step + every <= p1.steps {
+                restarts.restart(u, &mut run.init);
             }
-        }
-        if run.log_due(step, p1.steps) {
-            run.record("phase_one", step, |rec| {
-                rec.lr = Some(lr);
-                rec.expert_local_overlap = Some(metrics::overlap_matrix(u.view(), task.w.view()));
-                rec.expert_global_overlap = Some(metrics::overlaps(u.view(), task.wg.view()));
-                rec.expert_centre_overlap = Some(metrics::overlap_matrix(u.view(), task.v.view()));
-            })?;
-        }
-        Ok(())
-    })?;
+            for (c, r) in recovery.iter_mut().enumerate() {
+                if r.is_none() && metrics::best_overlap(u.view(), task.w.row(c)) >= threshold {
+                    *r = Some(run.samples);
+                }
+            }
+            if run.log_due(step, p1.steps) {
+                run.record("phase_one", step, |rec| {
+                    rec.lr = Some(lr);
+                    rec.expert_local_overlap =
+                        Some(metrics::overlap_matrix(u.view(), task.w.view()));
+                    rec.expert_global_overlap = Some(metrics::overlaps(u.view(), task.wg.view()));
+                    rec.expert_centre_overlap =
+                        Some(metrics::overlap_matrix(u.view(), task.v.view()));
+                })?;
+            }
+            Ok(())
+        },
+    )?;
 
     let (expert_group, k) = merge_experts(&u, cfg.merge, cfg.merge_threshold);
     // The reward of a routed expert is that of its first member.
     let leads: Vec<usize> = (0..k)
-        .map(|g| expert_group.iter().position(|&e| e == Some(g)).expect("every group has a lead"))
+        .map(|g| {
+            expert_group
+                .iter()
+                .position(|&e| e == Some(g))
+                .expect("every group has a lead")
+        })
         .collect();
     let lead_u = u.select(Axis(0), &leads);
 
@@ -333,7 +378,12 @@ pub fn train_moe(cfg: &ValidConfig, task: &Task, sink: Sink, monitor: &dyn Monit
     noise.jump();
     let purity = |router: &Router, noise: &mut Stream| {
         let assigned = router.assign(probe.x.view(), &rule, noise);
-        metrics::routing_purity(&metrics::confusion(&probe.c, &assigned, task.clusters(), router.experts()))
+        metrics::routing_purity(&metrics::confusion(
+            &probe.c,
+            &assigned,
+            task.clusters(),
+            router.experts(),
+        ))
     };
     monitor.phase("moe", "phase_two", p2.steps);
     for step in 1..=p2.steps {
@@ -358,9 +408,7 @@ pub fn train_moe(cfg: &ValidConfig, task: &Task, sink: Sink, monitor: &dyn Monit
                 rec.routing_purity = Some(pur);
             })?;
         }
-        if step % 64 == 0 || step == p2.steps {
-            monitor.advance("moe", if step % 64 == 0 { 64 } else { step % 64 });
-        }
+        tick(monitor, "moe", step, p2.steps);
     }
 
     // Phase III: per-expert centres, fresh neurons, SGD on the routed samples.
@@ -373,7 +421,9 @@ pub fn train_moe(cfg: &ValidConfig, task: &Task, sink: Sink, monitor: &dyn Monit
             for (e, &ge) in g.iter().enumerate() {
                 if ge > 0.0 {
                     centre_weight[e] += ge as f64;
-                    centre_sum.row_mut(e).zip_mut_with(&row, |s, &v| *s += ge as f64 * v as f64);
+                    centre_sum
+                        .row_mut(e)
+                        .zip_mut_with(&row, |s, &v| *s += ge as f64 * v as f64);
                 }
             }
         }
@@ -427,8 +477,20 @@ pub fn train_moe(cfg: &ValidConfig, task: &Task, sink: Sink, monitor: &dyn Monit
             }
             let y: Vec<f32> = rows.iter().map(|&i| batch.y[i]).collect();
             let w: Vec<f32> = rows.iter().map(|&i| gates[[i, e]]).collect();
-            let weights = if w.iter().all(|&g| g == 1.0) { None } else { Some(&w[..]) };
-            let grad = model::loss_gradient(&neurons[e], xe.view(), &y, weights, &activation, p3.loss, &mut scratch);
+            let weights = if w.iter().all(|&g| g == 1.0) {
+                None
+            } else {
+                Some(&w[..])
+            };
+            let grad = model::loss_gradient(
+                &neurons[e],
+                xe.view(),
+                &y,
+                weights,
+                &activation,
+                p3.loss,
+                &mut scratch,
+            );
             if !model::spherical_step(&mut neurons[e], grad, lr) {
                 return Err(run.diverged("phase_three", step, "a first-layer weight"));
             }
@@ -441,9 +503,7 @@ pub fn train_moe(cfg: &ValidConfig, task: &Task, sink: Sink, monitor: &dyn Monit
                 fill_cluster_overlaps(rec, task, &serving_neurons, threshold);
             })?;
         }
-        if step % 64 == 0 || step == p3.steps {
-            monitor.advance("moe", if step % 64 == 0 { 64 } else { step % 64 });
-        }
+        tick(monitor, "moe", step, p3.steps);
     }
 
     // Phase IV: random biases, ReLU features, one ridge over all gated features.
@@ -482,7 +542,11 @@ pub fn allocate_by_load(total: usize, load: &[f64]) -> Vec<usize> {
     let exact: Vec<f64> = load.iter().map(|&l| total as f64 * l / sum).collect();
     let mut out: Vec<usize> = exact.iter().map(|&e| e.floor() as usize).collect();
     let mut order: Vec<usize> = (0..load.len()).collect();
-    order.sort_by(|&a, &b| (exact[b] - exact[b].floor()).total_cmp(&(exact[a] - exact[a].floor())).then(a.cmp(&b)));
+    order.sort_by(|&a, &b| {
+        (exact[b] - exact[b].floor())
+            .total_cmp(&(exact[a] - exact[a].floor()))
+            .then(a.cmp(&b))
+    });
     let short = total - out.iter().sum::<usize>();
     for &i in order.iter().take(short) {
         out[i] += 1;
@@ -494,19 +558,38 @@ fn fill_cluster_overlaps(rec: &mut Record, task: &Task, serving: &[&Array2<f32>]
     let per = |f: &dyn Fn(&Array2<f32>, usize) -> f64| -> Vec<f64> {
         serving.iter().enumerate().map(|(c, w)| f(w, c)).collect()
     };
-    rec.local_overlap_per_cluster = Some(per(&|w, c| metrics::best_overlap(w.view(), task.w.row(c))));
-    rec.global_overlap_per_cluster = Some(per(&|w, _| metrics::best_overlap(w.view(), task.wg.view())));
-    rec.local_aligned_share = Some(per(&|w, c| metrics::aligned_share(w.view(), task.w.row(c), threshold)));
-    rec.global_aligned_share = Some(per(&|w, _| metrics::aligned_share(w.view(), task.wg.view(), threshold)));
+    rec.local_overlap_per_cluster =
+        Some(per(&|w, c| metrics::best_overlap(w.view(), task.w.row(c))));
+    rec.global_overlap_per_cluster =
+        Some(per(&|w, _| metrics::best_overlap(w.view(), task.wg.view())));
+    rec.local_aligned_share = Some(per(&|w, c| {
+        metrics::aligned_share(w.view(), task.w.row(c), threshold)
+    }));
+    rec.global_aligned_share = Some(per(&|w, _| {
+        metrics::aligned_share(w.view(), task.wg.view(), threshold)
+    }));
 }
 
 /// The readout network on learned directions: each direction repeated
 /// `readout.biases` times, each copy with its own bias from U[-b_max, b_max].
-fn random_bias_network(w: Array2<f32>, centre: Array1<f32>, readout: &ReadoutConfig, rng: &mut Stream) -> TwoLayer {
-    let rows: Vec<usize> = (0..w.nrows()).flat_map(|j| std::iter::repeat_n(j, readout.biases)).collect();
+fn random_bias_network(
+    w: Array2<f32>,
+    centre: Array1<f32>,
+    readout: &ReadoutConfig,
+    rng: &mut Stream,
+) -> TwoLayer {
+    let rows: Vec<usize> = (0..w.nrows())
+        .flat_map(|j| std::iter::repeat_n(j, readout.biases))
+        .collect();
     let w = w.select(Axis(0), &rows);
     let b = readout.bias_max;
-    let bias = Array1::from_shape_simple_fn(rows.len(), || if b > 0.0 { rng.gen_range(-b..=b) as f32 } else { 0.0 });
+    let bias = Array1::from_shape_simple_fn(rows.len(), || {
+        if b > 0.0 {
+            rng.gen_range(-b..=b) as f32
+        } else {
+            0.0
+        }
+    });
     TwoLayer {
         a: Array1::zeros(rows.len()),
         w,
@@ -518,7 +601,12 @@ fn random_bias_network(w: Array2<f32>, centre: Array1<f32>, readout: &ReadoutCon
 
 /// Trains the vanilla network: N untied neurons by phase-I SGD on all data
 /// for the MoE's whole training budget, then the same readout.
-pub fn train_vanilla(cfg: &ValidConfig, task: &Task, sink: Sink, monitor: &dyn Monitor) -> Result<Vanilla> {
+pub fn train_vanilla(
+    cfg: &ValidConfig,
+    task: &Task,
+    sink: Sink,
+    monitor: &dyn Monitor,
+) -> Result<Vanilla> {
     let mut run = Run {
         cfg,
         task,
@@ -534,18 +622,24 @@ pub fn train_vanilla(cfg: &ValidConfig, task: &Task, sink: Sink, monitor: &dyn M
     let map = run.input_map(p.centre_samples, false);
     let centre = map.centre.clone();
     let remaining = cfg.train_samples - p.centre_samples as u64;
-    let last_batch = (remaining - (p.steps - 1) * p.batch as u64) as usize;
     let mut w = model::random_directions(cfg.vanilla_neurons, task.d, &mut run.init);
-    run.sphere_sgd("train", p, p.steps, last_batch, &mut w, &map, |run, step, w, lr, _| {
-        if run.log_due(step, p.steps) {
-            let all = vec![&*w; task.clusters()];
-            run.record("train", step, |rec| {
-                rec.lr = Some(lr);
-                fill_cluster_overlaps(rec, task, &all, threshold);
-            })?;
-        }
-        Ok(())
-    })?;
+    run.sphere_sgd(
+        "train",
+        p,
+        remaining,
+        &mut w,
+        &map,
+        |run, step, w, lr, _| {
+            if run.log_due(step, p.steps) {
+                let all = vec![&*w; task.clusters()];
+                run.record("train", step, |rec| {
+                    rec.lr = Some(lr);
+                    fill_cluster_overlaps(rec, task, &all, threshold);
+                })?;
+            }
+            Ok(())
+        },
+    )?;
     let mut net = random_bias_network(w, centre, &cfg.readout, &mut run.init);
     monitor.phase("vanilla", "readout", 1);
     readout::fit_single(&mut net, task, cfg, &mut run.data)?;
@@ -563,9 +657,21 @@ mod tests {
 
     #[test]
     fn merging_groups_experts_by_direction() {
-        let u = ndarray::array![[1.0f32, 0.0], [0.0, 1.0], [0.8, 0.6], [-0.6, 0.8], [0.0, -1.0]];
-        assert_eq!(merge_experts(&u, Merge::Pool, 0.5), (vec![Some(0), Some(1), Some(0), Some(1), Some(1)], 2));
-        assert_eq!(merge_experts(&u, Merge::Drop, 0.5), (vec![Some(0), Some(1), None, None, None], 2));
+        let u = ndarray::array![
+            [1.0f32, 0.0],
+            [0.0, 1.0],
+            [0.8, 0.6],
+            [-0.6, 0.8],
+            [0.0, -1.0]
+        ];
+        assert_eq!(
+            merge_experts(&u, Merge::Pool, 0.5),
+            (vec![Some(0), Some(1), Some(0), Some(1), Some(1)], 2)
+        );
+        assert_eq!(
+            merge_experts(&u, Merge::Drop, 0.5),
+            (vec![Some(0), Some(1), None, None, None], 2)
+        );
         assert_eq!(merge_experts(&u, Merge::None, 0.5).1, 5);
         assert_eq!(merge_experts(&u, Merge::Pool, 0.9).1, 4);
     }
