@@ -355,8 +355,17 @@ impl Default for MetricsConfig {
 impl Config {
     /// Reads a TOML file whose fields override the defaults.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io("cannot read", path, e))?;
-        Self::from_toml(&text).map_err(|e| match e {
+        Self::from_file_with_overrides(path, &[])
+    }
+
+    /// Reads a TOML file, then applies `FIELD=VALUE` overrides (see
+    /// [`Config::from_toml_with_overrides`]).
+    pub fn from_file_with_overrides(path: &Path, sets: &[String]) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Unreadable {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_toml_with_overrides(&text, sets).map_err(|e| match e {
             Error::Parse { message, .. } => Error::Parse {
                 path: path.to_path_buf(),
                 message,

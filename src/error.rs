@@ -18,6 +18,9 @@ pub enum Error {
     /// A configuration file could not be parsed.
     #[error("cannot parse {path}: {message}")]
     Parse { path: PathBuf, message: String },
+    /// An input file (configuration, grid) could not be read.
+    #[error("cannot read {path}: {source}")]
+    Unreadable { path: PathBuf, source: std::io::Error },
     /// A file or directory could not be read or written.
     #[error("{action} {path}: {source}")]
     Io {
@@ -70,7 +73,7 @@ impl Error {
     /// The process exit status for this error: 2 for bad input, 1 for a failed run.
     pub fn exit_status(&self) -> i32 {
         match self {
-            Error::Invalid { .. } | Error::Parse { .. } => 2,
+            Error::Invalid { .. } | Error::Parse { .. } | Error::Unreadable { .. } => 2,
             Error::Io { .. } | Error::Diverged { .. } | Error::Readout { .. } => 1,
         }
     }

@@ -84,10 +84,10 @@ pub fn run(
 ) -> Result<RunOutput> {
     let task = Task::new(cfg, &mut stream(cfg.seed, StreamId::Task));
     let (moe, vanilla) = rayon::join(
-        || train::train_moe(cfg, &task, moe_sink, monitor),
+        || train::train_moe(cfg, &task, &mut *moe_sink, monitor),
         || {
             cfg.vanilla_enabled
-                .then(|| train::train_vanilla(cfg, &task, vanilla_sink, monitor))
+                .then(|| train::train_vanilla(cfg, &task, &mut *vanilla_sink, monitor))
                 .transpose()
         },
     );
@@ -111,12 +111,31 @@ pub fn run(
             .as_ref()
             .map(|v| summarise_vanilla(&task, v, &test, var_y)),
     };
+    moe_sink(&test_record("moe", summary.samples.moe, &summary.moe.model))?;
+    if let (Some(v), Some(n)) = (&summary.vanilla, summary.samples.vanilla) {
+        vanilla_sink(&test_record("vanilla", n, v))?;
+    }
     Ok(RunOutput {
         task,
         moe,
         vanilla,
         summary,
     })
+}
+
+/// The last record of a model: its test error and final overlaps.
+fn test_record(model: &str, samples: u64, m: &ModelSummary) -> Record {
+    Record {
+        model: model.into(),
+        phase: "test".into(),
+        samples,
+        test_mse: Some(m.error.test_mse),
+        test_rel_mse: Some(m.error.test_rel_mse),
+        per_cluster_rel_mse: Some(m.error.per_cluster_rel_mse.clone()),
+        local_overlap_per_cluster: Some(m.local_overlap_per_cluster.clone()),
+        global_overlap_per_cluster: Some(m.global_overlap_per_cluster.clone()),
+        ..Record::default()
+    }
 }
 
 fn summarise_moe(

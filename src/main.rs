@@ -80,18 +80,10 @@ enum Command {
 }
 
 fn load_config(path: Option<&Path>, sets: &[String], seed: Option<u64>) -> Result<Config> {
-    let text = match path {
-        Some(p) => std::fs::read_to_string(p).map_err(|e| Error::io("cannot read", p, e))?,
-        None => String::new(),
+    let mut config = match path {
+        Some(p) => Config::from_file_with_overrides(p, sets)?,
+        None => Config::from_toml_with_overrides("", sets)?,
     };
-    let mut config =
-        Config::from_toml_with_overrides(&text, sets).map_err(|e| match (e, path) {
-            (Error::Parse { message, .. }, Some(p)) => Error::Parse {
-                path: p.to_path_buf(),
-                message,
-            },
-            (e, _) => e,
-        })?;
     if let Some(s) = seed {
         config.seed = s;
     }
