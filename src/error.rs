@@ -20,7 +20,10 @@ pub enum Error {
     Parse { path: PathBuf, message: String },
     /// An input file (configuration, grid) could not be read.
     #[error("cannot read {path}: {source}")]
-    Unreadable { path: PathBuf, source: std::io::Error },
+    Unreadable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     /// A file or directory could not be read or written.
     #[error("{action} {path}: {source}")]
     Io {

@@ -37,7 +37,7 @@ enum Command {
         /// Output directory [default: runs/seed<SEED>]. Reused only if empty or a previous run.
         #[arg(long)]
         out: Option<PathBuf>,
-        /// Override one field, e.g. `--set task.d=64 --set moe.gate=\"softmax\"` (repeatable).
+        /// Override one field, e.g. `--set task.d=64 --set moe.gate=softmax` (repeatable).
         #[arg(long = "set", value_name = "FIELD=VALUE")]
         sets: Vec<String>,
         /// No progress output.
@@ -264,7 +264,9 @@ fn run(cli: Cli) -> Result<()> {
                 println!("mean                 {:.6}", l.mean());
                 println!("variance             {:.6}", l.variance());
                 println!("normalised Hermite coefficients (f = sum_i c_i h_i):");
-                for (i, c) in coefficients.iter().enumerate() {
+                for (i, &c) in coefficients.iter().enumerate() {
+                    // Parity zeros print as 0, not -0.
+                    let c = if c.abs() < 5e-7 { 0.0 } else { c };
                     println!("  c_{i:<2} = {c:>12.6}");
                 }
             }

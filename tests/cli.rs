@@ -48,7 +48,15 @@ fn run_small(dir: &Path, name: &str, seed: u64, extra: &[&str]) -> PathBuf {
     let config = write(dir, "small.toml", SMALL);
     let out_dir = dir.join(name);
     let seed = seed.to_string();
-    let mut args = vec!["run", config.to_str().unwrap(), "--seed", &seed, "--out", out_dir.to_str().unwrap(), "-q"];
+    let mut args = vec![
+        "run",
+        config.to_str().unwrap(),
+        "--seed",
+        &seed,
+        "--out",
+        out_dir.to_str().unwrap(),
+        "-q",
+    ];
     args.extend_from_slice(extra);
     let out = clustermoe(&args);
     assert!(out.status.success(), "run failed: {}", stderr(&out));
@@ -60,7 +68,11 @@ fn summary(dir: &Path) -> Value {
 }
 
 fn floats(v: &Value) -> Vec<f64> {
-    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect()
 }
 
 #[test]
@@ -81,19 +93,35 @@ fn run_writes_every_output_and_the_same_seed_gives_identical_bytes() {
 
     let s = summary(&a);
     assert_eq!(s["seed"], 7);
-    assert_eq!(s["samples"]["moe"], s["samples"]["vanilla"], "both models get the same budget");
+    assert_eq!(
+        s["samples"]["moe"], s["samples"]["vanilla"],
+        "both models get the same budget"
+    );
     for model in ["moe", "vanilla"] {
-        for key in ["test_mse", "test_rel_mse", "per_cluster_rel_mse", "local_overlap_per_cluster", "global_overlap_per_cluster"] {
+        for key in [
+            "test_mse",
+            "test_rel_mse",
+            "per_cluster_rel_mse",
+            "local_overlap_per_cluster",
+            "global_overlap_per_cluster",
+        ] {
             assert!(!s[model][key].is_null(), "summary lacks {model}.{key}");
         }
     }
-    for key in ["routing_purity", "confusion", "expert_cluster", "phase1_local_overlap_per_cluster", "phase1_weak_recovery_samples"] {
+    for key in [
+        "routing_purity",
+        "confusion",
+        "expert_cluster",
+        "phase1_local_overlap_per_cluster",
+        "phase1_weak_recovery_samples",
+    ] {
         assert!(!s["moe"][key].is_null(), "summary lacks moe.{key}");
     }
     assert_eq!(s["moe"]["expert_cluster"].as_array().unwrap().len(), 8);
 
     // config.toml is the full resolved configuration.
-    let config = Config::from_toml(&std::fs::read_to_string(a.join("config.toml")).unwrap()).unwrap();
+    let config =
+        Config::from_toml(&std::fs::read_to_string(a.join("config.toml")).unwrap()).unwrap();
     assert_eq!(config.seed, 7);
     assert_eq!(config.task.d, 16);
     assert_eq!(config.readout.samples, 10_000);
@@ -101,21 +129,56 @@ fn run_writes_every_output_and_the_same_seed_gives_identical_bytes() {
 
     // metrics.jsonl: MoE records then vanilla records, each with the common fields.
     let text = std::fs::read_to_string(a.join("metrics.jsonl")).unwrap();
-    let records: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    let phases: Vec<(&str, &str)> = records.iter().map(|r| (r["model"].as_str().unwrap(), r["phase"].as_str().unwrap())).collect();
-    for expected in [("moe", "phase_one"), ("moe", "phase_two"), ("moe", "phase_three"), ("moe", "test"), ("vanilla", "train"), ("vanilla", "test")] {
+    let records: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let phases: Vec<(&str, &str)> = records
+        .iter()
+        .map(|r| (r["model"].as_str().unwrap(), r["phase"].as_str().unwrap()))
+        .collect();
+    for expected in [
+        ("moe", "phase_one"),
+        ("moe", "phase_two"),
+        ("moe", "phase_three"),
+        ("moe", "test"),
+        ("vanilla", "train"),
+        ("vanilla", "test"),
+    ] {
         assert!(phases.contains(&expected), "no {expected:?} record");
     }
     let first_vanilla = phases.iter().position(|p| p.0 == "vanilla").unwrap();
     assert!(phases[first_vanilla..].iter().all(|p| p.0 == "vanilla"));
-    let samples: Vec<u64> = records[..first_vanilla].iter().map(|r| r["samples"].as_u64().unwrap()).collect();
-    assert!(samples.windows(2).all(|w| w[0] <= w[1]), "samples seen never decrease");
+    let samples: Vec<u64> = records[..first_vanilla]
+        .iter()
+        .map(|r| r["samples"].as_u64().unwrap())
+        .collect();
+    assert!(
+        samples.windows(2).all(|w| w[0] <= w[1]),
+        "samples seen never decrease"
+    );
 
     // model.npz: ground truth and learned arrays, loadable as .npy members.
     let mut npz = NpzReader::new(std::fs::File::open(a.join("model.npz")).unwrap()).unwrap();
     let names = npz.names().unwrap();
-    for name in ["v", "w", "wg", "s", "moe_u", "router_theta", "expert0_w", "expert0_a", "vanilla_w", "vanilla_a"] {
-        assert!(names.iter().any(|n| n == name || n == &format!("{name}.npy")), "model.npz lacks {name}: {names:?}");
+    for name in [
+        "v",
+        "w",
+        "wg",
+        "s",
+        "moe_u",
+        "router_theta",
+        "expert0_w",
+        "expert0_a",
+        "vanilla_w",
+        "vanilla_a",
+    ] {
+        assert!(
+            names
+                .iter()
+                .any(|n| n == name || n == &format!("{name}.npy")),
+            "model.npz lacks {name}: {names:?}"
+        );
     }
     let w: Array2<f64> = npz.by_name("w").unwrap();
     assert_eq!(w.dim(), (2, 16));
@@ -131,8 +194,16 @@ fn on_a_small_task_the_moe_learns_the_global_direction_and_the_vanilla_network_d
         let moe = s["moe"]["test_rel_mse"].as_f64().unwrap();
         let vanilla = s["vanilla"]["test_rel_mse"].as_f64().unwrap();
         assert!(moe < 0.25, "seed {seed}: MoE relative MSE {moe}");
-        assert!(vanilla > moe + 0.4, "seed {seed}: vanilla {vanilla} vs MoE {moe}");
-        assert!(floats(&s["moe"]["global_overlap_per_cluster"]).iter().all(|&o| o > 0.9), "seed {seed}: {s}");
+        assert!(
+            vanilla > moe + 0.4,
+            "seed {seed}: vanilla {vanilla} vs MoE {moe}"
+        );
+        assert!(
+            floats(&s["moe"]["global_overlap_per_cluster"])
+                .iter()
+                .all(|&o| o > 0.9),
+            "seed {seed}: {s}"
+        );
         assert!(s["moe"]["routing_purity"].as_f64().unwrap() > 0.97);
     }
 }
@@ -145,12 +216,23 @@ fn thread_count_does_not_change_results() {
     for threads in ["1", "2"] {
         let dir = tmp.path().join(format!("t{threads}"));
         let out = Command::new(env!("CARGO_BIN_EXE_clustermoe"))
-            .args(["run", config.to_str().unwrap(), "-q", "--set", "phase_three.steps=500", "--out", dir.to_str().unwrap()])
+            .args([
+                "run",
+                config.to_str().unwrap(),
+                "-q",
+                "--set",
+                "phase_three.steps=500",
+                "--out",
+                dir.to_str().unwrap(),
+            ])
             .env("RAYON_NUM_THREADS", threads)
             .output()
             .unwrap();
         assert!(out.status.success(), "{}", stderr(&out));
-        bytes.push((std::fs::read(dir.join("summary.json")).unwrap(), std::fs::read(dir.join("model.npz")).unwrap()));
+        bytes.push((
+            std::fs::read(dir.join("summary.json")).unwrap(),
+            std::fs::read(dir.join("model.npz")).unwrap(),
+        ));
     }
     assert!(bytes[0] == bytes[1]);
 }
@@ -159,7 +241,17 @@ fn thread_count_does_not_change_results() {
 fn generate_writes_the_documented_arrays_following_the_law() {
     let tmp = tempfile::tempdir().unwrap();
     let file = tmp.path().join("data.npz");
-    let out = clustermoe(&["generate", "--n", "20000", "--seed", "3", "--set", "task.noise=0.5", "--out", file.to_str().unwrap()]);
+    let out = clustermoe(&[
+        "generate",
+        "--n",
+        "20000",
+        "--seed",
+        "3",
+        "--set",
+        "task.noise=0.5",
+        "--out",
+        file.to_str().unwrap(),
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let mut npz = NpzReader::new(std::fs::File::open(&file).unwrap()).unwrap();
     let x: Array2<f64> = npz.by_name("x").unwrap();
@@ -170,7 +262,10 @@ fn generate_writes_the_documented_arrays_following_the_law() {
     let wg: Array1<f64> = npz.by_name("wg").unwrap();
     let s: Array1<f64> = npz.by_name("s").unwrap();
     assert_eq!(x.dim(), (20000, 32));
-    assert_eq!((y.len(), c.len(), v.dim(), w.dim(), wg.len()), (20000, 20000, (2, 32), (2, 32), 32));
+    assert_eq!(
+        (y.len(), c.len(), v.dim(), w.dim(), wg.len()),
+        (20000, 20000, (2, 32), (2, 32), 32)
+    );
     assert_eq!(s.to_vec(), vec![1.0, -1.0]);
     assert!(c.iter().all(|&ci| ci == 0 || ci == 1));
     let h3 = |t: f64| (t * t * t - 3.0 * t) / 6f64.sqrt();
@@ -184,14 +279,23 @@ fn generate_writes_the_documented_arrays_following_the_law() {
     let std = (residual.iter().map(|r| r * r).sum::<f64>() / 20000.0).sqrt();
     assert!((std - 0.5).abs() < 0.02, "residual std {std}");
     // Each cluster's mean is rho v_c with rho = 4.
-    let mean0: Array1<f64> = (0..20000).filter(|&i| c[i] == 0).map(|i| x.row(i).to_owned()).fold(Array1::zeros(32), |a, r| a + r)
+    let mean0: Array1<f64> = (0..20000)
+        .filter(|&i| c[i] == 0)
+        .map(|i| x.row(i).to_owned())
+        .fold(Array1::zeros(32), |a, r| a + r)
         / c.iter().filter(|&&ci| ci == 0).count() as f64;
     assert!((mean0.dot(&v.row(0)) - 4.0).abs() < 0.05);
 }
 
 #[test]
 fn link_reports_coefficients_and_information_exponent() {
-    for (spec, k) in [("h3", 3), ("relu", 1), ("abs", 2), ("h3+h5", 3), ("tanh", 1)] {
+    for (spec, k) in [
+        ("h3", 3),
+        ("relu", 1),
+        ("abs", 2),
+        ("h3+h5", 3),
+        ("tanh", 1),
+    ] {
         let out = clustermoe(&["link", spec, "--json"]);
         assert!(out.status.success(), "{}", stderr(&out));
         let v: Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -224,8 +328,14 @@ fn bad_input_names_the_field_exits_2_and_writes_nothing() {
         ("[phase_one]\nlr = -0.1\n", "phase_one.lr"),
         ("[task]\nrho = nan\n", "task.rho"),
         ("[moe]\nexperts = 0\n", "moe.experts"),
-        ("[task]\nglobal_link = \"hermite:0,0,0\"\n", "task.global_link"),
-        ("[phase_one]\nsteps = 4294967295\nbatch = 1048576\n", "phase_one.steps"),
+        (
+            "[task]\nglobal_link = \"hermite:0,0,0\"\n",
+            "task.global_link",
+        ),
+        (
+            "[phase_one]\nsteps = 4294967295\nbatch = 1048576\n",
+            "phase_one.steps",
+        ),
         ("[task]\nd = 4\n", "task.d"),
         ("[moe]\ngate = \"top2\"\n", "top2"),
         ("[task\n", "TOML"),
@@ -233,19 +343,42 @@ fn bad_input_names_the_field_exits_2_and_writes_nothing() {
     for (i, (text, field)) in cases.iter().enumerate() {
         let config = write(tmp.path(), &format!("bad{i}.toml"), text);
         let dir = tmp.path().join(format!("out{i}"));
-        let out = clustermoe(&["run", config.to_str().unwrap(), "--out", dir.to_str().unwrap()]);
+        let out = clustermoe(&[
+            "run",
+            config.to_str().unwrap(),
+            "--out",
+            dir.to_str().unwrap(),
+        ]);
         assert_eq!(out.status.code(), Some(2), "{text:?}: {}", stderr(&out));
         let message = stderr(&out);
-        assert!(message.contains(field), "{text:?}: message does not name {field}: {message}");
-        assert_eq!(message.lines().filter(|l| l.starts_with("error")).count(), 1, "one clear message: {message}");
+        assert!(
+            message.contains(field),
+            "{text:?}: message does not name {field}: {message}"
+        );
+        assert_eq!(
+            message.lines().filter(|l| l.starts_with("error")).count(),
+            1,
+            "one clear message: {message}"
+        );
         assert!(!message.contains("panicked"), "{message}");
         assert!(!dir.exists(), "{text:?}: an output directory was created");
     }
-    let missing = clustermoe(&["run", "/nonexistent/config.toml", "--out", tmp.path().join("m").to_str().unwrap()]);
+    let missing = clustermoe(&[
+        "run",
+        "/nonexistent/config.toml",
+        "--out",
+        tmp.path().join("m").to_str().unwrap(),
+    ]);
     assert_eq!(missing.status.code(), Some(2), "{}", stderr(&missing));
     assert!(stderr(&missing).contains("/nonexistent/config.toml"));
 
-    let set = clustermoe(&["run", "--set", "task.rho=-1", "--out", tmp.path().join("s").to_str().unwrap()]);
+    let set = clustermoe(&[
+        "run",
+        "--set",
+        "task.rho=-1",
+        "--out",
+        tmp.path().join("s").to_str().unwrap(),
+    ]);
     assert_eq!(set.status.code(), Some(2));
     assert!(stderr(&set).contains("task.rho"));
 
@@ -254,9 +387,17 @@ fn bad_input_names_the_field_exits_2_and_writes_nothing() {
     std::fs::create_dir(&busy).unwrap();
     std::fs::write(busy.join("thesis.tex"), "precious").unwrap();
     let config = write(tmp.path(), "ok.toml", SMALL);
-    let out = clustermoe(&["run", config.to_str().unwrap(), "--out", busy.to_str().unwrap()]);
+    let out = clustermoe(&[
+        "run",
+        config.to_str().unwrap(),
+        "--out",
+        busy.to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(2));
-    assert_eq!(std::fs::read_to_string(busy.join("thesis.tex")).unwrap(), "precious");
+    assert_eq!(
+        std::fs::read_to_string(busy.join("thesis.tex")).unwrap(),
+        "precious"
+    );
 }
 
 #[test]
@@ -276,9 +417,15 @@ fn divergence_names_phase_and_step_and_keeps_the_metrics() {
     ]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let message = stderr(&out);
-    assert!(message.contains("phase_three") && message.contains("step"), "{message}");
+    assert!(
+        message.contains("phase_three") && message.contains("step"),
+        "{message}"
+    );
     assert!(message.contains("smaller learning rate"), "{message}");
     let metrics = std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap();
-    assert!(metrics.lines().any(|l| l.contains("\"phase_two\"")), "metrics up to the failure stay on disk");
+    assert!(
+        metrics.lines().any(|l| l.contains("\"phase_two\"")),
+        "metrics up to the failure stay on disk"
+    );
     assert!(!dir.join("summary.json").exists());
 }

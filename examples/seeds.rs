@@ -1,0 +1,75 @@
+//! Runs the default configuration for seeds 1 to 10 (in parallel) and
+//! prints the README's results table as Markdown.
+//!
+//! `cargo run --release --example seeds [FIRST LAST]`
+
+use clustermoe::{config::Config, experiment, train::Silent};
+use rayon::prelude::*;
+
+fn fmt(v: &[f64]) -> String {
+    v.iter()
+        .map(|x| format!("{x:.3}"))
+        .collect::<Vec<_>>()
+        .join(" / ")
+}
+
+fn main() -> Result<(), clustermoe::Error> {
+    let args: Vec<u64> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let (first, last) = match args[..] {
+        [a, b] => (a, b),
+        _ => (1, 10),
+    };
+    let rows: Vec<_> = (first..=last)
+        .into_par_iter()
+        .map(|seed| {
+            let valid = Config {
+                seed,
+                ..Config::default()
+            }
+            .check()?;
+            experiment::run(&valid, &mut |_| Ok(()), &mut |_| Ok(()), &Silent).map(|o| o.summary)
+        })
+        .collect::<Result<_, _>>()?;
+    println!("| seed | MoE rel. MSE | MoE global overlap (c=1 / c=2) | MoE local overlap | routing purity | vanilla rel. MSE | vanilla global overlap | samples per model |");
+    println!("|---:|---:|---|---|---:|---:|---:|---:|");
+    for s in &rows {
+        let v = s.vanilla.as_ref().expect("vanilla enabled by default");
+        println!(
+            "| {} | {:.3} | {} | {} | {:.4} | {:.3} | {:.3} | {} |",
+            s.seed,
+            s.moe.model.error.test_rel_mse,
+            fmt(&s.moe.model.global_overlap_per_cluster),
+            fmt(&s.moe.model.local_overlap_per_cluster),
+            s.moe.routing_purity,
+            v.error.test_rel_mse,
+            v.global_overlap_per_cluster[0],
+            s.samples.moe,
+        );
+    }
+    let moe_ok = rows
+        .iter()
+        .filter(|s| {
+            s.moe.model.error.test_rel_mse <= 0.20
+                && s.moe
+                    .model
+                    .global_overlap_per_cluster
+                    .iter()
+                    .all(|&o| o >= 0.9)
+        })
+        .count();
+    let vanilla_ok = rows
+        .iter()
+        .filter_map(|s| s.vanilla.as_ref())
+        .filter(|v| v.error.test_rel_mse >= 0.70 && v.global_overlap_per_cluster[0] < 0.5)
+        .count();
+    println!();
+    println!(
+        "MoE rel. MSE <= 0.20 and global overlap >= 0.9 in {moe_ok} of {} seeds; vanilla rel. MSE >= 0.70 and global overlap < 0.5 in {vanilla_ok} of {}.",
+        rows.len(),
+        rows.len()
+    );
+    Ok(())
+}
