@@ -379,15 +379,18 @@ impl Config {
         Self::from_toml_with_overrides(text, &[])
     }
 
-    /// Parses TOML text, then applies `FIELD=VALUE` overrides (dotted
-    /// field paths, TOML values; a bare word is taken as a string).
+    /// Parses TOML text over the defaults, then applies `FIELD=VALUE`
+    /// overrides (dotted field paths, TOML values; a bare word is taken as a
+    /// string). Merging happens on the TOML tables, field by field, so a
+    /// section given in part keeps its own defaults for the rest.
     pub fn from_toml_with_overrides(text: &str, sets: &[String]) -> Result<Self> {
         let parse_error = |message: String| Error::Parse {
             path: "configuration".into(),
-            message: message.trim_end().to_string(),
+            message: message.trim_end().replace('\n', " "),
         };
-        let mut table: toml::Table =
-            toml::from_str(text).map_err(|e| parse_error(e.to_string()))?;
+        let mut table = toml::Table::try_from(Config::default()).expect("the defaults serialise");
+        let file: toml::Table = toml::from_str(text).map_err(|e| parse_error(e.to_string()))?;
+        merge_tables(&mut table, file);
         for set in sets {
             let (key, value) = set
                 .split_once('=')
@@ -396,19 +399,19 @@ impl Config {
                 .ok()
                 .and_then(|mut t| t.remove("v"))
                 .unwrap_or_else(|| toml::Value::String(value.trim().to_string()));
+            let mut over = toml::Table::new();
             let path: Vec<&str> = key.trim().split('.').collect();
             let (last, parents) = path.split_last().expect("split yields one part");
-            let mut node = &mut table;
+            let mut node = &mut over;
             for part in parents {
                 node = node
                     .entry(part.to_string())
                     .or_insert_with(|| toml::Value::Table(toml::Table::new()))
                     .as_table_mut()
-                    .ok_or_else(|| {
-                        Error::invalid("--set", set, format!("`{part}` is not a section"))
-                    })?;
+                    .expect("a table just inserted");
             }
             node.insert(last.to_string(), value);
+            merge_tables(&mut table, over);
         }
         toml::Value::Table(table)
             .try_into()
@@ -423,6 +426,18 @@ impl Config {
     /// Validates every field once; the result is what training consumes.
     pub fn check(&self) -> Result<ValidConfig> {
         crate::config_check::check(self)
+    }
+}
+
+/// Overrides `base` with `over`, recursing into tables present in both.
+fn merge_tables(base: &mut toml::Table, over: toml::Table) {
+    for (key, value) in over {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge_tables(b, o),
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
     }
 }
 

@@ -355,3 +355,89 @@ fn paper_assumptions(
     }
     warnings
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+    use crate::error::Error;
+
+    fn rejects(text: &str, field: &str) {
+        let result = Config::from_toml(text).and_then(|c| c.check().map(|_| ()));
+        match result {
+            Err(e @ (Error::Invalid { .. } | Error::Parse { .. })) => {
+                assert!(
+                    e.to_string().contains(field),
+                    "{text:?}: {e} does not name {field}"
+                );
+                assert_eq!(e.exit_status(), 2);
+            }
+            other => panic!("{text:?} was not rejected: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_defaults_are_valid_and_within_the_budget() {
+        let valid = Config::default().check().unwrap();
+        assert!(valid.warnings.is_empty(), "{:?}", valid.warnings);
+        assert_eq!(valid.information_exponent, 3);
+        assert_eq!(valid.signs, vec![1.0, -1.0]);
+        assert!(valid.total_samples() <= 3_000_000);
+        assert_eq!(valid.vanilla_neurons, valid.experts * valid.neurons);
+    }
+
+    #[test]
+    fn a_section_given_in_part_keeps_its_own_defaults() {
+        let c = Config::from_toml("[phase_three]\nloss = \"squared\"\n").unwrap();
+        assert_eq!(c.phase_three.steps, Config::default().phase_three.steps);
+        assert_eq!(c.phase_three.lr_end, Config::default().phase_three.lr_end);
+        let c = Config::from_toml_with_overrides(
+            "[task]\nd = 64\n",
+            &["task.rho=2.5".into(), "moe.gate=softmax".into()],
+        )
+        .unwrap();
+        assert_eq!((c.task.d, c.task.rho, c.task.clusters), (64, 2.5, 2));
+        assert_eq!(c.moe.gate, crate::config::Gate::Softmax);
+    }
+
+    #[test]
+    fn every_rejection_names_its_field() {
+        rejects("[task]\nsigns = [1.0]\n", "task.signs");
+        rejects("[task]\nlocal_link = [\"h3\"]\n", "task.local_link");
+        rejects("[task]\nlocal_link = \"wiggle\"\n", "task.local_link");
+        rejects("[task]\nnoise = -1.0\n", "task.noise");
+        rejects("[task]\nclusters = 20\n", "task.d");
+        rejects("[moe]\ntop_k = 9\n", "moe.top_k");
+        rejects("[moe]\nmerge_threshold = 0.0\n", "moe.merge_threshold");
+        rejects("[moe]\nneurons = 0\n", "moe.neurons");
+        rejects("[phase_one]\nbatch = 0\n", "phase_one.batch");
+        rejects("[phase_one]\ndecay_start = 1.5\n", "phase_one.decay_start");
+        rejects(
+            "[phase_one]\nactivation = \"relu\"\n",
+            "phase_one.activation",
+        );
+        rejects("[phase_three]\nlr_end = inf\n", "phase_three.lr_end");
+        rejects("[phase_two]\nlr = 0.0\n", "phase_two.lr");
+        rejects("[readout]\nsamples = 0\n", "readout.samples");
+        rejects("[readout]\nbiases = 100000\n", "readout.biases");
+        rejects("[vanilla]\nneurons = 100000\n", "vanilla.neurons");
+        rejects(
+            "[metrics]\nrecovery_threshold = 2.0\n",
+            "metrics.recovery_threshold",
+        );
+        rejects("[metrics]\ntest_samples = 0\n", "metrics.test_samples");
+        rejects("[phase_three]\nsteps = 0\n", "phase_three.steps");
+        rejects("[moe]\nexpert = 3\n", "expert");
+        rejects("seed = -1\n", "seed");
+    }
+
+    #[test]
+    fn assumptions_of_the_theorem_are_warnings_not_errors() {
+        let c = Config::from_toml("[task]\nlocal_link = \"relu\"\nsigns = [1.0, 1.0]\n").unwrap();
+        let valid = c.check().unwrap();
+        let all = valid.warnings.join("\n");
+        assert_eq!(valid.information_exponent, 1);
+        assert!(all.contains("k* = 1 < 3"), "{all}");
+        assert!(all.contains("different information exponents"), "{all}");
+        assert!(all.contains("sum_c s_c = 0"), "{all}");
+    }
+}
