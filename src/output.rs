@@ -173,7 +173,13 @@ pub fn write_model(path: &Path, out: &RunOutput) -> Result<()> {
     npz.add_task(&out.task);
     let moe = &out.moe;
     npz.add("moe_u", &f64s(&moe.phase_one_directions));
-    npz.add("moe_global_centre", &moe.global_centre.mapv(|v| v as f64));
+    npz.add(
+        "moe_global_centre",
+        &moe.input_map.centre.mapv(|v| v as f64),
+    );
+    if let Some(w) = &moe.input_map.whiten {
+        npz.add("moe_whitening", &f64s(w));
+    }
     npz.add(
         "moe_expert_group",
         &Array1::from_iter(moe.expert_group.iter().map(|g| g.map_or(-1, |g| g as i64))),

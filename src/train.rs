@@ -34,8 +34,8 @@ pub type Sink<'a> = &'a mut dyn FnMut(&Record) -> Result<()>;
 pub struct Moe {
     /// Phase-I direction u_m of every expert (M x d).
     pub phase_one_directions: Array2<f32>,
-    /// Global input centre used in phases I and II.
-    pub global_centre: Array1<f32>,
+    /// Input map (global centre, whitening) of phases I and II.
+    pub input_map: InputMap,
     /// For every phase-I expert, the routed expert it became (None: dropped).
     pub expert_group: Vec<Option<usize>>,
     pub router: Router,
@@ -299,6 +299,29 @@ pub fn merge_experts(u: &Array2<f32>, merge: Merge, threshold: f64) -> (Vec<Opti
     (group, leads.len())
 }
 
+/// What phase I leaves: the input map of phases I-II, one direction per
+/// expert, and when each cluster was first weakly recovered.
+struct PhaseOne {
+    map: InputMap,
+    u: Array2<f32>,
+    recovery: Vec<Option<u64>>,
+}
+
+/// The router's gate and what it needs beside the weights: the probe
+/// samples that measure purity, and the stream of the noisy gate.
+struct Routing {
+    rule: GateRule,
+    probe: Batch,
+    noise: Stream,
+}
+
+impl Routing {
+    fn confusion(&mut self, router: &Router, clusters: usize) -> Vec<Vec<u64>> {
+        let assigned = router.assign(self.probe.x.view(), &self.rule, &mut self.noise);
+        metrics::confusion(&self.probe.c, &assigned, clusters, router.experts())
+    }
+}
+
 /// Trains the mixture of experts through phases I to IV.
 pub fn train_moe(cfg: &ValidConfig, task: &Task, sink: Sink, monitor: &dyn Monitor) -> Result<Moe> {
     let mut run = Run {
@@ -311,16 +334,53 @@ pub fn train_moe(cfg: &ValidConfig, task: &Task, sink: Sink, monitor: &dyn Monit
         sink,
         monitor,
     };
-    let probe = task.sample(
-        cfg.metrics.probe_samples,
-        &mut crate::rng::stream(cfg.seed, crate::rng::StreamId::Probe),
-    );
-    let threshold = cfg.metrics.recovery_threshold;
+    let one = phase_one(&mut run)?;
+    let (expert_group, k) = merge_experts(&one.u, cfg.merge, cfg.merge_threshold);
+    // Gate noise gets its own stream (a jump ahead of the initialisation's).
+    let mut noise = run.init.clone();
+    noise.jump();
+    let mut routing = Routing {
+        rule: gate_rule(cfg),
+        probe: task.sample(
+            cfg.metrics.probe_samples,
+            &mut crate::rng::stream(cfg.seed, crate::rng::StreamId::Probe),
+        ),
+        noise,
+    };
+    let router = phase_two(&mut run, &one, &expert_group, k, &mut routing)?;
+    let (neurons, centres) = phase_three(&mut run, &router, &expert_group, &one.map, &mut routing)?;
 
-    // Phase I: one tied direction per expert, every sample to every expert.
+    // Phase IV: random biases, ReLU features, ridge readout.
+    let experts: Vec<TwoLayer> = neurons
+        .into_iter()
+        .zip(centres)
+        .map(|(w, centre)| random_bias_network(w, centre, &cfg.readout, &mut run.init))
+        .collect();
+    let mut moe = Moe {
+        phase_one_directions: one.u,
+        input_map: one.map,
+        expert_group,
+        router,
+        gate: routing.rule,
+        experts,
+        phase1_weak_recovery_samples: one.recovery,
+        samples: 0,
+    };
+    monitor.phase("moe", "phase_four", 1);
+    readout::fit_moe(&mut moe, task, cfg, &mut run.data, &mut routing.noise)?;
+    run.samples += cfg.readout.samples as u64;
+    monitor.advance("moe", 1);
+    moe.samples = run.samples;
+    Ok(moe)
+}
+
+/// Phase I: one tied direction per expert, every sample to every expert,
+/// with restarts of stuck and redundant experts.
+fn phase_one(run: &mut Run) -> Result<PhaseOne> {
+    let (cfg, task) = (run.cfg, run.task);
     let p1 = &cfg.phase_one;
+    let threshold = cfg.metrics.recovery_threshold;
     let map = run.input_map(p1.centre_samples, cfg.whiten);
-    let centre = map.centre.clone();
     let mut u = model::random_directions(cfg.experts, task.d, &mut run.init);
     let mut recovery: Vec<Option<u64>> = vec![None; task.clusters()];
     let mut restarts = Restarts::new(cfg.experts, &p1.activation, cfg.merge_threshold);
@@ -333,7 +393,7 @@ pub fn train_moe(cfg: &ValidConfig, task: &Task, sink: Sink, monitor: &dyn Monit
         |run, step, u, lr, batch| {
             restarts.observe(u, batch);
             let every = cfg.restart_every;
-            if every > 0 && step % every == 0 && step + every <= p1.steps {
+            if every > 0 && step.is_multiple_of(every) && step + every <= p1.steps {
                 restarts.restart(u, &mut run.init);
             }
             for (c, r) in recovery.iter_mut().enumerate() {
@@ -354,9 +414,20 @@ pub fn train_moe(cfg: &ValidConfig, task: &Task, sink: Sink, monitor: &dyn Monit
             Ok(())
         },
     )?;
+    Ok(PhaseOne { map, u, recovery })
+}
 
-    let (expert_group, k) = merge_experts(&u, cfg.merge, cfg.merge_threshold);
-    // The reward of a routed expert is that of its first member.
+/// Phase II: the router ascends E[sum_k pi_k(x) y sigma(<u_k, W(x - mu)>)],
+/// where u_k is the direction of the first member of routed expert k.
+fn phase_two(
+    run: &mut Run,
+    one: &PhaseOne,
+    expert_group: &[Option<usize>],
+    k: usize,
+    routing: &mut Routing,
+) -> Result<Router> {
+    let (cfg, task) = (run.cfg, run.task);
+    let p2 = &cfg.phase_two;
     let leads: Vec<usize> = (0..k)
         .map(|g| {
             expert_group
@@ -365,31 +436,15 @@ pub fn train_moe(cfg: &ValidConfig, task: &Task, sink: Sink, monitor: &dyn Monit
                 .expect("every group has a lead")
         })
         .collect();
-    let lead_u = u.select(Axis(0), &leads);
-
-    // Phase II: the router ascends E[sum_m pi_m(x) y sigma(<u_m, x - mu>)].
-    let rule = gate_rule(cfg);
+    let lead_u = one.u.select(Axis(0), &leads);
+    let activation = Activation::from_hermite(&cfg.phase_one.activation);
     let mut router = Router::zeros(k, task.d);
-    let p2 = &cfg.phase_two;
-    let activation = Activation::from_hermite(&p1.activation);
     let mut batch = Batch::new(p2.batch, task.d);
-    // Gate noise gets its own stream (a jump ahead of the initialisation's).
-    let mut noise = run.init.clone();
-    noise.jump();
-    let purity = |router: &Router, noise: &mut Stream| {
-        let assigned = router.assign(probe.x.view(), &rule, noise);
-        metrics::routing_purity(&metrics::confusion(
-            &probe.c,
-            &assigned,
-            task.clusters(),
-            router.experts(),
-        ))
-    };
-    monitor.phase("moe", "phase_two", p2.steps);
+    run.monitor.phase(run.model, "phase_two", p2.steps);
     for step in 1..=p2.steps {
         run.draw(&mut batch);
         let mut xc = batch.x.clone();
-        map.apply(&mut xc);
+        one.map.apply(&mut xc);
         let mut rewards = xc.dot(&lead_u.t());
         for (mut row, &y) in rewards.axis_iter_mut(Axis(0)).zip(&batch.y) {
             row.mapv_inplace(|t| y * activation.value(t));
@@ -400,98 +455,112 @@ pub fn train_moe(cfg: &ValidConfig, task: &Task, sink: Sink, monitor: &dyn Monit
             return Err(run.diverged("phase_two", step, "a router weight"));
         }
         if run.log_due(step, p2.steps) {
-            let cos = metrics::router_cosines(&router.theta, &task.v);
-            let pur = purity(&router, &mut noise);
+            let cosine = metrics::router_cosines(&router.theta, &task.v);
+            let purity = metrics::routing_purity(&routing.confusion(&router, task.clusters()));
             run.record("phase_two", step, |rec| {
                 rec.lr = Some(p2.lr);
-                rec.router_cosine = Some(cos);
-                rec.routing_purity = Some(pur);
+                rec.router_cosine = Some(cosine);
+                rec.routing_purity = Some(purity);
             })?;
         }
-        tick(monitor, "moe", step, p2.steps);
+        tick(run.monitor, run.model, step, p2.steps);
     }
+    Ok(router)
+}
 
-    // Phase III: per-expert centres, fresh neurons, SGD on the routed samples.
-    let p3 = &cfg.phase_three;
-    let mut centre_sum = Array2::<f64>::zeros((k, task.d));
-    let mut centre_weight = vec![0.0f64; k];
-    task.for_each_chunk(p3.centre_samples, 4096, &mut run.data, |b| {
-        let gates = router.gates(b.x.view(), &rule, &mut noise);
+/// Per routed expert, the gate-weighted mean of `n` fresh routed inputs and
+/// the total gate weight it received (its load); an expert that receives
+/// nothing keeps `fallback` as its centre.
+fn routed_centres(
+    run: &mut Run,
+    router: &Router,
+    routing: &mut Routing,
+    n: usize,
+    fallback: &Array1<f32>,
+) -> (Vec<Array1<f32>>, Vec<f64>) {
+    let k = router.experts();
+    let mut sum = Array2::<f64>::zeros((k, run.task.d));
+    let mut load = vec![0.0f64; k];
+    run.task.for_each_chunk(n, 4096, &mut run.data, |b| {
+        let gates = router.gates(b.x.view(), &routing.rule, &mut routing.noise);
         for (row, g) in b.x.axis_iter(Axis(0)).zip(gates.axis_iter(Axis(0))) {
-            for (e, &ge) in g.iter().enumerate() {
-                if ge > 0.0 {
-                    centre_weight[e] += ge as f64;
-                    centre_sum
-                        .row_mut(e)
-                        .zip_mut_with(&row, |s, &v| *s += ge as f64 * v as f64);
-                }
+            for (e, &ge) in g.iter().enumerate().filter(|(_, &ge)| ge > 0.0) {
+                load[e] += ge as f64;
+                sum.row_mut(e)
+                    .zip_mut_with(&row, |s, &v| *s += ge as f64 * v as f64);
             }
         }
     });
-    run.samples += p3.centre_samples as u64;
-    let centres: Vec<Array1<f32>> = (0..k)
+    run.samples += n as u64;
+    let centres = (0..k)
         .map(|e| {
-            if centre_weight[e] > 0.0 {
-                centre_sum.row(e).mapv(|s| (s / centre_weight[e]) as f32)
+            if load[e] > 0.0 {
+                sum.row(e).mapv(|s| (s / load[e]) as f32)
             } else {
-                centre.clone()
+                fallback.clone()
             }
         })
         .collect();
+    (centres, load)
+}
+
+/// Phase III: per-expert centres, fresh neurons shared as configured, and
+/// spherical SGD of each expert on the samples routed to it.
+fn phase_three(
+    run: &mut Run,
+    router: &Router,
+    expert_group: &[Option<usize>],
+    map: &InputMap,
+    routing: &mut Routing,
+) -> Result<(Vec<Array2<f32>>, Vec<Array1<f32>>)> {
+    let (cfg, task) = (run.cfg, run.task);
+    let p3 = &cfg.phase_three;
+    let k = router.experts();
+    let (centres, load) = routed_centres(run, router, routing, p3.centre_samples, &map.centre);
     let sizes = match cfg.allocation {
         Allocation::PerExpert => (0..k)
             .map(|g| cfg.neurons * expert_group.iter().filter(|&&e| e == Some(g)).count())
             .collect(),
-        Allocation::ByLoad => allocate_by_load(cfg.experts * cfg.neurons, &centre_weight),
+        Allocation::ByLoad => allocate_by_load(cfg.experts * cfg.neurons, &load),
     };
     let mut neurons: Vec<Array2<f32>> = sizes
         .iter()
         .map(|&j| model::random_directions(j, task.d, &mut run.init))
         .collect();
-    let serving = {
-        let assigned = router.assign(probe.x.view(), &rule, &mut noise);
-        metrics::serving_expert(&metrics::confusion(&probe.c, &assigned, task.clusters(), k))
-    };
-    let probe_purity = purity(&router, &mut noise);
+    let confusion = routing.confusion(router, task.clusters());
+    let serving = metrics::serving_expert(&confusion);
+    let purity = metrics::routing_purity(&confusion);
     let activation = Activation::from_hermite(&p3.activation);
-    let mut scratch = SgdScratch::default();
+    let mut scratch: Vec<SgdScratch> = (0..k).map(|_| SgdScratch::default()).collect();
     let mut batch = Batch::new(p3.batch, task.d);
-    let mut xs: Vec<Array2<f32>> = (0..k).map(|_| Array2::zeros((0, task.d))).collect();
-    monitor.phase("moe", "phase_three", p3.steps);
+    let mut routed = Batch::new(0, task.d);
+    let mut weights = Vec::new();
+    run.monitor.phase(run.model, "phase_three", p3.steps);
     for step in 1..=p3.steps {
         run.draw(&mut batch);
-        let gates = router.gates(batch.x.view(), &rule, &mut noise);
+        let gates = router.gates(batch.x.view(), &routing.rule, &mut routing.noise);
         let lr = p3.schedule.at(step - 1, p3.steps) as f32;
-        for e in 0..k {
+        for (e, w) in neurons.iter_mut().enumerate() {
             let rows: Vec<usize> = (0..batch.len()).filter(|&i| gates[[i, e]] > 0.0).collect();
-            if rows.is_empty() || neurons[e].nrows() == 0 {
+            if rows.is_empty() || w.nrows() == 0 {
                 continue;
             }
-            let xe = &mut xs[e];
-            if xe.nrows() != rows.len() {
-                *xe = Array2::zeros((rows.len(), task.d));
-            }
-            for (mut dst, &i) in xe.axis_iter_mut(Axis(0)).zip(&rows) {
-                dst.assign(&batch.x.row(i));
-                dst -= &centres[e];
-            }
-            let y: Vec<f32> = rows.iter().map(|&i| batch.y[i]).collect();
-            let w: Vec<f32> = rows.iter().map(|&i| gates[[i, e]]).collect();
-            let weights = if w.iter().all(|&g| g == 1.0) {
-                None
-            } else {
-                Some(&w[..])
-            };
+            routed.x = batch.x.select(Axis(0), &rows);
+            crate::task::centre_rows(routed.x.view_mut(), &centres[e]);
+            routed.y = rows.iter().map(|&i| batch.y[i]).collect();
+            weights.clear();
+            weights.extend(rows.iter().map(|&i| gates[[i, e]]));
+            let hard = weights.iter().all(|&g| g == 1.0);
             let grad = model::loss_gradient(
-                &neurons[e],
-                xe.view(),
-                &y,
-                weights,
+                w,
+                routed.x.view(),
+                &routed.y,
+                (!hard).then_some(&weights[..]),
                 &activation,
                 p3.loss,
-                &mut scratch,
+                &mut scratch[e],
             );
-            if !model::spherical_step(&mut neurons[e], grad, lr) {
+            if !model::spherical_step(w, grad, lr) {
                 return Err(run.diverged("phase_three", step, "a first-layer weight"));
             }
         }
@@ -499,35 +568,13 @@ pub fn train_moe(cfg: &ValidConfig, task: &Task, sink: Sink, monitor: &dyn Monit
             let serving_neurons: Vec<&Array2<f32>> = serving.iter().map(|&e| &neurons[e]).collect();
             run.record("phase_three", step, |rec| {
                 rec.lr = Some(lr as f64);
-                rec.routing_purity = Some(probe_purity);
-                fill_cluster_overlaps(rec, task, &serving_neurons, threshold);
+                rec.routing_purity = Some(purity);
+                fill_cluster_overlaps(rec, task, &serving_neurons, cfg.metrics.recovery_threshold);
             })?;
         }
-        tick(monitor, "moe", step, p3.steps);
+        tick(run.monitor, run.model, step, p3.steps);
     }
-
-    // Phase IV: random biases, ReLU features, one ridge over all gated features.
-    let experts: Vec<TwoLayer> = neurons
-        .into_iter()
-        .zip(centres)
-        .map(|(w, centre)| random_bias_network(w, centre, &cfg.readout, &mut run.init))
-        .collect();
-    let mut moe = Moe {
-        phase_one_directions: u,
-        global_centre: centre,
-        expert_group,
-        router,
-        gate: rule,
-        experts,
-        phase1_weak_recovery_samples: recovery,
-        samples: 0,
-    };
-    monitor.phase("moe", "phase_four", 1);
-    readout::fit_moe(&mut moe, task, cfg, &mut run.data, &mut noise)?;
-    run.samples += cfg.readout.samples as u64;
-    monitor.advance("moe", 1);
-    moe.samples = run.samples;
-    Ok(moe)
+    Ok((neurons, centres))
 }
 
 /// Splits `total` neurons in proportion to `load` by largest remainders, so
