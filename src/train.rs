@@ -348,12 +348,11 @@ pub fn train_moe(cfg: &ValidConfig, task: &Task, sink: Sink, monitor: &dyn Monit
         noise,
     };
     let router = phase_two(&mut run, &one, &expert_group, k, &mut routing)?;
-    let (neurons, centres) = phase_three(&mut run, &router, &expert_group, &one.map, &mut routing)?;
+    let learned = phase_three(&mut run, &router, &expert_group, &one.map, &mut routing)?;
 
     // Phase IV: random biases, ReLU features, ridge readout.
-    let experts: Vec<TwoLayer> = neurons
+    let experts: Vec<TwoLayer> = learned
         .into_iter()
-        .zip(centres)
         .map(|(w, centre)| random_bias_network(w, centre, &cfg.readout, &mut run.init))
         .collect();
     let mut moe = Moe {
@@ -505,14 +504,15 @@ fn routed_centres(
 }
 
 /// Phase III: per-expert centres, fresh neurons shared as configured, and
-/// spherical SGD of each expert on the samples routed to it.
+/// spherical SGD of each expert on the samples routed to it. Returns each
+/// routed expert's neurons and centre.
 fn phase_three(
     run: &mut Run,
     router: &Router,
     expert_group: &[Option<usize>],
     map: &InputMap,
     routing: &mut Routing,
-) -> Result<(Vec<Array2<f32>>, Vec<Array1<f32>>)> {
+) -> Result<Vec<(Array2<f32>, Array1<f32>)>> {
     let (cfg, task) = (run.cfg, run.task);
     let p3 = &cfg.phase_three;
     let k = router.experts();
@@ -574,7 +574,7 @@ fn phase_three(
         }
         tick(run.monitor, run.model, step, p3.steps);
     }
-    Ok((neurons, centres))
+    Ok(neurons.into_iter().zip(centres).collect())
 }
 
 /// Splits `total` neurons in proportion to `load` by largest remainders, so
