@@ -18,12 +18,56 @@ pub struct Summary {
     /// Variance of y on the test samples (the denominator of every relative MSE).
     pub var_y: f64,
     pub information_exponent: usize,
+    /// Every link of the task with its information exponent and degree.
+    pub links: TaskLinks,
+    /// Purity of the best linear router (Bayes-optimal for two clusters:
+    /// 1 - Phi(-rho |v_1 - v_2| / 2)); null for other cluster counts.
+    pub best_linear_router_purity: Option<f64>,
     /// Assumptions of the paper's theorem this task violates.
     pub warnings: Vec<String>,
     pub samples: Samples,
     pub moe: MoeSummary,
     /// Absent when `vanilla.enabled = false`.
     pub vanilla: Option<ModelSummary>,
+}
+
+/// A link as the summary reports it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LinkInfo {
+    pub link: String,
+    pub information_exponent: Option<usize>,
+    /// Null for non-polynomial links.
+    pub degree: Option<usize>,
+}
+
+impl From<&crate::link::Link> for LinkInfo {
+    fn from(l: &crate::link::Link) -> Self {
+        LinkInfo {
+            link: l.to_string(),
+            information_exponent: l.information_exponent(),
+            degree: l.degree(),
+        }
+    }
+}
+
+/// The links f*_c (per cluster) and g*.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TaskLinks {
+    pub local: Vec<LinkInfo>,
+    pub global: LinkInfo,
+}
+
+/// Purity of the Bayes-optimal router for two equally likely clusters
+/// N(rho v_1, I) and N(rho v_2, I): its boundary is a hyperplane through the
+/// origin, so a linear router without bias attains it.
+pub fn best_linear_router_purity(task: &Task) -> Option<f64> {
+    if task.clusters() != 2 {
+        return None;
+    }
+    let gap = &task.v.row(0) - &task.v.row(1);
+    let half_distance = task.rho * gap.dot(&gap).sqrt() / 2.0;
+    // 1 - Phi(-a) = Phi(a) = erfc(-a / sqrt 2) / 2
+    Some(0.5 * libm::erfc(-half_distance / std::f64::consts::SQRT_2))
 }
 
 /// Samples drawn by each model (training and readout).
@@ -101,6 +145,11 @@ pub fn run(
         seed: cfg.seed,
         var_y,
         information_exponent: cfg.information_exponent,
+        links: TaskLinks {
+            local: task.local_links.iter().map(LinkInfo::from).collect(),
+            global: LinkInfo::from(&task.global_link),
+        },
+        best_linear_router_purity: best_linear_router_purity(&task),
         warnings: cfg.warnings.clone(),
         samples: Samples {
             moe: moe.samples,
@@ -225,4 +274,25 @@ pub fn run_to_dir(
     output::write_json(&dir.join("summary.json"), &out.summary)?;
     output::write_model(&dir.join("model.npz"), &out)?;
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    #[test]
+    fn best_linear_router_for_two_orthogonal_clusters_is_phi_of_rho_over_sqrt_2() {
+        let valid = Config::default().check().unwrap();
+        let task = Task::new(&valid, &mut stream(1, StreamId::Task));
+        // Phi(4 / sqrt 2) = Phi(2.8284) = 0.997661
+        assert!((best_linear_router_purity(&task).unwrap() - 0.997661).abs() < 1e-6);
+        let mut four = Config::default();
+        four.task.clusters = 4;
+        let valid = four.check().unwrap();
+        assert_eq!(
+            best_linear_router_purity(&Task::new(&valid, &mut stream(1, StreamId::Task))),
+            None
+        );
+    }
 }

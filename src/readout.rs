@@ -139,3 +139,61 @@ pub fn fit_moe(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::Rng;
+    use rand_distr::StandardNormal;
+
+    fn objective(phi: &Array2<f64>, y: &[f32], a: &Array1<f64>, ridge: f64) -> f64 {
+        let n = phi.nrows() as f64;
+        let r = phi.dot(a) - Array1::from_iter(y.iter().map(|&v| v as f64));
+        r.dot(&r) / (2.0 * n) + 0.5 * ridge * a.dot(a)
+    }
+
+    #[test]
+    fn ridge_solution_zeroes_the_objective_gradient_and_recovers_a_planted_readout() {
+        let mut rng = crate::rng::stream(11, crate::rng::StreamId::Test);
+        let (n, p) = (3000, 6);
+        let planted = Array1::from(vec![1.5, -2.0, 0.5, 0.0, 3.0, -1.0]);
+        let mut eq = NormalEquations::new(p);
+        let mut all_phi = Array2::<f64>::zeros((0, p));
+        let mut all_y = Vec::new();
+        for _ in 0..3 {
+            // Chunks, as the readout accumulates them.
+            let phi =
+                Array2::<f64>::from_shape_simple_fn((n / 3, p), || rng.sample(StandardNormal));
+            let y: Vec<f32> = phi
+                .dot(&planted)
+                .iter()
+                .map(|&v| (v + 0.01 * rng.sample::<f64, _>(StandardNormal)) as f32)
+                .collect();
+            eq.add(&phi, &y);
+            all_phi.append(Axis(0), phi.view()).unwrap();
+            all_y.extend(y);
+        }
+        let ridge = 1e-3;
+        let a = eq.solve(ridge, "test").unwrap();
+        assert!(
+            (&a - &planted).iter().all(|e| e.abs() < 0.01),
+            "{a} vs {planted}"
+        );
+        // Finite differences of the ridge objective vanish at its minimiser.
+        for i in 0..p {
+            let h = 1e-5;
+            let (mut up, mut down) = (a.clone(), a.clone());
+            up[i] += h;
+            down[i] -= h;
+            let g = (objective(&all_phi, &all_y, &up, ridge)
+                - objective(&all_phi, &all_y, &down, ridge))
+                / (2.0 * h);
+            assert!(g.abs() < 1e-6, "gradient {g} at coordinate {i}");
+        }
+        // An expert that received no samples keeps a zero readout.
+        assert_eq!(
+            NormalEquations::new(3).solve(ridge, "test").unwrap(),
+            Array1::<f64>::zeros(3)
+        );
+    }
+}

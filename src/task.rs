@@ -1,7 +1,7 @@
 //! The clustered single-index task (SPEC §2): cluster centres, local and
 //! global directions, links, and a sampler of minibatches.
 
-use ndarray::{linalg::general_mat_mul, Array1, Array2, ArrayViewMut2, Axis};
+use ndarray::{Array1, Array2, ArrayViewMut2, Axis};
 use rand::Rng;
 use rand_distr::StandardNormal;
 
@@ -37,8 +37,6 @@ pub struct Batch {
     pub x: Array2<f32>,
     pub y: Vec<f32>,
     pub c: Vec<usize>,
-    /// Scratch: projections on w*_1..w*_C, w*_g.
-    proj: Array2<f32>,
 }
 
 impl Batch {
@@ -47,7 +45,6 @@ impl Batch {
             x: Array2::zeros((n, d)),
             y: vec![0.0; n],
             c: vec![0; n],
-            proj: Array2::zeros((0, 0)),
         }
     }
 
@@ -124,30 +121,30 @@ impl Task {
     }
 
     /// Fills `batch` with fresh samples: c ~ U{1..C}, x = rho v_c + z, y = f*_c + s_c g* + zeta eps.
+    ///
+    /// Only plain arithmetic in a fixed order ([`dot`]), no CPU-dependent
+    /// kernels, so a seed gives the same samples on every machine.
     pub fn sample_into(&self, batch: &mut Batch, rng: &mut Stream) {
         let clusters = self.clusters();
         let rho = self.rho as f32;
-        for (mut row, c) in batch.x.axis_iter_mut(Axis(0)).zip(batch.c.iter_mut()) {
-            *c = rng.gen_range(0..clusters);
-            for (xj, &vj) in row.iter_mut().zip(self.v32.row(*c)) {
+        for (i, mut row) in batch.x.axis_iter_mut(Axis(0)).enumerate() {
+            let c = rng.gen_range(0..clusters);
+            for (xj, &vj) in row.iter_mut().zip(self.v32.row(c)) {
                 let z: f32 = rng.sample(StandardNormal);
                 *xj = rho * vj + z;
             }
-        }
-        // All projections of the batch in one matrix product.
-        let n = batch.len();
-        if batch.proj.dim() != (n, clusters + 1) {
-            batch.proj = Array2::zeros((n, clusters + 1));
-        }
-        general_mat_mul(1.0, &batch.x, &self.directions32.t(), 0.0, &mut batch.proj);
-        for ((y, &c), p) in batch
-            .y
-            .iter_mut()
-            .zip(&batch.c)
-            .zip(batch.proj.axis_iter(Axis(0)))
-        {
+            let x = row.as_slice().expect("batch rows are contiguous");
+            let local = dot(self.directions32.row(c).as_slice().expect("contiguous"), x);
+            let global = dot(
+                self.directions32
+                    .row(clusters)
+                    .as_slice()
+                    .expect("contiguous"),
+                x,
+            );
             let eps: f64 = rng.sample(StandardNormal);
-            *y = (self.target(c, p[c] as f64, p[clusters] as f64) + self.noise * eps) as f32;
+            batch.y[i] = (self.target(c, local as f64, global as f64) + self.noise * eps) as f32;
+            batch.c[i] = c;
         }
     }
 
@@ -179,6 +176,25 @@ impl Task {
             left -= take;
         }
     }
+}
+
+/// Dot product with eight independent partial sums in a fixed order:
+/// vectorisable, and the same result on every machine.
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for k in 0..8 {
+            acc[k] += x[k] * y[k];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
 }
 
 /// Subtracts `centre` from every row of `x`.
