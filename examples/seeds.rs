@@ -1,7 +1,8 @@
 //! Runs the default configuration for seeds 1 to 10 (in parallel) and
 //! prints the README's results table as Markdown.
 //!
-//! `cargo run --release --example seeds [FIRST LAST]`
+//! `cargo run --release --example seeds [FIRST LAST] [FIELD=VALUE ...]`
+//! (overrides as for `clustermoe run --set`).
 
 use clustermoe::{config::Config, experiment, train::Silent};
 use rayon::prelude::*;
@@ -14,10 +15,10 @@ fn fmt(v: &[f64]) -> String {
 }
 
 fn main() -> Result<(), clustermoe::Error> {
-    let args: Vec<u64> = std::env::args()
-        .skip(1)
-        .filter_map(|a| a.parse().ok())
-        .collect();
+    let (sets, numbers): (Vec<String>, Vec<String>) =
+        std::env::args().skip(1).partition(|a| a.contains('='));
+    let args: Vec<u64> = numbers.iter().filter_map(|a| a.parse().ok()).collect();
+    let base = Config::from_toml_with_overrides("", &sets)?;
     let (first, last) = match args[..] {
         [a, b] => (a, b),
         _ => (1, 10),
@@ -27,7 +28,7 @@ fn main() -> Result<(), clustermoe::Error> {
         .map(|seed| {
             let valid = Config {
                 seed,
-                ..Config::default()
+                ..base.clone()
             }
             .check()?;
             experiment::run(&valid, &mut |_| Ok(()), &mut |_| Ok(()), &Silent).map(|o| o.summary)

@@ -93,7 +93,7 @@ pub struct MoeConfig {
     /// gradient noise that the cluster means inject along v_c.
     pub whiten: bool,
     /// Every this many phase-I steps, experts that are stuck (correlation
-    /// below a quarter of the best expert's) or redundant with a better one
+    /// below a tenth of the best expert's) or redundant with a better one
     /// restart orthogonally to the directions already found; 0 disables.
     pub restart_every: u64,
 }
@@ -237,12 +237,12 @@ impl Default for Config {
             task: TaskConfig::default(),
             moe: MoeConfig::default(),
             phase_one: PhaseConfig {
-                steps: 6_000,
+                steps: 8_000,
                 batch: 64,
                 lr: 0.003,
-                lr_end: 0.0005,
+                lr_end: 0.003,
                 decay_start: 0.5,
-                schedule: Schedule::Cosine,
+                schedule: Schedule::Constant,
                 centre_samples: 4_096,
                 activation: "auto".into(),
                 loss: Loss::Correlation,

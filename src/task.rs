@@ -1,7 +1,7 @@
 //! The clustered single-index task (SPEC §2): cluster centres, local and
 //! global directions, links, and a sampler of minibatches.
 
-use ndarray::{Array1, Array2, ArrayViewMut2, Axis};
+use ndarray::{Array1, Array2, ArrayViewMut2};
 use rand::Rng;
 use rand_distr::StandardNormal;
 
@@ -127,20 +127,27 @@ impl Task {
     pub fn sample_into(&self, batch: &mut Batch, rng: &mut Stream) {
         let clusters = self.clusters();
         let rho = self.rho as f32;
-        for (i, mut row) in batch.x.axis_iter_mut(Axis(0)).enumerate() {
+        // One tight loop over all the Gaussians first: it is the hot spot.
+        let x = batch.x.as_slice_mut().expect("batch rows are contiguous");
+        for v in x.iter_mut() {
+            *v = rng.sample(StandardNormal);
+        }
+        for (i, row) in x.chunks_exact_mut(self.d).enumerate() {
             let c = rng.gen_range(0..clusters);
-            for (xj, &vj) in row.iter_mut().zip(self.v32.row(c)) {
-                let z: f32 = rng.sample(StandardNormal);
-                *xj = rho * vj + z;
+            let centre = self.v32.row(c);
+            for (xj, &vj) in row.iter_mut().zip(centre.as_slice().expect("contiguous")) {
+                *xj += rho * vj;
             }
-            let x = row.as_slice().expect("batch rows are contiguous");
-            let local = dot(self.directions32.row(c).as_slice().expect("contiguous"), x);
+            let local = dot(
+                self.directions32.row(c).as_slice().expect("contiguous"),
+                row,
+            );
             let global = dot(
                 self.directions32
                     .row(clusters)
                     .as_slice()
                     .expect("contiguous"),
-                x,
+                row,
             );
             let eps: f64 = rng.sample(StandardNormal);
             batch.y[i] = (self.target(c, local as f64, global as f64) + self.noise * eps) as f32;
@@ -209,6 +216,7 @@ mod tests {
     use super::*;
     use crate::config::Config;
     use crate::rng::{stream, StreamId};
+    use ndarray::Axis;
 
     fn task(config: Config) -> Task {
         let valid = config.check().unwrap();

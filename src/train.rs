@@ -203,6 +203,12 @@ struct Restarts {
 impl Restarts {
     /// Weight of the newest batch in the running mean (time constant 256 steps).
     const RATE: f64 = 1.0 / 256.0;
+    /// An expert has found a direction when its correlation is at least this
+    /// share of the best expert's: with h_3 links, overlap m gives m^3 of the
+    /// full correlation, so 0.1 spares every expert past m = 0.46, which then
+    /// recovers on its own, while the running mean's noise (about 0.01)
+    /// stays below the bar.
+    const FOUND_SHARE: f64 = 0.1;
 
     fn new(experts: usize, activation: &[f64], merge_threshold: f64) -> Self {
         Restarts {
@@ -239,7 +245,7 @@ impl Restarts {
         let mut kept: Vec<usize> = Vec::new();
         let mut redraw = Vec::new();
         for m in order {
-            let found = self.correlation[m] >= 0.25 * best;
+            let found = self.correlation[m] >= Self::FOUND_SHARE * best;
             let redundant = kept
                 .iter()
                 .any(|&k| (u.row(m).dot(&u.row(k)) as f64).abs() >= self.merge_threshold);
