@@ -179,8 +179,11 @@ fn print_summary(s: &Summary) {
             n
         );
     }
+    let best = s
+        .best_linear_router_purity
+        .map_or(String::new(), |b| format!(" (best linear router {b:.4})"));
     println!(
-        "routing purity {:.4}, var(y) {:.4}",
+        "routing purity {:.4}{best}, var(y) {:.4}",
         s.moe.routing_purity, s.var_y
     );
 }
