@@ -42,6 +42,9 @@ pub enum Error {
         step: u64,
         quantity: &'static str,
     },
+    /// Some runs of a sweep failed (each was reported); the rest are on disk.
+    #[error("{failed} of {planned} runs failed; running the sweep again retries them")]
+    RunsFailed { failed: usize, planned: usize },
     /// The ridge system of the readout could not be solved.
     #[error("{model} readout failed: {message}; try a larger `readout.ridge`")]
     Readout {
@@ -77,7 +80,10 @@ impl Error {
     pub fn exit_status(&self) -> i32 {
         match self {
             Error::Invalid { .. } | Error::Parse { .. } | Error::Unreadable { .. } => 2,
-            Error::Io { .. } | Error::Diverged { .. } | Error::Readout { .. } => 1,
+            Error::Io { .. }
+            | Error::Diverged { .. }
+            | Error::Readout { .. }
+            | Error::RunsFailed { .. } => 1,
         }
     }
 }

@@ -271,8 +271,9 @@ pub fn run_to_dir(
     let parts = [moe_log.finish()?, vanilla_log.finish()?];
     output::join_metrics(dir, &parts)?;
     let out = result?;
-    output::write_json(&dir.join("summary.json"), &out.summary)?;
     output::write_model(&dir.join("model.npz"), &out)?;
+    // summary.json comes last: its presence marks the run complete.
+    output::write_json(&dir.join("summary.json"), &out.summary)?;
     Ok(out)
 }
 

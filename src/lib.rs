@@ -33,6 +33,7 @@
 //! # Ok::<(), clustermoe::error::Error>(())
 //! ```
 
+pub mod collect;
 pub mod config;
 mod config_check;
 pub mod error;
@@ -45,6 +46,7 @@ pub mod output;
 pub mod readout;
 pub mod rng;
 pub mod router;
+pub mod sweep;
 pub mod task;
 pub mod train;
 

@@ -12,7 +12,7 @@ use clustermoe::config::Config;
 use clustermoe::error::{Error, Result};
 use clustermoe::experiment::{self, Summary};
 use clustermoe::train::Monitor;
-use clustermoe::{link, output, rng, task::Task};
+use clustermoe::{collect, link, output, rng, sweep, task::Task};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 /// Mixtures of Experts vs two-layer networks on tasks with latent cluster
@@ -77,6 +77,30 @@ enum Command {
     },
     /// Print the full default configuration (every field) as TOML.
     Defaults,
+    /// Run every point of a grid of configurations (see README, "Sweeps"):
+    /// DIR/runs/<id>/ per run, resumable, shardable, in parallel.
+    Sweep {
+        /// Grid file (TOML: base, seeds, [set], [grid]).
+        grid: PathBuf,
+        /// Sweep directory.
+        #[arg(long)]
+        out: PathBuf,
+        /// Runs at a time [default: all cores].
+        #[arg(long)]
+        jobs: Option<usize>,
+        /// Run only part I of N (I from 0). Without it, a Slurm job array's
+        /// SLURM_ARRAY_TASK_ID / SLURM_ARRAY_TASK_COUNT (minus SLURM_ARRAY_TASK_MIN) are used.
+        #[arg(long, value_name = "I/N")]
+        shard: Option<String>,
+        /// No progress output.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Gather every complete run of a sweep into DIR/results.csv and DIR/results.jsonl.
+    Merge {
+        /// Sweep directory.
+        dir: PathBuf,
+    },
 }
 
 fn load_config(path: Option<&Path>, sets: &[String], seed: Option<u64>) -> Result<Config> {
@@ -275,6 +299,84 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Defaults => print!("{}", Config::default().to_toml()),
+        Command::Sweep {
+            grid,
+            out,
+            jobs,
+            shard,
+            quiet,
+        } => {
+            let shard = match shard {
+                Some(s) => sweep::Shard::parse(&s)?,
+                None => {
+                    sweep::Shard::from_env(|k| std::env::var(k).ok())?.unwrap_or(sweep::Shard::ALL)
+                }
+            };
+            let jobs = match jobs {
+                Some(0) => return Err(Error::invalid("--jobs", 0, "an integer >= 1")),
+                Some(j) => j,
+                None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            };
+            let start = Instant::now();
+            let bar = (!quiet && std::io::stderr().is_terminal()).then(ProgressBar::no_length);
+            if let Some(bar) = &bar {
+                bar.set_style(
+                    ProgressStyle::with_template(
+                        "sweep [{bar:30}] {pos}/{len} runs {elapsed} {msg}",
+                    )
+                    .expect("valid template")
+                    .progress_chars("=> "),
+                );
+            }
+            let report =
+                sweep::run_sweep(&grid, &out, jobs, shard, &|done, planned, id| match &bar {
+                    Some(bar) => {
+                        bar.set_length(planned as u64);
+                        bar.set_position(done as u64);
+                        bar.set_message(id.to_string());
+                    }
+                    None if !quiet => eprintln!("run {done}/{planned}: {id}"),
+                    None => {}
+                })?;
+            if let Some(bar) = bar {
+                bar.finish_and_clear();
+            }
+            println!(
+                "shard {}/{}: {} runs, {} trained, {} already complete, {} failed, in {:.1} s",
+                shard.index,
+                shard.count,
+                report.planned,
+                report.trained,
+                report.skipped,
+                report.failed.len(),
+                start.elapsed().as_secs_f64()
+            );
+            for (id, e) in &report.failed {
+                eprintln!("error: run {id}: {e}");
+            }
+            if !report.failed.is_empty() {
+                return Err(Error::RunsFailed {
+                    failed: report.failed.len(),
+                    planned: report.planned,
+                });
+            }
+        }
+        Command::Merge { dir } => {
+            let report = collect::merge(&dir)?;
+            println!(
+                "wrote {} and {}: {} runs",
+                dir.join("results.csv").display(),
+                dir.join("results.jsonl").display(),
+                report.rows
+            );
+            if !report.missing.is_empty() {
+                eprintln!(
+                    "warning: {} runs of the grid are not complete: {}",
+                    report.missing.len(),
+                    report.missing.join(", ")
+                );
+            }
+        }
     }
     Ok(())
 }

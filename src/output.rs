@@ -42,34 +42,40 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     })
 }
 
+/// A temporary name unique to this process and call, so concurrent writers
+/// (shards of one sweep writing `sweep.json`) never share one.
 fn tmp_path(path: &Path) -> PathBuf {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let name = path
         .file_name()
         .map_or("out".into(), |n| n.to_string_lossy().into_owned());
-    path.with_file_name(format!(".{name}.tmp"))
+    path.with_file_name(format!(".{name}.{}.{n}.tmp", std::process::id()))
 }
 
-/// Creates `dir` for a run. An existing directory is reused only when it is
-/// empty or holds a previous run (its `config.toml`), never otherwise.
+/// Creates `dir` for a run. An existing directory is reused only when it
+/// holds nothing but files of a previous (possibly killed) run, never otherwise.
 pub fn prepare_run_dir(dir: &Path) -> Result<()> {
     if dir.exists() {
-        let entries: Vec<_> = fs::read_dir(dir)
+        let names: Vec<String> = fs::read_dir(dir)
             .map_err(|e| Error::io("cannot read", dir, e))?
             .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
             .collect();
-        let is_run = dir.join("config.toml").exists();
-        if !entries.is_empty() && !is_run {
+        // A run killed at any moment leaves only run files and temporaries.
+        let ours = |n: &String| {
+            RUN_FILES.contains(&n.as_str()) || (n.starts_with('.') && n.ends_with(".tmp"))
+        };
+        if let Some(other) = names.iter().find(|n| !ours(n)) {
             return Err(Error::invalid(
                 "--out",
                 dir.display(),
-                "a new directory, an empty one, or a previous run directory (it is not empty and holds no config.toml)",
+                format!("a new directory, an empty one, or a previous run directory (it holds `{other}`)"),
             ));
         }
-        for name in RUN_FILES {
+        for name in &names {
             let p = dir.join(name);
-            if p.exists() {
-                fs::remove_file(&p).map_err(|e| Error::io("cannot remove", &p, e))?;
-            }
+            fs::remove_file(&p).map_err(|e| Error::io("cannot remove", &p, e))?;
         }
     }
     fs::create_dir_all(dir).map_err(|e| Error::io("cannot create", dir, e))
