@@ -501,16 +501,8 @@ pub struct ValidConfig {
     pub information_exponent: usize,
     /// Assumptions of the paper's theorem that this task violates.
     pub warnings: Vec<String>,
-    pub experts: usize,
-    pub neurons: usize,
-    pub gate: Gate,
-    pub top_k: usize,
-    pub gate_noise: f64,
-    pub merge: Merge,
-    pub merge_threshold: f64,
-    pub allocation: Allocation,
-    pub whiten: bool,
-    pub restart_every: u64,
+    /// The mixture of experts (every field checked).
+    pub moe: MoeConfig,
     pub phase_one: ValidPhase,
     pub phase_two: RouterConfig,
     pub phase_three: ValidPhase,

@@ -287,16 +287,7 @@ pub fn check(config: &Config) -> Result<ValidConfig> {
         global_link,
         information_exponent,
         warnings,
-        experts: m.experts,
-        neurons: m.neurons,
-        gate: m.gate,
-        top_k: m.top_k,
-        gate_noise: m.gate_noise,
-        merge: m.merge,
-        merge_threshold: m.merge_threshold,
-        allocation: m.allocation,
-        whiten: m.whiten,
-        restart_every: m.restart_every,
+        moe: m.clone(),
         phase_one,
         phase_two: r.clone(),
         phase_three,
@@ -382,7 +373,7 @@ mod tests {
         assert_eq!(valid.information_exponent, 3);
         assert_eq!(valid.signs, vec![1.0, -1.0]);
         assert!(valid.total_samples() <= 3_000_000);
-        assert_eq!(valid.vanilla_neurons, valid.experts * valid.neurons);
+        assert_eq!(valid.vanilla_neurons, valid.moe.experts * valid.moe.neurons);
     }
 
     #[test]

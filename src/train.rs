@@ -185,9 +185,9 @@ fn tick(monitor: &dyn Monitor, model: &'static str, step: u64, steps: u64) {
 
 fn gate_rule(cfg: &ValidConfig) -> GateRule {
     GateRule {
-        kind: cfg.gate,
-        top_k: cfg.top_k,
-        noise: cfg.gate_noise as f32,
+        kind: cfg.moe.gate,
+        top_k: cfg.moe.top_k,
+        noise: cfg.moe.gate_noise as f32,
     }
 }
 
@@ -341,7 +341,7 @@ pub fn train_moe(cfg: &ValidConfig, task: &Task, sink: Sink, monitor: &dyn Monit
         monitor,
     };
     let one = phase_one(&mut run)?;
-    let (expert_group, k) = merge_experts(&one.u, cfg.merge, cfg.merge_threshold);
+    let (expert_group, k) = merge_experts(&one.u, cfg.moe.merge, cfg.moe.merge_threshold);
     // Gate noise gets its own stream (a jump ahead of the initialisation's).
     let mut noise = run.init.clone();
     noise.jump();
@@ -385,10 +385,10 @@ fn phase_one(run: &mut Run) -> Result<PhaseOne> {
     let (cfg, task) = (run.cfg, run.task);
     let p1 = &cfg.phase_one;
     let threshold = cfg.metrics.recovery_threshold;
-    let map = run.input_map(p1.centre_samples, cfg.whiten);
-    let mut u = model::random_directions(cfg.experts, task.d, &mut run.init);
+    let map = run.input_map(p1.centre_samples, cfg.moe.whiten);
+    let mut u = model::random_directions(cfg.moe.experts, task.d, &mut run.init);
     let mut recovery: Vec<Option<u64>> = vec![None; task.clusters()];
-    let mut restarts = Restarts::new(cfg.experts, &p1.activation, cfg.merge_threshold);
+    let mut restarts = Restarts::new(cfg.moe.experts, &p1.activation, cfg.moe.merge_threshold);
     run.sphere_sgd(
         "phase_one",
         p1,
@@ -397,7 +397,7 @@ fn phase_one(run: &mut Run) -> Result<PhaseOne> {
         &map,
         |run, step, u, lr, batch| {
             restarts.observe(u, batch);
-            let every = cfg.restart_every;
+            let every = cfg.moe.restart_every;
             if every > 0 && step.is_multiple_of(every) && step + every <= p1.steps {
                 restarts.restart(u, &mut run.init);
             }
@@ -523,11 +523,11 @@ fn phase_three(
     let p3 = &cfg.phase_three;
     let k = router.experts();
     let (centres, load) = routed_centres(run, router, routing, p3.centre_samples, &map.centre);
-    let sizes = match cfg.allocation {
+    let sizes = match cfg.moe.allocation {
         Allocation::PerExpert => (0..k)
-            .map(|g| cfg.neurons * expert_group.iter().filter(|&&e| e == Some(g)).count())
+            .map(|g| cfg.moe.neurons * expert_group.iter().filter(|&&e| e == Some(g)).count())
             .collect(),
-        Allocation::ByLoad => allocate_by_load(cfg.experts * cfg.neurons, &load),
+        Allocation::ByLoad => allocate_by_load(cfg.moe.experts * cfg.moe.neurons, &load),
     };
     let mut neurons: Vec<Array2<f32>> = sizes
         .iter()
