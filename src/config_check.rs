@@ -2,7 +2,7 @@
 //! once, each rejection naming the field, the value and what is allowed.
 
 use crate::config::{
-    Config, Geometry, Links, LrSchedule, PhaseConfig, Schedule, ValidConfig, ValidPhase,
+    Config, Gate, Geometry, Links, LrSchedule, PhaseConfig, Schedule, ValidConfig, ValidPhase,
 };
 use crate::error::{Error, Result};
 use crate::link::{self, Link};
@@ -195,7 +195,8 @@ pub fn check(config: &Config) -> Result<ValidConfig> {
             ),
         ));
     }
-    if m.top_k == 0 || m.top_k > m.experts {
+    // Only the top_k gate uses k; other gates accept any M.
+    if m.top_k == 0 || (m.gate == Gate::TopK && m.top_k > m.experts) {
         return Err(Error::invalid(
             "moe.top_k",
             m.top_k,
@@ -397,7 +398,8 @@ mod tests {
         rejects("[task]\nlocal_link = \"wiggle\"\n", "task.local_link");
         rejects("[task]\nnoise = -1.0\n", "task.noise");
         rejects("[task]\nclusters = 20\n", "task.d");
-        rejects("[moe]\ntop_k = 9\n", "moe.top_k");
+        rejects("[moe]\ngate = \"top_k\"\ntop_k = 9\n", "moe.top_k");
+        rejects("[moe]\ntop_k = 0\n", "moe.top_k");
         rejects("[moe]\nmerge_threshold = 0.0\n", "moe.merge_threshold");
         rejects("[moe]\nneurons = 0\n", "moe.neurons");
         rejects("[phase_one]\nbatch = 0\n", "phase_one.batch");

@@ -12,7 +12,7 @@ use clustermoe::config::Config;
 use clustermoe::error::{Error, Result};
 use clustermoe::experiment::{self, Summary};
 use clustermoe::train::Monitor;
-use clustermoe::{collect, link, output, rng, sweep, task::Task};
+use clustermoe::{collect, link, output, reproduce, rng, sweep, task::Task};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 /// Mixtures of Experts vs two-layer networks on tasks with latent cluster
@@ -92,6 +92,23 @@ enum Command {
         /// SLURM_ARRAY_TASK_ID / SLURM_ARRAY_TASK_COUNT (minus SLURM_ARRAY_TASK_MIN) are used.
         #[arg(long, value_name = "I/N")]
         shard: Option<String>,
+        /// No progress output.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Reproduce the paper's claims: experiments E1, E2, E4, E5 through sweeps, then
+    /// DIR/report.md, DIR/report.html, figures (.svg), tables (.csv) and DIR/claims.json.
+    /// Resumable: runs already complete under DIR/sweeps are reused.
+    Reproduce {
+        /// Fewer seeds and smaller grids (a few minutes on 2 cores).
+        #[arg(long)]
+        quick: bool,
+        /// Output directory.
+        #[arg(long, default_value = "reproduction")]
+        out: PathBuf,
+        /// Runs at a time [default: all cores].
+        #[arg(long)]
+        jobs: Option<usize>,
         /// No progress output.
         #[arg(long, short)]
         quiet: bool,
@@ -212,6 +229,15 @@ fn print_summary(s: &Summary) {
     );
 }
 
+/// `--jobs`, defaulting to all cores.
+fn jobs_or_all(jobs: Option<usize>) -> Result<usize> {
+    match jobs {
+        Some(0) => Err(Error::invalid("--jobs", 0, "an integer >= 1")),
+        Some(j) => Ok(j),
+        None => Ok(std::thread::available_parallelism().map_or(1, |n| n.get())),
+    }
+}
+
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Run {
@@ -312,11 +338,7 @@ fn run(cli: Cli) -> Result<()> {
                     sweep::Shard::from_env(|k| std::env::var(k).ok())?.unwrap_or(sweep::Shard::ALL)
                 }
             };
-            let jobs = match jobs {
-                Some(0) => return Err(Error::invalid("--jobs", 0, "an integer >= 1")),
-                Some(j) => j,
-                None => std::thread::available_parallelism().map_or(1, |n| n.get()),
-            };
+            let jobs = jobs_or_all(jobs)?;
             let start = Instant::now();
             let bar = (!quiet && std::io::stderr().is_terminal()).then(ProgressBar::no_length);
             if let Some(bar) = &bar {
@@ -360,6 +382,46 @@ fn run(cli: Cli) -> Result<()> {
                     planned: report.planned,
                 });
             }
+        }
+        Command::Reproduce {
+            quick,
+            out,
+            jobs,
+            quiet,
+        } => {
+            let start = Instant::now();
+            let bar = (!quiet && std::io::stderr().is_terminal()).then(ProgressBar::new_spinner);
+            let claims = reproduce::reproduce(
+                &reproduce::Options {
+                    quick,
+                    out: out.clone(),
+                    jobs: jobs_or_all(jobs)?,
+                },
+                &|message| match &bar {
+                    Some(bar) => {
+                        bar.set_message(message.to_string());
+                        bar.tick();
+                    }
+                    None if !quiet => eprintln!("{message}"),
+                    None => {}
+                },
+            )?;
+            if let Some(bar) = bar {
+                bar.finish_and_clear();
+            }
+            for c in &claims {
+                println!(
+                    "{} {}: {}",
+                    if c.held { "held  " } else { "FAILED" },
+                    c.id,
+                    c.measured
+                );
+            }
+            println!(
+                "wrote {} (report.md, report.html, claims.json, figures, tables) in {:.0} s",
+                out.display(),
+                start.elapsed().as_secs_f64()
+            );
         }
         Command::Merge { dir } => {
             let report = collect::merge(&dir)?;

@@ -318,7 +318,27 @@ pub fn run_sweep(
     on_done: &(dyn Fn(usize, usize, &str) + Sync),
 ) -> Result<SweepReport> {
     let grid = GridFile::from_file(grid_path)?;
-    let runs = grid.expand(grid_path.parent().unwrap_or(Path::new(".")))?;
+    run_grid(
+        &grid,
+        grid_path.parent().unwrap_or(Path::new(".")),
+        out,
+        jobs,
+        shard,
+        on_done,
+    )
+}
+
+/// Runs the shard `shard` of `grid` (whose `base` is relative to `dir`)
+/// into `out`, `jobs` runs at a time.
+pub fn run_grid(
+    grid: &GridFile,
+    dir: &Path,
+    out: &Path,
+    jobs: usize,
+    shard: Shard,
+    on_done: &(dyn Fn(usize, usize, &str) + Sync),
+) -> Result<SweepReport> {
+    let runs = grid.expand(dir)?;
     std::fs::create_dir_all(out.join("runs")).map_err(|e| Error::io("cannot create", out, e))?;
     let manifest = Manifest {
         runs: runs
