@@ -140,6 +140,11 @@ fn mean(v: &[f64]) -> f64 {
     v.iter().sum::<f64>() / v.len().max(1) as f64
 }
 
+/// Four decimals, for the figures shown in claims.
+fn round4(v: f64) -> f64 {
+    (v * 1e4).round() / 1e4
+}
+
 fn fmt(v: f64) -> String {
     format!("{v:.4}")
 }
@@ -215,13 +220,13 @@ fn separation(opts: &Options, progress: &(dyn Fn(&str) + Sync)) -> Result<Sectio
         section.claims.push(Claim {
             id: format!("E1.{key}.moe"),
             claim: format!("{label}: the MoE reaches relative test MSE <= 0.20 and w*_g overlap >= 0.9 in every cluster in at least 90% of seeds"),
-            measured: serde_json::json!({ "seeds_held": moe_ok, "seeds": n, "mean_rel_mse": mean(&moe) }),
+            measured: serde_json::json!({ "seeds_held": moe_ok, "seeds": n, "mean_rel_mse": round4(mean(&moe)) }),
             held: moe_ok * 10 >= n * 9,
         });
         section.claims.push(Claim {
             id: format!("E1.{key}.vanilla"),
             claim: format!("{label}: the vanilla network stays at relative test MSE >= 0.70 with w*_g overlap < 0.5 in every seed"),
-            measured: serde_json::json!({ "seeds_held": vanilla_ok, "seeds": n, "mean_rel_mse": mean(&vanilla) }),
+            measured: serde_json::json!({ "seeds_held": vanilla_ok, "seeds": n, "mean_rel_mse": round4(mean(&vanilla)) }),
             held: vanilla_ok == n,
         });
         section.tables.push(Table {
@@ -561,7 +566,7 @@ fn sample_complexity(opts: &Options, progress: &(dyn Fn(&str) + Sync)) -> Result
             section.claims.push(Claim {
                 id: "E3.slope_k3".into(),
                 claim: "phase-I samples to weak recovery grow like d^s with s in [1.5, 2.5] for k* = 3 (theory: 2)".into(),
-                measured: serde_json::json!({ "slope": slope, "ci95": [slope - half, slope + half], "recoveries": measured.len() }),
+                measured: serde_json::json!({ "slope": round4(slope), "ci95": [round4(slope - half), round4(slope + half)], "recoveries": measured.len() }),
                 held: (1.5..=2.5).contains(&slope),
             });
         }
@@ -817,7 +822,7 @@ fn routing(opts: &Options, progress: &(dyn Fn(&str) + Sync)) -> Result<Section> 
         claims: vec![Claim {
             id: "E5.purity".into(),
             claim: "for rho >= 3 the learned router's purity is within 2 percentage points of the best linear router's".into(),
-            measured: serde_json::json!({ "largest_gap": worst_gap }),
+            measured: serde_json::json!({ "largest_gap": round4(worst_gap) }),
             held: worst_gap <= 0.02,
         }],
         figures: vec![
