@@ -177,8 +177,11 @@ impl Chart {
                 }
                 _ => chart.draw_series(std::iter::empty::<Circle<(f64, f64), i32>>())?,
             };
-            anno.label(series.label.as_str())
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], legend_style));
+            if !series.label.is_empty() {
+                anno.label(series.label.as_str()).legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], legend_style)
+                });
+            }
         }
         chart
             .configure_series_labels()

@@ -271,7 +271,7 @@ fn separation(opts: &Options, progress: &(dyn Fn(&str) + Sync)) -> Result<Sectio
                 log_x: false,
                 log_y: false,
                 y_range: Some((0.0, 1.0)),
-                legend: Legend::UpperLeft,
+                legend: Legend::MiddleRight,
                 series: vec![
                     Series {
                         label: "MoE".into(),
@@ -284,12 +284,12 @@ fn separation(opts: &Options, progress: &(dyn Fn(&str) + Sync)) -> Result<Sectio
                         mark: Mark::Points,
                     },
                     Series {
-                        label: "thresholds 0.20 / 0.70".into(),
+                        label: "MoE threshold 0.20".into(),
                         points: vec![(seeds_axis[0], 0.2), (*seeds_axis.last().unwrap(), 0.2)],
                         mark: Mark::Dashed,
                     },
                     Series {
-                        label: String::new(),
+                        label: "vanilla threshold 0.70".into(),
                         points: vec![(seeds_axis[0], 0.7), (*seeds_axis.last().unwrap(), 0.7)],
                         mark: Mark::Dashed,
                     },

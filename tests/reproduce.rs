@@ -24,12 +24,24 @@ fn quick_reproduction_writes_the_report_and_its_claims_hold() {
     let out = tmp.path().join("reproduction");
     let run = || {
         Command::new(env!("CARGO_BIN_EXE_clustermoe"))
-            .args(["reproduce", "--quick", "--jobs", "2", "-q", "--out", out.to_str().unwrap()])
+            .args([
+                "reproduce",
+                "--quick",
+                "--jobs",
+                "2",
+                "-q",
+                "--out",
+                out.to_str().unwrap(),
+            ])
             .output()
             .unwrap()
     };
     let first = run();
-    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
 
     for name in FIGURES {
         let svg = std::fs::read_to_string(out.join(format!("{name}.svg"))).unwrap();
@@ -42,15 +54,25 @@ fn quick_reproduction_writes_the_report_and_its_claims_hold() {
         assert!(csv.lines().count() >= 3, "{name}.csv has a header and rows");
     }
 
-    let claims: Vec<Value> = serde_json::from_str(&std::fs::read_to_string(out.join("claims.json")).unwrap()).unwrap();
+    let claims: Vec<Value> =
+        serde_json::from_str(&std::fs::read_to_string(out.join("claims.json")).unwrap()).unwrap();
     let ids: Vec<&str> = claims.iter().map(|c| c["id"].as_str().unwrap()).collect();
-    for id in ["E1.c2.moe", "E1.c2.vanilla", "E1.c4.moe", "E1.c4.vanilla", "E3.slope_k3", "E5.purity"] {
+    for id in [
+        "E1.c2.moe",
+        "E1.c2.vanilla",
+        "E1.c4.moe",
+        "E1.c4.vanilla",
+        "E3.slope_k3",
+        "E5.purity",
+    ] {
         assert!(ids.contains(&id), "claims.json lacks {id}: {ids:?}");
     }
     for c in &claims {
         assert_eq!(c["held"], true, "claim failed: {c}");
     }
-    let slope = claims.iter().find(|c| c["id"] == "E3.slope_k3").unwrap()["measured"]["slope"].as_f64().unwrap();
+    let slope = claims.iter().find(|c| c["id"] == "E3.slope_k3").unwrap()["measured"]["slope"]
+        .as_f64()
+        .unwrap();
     assert!((1.5..=2.5).contains(&slope));
 
     // The HTML report is self-contained: every figure inline, nothing fetched.
@@ -60,7 +82,10 @@ fn quick_reproduction_writes_the_report_and_its_claims_hold() {
     // The Markdown report links figures that exist.
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     for name in FIGURES {
-        assert!(md.contains(&format!("({name}.svg)")), "report.md lacks {name}");
+        assert!(
+            md.contains(&format!("({name}.svg)")),
+            "report.md lacks {name}"
+        );
     }
 
     // Run again: every run is reused, the report is the same.
