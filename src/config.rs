@@ -489,11 +489,9 @@ pub struct ValidPhase {
 #[derive(Clone, Debug)]
 pub struct ValidConfig {
     pub seed: u64,
-    pub d: usize,
-    pub clusters: usize,
-    pub rho: f64,
-    pub noise: f64,
-    pub geometry: Geometry,
+    /// The data model as configured; `signs` and the links below are its
+    /// resolved forms.
+    pub task: TaskConfig,
     pub signs: Vec<f64>,
     pub local_links: Vec<Link>,
     pub global_link: Link,

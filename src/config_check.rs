@@ -278,11 +278,7 @@ pub fn check(config: &Config) -> Result<ValidConfig> {
 
     Ok(ValidConfig {
         seed: config.seed,
-        d: t.d,
-        clusters: c,
-        rho: t.rho,
-        noise: t.noise,
-        geometry: t.geometry,
+        task: t.clone(),
         signs,
         local_links,
         global_link,

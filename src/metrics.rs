@@ -26,19 +26,12 @@ pub fn best_overlap(dirs: ArrayView2<f32>, target: ArrayView1<f64>) -> f64 {
 
 /// Matrix of |<row_m, target_c>|: rows of `dirs` against rows of `targets`.
 pub fn overlap_matrix(dirs: ArrayView2<f32>, targets: ArrayView2<f64>) -> Vec<Vec<f64>> {
-    dirs.axis_iter(Axis(0))
-        .map(|row| {
-            targets
-                .axis_iter(Axis(0))
-                .map(|t| {
-                    row.iter()
-                        .zip(t)
-                        .map(|(&a, &b)| a as f64 * b)
-                        .sum::<f64>()
-                        .abs()
-                })
-                .collect()
-        })
+    let per_target: Vec<Vec<f64>> = targets
+        .axis_iter(Axis(0))
+        .map(|t| overlaps(dirs, t))
+        .collect();
+    (0..dirs.nrows())
+        .map(|m| per_target.iter().map(|o| o[m]).collect())
         .collect()
 }
 

@@ -87,8 +87,8 @@ fn orthonormal_rows(rows: usize, d: usize, rng: &mut Stream) -> Array2<f64> {
 impl Task {
     /// Draws the directions of a task from `rng`.
     pub fn new(config: &ValidConfig, rng: &mut Stream) -> Self {
-        let (c, d) = (config.clusters, config.d);
-        let dirs = match config.geometry {
+        let (c, d) = (config.task.clusters, config.task.d);
+        let dirs = match config.task.geometry {
             Geometry::Orthonormal => orthonormal_rows(2 * c + 1, d, rng),
             Geometry::Random => unit_gaussian_rows(2 * c + 1, d, rng),
         };
@@ -97,8 +97,8 @@ impl Task {
         let wg = dirs.row(2 * c).to_owned();
         Task {
             d,
-            rho: config.rho,
-            noise: config.noise,
+            rho: config.task.rho,
+            noise: config.task.noise,
             v32: v.mapv(|a| a as f32),
             directions32: dirs.slice(ndarray::s![c..2 * c + 1, ..]).mapv(|a| a as f32),
             v,
