@@ -87,7 +87,7 @@ fn tick(v: f64, log: bool) -> String {
     } else {
         v
     };
-    if x != 0.0 && (x.abs() >= 1e5 || x.abs() < 1e-3) {
+    if x != 0.0 && (x.abs() >= 1e4 || x.abs() < 1e-3) {
         format!("{x:.1e}")
     } else if x.abs() >= 100.0 {
         format!("{x:.0}")

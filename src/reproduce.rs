@@ -324,6 +324,8 @@ fn dynamics(opts: &Options) -> Result<Section> {
         })
         .collect::<Result<_>>()?;
     let mut series: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
+    // Phase I expert by expert: each one's overlap with the w*_c it is closest to.
+    let mut experts: Vec<Vec<(f64, f64)>> = Vec::new();
     let mut push =
         |name: String, x: u64, y: f64| series.entry(name).or_default().push((x as f64, y));
     for r in &records {
@@ -331,6 +333,10 @@ fn dynamics(opts: &Options) -> Result<Section> {
         match (r.model.as_str(), r.phase.as_str()) {
             ("moe", "phase_one") => {
                 if let Some(m) = &r.expert_local_overlap {
+                    experts.resize(m.len(), Vec::new());
+                    for (e, row) in m.iter().enumerate() {
+                        experts[e].push((x as f64, row.iter().copied().fold(0.0, f64::max)));
+                    }
                     for c in 0..m[0].len() {
                         push(
                             format!("MoE phase I: best expert |<u, w*_{}>|", c + 1),
@@ -343,6 +349,18 @@ fn dynamics(opts: &Options) -> Result<Section> {
             ("moe", "phase_two") => {
                 if let Some(p) = r.routing_purity {
                     push("MoE phase II: routing purity".into(), x, p);
+                }
+                if let Some(cos) = &r.router_cosine {
+                    // Per cluster the best-aligned router row; the worse cluster.
+                    let clusters = cos.first().map_or(0, Vec::len);
+                    let per_cluster: Vec<f64> = (0..clusters)
+                        .map(|c| cos.iter().map(|row| row[c]).fold(f64::MIN, f64::max))
+                        .collect();
+                    push(
+                        "MoE phase II: router cos(theta, v_c) (worst cluster)".into(),
+                        x,
+                        min(&per_cluster),
+                    );
                 }
             }
             ("moe", "phase_three") | ("vanilla", "train") => {
@@ -411,11 +429,31 @@ fn dynamics(opts: &Options) -> Result<Section> {
     };
     Ok(Section {
         title: "E2 Dynamics: what each phase learns".into(),
-        text: "Phase I: each expert's tied direction finds one cluster's w*_c. Phase II: the router learns to send each cluster \
+        text: "Phase I: each expert's tied direction finds one cluster's w*_c (second figure: stuck and redundant \
+               experts restart every 2,000 steps). Phase II: the router learns to send each cluster \
                to its expert (purity). Phase III: inside its cluster an expert's fresh neurons find both w*_c and w*_g. The \
                vanilla network, on the same samples, finds the w*_c and never w*_g."
             .into(),
-        figures: vec![("e2_dynamics".into(), chart)],
+        figures: vec![
+            ("e2_dynamics".into(), chart),
+            (
+                "e2_phase_one".into(),
+                Chart {
+                    title: "E2: phase I expert by expert, default task, seed 1".into(),
+                    x_label: "samples seen by the MoE".into(),
+                    y_label: "max_c |<u_m, w*_c>|".into(),
+                    log_x: false,
+                    log_y: false,
+                    y_range: Some((0.0, 1.05)),
+                    legend: Legend::MiddleRight,
+                    series: experts
+                        .into_iter()
+                        .enumerate()
+                        .map(|(e, points)| Series { label: format!("expert {}", e + 1), points, mark: Mark::Line })
+                        .collect(),
+                },
+            ),
+        ],
         ..Section::default()
     })
 }

@@ -5,10 +5,11 @@ use std::process::Command;
 
 use serde_json::Value;
 
-const FIGURES: [&str; 9] = [
+const FIGURES: [&str; 10] = [
     "e1_c2",
     "e1_c4",
     "e2_dynamics",
+    "e2_phase_one",
     "e3_k3",
     "e3_k3_vanilla",
     "e4_c2",
