@@ -390,6 +390,7 @@ impl Config {
         };
         let mut table = toml::Table::try_from(Config::default()).expect("the defaults serialise");
         let file: toml::Table = toml::from_str(text).map_err(|e| parse_error(e.to_string()))?;
+        check_known_fields(&table, &file, "")?;
         merge_tables(&mut table, file);
         for set in sets {
             let (key, value) = set
@@ -411,6 +412,7 @@ impl Config {
                     .expect("a table just inserted");
             }
             node.insert(last.to_string(), value);
+            check_known_fields(&table, &over, "")?;
             merge_tables(&mut table, over);
         }
         toml::Value::Table(table)
@@ -427,6 +429,38 @@ impl Config {
     pub fn check(&self) -> Result<ValidConfig> {
         crate::config_check::check(self)
     }
+}
+
+/// Rejects a field that the defaults do not have, naming the closest valid one.
+fn check_known_fields(known: &toml::Table, given: &toml::Table, prefix: &str) -> Result<()> {
+    for (key, value) in given {
+        let path = format!("{prefix}{key}");
+        match known.get(key) {
+            Some(toml::Value::Table(k)) => {
+                if let toml::Value::Table(g) = value {
+                    check_known_fields(k, g, &format!("{path}."))?;
+                }
+            }
+            Some(_) => {}
+            None => {
+                let closest = known
+                    .keys()
+                    .min_by_key(|k| strsim::levenshtein(k, key))
+                    .filter(|k| strsim::levenshtein(k, key) <= key.len().max(3) / 2 + 1);
+                let valid = known
+                    .keys()
+                    .map(|k| format!("`{prefix}{k}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let hint = match closest {
+                    Some(c) => format!("; did you mean `{prefix}{c}`? (valid here: {valid})"),
+                    None => format!(" (valid here: {valid})"),
+                };
+                return Err(Error::UnknownField { field: path, hint });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Overrides `base` with `over`, recursing into tables present in both.

@@ -352,7 +352,7 @@ mod tests {
     fn rejects(text: &str, field: &str) {
         let result = Config::from_toml(text).and_then(|c| c.check().map(|_| ()));
         match result {
-            Err(e @ (Error::Invalid { .. } | Error::Parse { .. })) => {
+            Err(e @ (Error::Invalid { .. } | Error::UnknownField { .. } | Error::Parse { .. })) => {
                 assert!(
                     e.to_string().contains(field),
                     "{text:?}: {e} does not name {field}"
@@ -415,7 +415,12 @@ mod tests {
         );
         rejects("[metrics]\ntest_samples = 0\n", "metrics.test_samples");
         rejects("[phase_three]\nsteps = 0\n", "phase_three.steps");
-        rejects("[moe]\nexpert = 3\n", "expert");
+        rejects("[moe]\nexpert = 3\n", "did you mean `moe.experts`");
+        rejects(
+            "[phase_one]\nlearning_rate = 0.1\n",
+            "phase_one.learning_rate",
+        );
+        rejects("[tsak]\nd = 3\n", "did you mean `task`");
         rejects("seed = -1\n", "seed");
     }
 

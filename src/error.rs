@@ -15,6 +15,9 @@ pub enum Error {
         value: String,
         allowed: String,
     },
+    /// A configuration names a field that does not exist.
+    #[error("unknown field `{field}`{hint}")]
+    UnknownField { field: String, hint: String },
     /// A configuration file could not be parsed.
     #[error("cannot parse {path}: {message}")]
     Parse { path: PathBuf, message: String },
@@ -79,7 +82,10 @@ impl Error {
     /// The process exit status for this error: 2 for bad input, 1 for a failed run.
     pub fn exit_status(&self) -> i32 {
         match self {
-            Error::Invalid { .. } | Error::Parse { .. } | Error::Unreadable { .. } => 2,
+            Error::Invalid { .. }
+            | Error::UnknownField { .. }
+            | Error::Parse { .. }
+            | Error::Unreadable { .. } => 2,
             Error::Io { .. }
             | Error::Diverged { .. }
             | Error::Readout { .. }
