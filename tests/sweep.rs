@@ -21,8 +21,11 @@ fn clustermoe() -> Command {
     Command::new(env!("CARGO_BIN_EXE_clustermoe"))
 }
 
-fn sweep(grid: &Path, out: &Path, extra: &[&str], env: &[(&str, &str)]) {
-    let status = clustermoe()
+/// `clustermoe sweep GRID --out OUT -q EXTRA...`, with any Slurm variables
+/// of the test's own environment removed (a test sets them itself).
+fn sweep_command(grid: &Path, out: &Path, extra: &[&str]) -> Command {
+    let mut command = clustermoe();
+    command
         .args([
             "sweep",
             grid.to_str().unwrap(),
@@ -31,11 +34,15 @@ fn sweep(grid: &Path, out: &Path, extra: &[&str], env: &[(&str, &str)]) {
             "-q",
         ])
         .args(extra)
-        .envs(env.iter().copied())
         .env_remove("SLURM_ARRAY_TASK_ID")
-        .status()
-        .unwrap();
-    assert!(status.success());
+        .env_remove("SLURM_ARRAY_TASK_COUNT")
+        .env_remove("SLURM_ARRAY_TASK_MIN")
+        .stdout(Stdio::null());
+    command
+}
+
+fn sweep(grid: &Path, out: &Path, extra: &[&str]) {
+    assert!(sweep_command(grid, out, extra).status().unwrap().success());
 }
 
 fn merged(out: &Path) -> (Vec<u8>, Vec<u8>) {
@@ -61,7 +68,7 @@ fn setup() -> (tempfile::TempDir, PathBuf) {
 fn shards_in_separate_processes_merge_to_the_unsharded_sweep() {
     let (tmp, grid) = setup();
     let whole = tmp.path().join("whole");
-    sweep(&grid, &whole, &["--jobs", "2"], &[]);
+    sweep(&grid, &whole, &["--jobs", "2"]);
     let reference = merged(&whole);
     assert_eq!(
         String::from_utf8_lossy(&reference.0).lines().count(),
@@ -74,40 +81,18 @@ fn shards_in_separate_processes_merge_to_the_unsharded_sweep() {
     let mut children: Vec<_> = ["0/3", "1/3"]
         .iter()
         .map(|s| {
-            clustermoe()
-                .args([
-                    "sweep",
-                    grid.to_str().unwrap(),
-                    "--out",
-                    sharded.to_str().unwrap(),
-                    "-q",
-                    "--jobs",
-                    "1",
-                    "--shard",
-                    s,
-                ])
-                .stdout(Stdio::null())
+            sweep_command(&grid, &sharded, &["--jobs", "1", "--shard", s])
                 .spawn()
                 .unwrap()
         })
         .collect();
     children.push(
-        clustermoe()
-            .args([
-                "sweep",
-                grid.to_str().unwrap(),
-                "--out",
-                sharded.to_str().unwrap(),
-                "-q",
-                "--jobs",
-                "1",
-            ])
+        sweep_command(&grid, &sharded, &["--jobs", "1"])
             .envs([
                 ("SLURM_ARRAY_TASK_ID", "3"),
                 ("SLURM_ARRAY_TASK_COUNT", "3"),
                 ("SLURM_ARRAY_TASK_MIN", "1"),
             ])
-            .stdout(Stdio::null())
             .spawn()
             .unwrap(),
     );
@@ -121,21 +106,11 @@ fn shards_in_separate_processes_merge_to_the_unsharded_sweep() {
 fn a_killed_sweep_resumes_to_the_same_results() {
     let (tmp, grid) = setup();
     let whole = tmp.path().join("whole");
-    sweep(&grid, &whole, &["--jobs", "1"], &[]);
+    sweep(&grid, &whole, &["--jobs", "1"]);
     let reference = merged(&whole);
 
     let out = tmp.path().join("killed");
-    let mut child = clustermoe()
-        .args([
-            "sweep",
-            grid.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "-q",
-            "--jobs",
-            "1",
-        ])
-        .stdout(Stdio::null())
+    let mut child = sweep_command(&grid, &out, &["--jobs", "1"])
         .spawn()
         .unwrap();
     let start = Instant::now();
@@ -198,8 +173,8 @@ fn a_killed_sweep_resumes_to_the_same_results() {
 fn parallel_runs_give_the_same_results_as_sequential_ones() {
     let (tmp, grid) = setup();
     let (one, two) = (tmp.path().join("one"), tmp.path().join("two"));
-    sweep(&grid, &one, &["--jobs", "1"], &[]);
-    sweep(&grid, &two, &["--jobs", "2"], &[]);
+    sweep(&grid, &one, &["--jobs", "1"]);
+    sweep(&grid, &two, &["--jobs", "2"]);
     assert_eq!(merged(&one), merged(&two));
     // A run of the sweep equals the same configuration run alone.
     let id = std::fs::read_dir(one.join("runs"))
