@@ -144,16 +144,8 @@ fn a_killed_sweep_resumes_to_the_same_results() {
         assert!(String::from_utf8_lossy(&partial.stderr).contains("not complete"));
     }
 
-    let again = clustermoe()
-        .args([
-            "sweep",
-            grid.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "-q",
-            "--jobs",
-            "1",
-        ])
+    let again = sweep_command(&grid, &out, &["--jobs", "1"])
+        .stdout(Stdio::piped())
         .output()
         .unwrap();
     assert!(
