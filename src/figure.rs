@@ -31,6 +31,7 @@ pub enum Legend {
     MiddleRight,
     LowerRight,
     UpperLeft,
+    LowerLeft,
 }
 
 /// A chart: axes with units, optional log scales, series with a legend.
@@ -192,6 +193,7 @@ impl Chart {
                 Legend::MiddleRight => SeriesLabelPosition::MiddleRight,
                 Legend::LowerRight => SeriesLabelPosition::LowerRight,
                 Legend::UpperLeft => SeriesLabelPosition::UpperLeft,
+                Legend::LowerLeft => SeriesLabelPosition::LowerLeft,
             })
             .draw()?;
         root.present()?;

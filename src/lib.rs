@@ -33,6 +33,7 @@
 //! # Ok::<(), clustermoe::error::Error>(())
 //! ```
 
+pub mod bench;
 pub mod collect;
 pub mod config;
 mod config_check;

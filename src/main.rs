@@ -12,7 +12,7 @@ use clustermoe::config::Config;
 use clustermoe::error::{Error, Result};
 use clustermoe::experiment::{self, Summary};
 use clustermoe::train::Monitor;
-use clustermoe::{collect, link, output, reproduce, rng, sweep, task::Task};
+use clustermoe::{bench, collect, link, output, reproduce, rng, sweep, task::Task};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 /// Mixtures of Experts vs two-layer networks on tasks with latent cluster
@@ -109,6 +109,40 @@ enum Command {
         /// Runs at a time [default: all cores].
         #[arg(long)]
         jobs: Option<usize>,
+        /// No progress output.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Measure throughput: the algorithm end to end at each dimension, samples
+    /// per second of every phase, wall time and peak memory, beside the limit
+    /// of this machine (a step's Gaussians plus its two matrix products).
+    ///
+    /// Example, the large case: `clustermoe bench --d 256 --set moe.neurons=64`.
+    Bench {
+        /// TOML file whose fields override the defaults (its `task.d` is replaced by --d).
+        config: Option<PathBuf>,
+        /// Input dimensions, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "32")]
+        d: Vec<usize>,
+        /// Override one field (repeatable), as for `run`.
+        #[arg(long = "set", value_name = "FIELD=VALUE")]
+        sets: Vec<String>,
+        /// Multiply the steps of phases I-III (the vanilla budget follows), e.g. 10 to
+        /// check that memory does not grow with the number of steps.
+        #[arg(long, default_value_t = 1.0)]
+        steps_scale: f64,
+        /// Threads: 1 times each phase alone; 2 trains the two models side by side.
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+        /// Also time two seeds one after the other on one thread, then side by side on two.
+        #[arg(long)]
+        scaling: bool,
+        /// Write the measurements as JSON.
+        #[arg(long, value_name = "FILE")]
+        json: Option<PathBuf>,
+        /// Write a chart of samples per second against d (SVG).
+        #[arg(long, value_name = "FILE")]
+        plot: Option<PathBuf>,
         /// No progress output.
         #[arg(long, short)]
         quiet: bool,
@@ -230,6 +264,62 @@ fn print_summary(s: &Summary) {
 }
 
 /// `--jobs`, defaulting to all cores.
+/// One table per dimension: every phase against the limit.
+fn print_bench(r: &bench::DimBench) {
+    println!(
+        "d = {}, {} thread{}: {:.2} s for both models ({} samples each); sampler {:.2} ns per normal (generator {:.2} ns per 64 bits); peak memory {}",
+        r.d,
+        r.threads,
+        if r.threads == 1 { "" } else { "s" },
+        r.wall_seconds,
+        r.samples_per_model,
+        r.gaussian_ns,
+        r.generator_ns,
+        r.peak_rss_bytes
+            .map_or("unknown".into(), |b| format!("{:.1} MiB", b as f64 / (1 << 20) as f64)),
+    );
+    println!(
+        "{:<8} {:<12} {:>7} {:>6} {:>5} {:>10} {:>9} {:>13} {:>10} {:>10} {:>6}",
+        "model",
+        "phase",
+        "steps",
+        "batch",
+        "N",
+        "samples",
+        "seconds",
+        "samples/s",
+        "us/step",
+        "limit us",
+        "ratio"
+    );
+    for p in &r.phases {
+        println!(
+            "{:<8} {:<12} {:>7} {:>6} {:>5} {:>10} {:>9.3} {:>13.0} {:>10} {:>10} {:>6}",
+            p.model,
+            p.phase,
+            p.steps,
+            p.batch,
+            p.width,
+            p.samples,
+            p.seconds,
+            p.samples_per_second,
+            if p.width > 0 {
+                format!("{:.1}", p.step_seconds * 1e6)
+            } else {
+                "-".into()
+            },
+            p.limit_step_seconds
+                .map_or("-".into(), |l| format!("{:.1}", l * 1e6)),
+            p.ratio_to_limit.map_or("-".into(), |x| format!("{x:.2}")),
+        );
+    }
+    println!(
+        "test relative MSE: MoE {:.3}, vanilla {}",
+        r.moe_rel_mse,
+        r.vanilla_rel_mse.map_or("-".into(), |v| format!("{v:.3}"))
+    );
+}
+
 fn jobs_or_all(jobs: Option<usize>) -> Result<usize> {
     match jobs {
         Some(0) => Err(Error::invalid("--jobs", 0, "an integer >= 1")),
@@ -422,6 +512,52 @@ fn run(cli: Cli) -> Result<()> {
                 out.display(),
                 start.elapsed().as_secs_f64()
             );
+        }
+        Command::Bench {
+            config,
+            d,
+            sets,
+            steps_scale,
+            threads,
+            scaling,
+            json,
+            plot,
+            quiet,
+        } => {
+            let options = bench::BenchOptions {
+                config: load_config(config.as_deref(), &sets, None)?,
+                dims: d,
+                steps_scale,
+                threads,
+            };
+            let progress = |message: &str| {
+                if !quiet {
+                    eprintln!("{message}");
+                }
+            };
+            let results = bench::bench(&options, &progress)?;
+            for r in &results {
+                print_bench(r);
+            }
+            let scaling = scaling
+                .then(|| bench::scaling(&options, &progress))
+                .transpose()?;
+            if let Some(s) = &scaling {
+                println!(
+                    "scaling at d = {}: two seeds one after the other on 1 thread {:.2} s, side by side on 2 threads {:.2} s, ratio {:.2}",
+                    s.d, s.sequential_seconds, s.parallel_seconds, s.ratio
+                );
+            }
+            if let Some(path) = json {
+                output::write_json(
+                    &path,
+                    &serde_json::json!({ "dims": results, "scaling": scaling }),
+                )?;
+            }
+            if let Some(path) = plot {
+                let svg = bench::throughput_chart(&results).to_svg()?;
+                output::write_atomic(&path, svg.as_bytes())?;
+            }
         }
         Command::Merge { dir } => {
             let report = collect::merge(&dir)?;

@@ -2,7 +2,7 @@
 //! an input centre, random biases and a linear readout; and the Hermite
 //! activations used while the directions learn.
 
-use ndarray::{linalg::general_mat_mul, Array1, Array2, ArrayView2, Axis};
+use ndarray::{linalg::general_mat_mul, Array1, Array2, ArrayView2, ArrayViewMut2, Axis};
 use rand::Rng;
 use rand_distr::StandardNormal;
 
@@ -182,12 +182,24 @@ pub fn random_directions(n: usize, d: usize, rng: &mut Stream) -> Array2<f32> {
 }
 
 /// Scratch buffers of one spherical SGD step, kept across steps so the
-/// training loop does not allocate.
+/// training loop does not allocate (phase III's routed batches change size
+/// every step, so the buffers are flat vectors viewed at the current size).
 #[derive(Debug, Default)]
 pub struct SgdScratch {
-    pre: Array2<f32>,
-    coef: Array2<f32>,
+    pre: Vec<f32>,
+    coef: Vec<f32>,
+    tmp: Vec<f32>,
     grad: Array2<f32>,
+    rows: usize,
+}
+
+impl SgdScratch {
+    /// The pre-activations <w_j, x_i> of the last [`loss_gradient`] call (n x J).
+    pub fn pre_activations(&self) -> ArrayView2<'_, f32> {
+        let j = self.grad.nrows();
+        ArrayView2::from_shape((self.rows, j), &self.pre[..self.rows * j])
+            .expect("scratch sized by loss_gradient")
+    }
 }
 
 /// The mean loss gradient with respect to every row of `w` on the centred
@@ -203,28 +215,105 @@ pub fn loss_gradient<'a>(
     scratch: &'a mut SgdScratch,
 ) -> &'a Array2<f32> {
     let (n, j) = (xc.nrows(), w.nrows());
-    if scratch.pre.dim() != (n, j) {
-        scratch.pre = Array2::zeros((n, j));
-        scratch.coef = Array2::zeros((n, j));
+    for buffer in [&mut scratch.pre, &mut scratch.coef] {
+        if buffer.len() < n * j {
+            buffer.resize(n * j, 0.0);
+        }
     }
+    scratch.tmp.resize(j, 0.0);
     if scratch.grad.dim() != w.dim() {
         scratch.grad = Array2::zeros(w.dim());
     }
-    general_mat_mul(1.0, &xc, &w.t(), 0.0, &mut scratch.pre);
+    scratch.rows = n;
+    let mut pre = ArrayViewMut2::from_shape((n, j), &mut scratch.pre[..n * j]).expect("sized");
+    general_mat_mul(1.0, &xc, &w.t(), 0.0, &mut pre);
     let total: f32 = weights.map_or(n as f32, |ws| ws.iter().sum());
-    let mut tmp = vec![0.0; j];
-    let pre = scratch.pre.as_slice().expect("standard layout");
-    let coef = scratch.coef.as_slice_mut().expect("standard layout");
-    for (i, (t, out)) in pre
+    for (i, (t, out)) in scratch.pre[..n * j]
         .chunks_exact(j)
-        .zip(coef.chunks_exact_mut(j))
+        .zip(scratch.coef[..n * j].chunks_exact_mut(j))
         .enumerate()
     {
         let scale = weights.map_or(1.0, |ws| ws[i]) / total;
-        activation.loss_slopes(loss, y[i], scale, t, out, &mut tmp);
+        activation.loss_slopes(loss, y[i], scale, t, out, &mut scratch.tmp);
     }
-    general_mat_mul(1.0, &scratch.coef.t(), &xc, 0.0, &mut scratch.grad);
+    let coef = ArrayView2::from_shape((n, j), &scratch.coef[..n * j]).expect("sized");
+    general_mat_mul(1.0, &coef.t(), &xc, 0.0, &mut scratch.grad);
     &scratch.grad
+}
+
+/// `out = a W` row by row, or `a` itself when there is no whitening W.
+fn times_whitening<'a>(
+    a: &'a Array2<f32>,
+    whiten: Option<&Array2<f32>>,
+    out: &'a mut Array2<f32>,
+) -> &'a Array2<f32> {
+    match whiten {
+        None => a,
+        Some(w) => {
+            if out.dim() != a.dim() {
+                *out = Array2::zeros(a.dim());
+            }
+            general_mat_mul(1.0, a, w, 0.0, out);
+            out
+        }
+    }
+}
+
+/// One step of spherical online SGD with its buffers, reused across steps.
+#[derive(Debug)]
+pub struct SphereStep {
+    activation: Activation,
+    loss: Loss,
+    scratch: SgdScratch,
+    seen: Array2<f32>,
+    grad_seen: Array2<f32>,
+}
+
+impl SphereStep {
+    pub fn new(activation: &[f64], loss: Loss) -> Self {
+        SphereStep {
+            activation: Activation::from_hermite(activation),
+            loss,
+            scratch: SgdScratch::default(),
+            seen: Array2::zeros((0, 0)),
+            grad_seen: Array2::zeros((0, 0)),
+        }
+    }
+
+    /// Moves the rows of `w` one step down the mean loss on centred inputs
+    /// `xc` seen through the symmetric whitening `whiten` (W): since
+    /// <w, W x> = <W w, x>, the whitening moves onto the N directions
+    /// (N d^2 a step) instead of the B inputs (B d^2), and the gradient in
+    /// whitened coordinates is the raw one times W. Returns false if a
+    /// direction became non-finite.
+    #[allow(clippy::too_many_arguments)]
+    pub fn step(
+        &mut self,
+        w: &mut Array2<f32>,
+        whiten: Option<&Array2<f32>>,
+        xc: ArrayView2<f32>,
+        y: &[f32],
+        weights: Option<&[f32]>,
+        lr: f32,
+    ) -> bool {
+        let w_seen = times_whitening(w, whiten, &mut self.seen);
+        let grad = loss_gradient(
+            w_seen,
+            xc,
+            y,
+            weights,
+            &self.activation,
+            self.loss,
+            &mut self.scratch,
+        );
+        let grad = times_whitening(grad, whiten, &mut self.grad_seen);
+        spherical_step(w, grad, lr)
+    }
+
+    /// The pre-activations <w_j, W x_i> of the last step, before it moved w.
+    pub fn pre_activations(&self) -> ArrayView2<'_, f32> {
+        self.scratch.pre_activations()
+    }
 }
 
 /// One spherical SGD step: project each gradient row on the tangent space

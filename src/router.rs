@@ -1,7 +1,7 @@
 //! The linear router h(x) = Theta x and its gates (SPEC §3), and the
 //! phase-II objective it ascends.
 
-use ndarray::{Array2, ArrayView2, Axis};
+use ndarray::{linalg::general_mat_mul, Array2, ArrayView2, Axis};
 use rand::Rng;
 use rand_distr::StandardNormal;
 
@@ -67,7 +67,23 @@ impl Router {
 
     /// Gate weights (n x K): each row sums to 1. `rng` drives the noisy gate.
     pub fn gates(&self, x: ArrayView2<f32>, rule: &GateRule, rng: &mut Stream) -> Array2<f32> {
-        let mut g = self.logits(x);
+        let mut g = Array2::zeros((x.nrows(), self.experts()));
+        self.gates_into(x, rule, rng, &mut g);
+        g
+    }
+
+    /// [`Router::gates`] into `g`, reallocated only if its shape differs.
+    pub fn gates_into(
+        &self,
+        x: ArrayView2<f32>,
+        rule: &GateRule,
+        rng: &mut Stream,
+        g: &mut Array2<f32>,
+    ) {
+        if g.dim() != (x.nrows(), self.experts()) {
+            *g = Array2::zeros((x.nrows(), self.experts()));
+        }
+        general_mat_mul(1.0, &x, &self.theta.t(), 0.0, g);
         for mut row in g.axis_iter_mut(Axis(0)) {
             let row = row.as_slice_mut().expect("contiguous logits");
             match rule.kind {
@@ -92,7 +108,6 @@ impl Router {
                 }
             }
         }
-        g
     }
 
     /// The expert with the largest gate for each row.

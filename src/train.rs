@@ -2,13 +2,13 @@
 //! (the router learns), phase III (experts learn their cluster), phase IV
 //! (readout); and the vanilla baseline on the same sample budget.
 
-use ndarray::{Array1, Array2, Axis};
+use ndarray::{linalg::general_mat_mul, Array1, Array2, ArrayView1, ArrayView2, Axis};
 use rand::Rng;
 
 use crate::config::{Allocation, Merge, ReadoutConfig, ValidConfig, ValidPhase};
 use crate::error::{Error, Result};
 use crate::metrics::{self, Record};
-use crate::model::{self, Activation, InputMap, SgdScratch, TwoLayer};
+use crate::model::{self, Activation, InputMap, SphereStep, TwoLayer};
 use crate::readout;
 use crate::rng::Stream;
 use crate::router::{router_gradient, GateRule, Router};
@@ -129,8 +129,10 @@ impl Run<'_> {
         InputMap::estimate(batch.x.view(), whiten)
     }
 
-    /// Spherical online SGD of the rows of `w` on all samples, centred at
-    /// `centre` (phase I with tied experts, and the vanilla network).
+    /// Spherical online SGD of the rows of `w` on all samples, through the
+    /// input map (phase I with tied experts, and the vanilla network).
+    /// `on_step` sees the directions after the step and the batch's
+    /// pre-activations before it.
     fn sphere_sgd(
         &mut self,
         phase: &'static str,
@@ -138,10 +140,16 @@ impl Run<'_> {
         samples: u64,
         w: &mut Array2<f32>,
         map: &InputMap,
-        mut on_step: impl FnMut(&mut Self, u64, &mut Array2<f32>, f64, &Batch) -> Result<()>,
+        mut on_step: impl FnMut(
+            &mut Self,
+            u64,
+            &mut Array2<f32>,
+            f64,
+            &Batch,
+            ArrayView2<f32>,
+        ) -> Result<()>,
     ) -> Result<()> {
-        let activation = Activation::from_hermite(&p.activation);
-        let mut scratch = SgdScratch::default();
+        let mut sgd = SphereStep::new(&p.activation, p.loss);
         let mut batch = Batch::new(p.batch, self.task.d);
         // Batches of p.batch samples; the last one takes what is left.
         let steps = samples.div_ceil(p.batch as u64);
@@ -152,21 +160,20 @@ impl Run<'_> {
                 batch = Batch::new(last_batch, self.task.d);
             }
             self.draw(&mut batch);
-            map.apply(&mut batch.x);
+            crate::task::centre_rows(batch.x.view_mut(), &map.centre);
             let lr = p.schedule.at(step - 1, steps);
-            let grad = model::loss_gradient(
+            let moved = sgd.step(
                 w,
+                map.whiten.as_ref(),
                 batch.x.view(),
                 &batch.y,
                 None,
-                &activation,
-                p.loss,
-                &mut scratch,
+                lr as f32,
             );
-            if !model::spherical_step(w, grad, lr as f32) {
+            if !moved {
                 return Err(self.diverged(phase, step, "a first-layer weight"));
             }
-            on_step(self, step, w, lr, &batch)?;
+            on_step(self, step, w, lr, &batch, sgd.pre_activations())?;
             tick(self.monitor, self.model, step, steps);
         }
         Ok(())
@@ -218,14 +225,15 @@ impl Restarts {
         }
     }
 
-    fn observe(&mut self, u: &Array2<f32>, batch: &Batch) {
-        let pre = batch.x.dot(&u.t());
-        let n = batch.len() as f64;
+    /// Updates the running correlations from a batch's labels and its
+    /// pre-activations <u_m, W (x - mu)> (n x M).
+    fn observe(&mut self, pre: ArrayView2<f32>, y: &[f32]) {
+        let n = y.len() as f64;
         for (m, r) in self.correlation.iter_mut().enumerate() {
             let mean: f64 = pre
                 .column(m)
                 .iter()
-                .zip(&batch.y)
+                .zip(y)
                 .map(|(&t, &y)| (y * self.activation.value(t)) as f64)
                 .sum::<f64>()
                 / n;
@@ -395,8 +403,8 @@ fn phase_one(run: &mut Run) -> Result<PhaseOne> {
         p1.steps * p1.batch as u64,
         &mut u,
         &map,
-        |run, step, u, lr, batch| {
-            restarts.observe(u, batch);
+        |run, step, u, lr, batch, pre| {
+            restarts.observe(pre, &batch.y);
             let every = cfg.moe.restart_every;
             if every > 0 && step.is_multiple_of(every) && step + every <= p1.steps {
                 restarts.restart(u, &mut run.init);
@@ -442,17 +450,23 @@ fn phase_two(
         })
         .collect();
     let lead_u = one.u.select(Axis(0), &leads);
+    // <u_k, W (x - mu)> = <W u_k, x> - <W u_k, mu>: the map moves onto the
+    // K lead directions once, and the batch stays as drawn.
+    let lead_seen = match &one.map.whiten {
+        Some(w) => lead_u.dot(w),
+        None => lead_u,
+    };
+    let offset = lead_seen.dot(&one.map.centre);
     let activation = Activation::from_hermite(&cfg.phase_one.activation);
     let mut router = Router::zeros(k, task.d);
     let mut batch = Batch::new(p2.batch, task.d);
+    let mut rewards = Array2::<f32>::zeros((p2.batch, k));
     run.monitor.phase(run.model, "phase_two", p2.steps);
     for step in 1..=p2.steps {
         run.draw(&mut batch);
-        let mut xc = batch.x.clone();
-        one.map.apply(&mut xc);
-        let mut rewards = xc.dot(&lead_u.t());
+        general_mat_mul(1.0, &batch.x, &lead_seen.t(), 0.0, &mut rewards);
         for (mut row, &y) in rewards.axis_iter_mut(Axis(0)).zip(&batch.y) {
-            row.mapv_inplace(|t| y * activation.value(t));
+            row.zip_mut_with(&offset, |t, &o| *t = y * activation.value(*t - o));
         }
         let grad = router_gradient(&router.theta, batch.x.view(), &rewards);
         router.theta.scaled_add(p2.lr as f32, &grad);
@@ -509,6 +523,39 @@ fn routed_centres(
     (centres, load)
 }
 
+/// The samples of a batch routed to one expert, centred at the expert's
+/// centre, with their gate weights; reused across steps and experts.
+#[derive(Debug, Default)]
+pub struct Routed {
+    x: Vec<f32>,
+    pub y: Vec<f32>,
+    pub weights: Vec<f32>,
+}
+
+impl Routed {
+    /// The gathered inputs (rows x d).
+    pub fn x(&self, d: usize) -> ArrayView2<'_, f32> {
+        ArrayView2::from_shape((self.y.len(), d), &self.x).expect("gathered rows")
+    }
+
+    /// Gathers the rows with a positive gate; returns how many.
+    pub fn gather(&mut self, batch: &Batch, gate: ArrayView1<f32>, centre: &Array1<f32>) -> usize {
+        self.x.clear();
+        self.y.clear();
+        self.weights.clear();
+        let centre = centre.as_slice().expect("contiguous centre");
+        for ((row, &y), &g) in batch.x.rows().into_iter().zip(&batch.y).zip(gate) {
+            if g > 0.0 {
+                let row = row.to_slice().expect("contiguous batch rows");
+                self.x.extend(row.iter().zip(centre).map(|(&v, &c)| v - c));
+                self.y.push(y);
+                self.weights.push(g);
+            }
+        }
+        self.y.len()
+    }
+}
+
 /// Phase III: per-expert centres, fresh neurons shared as configured, and
 /// spherical SGD of each expert on the samples routed to it. Returns each
 /// routed expert's neurons and centre.
@@ -536,37 +583,37 @@ fn phase_three(
     let confusion = routing.confusion(router, task.clusters());
     let serving = metrics::serving_expert(&confusion);
     let purity = metrics::routing_purity(&confusion);
-    let activation = Activation::from_hermite(&p3.activation);
-    let mut scratch: Vec<SgdScratch> = (0..k).map(|_| SgdScratch::default()).collect();
+    let mut sgd: Vec<SphereStep> = (0..k)
+        .map(|_| SphereStep::new(&p3.activation, p3.loss))
+        .collect();
     let mut batch = Batch::new(p3.batch, task.d);
-    let mut routed = Batch::new(0, task.d);
-    let mut weights = Vec::new();
+    let mut gates = Array2::zeros((p3.batch, k));
+    let mut routed = Routed::default();
     run.monitor.phase(run.model, "phase_three", p3.steps);
     for step in 1..=p3.steps {
         run.draw(&mut batch);
-        let gates = router.gates(batch.x.view(), &routing.rule, &mut routing.noise);
+        router.gates_into(
+            batch.x.view(),
+            &routing.rule,
+            &mut routing.noise,
+            &mut gates,
+        );
         let lr = p3.schedule.at(step - 1, p3.steps) as f32;
         for (e, w) in neurons.iter_mut().enumerate() {
-            let rows: Vec<usize> = (0..batch.len()).filter(|&i| gates[[i, e]] > 0.0).collect();
-            if rows.is_empty() || w.nrows() == 0 {
+            let rows = routed.gather(&batch, gates.column(e), &centres[e]);
+            if rows == 0 || w.nrows() == 0 {
                 continue;
             }
-            routed.x = batch.x.select(Axis(0), &rows);
-            crate::task::centre_rows(routed.x.view_mut(), &centres[e]);
-            routed.y = rows.iter().map(|&i| batch.y[i]).collect();
-            weights.clear();
-            weights.extend(rows.iter().map(|&i| gates[[i, e]]));
-            let hard = weights.iter().all(|&g| g == 1.0);
-            let grad = model::loss_gradient(
+            let hard = routed.weights.iter().all(|&g| g == 1.0);
+            let moved = sgd[e].step(
                 w,
-                routed.x.view(),
+                None,
+                routed.x(task.d),
                 &routed.y,
-                (!hard).then_some(&weights[..]),
-                &activation,
-                p3.loss,
-                &mut scratch[e],
+                (!hard).then_some(&routed.weights[..]),
+                lr,
             );
-            if !model::spherical_step(w, grad, lr) {
+            if !moved {
                 return Err(run.diverged("phase_three", step, "a first-layer weight"));
             }
         }
@@ -682,7 +729,7 @@ pub fn train_vanilla(
         remaining,
         &mut w,
         &map,
-        |run, step, w, lr, _| {
+        |run, step, w, lr, _, _| {
             if run.log_due(step, p.steps) {
                 let all = vec![&*w; task.clusters()];
                 run.record("train", step, |rec| {

@@ -1,0 +1,489 @@
+//! Throughput of the algorithm, phase by phase, beside the machine's limit.
+//!
+//! A training step draws a B x d batch of Gaussians and does two (B x d) by
+//! (d x N) products (pre-activations, then the gradient); everything else
+//! is O(B N + N d). The *limit* of a phase is the time of exactly that work
+//! on this machine, measured with the same sampler (`rand_distr`'s ziggurat
+//! on xoshiro256++) and the same matrix product (`matrixmultiply` through
+//! `ndarray`) at the phase's shapes; a phase's ratio to the limit says how
+//! much the rest of the step costs. N is the number of directions the phase
+//! trains: M experts in phase I, the K routed experts in phase II, all M J
+//! neurons in phase III (split among the experts, which only makes the real
+//! work smaller), and the vanilla network's neurons.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use ndarray::{linalg::general_mat_mul, Array2};
+use rand::{Rng, RngCore};
+use rand_distr::StandardNormal;
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::experiment;
+use crate::rng::{stream, StreamId};
+use crate::train::Monitor;
+
+/// What to measure.
+#[derive(Clone, Debug)]
+pub struct BenchOptions {
+    /// The configuration run at every dimension (its `task.d` is replaced).
+    pub config: Config,
+    /// Input dimensions d.
+    pub dims: Vec<usize>,
+    /// Multiplies the steps of phases I, II and III (the vanilla budget follows).
+    pub steps_scale: f64,
+    /// Threads of the run: 1 times every phase alone; 2 trains the MoE and
+    /// the vanilla network side by side, as `clustermoe run` does.
+    pub threads: usize,
+}
+
+/// One phase of one model.
+#[derive(Clone, Debug, Serialize)]
+pub struct PhaseBench {
+    pub model: String,
+    pub phase: String,
+    pub steps: u64,
+    pub batch: usize,
+    /// Directions trained (N); 0 for the readout.
+    pub width: usize,
+    pub samples: u64,
+    pub seconds: f64,
+    pub samples_per_second: f64,
+    /// Seconds a step of the limit takes (Gaussians plus two products); None for the readout.
+    pub limit_step_seconds: Option<f64>,
+    /// Seconds a step took.
+    pub step_seconds: f64,
+    /// Phase time over the limit's time.
+    pub ratio_to_limit: Option<f64>,
+}
+
+/// Everything measured at one dimension.
+#[derive(Clone, Debug, Serialize)]
+pub struct DimBench {
+    pub d: usize,
+    pub threads: usize,
+    /// Both models, training and evaluation.
+    pub wall_seconds: f64,
+    pub samples_per_model: u64,
+    pub phases: Vec<PhaseBench>,
+    /// Nanoseconds per standard normal of the sampler.
+    pub gaussian_ns: f64,
+    /// Nanoseconds per 64 random bits of the generator alone.
+    pub generator_ns: f64,
+    pub moe_rel_mse: f64,
+    pub vanilla_rel_mse: Option<f64>,
+    /// Peak resident memory of the process so far (Linux only).
+    pub peak_rss_bytes: Option<u64>,
+}
+
+/// Two seeds one after the other on one thread, then side by side on two.
+#[derive(Clone, Debug, Serialize)]
+pub struct ScalingBench {
+    pub d: usize,
+    pub sequential_seconds: f64,
+    pub parallel_seconds: f64,
+    /// parallel / sequential: 0.5 is perfect scaling on two cores.
+    pub ratio: f64,
+}
+
+/// One phase as the training loops report it: when it started and when it
+/// last reported progress (its last step).
+struct Span {
+    model: &'static str,
+    phase: &'static str,
+    steps: u64,
+    start: Instant,
+    end: Instant,
+}
+
+/// Records every phase's span from the training loops' monitor calls.
+#[derive(Default)]
+struct Timeline {
+    spans: Mutex<Vec<Span>>,
+}
+
+impl Monitor for Timeline {
+    fn phase(&self, model: &'static str, phase: &'static str, steps: u64) {
+        let now = Instant::now();
+        self.spans.lock().expect("timeline lock").push(Span {
+            model,
+            phase,
+            steps,
+            start: now,
+            end: now,
+        });
+    }
+
+    fn advance(&self, model: &'static str, _steps: u64) {
+        let mut spans = self.spans.lock().expect("timeline lock");
+        if let Some(span) = spans.iter_mut().rev().find(|s| s.model == model) {
+            span.end = Instant::now();
+        }
+    }
+}
+
+/// Seconds per call of `f`: the fastest of several blocks of calls, each
+/// block long enough (10 ms) for the clock to be exact. The fastest block
+/// is what the machine can do; slower ones measured someone else's load.
+pub fn seconds_per_call(mut f: impl FnMut()) -> f64 {
+    f();
+    let mut calls = 1u32;
+    loop {
+        let start = Instant::now();
+        for _ in 0..calls {
+            f();
+        }
+        if start.elapsed() >= Duration::from_millis(10) || calls >= 1 << 24 {
+            break;
+        }
+        calls *= 2;
+    }
+    (0..7)
+        .map(|_| {
+            let start = Instant::now();
+            for _ in 0..calls {
+                f();
+            }
+            start.elapsed().as_secs_f64() / calls as f64
+        })
+        .fold(f64::INFINITY, f64::min)
+}
+
+/// Seconds to fill `n` standard normals with the sampler of the task.
+pub fn gaussian_seconds(n: usize) -> f64 {
+    let mut rng = stream(0, StreamId::Generate);
+    let mut buffer = vec![0.0f32; n];
+    seconds_per_call(|| {
+        for v in buffer.iter_mut() {
+            *v = rng.sample(StandardNormal);
+        }
+        std::hint::black_box(&buffer);
+    })
+}
+
+/// Seconds for 2^16 raw 64-bit draws of the generator.
+fn generator_seconds() -> f64 {
+    let mut rng = stream(0, StreamId::Generate);
+    seconds_per_call(|| {
+        let mut acc = 0u64;
+        for _ in 0..1 << 16 {
+            acc = acc.wrapping_add(rng.next_u64());
+        }
+        std::hint::black_box(acc);
+    })
+}
+
+/// Seconds for a step's two products: (B x d)(d x N) and (N x B)(B x d).
+pub fn products_seconds(batch: usize, d: usize, width: usize) -> f64 {
+    let x = Array2::<f32>::from_shape_fn((batch, d), |(i, j)| ((i * 7 + j * 3) % 11) as f32 - 5.0);
+    let w = Array2::<f32>::from_shape_fn((width, d), |(i, j)| ((i * 5 + j) % 13) as f32 * 0.01);
+    let mut pre = Array2::<f32>::zeros((batch, width));
+    let mut grad = Array2::<f32>::zeros((width, d));
+    seconds_per_call(|| {
+        general_mat_mul(1.0, &x, &w.t(), 0.0, &mut pre);
+        general_mat_mul(1.0, &pre.t(), &x, 0.0, &mut grad);
+        std::hint::black_box(&grad);
+    })
+}
+
+/// Seconds of one step of the limit: B d Gaussians and the two products.
+pub fn limit_step_seconds(batch: usize, d: usize, width: usize) -> f64 {
+    gaussian_seconds(batch * d) + products_seconds(batch, d, width)
+}
+
+/// Peak resident memory of this process (VmHWM), where the system says.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+fn check(options: &BenchOptions) -> Result<()> {
+    if options.dims.is_empty() {
+        return Err(Error::invalid("--d", "(none)", "at least one dimension"));
+    }
+    if !(options.steps_scale.is_finite() && options.steps_scale > 0.0) {
+        return Err(Error::invalid(
+            "--steps-scale",
+            options.steps_scale,
+            "a finite number > 0",
+        ));
+    }
+    if options.threads == 0 {
+        return Err(Error::invalid("--threads", 0, "an integer >= 1"));
+    }
+    Ok(())
+}
+
+/// The configuration at dimension `d` with scaled phase lengths.
+fn config_at(options: &BenchOptions, d: usize) -> Config {
+    let mut config = options.config.clone();
+    config.task.d = d;
+    let scale = |steps: u64| ((steps as f64 * options.steps_scale).round() as u64).max(1);
+    config.phase_one.steps = scale(config.phase_one.steps);
+    config.phase_two.steps = scale(config.phase_two.steps);
+    config.phase_three.steps = scale(config.phase_three.steps);
+    config
+}
+
+fn thread_pool(threads: usize) -> Result<rayon::ThreadPool> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| Error::invalid("--threads", threads, format!("a usable thread count ({e})")))
+}
+
+/// Runs the configuration at every dimension and times each phase.
+pub fn bench(options: &BenchOptions, progress: &dyn Fn(&str)) -> Result<Vec<DimBench>> {
+    check(options)?;
+    let pool = thread_pool(options.threads)?;
+    let mut out = Vec::new();
+    for &d in &options.dims {
+        let cfg = config_at(options, d).check()?;
+        progress(&format!("d = {d}: training both models"));
+        let timeline = Timeline::default();
+        let start = Instant::now();
+        let result =
+            pool.install(|| experiment::run(&cfg, &mut |_| Ok(()), &mut |_| Ok(()), &timeline))?;
+        let wall_seconds = start.elapsed().as_secs_f64();
+        progress(&format!("d = {d}: measuring the limit"));
+        let spans = timeline.spans.into_inner().expect("timeline lock");
+        let mut phases = Vec::new();
+        for &Span {
+            model,
+            phase,
+            steps,
+            start,
+            end,
+        } in &spans
+        {
+            let seconds = (end - start).as_secs_f64();
+            let (batch, width, samples) = match (model, phase) {
+                ("moe", "phase_one") => (
+                    cfg.phase_one.batch,
+                    cfg.moe.experts,
+                    steps * cfg.phase_one.batch as u64,
+                ),
+                ("moe", "phase_two") => (
+                    cfg.phase_two.batch,
+                    result.moe.experts.len(),
+                    steps * cfg.phase_two.batch as u64,
+                ),
+                ("moe", "phase_three") => (
+                    cfg.phase_three.batch,
+                    cfg.moe.experts * cfg.moe.neurons,
+                    steps * cfg.phase_three.batch as u64,
+                ),
+                ("vanilla", "train") => (
+                    cfg.vanilla.batch,
+                    cfg.vanilla_neurons,
+                    cfg.train_samples - cfg.vanilla.centre_samples as u64,
+                ),
+                _ => (0, 0, cfg.readout.samples as u64),
+            };
+            let limit = (width > 0).then(|| limit_step_seconds(batch, d, width));
+            let step_seconds = seconds / steps.max(1) as f64;
+            phases.push(PhaseBench {
+                model: model.into(),
+                phase: phase.into(),
+                steps,
+                batch,
+                width,
+                samples,
+                seconds,
+                samples_per_second: samples as f64 / seconds,
+                limit_step_seconds: limit,
+                step_seconds,
+                ratio_to_limit: limit.map(|l| step_seconds / l),
+            });
+        }
+        out.push(DimBench {
+            d,
+            threads: options.threads,
+            wall_seconds,
+            samples_per_model: result.summary.samples.moe,
+            phases,
+            gaussian_ns: gaussian_seconds(1 << 16) / (1u64 << 16) as f64 * 1e9,
+            generator_ns: generator_seconds() / (1u64 << 16) as f64 * 1e9,
+            moe_rel_mse: result.summary.moe.model.error.test_rel_mse,
+            vanilla_rel_mse: result
+                .summary
+                .vanilla
+                .as_ref()
+                .map(|v| v.error.test_rel_mse),
+            peak_rss_bytes: peak_rss_bytes(),
+        });
+    }
+    Ok(out)
+}
+
+/// Times seeds 1 and 2 one after the other on one thread, then side by side
+/// on two threads (what a sweep with `--jobs 2` does), at the first dimension.
+pub fn scaling(options: &BenchOptions, progress: &dyn Fn(&str)) -> Result<ScalingBench> {
+    check(options)?;
+    let d = options.dims[0];
+    let configs = [1u64, 2]
+        .map(|seed| {
+            let mut config = config_at(options, d);
+            config.seed = seed;
+            config.check()
+        })
+        .into_iter()
+        .collect::<Result<Vec<_>>>()?;
+    let run_one = |cfg: &crate::config::ValidConfig| {
+        experiment::run(cfg, &mut |_| Ok(()), &mut |_| Ok(()), &crate::train::Silent).map(|_| ())
+    };
+    progress("scaling: two seeds one after the other on one thread");
+    let start = Instant::now();
+    thread_pool(1)?.install(|| configs.iter().try_for_each(run_one))?;
+    let sequential_seconds = start.elapsed().as_secs_f64();
+    progress("scaling: two seeds side by side on two threads");
+    let start = Instant::now();
+    thread_pool(2)?.install(|| configs.par_iter().try_for_each(run_one))?;
+    let parallel_seconds = start.elapsed().as_secs_f64();
+    Ok(ScalingBench {
+        d,
+        sequential_seconds,
+        parallel_seconds,
+        ratio: parallel_seconds / sequential_seconds,
+    })
+}
+
+/// Samples per second of every training phase against d (log-log).
+pub fn throughput_chart(results: &[DimBench]) -> crate::figure::Chart {
+    use crate::figure::{Chart, Legend, Mark, Series};
+    let mut series: Vec<Series> = Vec::new();
+    for r in results {
+        for p in &r.phases {
+            let label = format!("{} {}", p.model, p.phase.replace('_', " "));
+            let point = (r.d as f64, p.samples_per_second);
+            match series.iter_mut().find(|s| s.label == label) {
+                Some(s) => s.points.push(point),
+                None => series.push(Series {
+                    label,
+                    points: vec![point],
+                    mark: Mark::LineAndPoints,
+                }),
+            }
+        }
+    }
+    Chart {
+        title: format!(
+            "clustermoe throughput, {} thread{}",
+            results.first().map_or(1, |r| r.threads),
+            if results.first().map_or(1, |r| r.threads) == 1 {
+                ""
+            } else {
+                "s"
+            }
+        ),
+        x_label: "input dimension d".into(),
+        y_label: "samples per second".into(),
+        log_x: true,
+        log_y: true,
+        y_range: None,
+        series,
+        legend: Legend::LowerLeft,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_options_name_the_flag() {
+        let base = BenchOptions {
+            config: Config::default(),
+            dims: vec![32],
+            steps_scale: 1.0,
+            threads: 1,
+        };
+        for (options, flag) in [
+            (
+                BenchOptions {
+                    dims: vec![],
+                    ..base.clone()
+                },
+                "--d",
+            ),
+            (
+                BenchOptions {
+                    steps_scale: f64::NAN,
+                    ..base.clone()
+                },
+                "--steps-scale",
+            ),
+            (
+                BenchOptions {
+                    threads: 0,
+                    ..base.clone()
+                },
+                "--threads",
+            ),
+        ] {
+            let err = bench(&options, &|_| {}).unwrap_err();
+            assert!(err.to_string().contains(flag), "{err}");
+            assert_eq!(err.exit_status(), 2);
+        }
+    }
+
+    #[test]
+    fn phases_are_timed_and_counted() {
+        let mut config = Config::default();
+        config.metrics.test_samples = 500;
+        config.readout.samples = 2000;
+        let options = BenchOptions {
+            config,
+            dims: vec![8],
+            steps_scale: 0.02,
+            threads: 1,
+        };
+        let out = bench(&options, &|_| {}).unwrap();
+        let names: Vec<(String, String)> = out[0]
+            .phases
+            .iter()
+            .map(|p| (p.model.clone(), p.phase.clone()))
+            .collect();
+        let expected = [
+            ("moe", "phase_one"),
+            ("moe", "phase_two"),
+            ("moe", "phase_three"),
+            ("moe", "phase_four"),
+            ("vanilla", "train"),
+            ("vanilla", "readout"),
+        ];
+        assert_eq!(
+            names,
+            expected
+                .map(|(m, p)| (m.to_string(), p.to_string()))
+                .to_vec()
+        );
+        let one = &out[0].phases[0];
+        assert_eq!((one.steps, one.batch, one.width), (160, 64, 8));
+        assert_eq!(one.samples, 160 * 64);
+        // The phases' samples, the two centre estimates (4096 each for the
+        // MoE, 4096 for the vanilla network) and the readout make the budget.
+        let total = out[0].samples_per_model;
+        let sum = |model: &str| -> u64 {
+            out[0]
+                .phases
+                .iter()
+                .filter(|p| p.model == model && p.width > 0)
+                .map(|p| p.samples)
+                .sum()
+        };
+        assert_eq!(sum("moe") + 2 * 4096 + 2000, total);
+        assert_eq!(sum("vanilla") + 4096 + 2000, total);
+        assert!(out[0].phases.iter().all(|p| p.seconds > 0.0));
+        assert!(out[0]
+            .phases
+            .iter()
+            .filter(|p| p.width > 0)
+            .all(|p| p.ratio_to_limit.unwrap() > 0.0));
+    }
+}
