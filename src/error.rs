@@ -48,6 +48,21 @@ pub enum Error {
     /// Some runs of a sweep failed (each was reported); the rest are on disk.
     #[error("{failed} of {planned} runs failed; running the sweep again retries them")]
     RunsFailed { failed: usize, planned: usize },
+    /// A checkpoint (or the run directory given to `--resume`) cannot be
+    /// used: missing, truncated, corrupted, from another version or run.
+    #[error("cannot resume from {path}: {message}")]
+    Checkpoint { path: PathBuf, message: String },
+    /// A signal asked the run to stop; a checkpoint was written first.
+    #[error(
+        "stopped by signal {signal} in {model} {phase}{}; a checkpoint was written",
+        step.map_or(String::new(), |s| format!(" after step {s}"))
+    )]
+    Interrupted {
+        signal: i32,
+        model: &'static str,
+        phase: &'static str,
+        step: Option<u64>,
+    },
     /// The ridge system of the readout could not be solved.
     #[error("{model} readout failed: {message}; try a larger `readout.ridge`")]
     Readout {
@@ -85,7 +100,9 @@ impl Error {
             Error::Invalid { .. }
             | Error::UnknownField { .. }
             | Error::Parse { .. }
-            | Error::Unreadable { .. } => 2,
+            | Error::Unreadable { .. }
+            | Error::Checkpoint { .. } => 2,
+            Error::Interrupted { signal, .. } => 128 + *signal,
             Error::Io { .. }
             | Error::Diverged { .. }
             | Error::Readout { .. }

@@ -9,7 +9,7 @@ use crate::error::Result;
 use crate::metrics::{self, Record, TestError};
 use crate::rng::{stream, StreamId};
 use crate::task::{Batch, Task};
-use crate::train::{self, Moe, Monitor, Vanilla};
+use crate::train::{self, Journal, ModelState, Moe, Monitor, Vanilla};
 
 /// What `summary.json` holds.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -122,16 +122,31 @@ pub type SendSink<'a> = &'a mut (dyn FnMut(&Record) -> Result<()> + Send);
 /// Runs both models of `cfg` and evaluates them.
 pub fn run(
     cfg: &ValidConfig,
-    moe_sink: SendSink,
-    vanilla_sink: SendSink,
+    mut moe_sink: SendSink,
+    mut vanilla_sink: SendSink,
     monitor: &dyn Monitor,
 ) -> Result<RunOutput> {
+    run_from(cfg, &mut moe_sink, &mut vanilla_sink, monitor, [None, None])
+}
+
+/// Runs both models of `cfg`, each from the start or from a checkpoint's
+/// state (`resume`: MoE, vanilla), reporting to journals, and evaluates them.
+pub fn run_from(
+    cfg: &ValidConfig,
+    moe_journal: &mut dyn Journal,
+    vanilla_journal: &mut dyn Journal,
+    monitor: &dyn Monitor,
+    resume: [Option<ModelState>; 2],
+) -> Result<RunOutput> {
     let task = Task::new(cfg, &mut stream(cfg.seed, StreamId::Task));
+    let [moe_resume, vanilla_resume] = resume;
     let (moe, vanilla) = rayon::join(
-        || train::train_moe(cfg, &task, &mut *moe_sink, monitor),
+        || train::train_moe(cfg, &task, &mut *moe_journal, monitor, moe_resume),
         || {
             cfg.vanilla_enabled
-                .then(|| train::train_vanilla(cfg, &task, &mut *vanilla_sink, monitor))
+                .then(|| {
+                    train::train_vanilla(cfg, &task, &mut *vanilla_journal, monitor, vanilla_resume)
+                })
                 .transpose()
         },
     );
@@ -160,9 +175,9 @@ pub fn run(
             .as_ref()
             .map(|v| summarise_vanilla(&task, v, &test, var_y)),
     };
-    moe_sink(&test_record("moe", summary.samples.moe, &summary.moe.model))?;
+    moe_journal.record(&test_record("moe", summary.samples.moe, &summary.moe.model))?;
     if let (Some(v), Some(n)) = (&summary.vanilla, summary.samples.vanilla) {
-        vanilla_sink(&test_record("vanilla", n, v))?;
+        vanilla_journal.record(&test_record("vanilla", n, v))?;
     }
     Ok(RunOutput {
         task,
@@ -250,31 +265,15 @@ fn summarise_vanilla(task: &Task, vanilla: &Vanilla, test: &Batch, var_y: f64) -
 }
 
 /// Runs `cfg` and writes its run directory: `config.toml` first, metric
-/// records as they come, then `summary.json` and `model.npz`. If training
-/// fails, the metrics logged until then stay in `metrics.jsonl`.
+/// records as they come, then `model.npz` and `summary.json`. If training
+/// fails, the metrics logged until then stay in `metrics.jsonl`. See
+/// [`crate::checkpoint`] for checkpoints, stops and resuming.
 pub fn run_to_dir(
     cfg: &ValidConfig,
     dir: &std::path::Path,
     monitor: &dyn Monitor,
 ) -> Result<RunOutput> {
-    use crate::output::{self, RecordWriter};
-    output::prepare_run_dir(dir)?;
-    output::write_atomic(&dir.join("config.toml"), cfg.config.to_toml().as_bytes())?;
-    let mut moe_log = RecordWriter::create(dir.join("metrics.moe.part"))?;
-    let mut vanilla_log = RecordWriter::create(dir.join("metrics.vanilla.part"))?;
-    let result = run(
-        cfg,
-        &mut |r: &Record| moe_log.write(r),
-        &mut |r: &Record| vanilla_log.write(r),
-        monitor,
-    );
-    let parts = [moe_log.finish()?, vanilla_log.finish()?];
-    output::join_metrics(dir, &parts)?;
-    let out = result?;
-    output::write_model(&dir.join("model.npz"), &out)?;
-    // summary.json comes last: its presence marks the run complete.
-    output::write_json(&dir.join("summary.json"), &out.summary)?;
-    Ok(out)
+    crate::checkpoint::run_to_dir(cfg, dir, monitor, &crate::checkpoint::Control::default())
 }
 
 #[cfg(test)]

@@ -4,15 +4,16 @@ use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use clap::{Parser, Subcommand};
 use clustermoe::config::Config;
 use clustermoe::error::{Error, Result};
-use clustermoe::experiment::{self, Summary};
+use clustermoe::experiment::Summary;
 use clustermoe::train::Monitor;
-use clustermoe::{bench, collect, link, output, reproduce, rng, sweep, task::Task};
+use clustermoe::{bench, checkpoint, collect, link, output, reproduce, rng, sweep, task::Task};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 /// Mixtures of Experts vs two-layer networks on tasks with latent cluster
@@ -28,18 +29,32 @@ struct Cli {
 enum Command {
     /// Train the MoE (phases I-IV) and the vanilla network on the same
     /// sample budget, evaluate both, and write a run directory.
+    ///
+    /// SIGINT (Ctrl-C) or SIGTERM (what Slurm sends before pre-emption) stops
+    /// the run after a checkpoint; continue it with `--resume DIR`. A second
+    /// signal ends the process at once.
     Run {
         /// TOML file whose fields override the defaults (see `clustermoe defaults`).
+        #[arg(conflicts_with = "resume")]
         config: Option<PathBuf>,
         /// Seed of every random stream (overrides the config's `seed`).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "resume")]
         seed: Option<u64>,
         /// Output directory [default: runs/seed<SEED>]. Reused only if empty or a previous run.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "resume")]
         out: Option<PathBuf>,
         /// Override one field, e.g. `--set task.d=64 --set moe.gate=softmax` (repeatable).
-        #[arg(long = "set", value_name = "FIELD=VALUE")]
+        #[arg(long = "set", value_name = "FIELD=VALUE", conflicts_with = "resume")]
         sets: Vec<String>,
+        /// Save each model's complete state every N steps of a phase (and when
+        /// trained), so a killed run can be resumed; a resumed run keeps the N it
+        /// was started with unless given another.
+        #[arg(long, value_name = "N")]
+        checkpoint_every: Option<u64>,
+        /// Continue the run in DIR from its checkpoints; the result is the same,
+        /// byte for byte, as a run never interrupted.
+        #[arg(long, value_name = "DIR")]
+        resume: Option<PathBuf>,
         /// No progress output.
         #[arg(long, short)]
         quiet: bool,
@@ -320,6 +335,48 @@ fn print_bench(r: &bench::DimBench) {
     );
 }
 
+/// `--checkpoint-every`: at least 1.
+fn checked_every(every: Option<u64>) -> Result<Option<u64>> {
+    match every {
+        Some(0) => Err(Error::invalid(
+            "--checkpoint-every",
+            0,
+            "a number of steps >= 1",
+        )),
+        other => Ok(other),
+    }
+}
+
+/// The first SIGINT or SIGTERM sets the returned flag to its number (the
+/// training loops then checkpoint and stop); a second one exits at once.
+fn stop_on_signals() -> Result<Arc<AtomicUsize>> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let stop = Arc::new(AtomicUsize::new(0));
+    let armed = Arc::new(AtomicBool::new(false));
+    for signal in [SIGINT, SIGTERM] {
+        let registered = signal_hook::flag::register_conditional_shutdown(
+            signal,
+            128 + signal,
+            Arc::clone(&armed),
+        )
+        .and_then(|_| signal_hook::flag::register(signal, Arc::clone(&armed)))
+        .and_then(|_| {
+            signal_hook::flag::register_usize(signal, Arc::clone(&stop), signal as usize)
+        });
+        registered.map_err(|e| Error::io("cannot handle signals", "", e))?;
+    }
+    Ok(stop)
+}
+
+/// Where a model's checkpoint stands, for the resume message.
+fn describe(position: Option<(&str, Option<u64>)>) -> String {
+    match position {
+        None => "no checkpoint: starts over".into(),
+        Some((_, None)) => "trained".into(),
+        Some((phase, Some(step))) => format!("resumes in {phase} after step {step}"),
+    }
+}
+
 fn jobs_or_all(jobs: Option<usize>) -> Result<usize> {
     match jobs {
         Some(0) => Err(Error::invalid("--jobs", 0, "an integer >= 1")),
@@ -335,18 +392,59 @@ fn run(cli: Cli) -> Result<()> {
             seed,
             out,
             sets,
+            checkpoint_every,
+            resume,
             quiet,
         } => {
-            let valid = load_config(config.as_deref(), &sets, seed)?.check()?;
-            for w in &valid.warnings {
-                eprintln!("warning: {w}");
-            }
-            let dir = out.unwrap_or_else(|| PathBuf::from(format!("runs/seed{}", valid.seed)));
-            let progress = Progress::new(quiet);
+            let control = checkpoint::Control {
+                checkpoint_every: checked_every(checkpoint_every)?,
+                stop: Some(stop_on_signals()?),
+            };
             let start = Instant::now();
-            let result = experiment::run_to_dir(&valid, &dir, &progress);
-            progress.finish();
-            let out = result?;
+            let (dir, result) = match resume {
+                Some(dir) => {
+                    let (valid, state) = checkpoint::inspect(&dir)?;
+                    if let checkpoint::Progress::Resumable(models) = &state {
+                        if !quiet {
+                            for (model, position) in models {
+                                eprintln!("{model}: {}", describe(*position));
+                            }
+                        }
+                    }
+                    for w in &valid.warnings {
+                        eprintln!("warning: {w}");
+                    }
+                    let progress = Progress::new(quiet);
+                    let result = checkpoint::resume(&dir, &progress, &control);
+                    progress.finish();
+                    match result {
+                        Ok(None) => {
+                            println!("{} is already complete", dir.display());
+                            return Ok(());
+                        }
+                        other => (dir, other.map(|o| o.expect("not complete"))),
+                    }
+                }
+                None => {
+                    let valid = load_config(config.as_deref(), &sets, seed)?.check()?;
+                    for w in &valid.warnings {
+                        eprintln!("warning: {w}");
+                    }
+                    let dir =
+                        out.unwrap_or_else(|| PathBuf::from(format!("runs/seed{}", valid.seed)));
+                    let progress = Progress::new(quiet);
+                    let result = checkpoint::run_to_dir(&valid, &dir, &progress, &control);
+                    progress.finish();
+                    (dir, result)
+                }
+            };
+            let out = result.map_err(|e| match e {
+                Error::Interrupted { .. } => {
+                    eprintln!("continue with: clustermoe run --resume {}", dir.display());
+                    e
+                }
+                e => e,
+            })?;
             print_summary(&out.summary);
             println!(
                 "wrote {} in {:.2} s",

@@ -124,7 +124,7 @@ impl Activation {
 
 /// The input map x -> W (x - mu) of phases I and II: a centre and an
 /// optional symmetric whitening matrix W = Sigma^(-1/2).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct InputMap {
     pub centre: Array1<f32>,
     pub whiten: Option<Array2<f32>>,
@@ -332,7 +332,7 @@ pub fn spherical_step(w: &mut Array2<f32>, grad: &Array2<f32>, lr: f32) -> bool 
 }
 
 /// A trained two-layer network f(x) = sum_j a_j relu(<w_j, x - mu> + b_j) + a_0.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct TwoLayer {
     /// First-layer directions, unit rows (J x d).
     pub w: Array2<f32>,

@@ -18,13 +18,15 @@ use crate::task::{Batch, Task};
 
 /// Files a run directory may hold; only these are removed when a previous
 /// run's directory is reused.
-pub const RUN_FILES: [&str; 6] = [
+pub const RUN_FILES: [&str; 8] = [
     "config.toml",
     "metrics.jsonl",
     "summary.json",
     "model.npz",
     "metrics.moe.part",
     "metrics.vanilla.part",
+    "checkpoint.moe",
+    "checkpoint.vanilla",
 ];
 
 /// Writes `bytes` to `path` atomically (temporary file, then rename).
@@ -85,6 +87,8 @@ pub fn prepare_run_dir(dir: &Path) -> Result<()> {
 pub struct RecordWriter {
     path: PathBuf,
     out: BufWriter<File>,
+    /// Bytes in the file once the buffer is flushed.
+    len: u64,
 }
 
 impl RecordWriter {
@@ -93,14 +97,56 @@ impl RecordWriter {
         Ok(RecordWriter {
             path,
             out: BufWriter::new(f),
+            len: 0,
         })
     }
 
+    /// Reopens a part file to append after its first `len` bytes (what a
+    /// checkpoint counted); records written after that checkpoint are cut.
+    pub fn resume(path: PathBuf, len: u64) -> Result<Self> {
+        let f = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| Error::io("cannot open", &path, e))?;
+        let have = f
+            .metadata()
+            .map_err(|e| Error::io("cannot read", &path, e))?
+            .len();
+        if have < len {
+            return Err(Error::Checkpoint {
+                path: path.clone(),
+                message: format!(
+                    "the metrics part file holds {have} bytes, fewer than the {len} the checkpoint counted"
+                ),
+            });
+        }
+        f.set_len(len)
+            .map_err(|e| Error::io("cannot truncate", &path, e))?;
+        let mut out = BufWriter::new(f);
+        std::io::Seek::seek(&mut out, std::io::SeekFrom::Start(len))
+            .map_err(|e| Error::io("cannot seek", &path, e))?;
+        Ok(RecordWriter { path, out, len })
+    }
+
     pub fn write(&mut self, rec: &Record) -> Result<()> {
-        serde_json::to_writer(&mut self.out, rec)
-            .map_err(std::io::Error::from)
-            .and_then(|_| self.out.write_all(b"\n"))
-            .map_err(|e| Error::io("cannot write", &self.path, e))
+        let mut line = serde_json::to_vec(rec).expect("records serialise");
+        line.push(b'\n');
+        self.out
+            .write_all(&line)
+            .map_err(|e| Error::io("cannot write", &self.path, e))?;
+        self.len += line.len() as u64;
+        Ok(())
+    }
+
+    /// Flushes to the file and returns its length.
+    pub fn flushed_len(&mut self) -> Result<u64> {
+        self.out
+            .flush()
+            .map_err(|e| Error::io("cannot write", &self.path, e))?;
+        Ok(self.len)
     }
 
     pub fn finish(mut self) -> Result<PathBuf> {
@@ -112,7 +158,8 @@ impl RecordWriter {
 }
 
 /// Joins the per-model part files into `metrics.jsonl` (MoE first), so the
-/// file is the same whatever order the threads logged in.
+/// file is the same whatever order the threads logged in. The parts stay
+/// (a resumed run appends to them) until the run is complete.
 pub fn join_metrics(dir: &Path, parts: &[PathBuf]) -> Result<()> {
     let mut all = Vec::new();
     for p in parts {
@@ -120,11 +167,7 @@ pub fn join_metrics(dir: &Path, parts: &[PathBuf]) -> Result<()> {
             all.extend(fs::read(p).map_err(|e| Error::io("cannot read", p, e))?);
         }
     }
-    write_atomic(&dir.join("metrics.jsonl"), &all)?;
-    for p in parts {
-        let _ = fs::remove_file(p);
-    }
-    Ok(())
+    write_atomic(&dir.join("metrics.jsonl"), &all)
 }
 
 /// An `.npz` writer with fixed timestamps, so equal arrays give equal bytes.

@@ -9,7 +9,7 @@ use crate::config::Gate;
 use crate::rng::Stream;
 
 /// A gate with its parameters.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct GateRule {
     pub kind: Gate,
     pub top_k: usize,
@@ -17,7 +17,7 @@ pub struct GateRule {
 }
 
 /// Router weights Theta (K x d), one row per routed expert.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Router {
     pub theta: Array2<f32>,
 }

@@ -4,6 +4,7 @@
 
 use ndarray::{linalg::general_mat_mul, Array1, Array2, ArrayView1, ArrayView2, Axis};
 use rand::Rng;
+use serde::{Deserialize, Serialize};
 
 use crate::config::{Allocation, Merge, ReadoutConfig, ValidConfig, ValidPhase};
 use crate::error::{Error, Result};
@@ -27,10 +28,100 @@ pub struct Silent;
 impl Monitor for Silent {}
 
 /// Where the metric records of one model go.
-pub type Sink<'a> = &'a mut dyn FnMut(&Record) -> Result<()>;
+pub type Sink<'a> = &'a mut dyn Journal;
+
+/// Where one model's training reports: metric records as they come and,
+/// if asked for, checkpoints of its complete state.
+pub trait Journal: Send {
+    fn record(&mut self, rec: &Record) -> Result<()>;
+    /// Whether checkpoints are written at all.
+    fn checkpointing(&self) -> bool {
+        false
+    }
+    /// Whether to save a checkpoint after `step` of a phase.
+    fn checkpoint_due(&self, _step: u64) -> bool {
+        false
+    }
+    /// Saves `state`; a resumed run continues from it exactly.
+    fn checkpoint(&mut self, _state: &ModelState) -> Result<()> {
+        Ok(())
+    }
+    /// The signal that asked the run to stop, if one did: training then
+    /// saves a checkpoint and returns [`Error::Interrupted`].
+    fn stop_requested(&self) -> Option<i32> {
+        None
+    }
+}
+
+impl<F: FnMut(&Record) -> Result<()> + Send> Journal for F {
+    fn record(&mut self, rec: &Record) -> Result<()> {
+        self(rec)
+    }
+}
+
+/// Everything one model's training needs to go on exactly where it was:
+/// sample count, generator states, and the state of the current stage.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ModelState {
+    pub model: String,
+    pub samples: u64,
+    pub data: Stream,
+    pub init: Stream,
+    pub stage: Stage,
+}
+
+/// Where a model is: inside a phase (after `step` of its steps), or done.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum Stage {
+    PhaseOne {
+        step: u64,
+        one: PhaseOne,
+        correlation: Vec<f64>,
+    },
+    PhaseTwo {
+        step: u64,
+        one: PhaseOne,
+        noise: Stream,
+        theta: Array2<f32>,
+    },
+    PhaseThree(Box<PhaseThree>),
+    MoeTrained(Box<Moe>),
+    VanillaTrain {
+        step: u64,
+        map: InputMap,
+        w: Array2<f32>,
+    },
+    VanillaTrained(Box<Vanilla>),
+}
+
+impl Stage {
+    /// The phase (as metric records name it) and step, for messages.
+    pub fn position(&self) -> (&'static str, Option<u64>) {
+        match self {
+            Stage::PhaseOne { step, .. } => ("phase_one", Some(*step)),
+            Stage::PhaseTwo { step, .. } => ("phase_two", Some(*step)),
+            Stage::PhaseThree(p) => ("phase_three", Some(p.step)),
+            Stage::MoeTrained(_) | Stage::VanillaTrained(_) => ("trained", None),
+            Stage::VanillaTrain { step, .. } => ("train", Some(*step)),
+        }
+    }
+}
+
+/// Phase III in progress.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PhaseThree {
+    pub step: u64,
+    pub one: PhaseOne,
+    pub noise: Stream,
+    pub router: Router,
+    pub centres: Vec<Array1<f32>>,
+    pub neurons: Vec<Array2<f32>>,
+    pub serving: Vec<usize>,
+    pub purity: f64,
+}
 
 /// A trained mixture of experts.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Moe {
     /// Phase-I direction u_m of every expert (M x d).
     pub phase_one_directions: Array2<f32>,
@@ -66,7 +157,7 @@ impl Moe {
 }
 
 /// A trained vanilla two-layer network.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Vanilla {
     pub net: TwoLayer,
     pub samples: u64,
@@ -81,7 +172,7 @@ struct Run<'a> {
     data: Stream,
     init: Stream,
     samples: u64,
-    sink: Sink<'a>,
+    journal: Sink<'a>,
     monitor: &'a dyn Monitor,
 }
 
@@ -110,7 +201,50 @@ impl Run<'_> {
             ..Record::default()
         };
         fill(&mut rec);
-        (self.sink)(&rec)
+        self.journal.record(&rec)
+    }
+
+    /// The model's state at `stage`.
+    fn state(&self, stage: Stage) -> ModelState {
+        ModelState {
+            model: self.model.into(),
+            samples: self.samples,
+            data: self.data.clone(),
+            init: self.init.clone(),
+            stage,
+        }
+    }
+
+    /// After `step` of a phase: a checkpoint if one is due or a stop was
+    /// requested, and then the stop.
+    fn save_point(&mut self, step: u64, stage: impl FnOnce() -> Stage) -> Result<()> {
+        let stop = self.journal.stop_requested();
+        if stop.is_none() && !self.journal.checkpoint_due(step) {
+            return Ok(());
+        }
+        let state = self.state(stage());
+        self.journal.checkpoint(&state)?;
+        match stop {
+            Some(signal) => {
+                let (phase, step) = state.stage.position();
+                Err(Error::Interrupted {
+                    signal,
+                    model: self.model,
+                    phase,
+                    step,
+                })
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Saves the trained model, so a resumed run does not train it again.
+    fn save_trained(&mut self, stage: Stage) -> Result<()> {
+        if self.journal.checkpointing() {
+            let state = self.state(stage);
+            self.journal.checkpoint(&state)?;
+        }
+        Ok(())
     }
 
     fn diverged(&self, phase: &'static str, step: u64, quantity: &'static str) -> Error {
@@ -130,14 +264,17 @@ impl Run<'_> {
     }
 
     /// Spherical online SGD of the rows of `w` on all samples, through the
-    /// input map (phase I with tied experts, and the vanilla network).
+    /// input map (phase I with tied experts, and the vanilla network),
+    /// from step `done + 1` on.
     /// `on_step` sees the directions after the step and the batch's
     /// pre-activations before it.
+    #[allow(clippy::too_many_arguments)]
     fn sphere_sgd(
         &mut self,
         phase: &'static str,
         p: &ValidPhase,
         samples: u64,
+        done: u64,
         w: &mut Array2<f32>,
         map: &InputMap,
         mut on_step: impl FnMut(
@@ -155,7 +292,8 @@ impl Run<'_> {
         let steps = samples.div_ceil(p.batch as u64);
         let last_batch = (samples - (steps - 1) * p.batch as u64) as usize;
         self.monitor.phase(self.model, phase, steps);
-        for step in 1..=steps {
+        self.monitor.advance(self.model, done);
+        for step in done + 1..=steps {
             if step == steps && last_batch != batch.len() {
                 batch = Batch::new(last_batch, self.task.d);
             }
@@ -315,7 +453,8 @@ pub fn merge_experts(u: &Array2<f32>, merge: Merge, threshold: f64) -> (Vec<Opti
 
 /// What phase I leaves: the input map of phases I-II, one direction per
 /// expert, and when each cluster was first weakly recovered.
-struct PhaseOne {
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PhaseOne {
     map: InputMap,
     u: Array2<f32>,
     recovery: Vec<Option<u64>>,
@@ -336,33 +475,94 @@ impl Routing {
     }
 }
 
-/// Trains the mixture of experts through phases I to IV.
-pub fn train_moe(cfg: &ValidConfig, task: &Task, sink: Sink, monitor: &dyn Monitor) -> Result<Moe> {
+/// Trains the mixture of experts through phases I to IV, from the start or
+/// from a checkpoint's `resume` state.
+pub fn train_moe(
+    cfg: &ValidConfig,
+    task: &Task,
+    journal: Sink,
+    monitor: &dyn Monitor,
+    resume: Option<ModelState>,
+) -> Result<Moe> {
+    use crate::rng::{stream, StreamId};
+    let (data, init, samples, stage) = match resume {
+        Some(s) => (s.data, s.init, s.samples, Some(s.stage)),
+        None => (
+            stream(cfg.seed, StreamId::MoeData),
+            stream(cfg.seed, StreamId::MoeInit),
+            0,
+            None,
+        ),
+    };
     let mut run = Run {
         cfg,
         task,
         model: "moe",
-        data: crate::rng::stream(cfg.seed, crate::rng::StreamId::MoeData),
-        init: crate::rng::stream(cfg.seed, crate::rng::StreamId::MoeInit),
-        samples: 0,
-        sink,
+        data,
+        init,
+        samples,
+        journal,
         monitor,
     };
-    let one = phase_one(&mut run)?;
+    let (one, two, three) = match stage {
+        None => (phase_one(&mut run, None)?, None, None),
+        Some(Stage::PhaseOne {
+            step,
+            one,
+            correlation,
+        }) => (
+            phase_one(&mut run, Some((step, one, correlation)))?,
+            None,
+            None,
+        ),
+        Some(Stage::PhaseTwo {
+            step,
+            one,
+            noise,
+            theta,
+        }) => (one, Some((step, noise, theta)), None),
+        Some(Stage::PhaseThree(p)) => (p.one.clone(), None, Some(p)),
+        Some(Stage::MoeTrained(moe)) => return Ok(*moe),
+        Some(other) => return Err(wrong_stage("moe", &other)),
+    };
     let (expert_group, k) = merge_experts(&one.u, cfg.moe.merge, cfg.moe.merge_threshold);
-    // Gate noise gets its own stream (a jump ahead of the initialisation's).
-    let mut noise = run.init.clone();
-    noise.jump();
+    let probe = task.sample(
+        cfg.metrics.probe_samples,
+        &mut stream(cfg.seed, StreamId::Probe),
+    );
     let mut routing = Routing {
         rule: gate_rule(cfg),
-        probe: task.sample(
-            cfg.metrics.probe_samples,
-            &mut crate::rng::stream(cfg.seed, crate::rng::StreamId::Probe),
-        ),
-        noise,
+        probe,
+        noise: match (&two, &three) {
+            (Some((_, noise, _)), _) => noise.clone(),
+            (_, Some(p)) => p.noise.clone(),
+            _ => {
+                // Gate noise gets its own stream (a jump ahead of the initialisation's).
+                let mut noise = run.init.clone();
+                noise.jump();
+                noise
+            }
+        },
     };
-    let router = phase_two(&mut run, &one, &expert_group, k, &mut routing)?;
-    let learned = phase_three(&mut run, &router, &expert_group, &one.map, &mut routing)?;
+    let (router, learned) = match three {
+        Some(p) => {
+            let router = p.router.clone();
+            let learned = phase_three(
+                &mut run,
+                &router,
+                &expert_group,
+                &one,
+                &mut routing,
+                Some(*p),
+            )?;
+            (router, learned)
+        }
+        None => {
+            let router = phase_two(&mut run, &one, &expert_group, k, &mut routing, two)?;
+            let learned = phase_three(&mut run, &router, &expert_group, &one, &mut routing, None)?;
+            (router, learned)
+        }
+    };
 
     // Phase IV: random biases, ReLU features, ridge readout.
     let experts: Vec<TwoLayer> = learned
@@ -384,23 +584,52 @@ pub fn train_moe(cfg: &ValidConfig, task: &Task, sink: Sink, monitor: &dyn Monit
     run.samples += cfg.readout.samples as u64;
     monitor.advance("moe", 1);
     moe.samples = run.samples;
+    run.save_trained(Stage::MoeTrained(Box::new(moe.clone())))?;
     Ok(moe)
+}
+
+/// A checkpoint of one model handed to the other.
+fn wrong_stage(model: &'static str, stage: &Stage) -> Error {
+    Error::Checkpoint {
+        path: std::path::PathBuf::new(),
+        message: format!(
+            "it holds a {} stage, not one of the {model} model",
+            stage.position().0
+        ),
+    }
 }
 
 /// Phase I: one tied direction per expert, every sample to every expert,
 /// with restarts of stuck and redundant experts.
-fn phase_one(run: &mut Run) -> Result<PhaseOne> {
+fn phase_one(run: &mut Run, resume: Option<(u64, PhaseOne, Vec<f64>)>) -> Result<PhaseOne> {
     let (cfg, task) = (run.cfg, run.task);
     let p1 = &cfg.phase_one;
     let threshold = cfg.metrics.recovery_threshold;
-    let map = run.input_map(p1.centre_samples, cfg.moe.whiten);
-    let mut u = model::random_directions(cfg.moe.experts, task.d, &mut run.init);
-    let mut recovery: Vec<Option<u64>> = vec![None; task.clusters()];
     let mut restarts = Restarts::new(cfg.moe.experts, &p1.activation, cfg.moe.merge_threshold);
+    let (
+        done,
+        PhaseOne {
+            map,
+            mut u,
+            mut recovery,
+        },
+    ) = match resume {
+        Some((step, one, correlation)) => {
+            restarts.correlation = correlation;
+            (step, one)
+        }
+        None => {
+            let map = run.input_map(p1.centre_samples, cfg.moe.whiten);
+            let u = model::random_directions(cfg.moe.experts, task.d, &mut run.init);
+            let recovery = vec![None; task.clusters()];
+            (0, PhaseOne { map, u, recovery })
+        }
+    };
     run.sphere_sgd(
         "phase_one",
         p1,
         p1.steps * p1.batch as u64,
+        done,
         &mut u,
         &map,
         |run, step, u, lr, batch, pre| {
@@ -424,7 +653,15 @@ fn phase_one(run: &mut Run) -> Result<PhaseOne> {
                         Some(metrics::overlap_matrix(u.view(), task.v.view()));
                 })?;
             }
-            Ok(())
+            run.save_point(step, || Stage::PhaseOne {
+                step,
+                one: PhaseOne {
+                    map: map.clone(),
+                    u: u.clone(),
+                    recovery: recovery.clone(),
+                },
+                correlation: restarts.correlation.clone(),
+            })
         },
     )?;
     Ok(PhaseOne { map, u, recovery })
@@ -438,6 +675,7 @@ fn phase_two(
     expert_group: &[Option<usize>],
     k: usize,
     routing: &mut Routing,
+    resume: Option<(u64, Stream, Array2<f32>)>,
 ) -> Result<Router> {
     let (cfg, task) = (run.cfg, run.task);
     let p2 = &cfg.phase_two;
@@ -459,10 +697,15 @@ fn phase_two(
     let offset = lead_seen.dot(&one.map.centre);
     let activation = Activation::from_hermite(&cfg.phase_one.activation);
     let mut router = Router::zeros(k, task.d);
+    let mut done = 0;
+    if let Some((step, _, theta)) = resume {
+        (done, router.theta) = (step, theta);
+    }
     let mut batch = Batch::new(p2.batch, task.d);
     let mut rewards = Array2::<f32>::zeros((p2.batch, k));
     run.monitor.phase(run.model, "phase_two", p2.steps);
-    for step in 1..=p2.steps {
+    run.monitor.advance(run.model, done);
+    for step in done + 1..=p2.steps {
         run.draw(&mut batch);
         general_mat_mul(1.0, &batch.x, &lead_seen.t(), 0.0, &mut rewards);
         for (mut row, &y) in rewards.axis_iter_mut(Axis(0)).zip(&batch.y) {
@@ -482,6 +725,12 @@ fn phase_two(
                 rec.routing_purity = Some(purity);
             })?;
         }
+        run.save_point(step, || Stage::PhaseTwo {
+            step,
+            one: one.clone(),
+            noise: routing.noise.clone(),
+            theta: router.theta.clone(),
+        })?;
         tick(run.monitor, run.model, step, p2.steps);
     }
     Ok(router)
@@ -563,26 +812,36 @@ fn phase_three(
     run: &mut Run,
     router: &Router,
     expert_group: &[Option<usize>],
-    map: &InputMap,
+    one: &PhaseOne,
     routing: &mut Routing,
+    resume: Option<PhaseThree>,
 ) -> Result<Vec<(Array2<f32>, Array1<f32>)>> {
     let (cfg, task) = (run.cfg, run.task);
     let p3 = &cfg.phase_three;
     let k = router.experts();
-    let (centres, load) = routed_centres(run, router, routing, p3.centre_samples, &map.centre);
-    let sizes = match cfg.moe.allocation {
-        Allocation::PerExpert => (0..k)
-            .map(|g| cfg.moe.neurons * expert_group.iter().filter(|&&e| e == Some(g)).count())
-            .collect(),
-        Allocation::ByLoad => allocate_by_load(cfg.moe.experts * cfg.moe.neurons, &load),
+    let (done, centres, mut neurons, serving, purity) = match resume {
+        Some(p) => (p.step, p.centres, p.neurons, p.serving, p.purity),
+        None => {
+            let (centres, load) =
+                routed_centres(run, router, routing, p3.centre_samples, &one.map.centre);
+            let sizes = match cfg.moe.allocation {
+                Allocation::PerExpert => (0..k)
+                    .map(|g| {
+                        cfg.moe.neurons * expert_group.iter().filter(|&&e| e == Some(g)).count()
+                    })
+                    .collect(),
+                Allocation::ByLoad => allocate_by_load(cfg.moe.experts * cfg.moe.neurons, &load),
+            };
+            let neurons: Vec<Array2<f32>> = sizes
+                .iter()
+                .map(|&j| model::random_directions(j, task.d, &mut run.init))
+                .collect();
+            let confusion = routing.confusion(router, task.clusters());
+            let serving = metrics::serving_expert(&confusion);
+            let purity = metrics::routing_purity(&confusion);
+            (0, centres, neurons, serving, purity)
+        }
     };
-    let mut neurons: Vec<Array2<f32>> = sizes
-        .iter()
-        .map(|&j| model::random_directions(j, task.d, &mut run.init))
-        .collect();
-    let confusion = routing.confusion(router, task.clusters());
-    let serving = metrics::serving_expert(&confusion);
-    let purity = metrics::routing_purity(&confusion);
     let mut sgd: Vec<SphereStep> = (0..k)
         .map(|_| SphereStep::new(&p3.activation, p3.loss))
         .collect();
@@ -590,7 +849,8 @@ fn phase_three(
     let mut gates = Array2::zeros((p3.batch, k));
     let mut routed = Routed::default();
     run.monitor.phase(run.model, "phase_three", p3.steps);
-    for step in 1..=p3.steps {
+    run.monitor.advance(run.model, done);
+    for step in done + 1..=p3.steps {
         run.draw(&mut batch);
         router.gates_into(
             batch.x.view(),
@@ -625,6 +885,18 @@ fn phase_three(
                 fill_cluster_overlaps(rec, task, &serving_neurons, cfg.metrics.recovery_threshold);
             })?;
         }
+        run.save_point(step, || {
+            Stage::PhaseThree(Box::new(PhaseThree {
+                step,
+                one: one.clone(),
+                noise: routing.noise.clone(),
+                router: router.clone(),
+                centres: centres.clone(),
+                neurons: neurons.clone(),
+                serving: serving.clone(),
+                purity,
+            }))
+        })?;
         tick(run.monitor, run.model, step, p3.steps);
     }
     Ok(neurons.into_iter().zip(centres).collect())
@@ -704,29 +976,48 @@ fn random_bias_network(
 pub fn train_vanilla(
     cfg: &ValidConfig,
     task: &Task,
-    sink: Sink,
+    journal: Sink,
     monitor: &dyn Monitor,
+    resume: Option<ModelState>,
 ) -> Result<Vanilla> {
+    use crate::rng::{stream, StreamId};
+    let (data, init, samples, stage) = match resume {
+        Some(s) => (s.data, s.init, s.samples, Some(s.stage)),
+        None => (
+            stream(cfg.seed, StreamId::VanillaData),
+            stream(cfg.seed, StreamId::VanillaInit),
+            0,
+            None,
+        ),
+    };
     let mut run = Run {
         cfg,
         task,
         model: "vanilla",
-        data: crate::rng::stream(cfg.seed, crate::rng::StreamId::VanillaData),
-        init: crate::rng::stream(cfg.seed, crate::rng::StreamId::VanillaInit),
-        samples: 0,
-        sink,
+        data,
+        init,
+        samples,
+        journal,
         monitor,
     };
     let p = &cfg.vanilla;
     let threshold = cfg.metrics.recovery_threshold;
-    let map = run.input_map(p.centre_samples, false);
-    let centre = map.centre.clone();
+    let (done, map, mut w) = match stage {
+        None => {
+            let map = run.input_map(p.centre_samples, false);
+            let w = model::random_directions(cfg.vanilla_neurons, task.d, &mut run.init);
+            (0, map, w)
+        }
+        Some(Stage::VanillaTrain { step, map, w }) => (step, map, w),
+        Some(Stage::VanillaTrained(vanilla)) => return Ok(*vanilla),
+        Some(other) => return Err(wrong_stage("vanilla", &other)),
+    };
     let remaining = cfg.train_samples - p.centre_samples as u64;
-    let mut w = model::random_directions(cfg.vanilla_neurons, task.d, &mut run.init);
     run.sphere_sgd(
         "train",
         p,
         remaining,
+        done,
         &mut w,
         &map,
         |run, step, w, lr, _, _| {
@@ -737,18 +1028,24 @@ pub fn train_vanilla(
                     fill_cluster_overlaps(rec, task, &all, threshold);
                 })?;
             }
-            Ok(())
+            run.save_point(step, || Stage::VanillaTrain {
+                step,
+                map: map.clone(),
+                w: w.clone(),
+            })
         },
     )?;
-    let mut net = random_bias_network(w, centre, &cfg.readout, &mut run.init);
+    let mut net = random_bias_network(w, map.centre, &cfg.readout, &mut run.init);
     monitor.phase("vanilla", "readout", 1);
     readout::fit_single(&mut net, task, cfg, &mut run.data)?;
     run.samples += cfg.readout.samples as u64;
     monitor.advance("vanilla", 1);
-    Ok(Vanilla {
+    let vanilla = Vanilla {
         net,
         samples: run.samples,
-    })
+    };
+    run.save_trained(Stage::VanillaTrained(Box::new(vanilla.clone())))?;
+    Ok(vanilla)
 }
 
 #[cfg(test)]

@@ -1,0 +1,431 @@
+//! Checkpoints, clean stops and resuming a run directory.
+//!
+//! Each model of a run keeps its own checkpoint file (`checkpoint.moe`,
+//! `checkpoint.vanilla`), rewritten atomically every N steps: its complete
+//! training state (parameters, generator states, phase and step) and how
+//! many bytes of its metrics part file were written by then. Resuming
+//! restores the state, cuts the part file back to that length and trains
+//! on; the runs are deterministic, so a run killed at any moment and
+//! resumed writes the same bytes as one never interrupted.
+//!
+//! A checkpoint file is one header line, then JSON:
+//! `clustermoe-checkpoint FORMAT sha256=HEX bytes=N`. The checksum and the
+//! length catch truncated and corrupted files, the format number files of
+//! another version, and the configuration's hash a checkpoint of another
+//! run.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::config::{Config, ValidConfig};
+use crate::error::{Error, Result};
+use crate::experiment::{self, RunOutput};
+use crate::metrics::Record;
+use crate::output::{self, RecordWriter};
+use crate::train::{Journal, ModelState, Monitor};
+
+/// Version of the checkpoint format; files of another are refused.
+pub const FORMAT: u32 = 1;
+const MAGIC: &str = "clustermoe-checkpoint";
+const MODELS: [&str; 2] = ["moe", "vanilla"];
+
+/// How a run checkpoints and stops.
+#[derive(Clone, Debug, Default)]
+pub struct Control {
+    /// Save a checkpoint every this many steps of a phase (None: only when stopped).
+    pub checkpoint_every: Option<u64>,
+    /// Set to a signal number (by the CLI's signal handler) to stop the run
+    /// after a checkpoint.
+    pub stop: Option<Arc<AtomicUsize>>,
+}
+
+impl Control {
+    fn stop_signal(&self) -> Option<i32> {
+        let signal = self.stop.as_ref()?.load(Ordering::Relaxed);
+        (signal != 0).then_some(signal as i32)
+    }
+}
+
+/// What a checkpoint file holds after its header.
+#[derive(Serialize, Deserialize)]
+struct Payload {
+    /// SHA-256 of the run's `config.toml`.
+    config_sha256: String,
+    /// Bytes of the model's metrics part file at this checkpoint.
+    records_bytes: u64,
+    /// The `--checkpoint-every` of the run, kept for its resumption.
+    checkpoint_every: Option<u64>,
+    state: ModelState,
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn checkpoint_path(dir: &Path, model: &str) -> PathBuf {
+    dir.join(format!("checkpoint.{model}"))
+}
+
+fn part_path(dir: &Path, model: &str) -> PathBuf {
+    dir.join(format!("metrics.{model}.part"))
+}
+
+/// Writes a checkpoint file atomically.
+fn save(path: &Path, payload: &Payload) -> Result<()> {
+    let body = serde_json::to_vec(payload).expect("states serialise");
+    let mut bytes = format!(
+        "{MAGIC} {FORMAT} sha256={} bytes={}\n",
+        sha256_hex(&body),
+        body.len()
+    )
+    .into_bytes();
+    bytes.extend_from_slice(&body);
+    output::write_atomic(path, &bytes)
+}
+
+/// Reads and verifies a checkpoint file.
+fn load(path: &Path) -> Result<Payload> {
+    let bad = |message: String| Error::Checkpoint {
+        path: path.to_path_buf(),
+        message,
+    };
+    let bytes = std::fs::read(path).map_err(|e| bad(format!("cannot read it ({e})")))?;
+    let newline = bytes
+        .iter()
+        .position(|&b| b == b'\n')
+        .ok_or_else(|| bad("no header line: not a checkpoint, or cut short".into()))?;
+    let header = std::str::from_utf8(&bytes[..newline])
+        .map_err(|_| bad("the header is not text: not a checkpoint".into()))?;
+    let fields: Vec<&str> = header.split(' ').collect();
+    let [magic, format, sha, len] = fields[..] else {
+        return Err(bad(format!("unexpected header `{header}`")));
+    };
+    if magic != MAGIC {
+        return Err(bad(format!(
+            "not a clustermoe checkpoint (header `{header}`)"
+        )));
+    }
+    if format != FORMAT.to_string() {
+        return Err(bad(format!(
+            "written in checkpoint format {format}, this clustermoe reads format {FORMAT}: \
+             resume it with the version that wrote it, or start the run again"
+        )));
+    }
+    let (Some(sha), Some(len)) = (
+        sha.strip_prefix("sha256="),
+        len.strip_prefix("bytes=")
+            .and_then(|l| l.parse::<usize>().ok()),
+    ) else {
+        return Err(bad(format!("unexpected header `{header}`")));
+    };
+    let body = &bytes[newline + 1..];
+    if body.len() != len {
+        return Err(bad(format!(
+            "truncated or extended: {} bytes after the header, the header says {len}",
+            body.len()
+        )));
+    }
+    if sha256_hex(body) != sha {
+        return Err(bad("corrupted: the checksum does not match".into()));
+    }
+    serde_json::from_slice(body).map_err(|e| bad(format!("unreadable state ({e})")))
+}
+
+/// The journal of one model in a run directory: its metrics part file and
+/// its checkpoints.
+struct DirJournal<'a> {
+    model: &'static str,
+    log: RecordWriter,
+    path: PathBuf,
+    config_sha256: String,
+    control: &'a Control,
+}
+
+impl Journal for DirJournal<'_> {
+    fn record(&mut self, rec: &Record) -> Result<()> {
+        self.log.write(rec)
+    }
+
+    fn checkpointing(&self) -> bool {
+        self.control.checkpoint_every.is_some()
+    }
+
+    fn checkpoint_due(&self, step: u64) -> bool {
+        self.control
+            .checkpoint_every
+            .is_some_and(|every| step.is_multiple_of(every))
+    }
+
+    fn checkpoint(&mut self, state: &ModelState) -> Result<()> {
+        debug_assert_eq!(state.model, self.model);
+        // The records the state has seen must be on disk before the state is.
+        let records_bytes = self.log.flushed_len()?;
+        save(
+            &self.path,
+            &Payload {
+                config_sha256: self.config_sha256.clone(),
+                records_bytes,
+                checkpoint_every: self.control.checkpoint_every,
+                state: state.clone(),
+            },
+        )
+    }
+
+    fn stop_requested(&self) -> Option<i32> {
+        self.control.stop_signal()
+    }
+}
+
+/// Runs `cfg` into a fresh run directory `dir`.
+pub fn run_to_dir(
+    cfg: &ValidConfig,
+    dir: &Path,
+    monitor: &dyn Monitor,
+    control: &Control,
+) -> Result<RunOutput> {
+    output::prepare_run_dir(dir)?;
+    output::write_atomic(&dir.join("config.toml"), cfg.config.to_toml().as_bytes())?;
+    let logs = MODELS.map(|m| RecordWriter::create(part_path(dir, m)));
+    let [moe_log, vanilla_log] = logs;
+    train_in_dir(
+        cfg,
+        dir,
+        monitor,
+        control,
+        [(moe_log?, None), (vanilla_log?, None)],
+    )
+}
+
+/// How far a run directory got.
+#[derive(Debug, PartialEq)]
+pub enum Progress {
+    /// `summary.json` is there: nothing to do.
+    Complete,
+    /// The position of each model's checkpoint (phase, step), if it has one.
+    Resumable(Vec<(String, Option<(&'static str, Option<u64>)>)>),
+}
+
+/// Reads what a run directory holds, checking every checkpoint in it.
+pub fn inspect(dir: &Path) -> Result<(ValidConfig, Progress)> {
+    let config = read_config(dir)?;
+    if crate::sweep::is_complete(dir) {
+        return Ok((config, Progress::Complete));
+    }
+    let text = config.config.to_toml();
+    let mut models = Vec::new();
+    for model in MODELS {
+        let path = checkpoint_path(dir, model);
+        let position = if path.exists() {
+            let payload = checked(&path, model, &text)?;
+            Some(payload.state.stage.position())
+        } else {
+            None
+        };
+        models.push((model.to_string(), position));
+    }
+    Ok((config, Progress::Resumable(models)))
+}
+
+fn read_config(dir: &Path) -> Result<ValidConfig> {
+    if !dir.is_dir() {
+        return Err(Error::Checkpoint {
+            path: dir.to_path_buf(),
+            message: "not a directory: give the run directory that `clustermoe run --out` wrote"
+                .into(),
+        });
+    }
+    let path = dir.join("config.toml");
+    if !path.is_file() {
+        return Err(Error::Checkpoint {
+            path: dir.to_path_buf(),
+            message: "it holds no config.toml: not a run directory".into(),
+        });
+    }
+    Config::from_file(&path)?.check()
+}
+
+/// Loads a model's checkpoint and checks that it belongs to this run.
+fn checked(path: &Path, model: &str, config_text: &str) -> Result<Payload> {
+    let payload = load(path)?;
+    let bad = |message: String| Error::Checkpoint {
+        path: path.to_path_buf(),
+        message,
+    };
+    if payload.config_sha256 != sha256_hex(config_text.as_bytes()) {
+        return Err(bad(
+            "it was written for another configuration than the directory's config.toml".into(),
+        ));
+    }
+    if payload.state.model != model {
+        return Err(bad(format!(
+            "it holds the {} model's state, not the {model} model's",
+            payload.state.model
+        )));
+    }
+    Ok(payload)
+}
+
+/// Continues the run in `dir` from its checkpoints (a model without one
+/// starts over). Returns None if the run was already complete. Without
+/// `control.checkpoint_every`, the run keeps the interval it was started with.
+pub fn resume(dir: &Path, monitor: &dyn Monitor, control: &Control) -> Result<Option<RunOutput>> {
+    let (cfg, progress) = inspect(dir)?;
+    if progress == Progress::Complete {
+        return Ok(None);
+    }
+    let text = cfg.config.to_toml();
+    let mut control = control.clone();
+    let mut models = Vec::new();
+    for model in MODELS {
+        let path = checkpoint_path(dir, model);
+        let (state, records_bytes) = if path.exists() {
+            let payload = checked(&path, model, &text)?;
+            if control.checkpoint_every.is_none() {
+                control.checkpoint_every = payload.checkpoint_every;
+            }
+            (Some(payload.state), payload.records_bytes)
+        } else {
+            (None, 0)
+        };
+        let log = RecordWriter::resume(part_path(dir, model), records_bytes)?;
+        models.push((log, state));
+    }
+    let [moe, vanilla]: [(RecordWriter, Option<ModelState>); 2] =
+        models.try_into().ok().expect("two models");
+    train_in_dir(&cfg, dir, monitor, &control, [moe, vanilla]).map(Some)
+}
+
+/// Trains (or goes on training) both models in `dir`, then writes the
+/// metrics, `model.npz` and, last, `summary.json`; checkpoints and part
+/// files go once the run is complete. On failure or a stop, the metrics so
+/// far are joined into `metrics.jsonl` and the checkpoints stay.
+fn train_in_dir(
+    cfg: &ValidConfig,
+    dir: &Path,
+    monitor: &dyn Monitor,
+    control: &Control,
+    models: [(RecordWriter, Option<ModelState>); 2],
+) -> Result<RunOutput> {
+    let config_sha256 = sha256_hex(cfg.config.to_toml().as_bytes());
+    let [(moe_log, moe_state), (vanilla_log, vanilla_state)] = models;
+    let journal = |model: &'static str, log: RecordWriter| DirJournal {
+        model,
+        log,
+        path: checkpoint_path(dir, model),
+        config_sha256: config_sha256.clone(),
+        control,
+    };
+    let mut moe = journal("moe", moe_log);
+    let mut vanilla = journal("vanilla", vanilla_log);
+    let result = experiment::run_from(
+        cfg,
+        &mut moe,
+        &mut vanilla,
+        monitor,
+        [moe_state, vanilla_state],
+    );
+    moe.log.flushed_len()?;
+    vanilla.log.flushed_len()?;
+    let parts = MODELS.map(|m| part_path(dir, m));
+    output::join_metrics(dir, &parts)?;
+    let out = result?;
+    output::write_model(&dir.join("model.npz"), &out)?;
+    // summary.json comes last: its presence marks the run complete.
+    output::write_json(&dir.join("summary.json"), &out.summary)?;
+    for model in MODELS {
+        for path in [part_path(dir, model), checkpoint_path(dir, model)] {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::{stream, StreamId};
+    use crate::train::Stage;
+
+    fn payload() -> Payload {
+        Payload {
+            config_sha256: "abc".into(),
+            records_bytes: 12,
+            checkpoint_every: Some(5),
+            state: ModelState {
+                model: "vanilla".into(),
+                samples: 640,
+                data: stream(1, StreamId::VanillaData),
+                init: stream(1, StreamId::VanillaInit),
+                stage: Stage::VanillaTrain {
+                    step: 10,
+                    map: crate::model::InputMap {
+                        centre: ndarray::array![0.1f32, -1e-30, 3.0],
+                        whiten: None,
+                    },
+                    w: ndarray::array![[0.6f32, 0.8, 0.0], [f32::MIN_POSITIVE, 1.0, 1.0 / 3.0]],
+                },
+            },
+        }
+    }
+
+    #[test]
+    fn checkpoints_round_trip_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("checkpoint.vanilla");
+        let original = payload();
+        save(&path, &original).unwrap();
+        let back = load(&path).unwrap();
+        // Bit for bit: the serialised forms agree, floats and generators included.
+        assert_eq!(
+            serde_json::to_vec(&back).unwrap(),
+            serde_json::to_vec(&original).unwrap()
+        );
+        let Stage::VanillaTrain { w, .. } = &back.state.stage else {
+            panic!("stage changed")
+        };
+        assert_eq!(w[[1, 2]].to_bits(), (1.0f32 / 3.0).to_bits());
+    }
+
+    #[test]
+    fn damaged_checkpoints_are_refused_with_the_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("checkpoint.vanilla");
+        save(&path, &payload()).unwrap();
+        let good = std::fs::read(&path).unwrap();
+        let newline = good.iter().position(|&b| b == b'\n').unwrap();
+        let mut flipped = good.clone();
+        flipped[newline + 20] ^= 0x01;
+        let other_version = String::from_utf8(good.clone()).unwrap().replacen(
+            "checkpoint 1 ",
+            "checkpoint 999 ",
+            1,
+        );
+        let cases: Vec<(Vec<u8>, &str)> = vec![
+            (good[..good.len() / 2].to_vec(), "truncated"),
+            (good[..newline / 2].to_vec(), "no header line"),
+            (Vec::new(), "no header line"),
+            (flipped, "checksum"),
+            (other_version.into_bytes(), "format 999"),
+            (
+                b"{\"not\": \"a checkpoint\"}\n".to_vec(),
+                "unexpected header",
+            ),
+            (vec![0xff, 0xfe, 0x00, b'\n', 1, 2], "not text"),
+        ];
+        for (bytes, reason) in cases {
+            std::fs::write(&path, &bytes).unwrap();
+            let err = load(&path).err().expect("refused");
+            assert_eq!(err.exit_status(), 2);
+            let message = err.to_string();
+            assert!(message.contains(reason), "{reason}: {message}");
+            assert!(message.contains("checkpoint.vanilla"), "{message}");
+        }
+    }
+}
