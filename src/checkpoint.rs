@@ -44,7 +44,8 @@ pub struct Control {
 }
 
 impl Control {
-    fn stop_signal(&self) -> Option<i32> {
+    /// The signal that asked for a stop, if one did.
+    pub fn stop_signal(&self) -> Option<i32> {
         let signal = self.stop.as_ref()?.load(Ordering::Relaxed);
         (signal != 0).then_some(signal as i32)
     }
@@ -203,13 +204,16 @@ pub fn run_to_dir(
     )
 }
 
+/// Where a checkpoint stands: the phase and the step done in it (None: trained).
+pub type Position = (&'static str, Option<u64>);
+
 /// How far a run directory got.
 #[derive(Debug, PartialEq)]
 pub enum Progress {
     /// `summary.json` is there: nothing to do.
     Complete,
-    /// The position of each model's checkpoint (phase, step), if it has one.
-    Resumable(Vec<(String, Option<(&'static str, Option<u64>)>)>),
+    /// Each model with its checkpoint's position, if it has one.
+    Resumable(Vec<(String, Option<Position>)>),
 }
 
 /// Reads what a run directory holds, checking every checkpoint in it.

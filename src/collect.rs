@@ -7,8 +7,12 @@ use serde_json::{Map, Value};
 
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::experiment;
 use crate::output;
-use crate::sweep::{self, Manifest};
+use crate::sweep::Manifest;
+
+/// The way out of a damaged run directory (see [`crate::sweep::is_complete`]).
+const REDO: &str = "running the sweep again redoes this run";
 
 /// What a merge found.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -48,9 +52,22 @@ fn run_ids(dir: &Path) -> Result<Vec<String>> {
             source,
         })?;
         let manifest: Manifest = serde_json::from_str(&text).map_err(|e| Error::Parse {
-            path: manifest_path,
+            path: manifest_path.clone(),
             message: e.to_string(),
         })?;
+        // An id is a directory name under runs/, never a path out of it.
+        if let Some(bad) = manifest.runs.iter().find(|r| {
+            let mut parts = Path::new(&r.id).components();
+            !matches!(
+                (parts.next(), parts.next()),
+                (Some(std::path::Component::Normal(_)), None)
+            )
+        }) {
+            return Err(Error::Parse {
+                path: manifest_path,
+                message: format!("run id {:?} is not a directory name", bad.id),
+            });
+        }
         return Ok(manifest.runs.into_iter().map(|r| r.id).collect());
     }
     let runs = dir.join("runs");
@@ -72,19 +89,43 @@ pub fn merge(dir: &Path) -> Result<MergeReport> {
     let mut jsonl = String::new();
     for id in run_ids(dir)? {
         let run = dir.join("runs").join(&id);
-        if !sweep::is_complete(&run) {
-            report.missing.push(id);
-            continue;
-        }
-        let config = Config::from_file(&run.join("config.toml"))?;
+        // summary.json is written last and atomically: absent means the run
+        // is not done (yet); present but unreadable means it was damaged or
+        // written by another version, which is an error (a sweep started
+        // again redoes such a run).
         let summary_path = run.join("summary.json");
-        let summary: Value = std::fs::read_to_string(&summary_path)
-            .ok()
-            .and_then(|t| serde_json::from_str(&t).ok())
-            .ok_or_else(|| Error::Parse {
-                path: summary_path.clone(),
-                message: "not a summary".into(),
-            })?;
+        let text = match std::fs::read(&summary_path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                report.missing.push(id);
+                continue;
+            }
+            Err(source) => {
+                return Err(Error::Unreadable {
+                    path: summary_path,
+                    source,
+                })
+            }
+        };
+        let not_a_summary = |e: serde_json::Error| Error::Parse {
+            path: summary_path.clone(),
+            message: format!("not a run summary of this version ({e}); {REDO}"),
+        };
+        serde_json::from_slice::<experiment::Summary>(&text).map_err(not_a_summary)?;
+        let summary: Value = serde_json::from_slice(&text).map_err(not_a_summary)?;
+        let config_path = run.join("config.toml");
+        // Any error of a run's config.toml names the file, not only parse errors.
+        let config = Config::from_file(&config_path).map_err(|e| {
+            let message = match e {
+                Error::Unreadable { .. } => return e,
+                Error::Parse { message, .. } => message,
+                other => other.to_string(),
+            };
+            Error::Parse {
+                path: config_path.clone(),
+                message: format!("{message}; {REDO}"),
+            }
+        })?;
         let config = serde_json::to_value(&config).expect("configs are JSON");
         let mut object = Map::new();
         object.insert("id".into(), Value::String(id.clone()));

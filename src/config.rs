@@ -396,12 +396,24 @@ impl Config {
             let (key, value) = set
                 .split_once('=')
                 .ok_or_else(|| Error::invalid("--set", set, "FIELD=VALUE, e.g. task.d=64"))?;
+            // One TOML value, or else the raw text as a string: `1\nseed = 5`
+            // is the string "1\nseed = 5", never two assignments.
             let value = toml::from_str::<toml::Table>(&format!("v = {value}"))
                 .ok()
+                .filter(|t| t.len() == 1)
                 .and_then(|mut t| t.remove("v"))
                 .unwrap_or_else(|| toml::Value::String(value.trim().to_string()));
+            let path: Vec<&str> = key.trim().split('.').map(str::trim).collect();
+            // No field is deeper than `section.field`; a longer path is
+            // malformed (and would build a needlessly deep table).
+            if path.len() > MAX_SET_DEPTH || path.iter().any(|p| p.is_empty()) {
+                return Err(Error::invalid(
+                    "--set",
+                    format!("{set:?}"),
+                    "FIELD=VALUE with FIELD a dotted field name such as task.d",
+                ));
+            }
             let mut over = toml::Table::new();
-            let path: Vec<&str> = key.trim().split('.').collect();
             let (last, parents) = path.split_last().expect("split yields one part");
             let mut node = &mut over;
             for part in parents {
@@ -431,10 +443,14 @@ impl Config {
     }
 }
 
+/// Most parts of a `--set` field name: `section.field`, with room for the
+/// type error of one level too deep (`task.d.x` names `task.d`).
+const MAX_SET_DEPTH: usize = 4;
+
 /// Rejects a field that the defaults do not have, naming the closest valid one.
 fn check_known_fields(known: &toml::Table, given: &toml::Table, prefix: &str) -> Result<()> {
     for (key, value) in given {
-        let path = format!("{prefix}{key}");
+        let path = format!("{prefix}{}", key_text(key));
         match known.get(key) {
             Some(toml::Value::Table(k)) => {
                 if let toml::Value::Table(g) = value {
@@ -461,6 +477,29 @@ fn check_known_fields(known: &toml::Table, given: &toml::Table, prefix: &str) ->
         }
     }
     Ok(())
+}
+
+/// A key as TOML writes it in a dotted name: bare, or quoted if it is
+/// empty or holds other characters than letters, digits, `_` and `-`.
+fn key_text(key: &str) -> String {
+    let bare = !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if bare {
+        return key.to_string();
+    }
+    let mut out = String::from('"');
+    for c in key.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 /// Overrides `base` with `over`, recursing into tables present in both.

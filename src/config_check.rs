@@ -127,6 +127,15 @@ fn checked_samples(field: &str, steps: u64, batch: usize) -> Result<u64> {
 
 /// See [`Config::check`].
 pub fn check(config: &Config) -> Result<ValidConfig> {
+    // `config.toml` of the run is TOML, whose integers are i64 (`--seed`
+    // takes any u64).
+    if i64::try_from(config.seed).is_err() {
+        return Err(Error::invalid(
+            "seed",
+            config.seed,
+            format!("an integer from 0 to {}", i64::MAX),
+        ));
+    }
     let t = &config.task;
     positive_count("task.d", t.d, MAX_D)?;
     positive_count("task.clusters", t.clusters, MAX_UNITS)?;
@@ -422,6 +431,12 @@ mod tests {
         );
         rejects("[tsak]\nd = 3\n", "did you mean `task`");
         rejects("seed = -1\n", "seed");
+        let huge_seed = Config {
+            seed: u64::MAX,
+            ..Config::default()
+        };
+        let e = huge_seed.check().unwrap_err();
+        assert!(e.to_string().contains("`seed`"), "{e}");
     }
 
     #[test]

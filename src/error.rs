@@ -63,6 +63,12 @@ pub enum Error {
         phase: &'static str,
         step: Option<u64>,
     },
+    /// A signal stopped a sweep; its runs in progress were checkpointed.
+    #[error(
+        "stopped by signal {signal}: {unfinished} runs unfinished (those in progress \
+         were checkpointed); the same sweep command resumes them"
+    )]
+    SweepStopped { signal: i32, unfinished: usize },
     /// The ridge system of the readout could not be solved.
     #[error("{model} readout failed: {message}; try a larger `readout.ridge`")]
     Readout {
@@ -102,7 +108,7 @@ impl Error {
             | Error::Parse { .. }
             | Error::Unreadable { .. }
             | Error::Checkpoint { .. } => 2,
-            Error::Interrupted { signal, .. } => 128 + *signal,
+            Error::Interrupted { signal, .. } | Error::SweepStopped { signal, .. } => 128 + *signal,
             Error::Io { .. }
             | Error::Diverged { .. }
             | Error::Readout { .. }

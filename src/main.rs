@@ -107,6 +107,11 @@ enum Command {
         /// SLURM_ARRAY_TASK_ID / SLURM_ARRAY_TASK_COUNT (minus SLURM_ARRAY_TASK_MIN) are used.
         #[arg(long, value_name = "I/N")]
         shard: Option<String>,
+        /// Checkpoint every run every N steps of a phase. SIGINT or SIGTERM stops
+        /// the sweep after checkpointing the runs in progress; the same command
+        /// again resumes them and skips the complete ones.
+        #[arg(long, value_name = "N")]
+        checkpoint_every: Option<u64>,
         /// No progress output.
         #[arg(long, short)]
         quiet: bool,
@@ -518,8 +523,13 @@ fn run(cli: Cli) -> Result<()> {
             out,
             jobs,
             shard,
+            checkpoint_every,
             quiet,
         } => {
+            let control = checkpoint::Control {
+                checkpoint_every: checked_every(checkpoint_every)?,
+                stop: Some(stop_on_signals()?),
+            };
             let shard = match shard {
                 Some(s) => sweep::Shard::parse(&s)?,
                 None => {
@@ -538,8 +548,13 @@ fn run(cli: Cli) -> Result<()> {
                     .progress_chars("=> "),
                 );
             }
-            let report =
-                sweep::run_sweep(&grid, &out, jobs, shard, &|done, planned, id| match &bar {
+            let report = sweep::run_sweep(
+                &grid,
+                &out,
+                jobs,
+                shard,
+                &control,
+                &|done, planned, id| match &bar {
                     Some(bar) => {
                         bar.set_length(planned as u64);
                         bar.set_position(done as u64);
@@ -547,22 +562,31 @@ fn run(cli: Cli) -> Result<()> {
                     }
                     None if !quiet => eprintln!("run {done}/{planned}: {id}"),
                     None => {}
-                })?;
+                },
+            )?;
             if let Some(bar) = bar {
                 bar.finish_and_clear();
             }
             println!(
-                "shard {}/{}: {} runs, {} trained, {} already complete, {} failed, in {:.1} s",
+                "shard {}/{}: {} runs, {} trained, {} resumed, {} already complete, {} failed, {} stopped, in {:.1} s",
                 shard.index,
                 shard.count,
                 report.planned,
                 report.trained,
+                report.resumed,
                 report.skipped,
                 report.failed.len(),
+                report.stopped,
                 start.elapsed().as_secs_f64()
             );
             for (id, e) in &report.failed {
                 eprintln!("error: run {id}: {e}");
+            }
+            if let Some(signal) = control.stop_signal() {
+                return Err(Error::SweepStopped {
+                    signal,
+                    unfinished: report.stopped,
+                });
             }
             if !report.failed.is_empty() {
                 return Err(Error::RunsFailed {

@@ -107,6 +107,7 @@ fn run(
         &dir,
         opts.jobs,
         Shard::ALL,
+        &crate::checkpoint::Control::default(),
         &|done, planned, _| progress(&format!("{name}: run {done}/{planned}")),
     )?;
     if !report.failed.is_empty() {

@@ -25,6 +25,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::checkpoint::{self, Control};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::experiment;
@@ -85,56 +86,118 @@ pub struct ManifestRun {
     pub values: BTreeMap<String, serde_json::Value>,
 }
 
-fn axis_values(name: &str, axis: &Axis) -> Result<Vec<toml::Value>> {
-    let values = match axis {
-        Axis::List(v) => v.clone(),
+/// Most runs one grid may expand to; an axis has at most as many values.
+pub const MAX_RUNS: usize = 1_000_000;
+
+/// The values of one axis, validated but not yet materialised, so that the
+/// size of the Cartesian product is known before anything is allocated.
+enum AxisPlan<'a> {
+    List(&'a [toml::Value]),
+    Integers { from: i64, step: i64, count: usize },
+    Floats { from: f64, step: f64, count: usize },
+}
+
+impl AxisPlan<'_> {
+    fn len(&self) -> usize {
+        match self {
+            AxisPlan::List(v) => v.len(),
+            AxisPlan::Integers { count, .. } | AxisPlan::Floats { count, .. } => *count,
+        }
+    }
+
+    fn values(&self) -> Vec<toml::Value> {
+        match *self {
+            AxisPlan::List(v) => v.to_vec(),
+            AxisPlan::Integers { from, step, count } => (0..count as i64)
+                .map(|i| toml::Value::Integer(from + i * step))
+                .collect(),
+            AxisPlan::Floats { from, step, count } => (0..count)
+                .map(|i| toml::Value::Float(from + i as f64 * step))
+                .collect(),
+        }
+    }
+}
+
+/// Validates axis `field` (`grid.NAME` or `seeds`) without expanding it.
+fn axis_plan<'a>(field: &str, axis: &'a Axis) -> Result<AxisPlan<'a>> {
+    let too_many = |from: &dyn std::fmt::Display, to: &dyn std::fmt::Display, step| {
+        Error::invalid(
+            field,
+            format!("from {from} to {to} step {step}"),
+            format!("a range of 1 to {MAX_RUNS} values with from <= to"),
+        )
+    };
+    let plan = match axis {
+        Axis::List(v) => AxisPlan::List(v),
         Axis::Range(r) => {
-            let as_f64 = |v: &toml::Value, what: &str| {
-                v.as_float()
-                    .or_else(|| v.as_integer().map(|i| i as f64))
-                    .ok_or_else(|| Error::invalid(format!("grid.{name}.{what}"), v, "a number"))
-            };
-            let integers = [Some(&r.from), Some(&r.to), r.step.as_ref()]
-                .iter()
-                .flatten()
-                .all(|v| v.is_integer());
-            let (from, to) = (as_f64(&r.from, "from")?, as_f64(&r.to, "to")?);
-            let step = r.step.as_ref().map_or(Ok(1.0), |s| as_f64(s, "step"))?;
-            if step <= 0.0 || !step.is_finite() || !from.is_finite() || !to.is_finite() {
-                return Err(Error::invalid(
-                    format!("grid.{name}.step"),
-                    step,
-                    "a finite number > 0",
-                ));
-            }
-            let count = ((to - from) / step + 1e-9).floor() + 1.0;
-            if !(1.0..=1e6).contains(&count) {
-                return Err(Error::invalid(
-                    format!("grid.{name}"),
-                    format!("from {from} to {to} step {step}"),
-                    "a range of 1 to 1,000,000 values with from <= to",
-                ));
-            }
-            (0..count as usize)
-                .map(|i| {
-                    let v = from + i as f64 * step;
-                    if integers {
-                        toml::Value::Integer(v.round() as i64)
-                    } else {
-                        toml::Value::Float(v)
+            let step = r.step.clone().unwrap_or(toml::Value::Integer(1));
+            let what = |name: &str| format!("{field}.{name}");
+            match (&r.from, &r.to, &step) {
+                (
+                    &toml::Value::Integer(from),
+                    &toml::Value::Integer(to),
+                    &toml::Value::Integer(step),
+                ) => {
+                    if step <= 0 {
+                        return Err(Error::invalid(what("step"), step, "a number > 0"));
                     }
-                })
-                .collect()
+                    let count =
+                        (i128::from(to) - i128::from(from)).div_euclid(i128::from(step)) + 1;
+                    if !(1..=MAX_RUNS as i128).contains(&count) {
+                        return Err(too_many(&from, &to, step as f64));
+                    }
+                    AxisPlan::Integers {
+                        from,
+                        step,
+                        count: count as usize,
+                    }
+                }
+                (from, to, step) => {
+                    let number = |v: &toml::Value, name: &str| {
+                        v.as_float()
+                            .or_else(|| v.as_integer().map(|i| i as f64))
+                            .filter(|x| x.is_finite())
+                            .ok_or_else(|| Error::invalid(what(name), v, "a finite number"))
+                    };
+                    let (from, to, step) = (
+                        number(from, "from")?,
+                        number(to, "to")?,
+                        number(step, "step")?,
+                    );
+                    if step <= 0.0 {
+                        return Err(Error::invalid(what("step"), step, "a finite number > 0"));
+                    }
+                    let count = ((to - from) / step + 1e-9).floor() + 1.0;
+                    if !(1.0..=MAX_RUNS as f64).contains(&count) {
+                        return Err(too_many(&from, &to, step));
+                    }
+                    AxisPlan::Floats {
+                        from,
+                        step,
+                        count: count as usize,
+                    }
+                }
+            }
         }
     };
-    if values.is_empty() {
+    if plan.len() == 0 {
+        return Err(Error::invalid(field, "[]", "at least one value"));
+    }
+    Ok(plan)
+}
+
+/// Rejects a `[set]` or `[grid]` name that is not a dotted field name, which
+/// `--set` could not take (`section` names the table it is in).
+fn check_name(section: &str, name: &str) -> Result<()> {
+    let parts: Vec<&str> = name.split('.').map(str::trim).collect();
+    if name.contains('=') || parts.len() > 4 || parts.iter().any(|p| p.is_empty()) {
         return Err(Error::invalid(
-            format!("grid.{name}"),
-            "[]",
-            "at least one value",
+            format!("{section}.{name:?}"),
+            format!("{name:?}"),
+            "a dotted field name such as \"task.d\"",
         ));
     }
-    Ok(values)
+    Ok(())
 }
 
 /// A dotted override `name=value` as `--set` takes it.
@@ -176,23 +239,65 @@ impl GridFile {
             }
             None => String::new(),
         };
+        for name in self.set.keys() {
+            check_name("set", name)?;
+        }
+        for name in self.grid.keys() {
+            check_name("grid", name)?;
+        }
+        if self.seeds.is_some() && self.grid.keys().any(|k| k.trim() == "seed") {
+            return Err(Error::invalid(
+                "grid.\"seed\"",
+                "an axis besides `seeds`",
+                "seeds given once: either `seeds` or a `seed` axis in [grid]",
+            ));
+        }
+        if let Some(path) = self.base.as_ref().map(|p| dir.join(p)) {
+            // Errors in the base file itself name the file.
+            Config::from_toml(&base_text).map_err(|e| match e {
+                Error::Parse { message, .. } => Error::Parse { path, message },
+                other => other,
+            })?;
+        }
         let fixed: Vec<String> = self
             .set
             .iter()
             .map(|(k, v)| override_string(k, v))
             .collect();
-        let mut axes: Vec<(String, Vec<toml::Value>)> = self
+        let mut plans: Vec<(String, AxisPlan)> = self
             .grid
             .iter()
-            .map(|(name, axis)| Ok((name.clone(), axis_values(name, axis)?)))
+            .map(|(name, axis)| Ok((name.clone(), axis_plan(&format!("grid.{name}"), axis)?)))
             .collect::<Result<_>>()?;
         if let Some(seeds) = &self.seeds {
-            axes.push(("seed".into(), axis_values("seeds", seeds)?));
+            plans.push(("seed".into(), axis_plan("seeds", seeds)?));
         }
-        let total: usize = axes.iter().map(|(_, v)| v.len()).product();
-        if total > 1_000_000 {
-            return Err(Error::invalid("grid", total, "at most 1,000,000 runs"));
-        }
+        // The product is checked before any axis is expanded.
+        let total = plans
+            .iter()
+            .try_fold(1usize, |acc, (_, p)| {
+                acc.checked_mul(p.len()).filter(|&t| t <= MAX_RUNS)
+            })
+            .ok_or_else(|| {
+                // The seeds axis is last; its key in the file is `seeds`.
+                let sizes: Vec<String> = plans
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (name, p))| {
+                        let seeds = self.seeds.is_some() && i + 1 == plans.len();
+                        format!("{}: {}", if seeds { "seeds" } else { name }, p.len())
+                    })
+                    .collect();
+                Error::invalid(
+                    "grid",
+                    format!("the product of the axes ({})", sizes.join(" x ")),
+                    format!("at most {MAX_RUNS} runs"),
+                )
+            })?;
+        let axes: Vec<(String, Vec<toml::Value>)> = plans
+            .iter()
+            .map(|(name, p)| (name.clone(), p.values()))
+            .collect();
         let mut runs = Vec::with_capacity(total);
         for index in 0..total {
             let mut rest = index;
@@ -296,16 +401,22 @@ pub struct SweepReport {
     pub skipped: usize,
     /// Runs trained now.
     pub trained: usize,
+    /// Runs continued from their checkpoints.
+    pub resumed: usize,
     /// Runs that failed, with their error.
     pub failed: Vec<(String, String)>,
+    /// Runs a stop signal left unfinished (checkpointed or not started).
+    pub stopped: usize,
 }
 
-/// Whether `dir` holds a complete run (its `summary.json` is written last).
+/// Whether `dir` holds a complete run: its `summary.json` (written last) is
+/// a summary and its `config.toml` a configuration. A run directory damaged
+/// or written by another version is not complete, so a sweep redoes it.
 pub fn is_complete(dir: &Path) -> bool {
-    std::fs::read_to_string(dir.join("summary.json"))
+    std::fs::read(dir.join("summary.json"))
         .ok()
-        .and_then(|t| serde_json::from_str::<experiment::Summary>(&t).ok())
-        .is_some()
+        .is_some_and(|t| serde_json::from_slice::<experiment::Summary>(&t).is_ok())
+        && Config::from_file(&dir.join("config.toml")).is_ok()
 }
 
 /// Runs the shard `shard` of the grid `grid_path` into `out`, `jobs` runs
@@ -315,6 +426,7 @@ pub fn run_sweep(
     out: &Path,
     jobs: usize,
     shard: Shard,
+    control: &Control,
     on_done: &(dyn Fn(usize, usize, &str) + Sync),
 ) -> Result<SweepReport> {
     let grid = GridFile::from_file(grid_path)?;
@@ -324,8 +436,49 @@ pub fn run_sweep(
         out,
         jobs,
         shard,
+        control,
         on_done,
     )
+}
+
+/// What became of one run of a sweep.
+enum Outcome {
+    Skipped,
+    Trained,
+    Resumed,
+    Failed(String),
+    Stopped,
+}
+
+/// Runs one run of a sweep: skipped if complete, continued from its
+/// checkpoints if it has any, trained from the start otherwise (also when
+/// its checkpoints cannot be used: runs are deterministic, so starting over
+/// gives the same result).
+fn sweep_one(config: &Config, dir: &Path, control: &Control) -> Outcome {
+    if is_complete(dir) {
+        return Outcome::Skipped;
+    }
+    if control.stop_signal().is_some() {
+        return Outcome::Stopped;
+    }
+    let checkpointed = ["checkpoint.moe", "checkpoint.vanilla"]
+        .iter()
+        .any(|f| dir.join(f).exists());
+    let resumed = checkpointed
+        .then(|| checkpoint::resume(dir, &Silent, control))
+        .filter(|r| !matches!(r, Err(Error::Checkpoint { .. })));
+    let result = match resumed {
+        Some(r) => r.map(|_| Outcome::Resumed),
+        None => {
+            let valid = config.check().expect("checked when expanded");
+            checkpoint::run_to_dir(&valid, dir, &Silent, control).map(|_| Outcome::Trained)
+        }
+    };
+    match result {
+        Ok(outcome) => outcome,
+        Err(Error::Interrupted { .. }) => Outcome::Stopped,
+        Err(e) => Outcome::Failed(e.to_string()),
+    }
 }
 
 /// Runs the shard `shard` of `grid` (whose `base` is relative to `dir`)
@@ -336,6 +489,7 @@ pub fn run_grid(
     out: &Path,
     jobs: usize,
     shard: Shard,
+    control: &Control,
     on_done: &(dyn Fn(usize, usize, &str) + Sync),
 ) -> Result<SweepReport> {
     let runs = grid.expand(dir)?;
@@ -361,20 +515,10 @@ pub fn run_grid(
         .build()
         .map_err(|e| Error::invalid("--jobs", jobs, format!("a usable thread count ({e})")))?;
     let done = AtomicUsize::new(0);
-    let outcomes: Vec<(String, Option<std::result::Result<(), String>>)> = pool.install(|| {
+    let outcomes: Vec<(String, Outcome)> = pool.install(|| {
         mine.par_iter()
             .map(|run| {
-                let dir = out.join("runs").join(&run.id);
-                let outcome = if is_complete(&dir) {
-                    None
-                } else {
-                    let valid = run.config.check().expect("checked when expanded");
-                    Some(
-                        experiment::run_to_dir(&valid, &dir, &Silent)
-                            .map(|_| ())
-                            .map_err(|e| e.to_string()),
-                    )
-                };
+                let outcome = sweep_one(&run.config, &out.join("runs").join(&run.id), control);
                 on_done(done.fetch_add(1, Ordering::SeqCst) + 1, mine.len(), &run.id);
                 (run.id.clone(), outcome)
             })
@@ -386,9 +530,11 @@ pub fn run_grid(
     };
     for (id, outcome) in outcomes {
         match outcome {
-            None => report.skipped += 1,
-            Some(Ok(())) => report.trained += 1,
-            Some(Err(e)) => report.failed.push((id, e)),
+            Outcome::Skipped => report.skipped += 1,
+            Outcome::Trained => report.trained += 1,
+            Outcome::Resumed => report.resumed += 1,
+            Outcome::Failed(e) => report.failed.push((id, e)),
+            Outcome::Stopped => report.stopped += 1,
         }
     }
     Ok(report)

@@ -19,7 +19,7 @@ SKIP_TORCH=0
 TORCH_ANALYTIC=0
 BIN=""
 
-usage() { sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
     case "$1" in
         --d) D="$2"; shift 2 ;;
