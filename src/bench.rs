@@ -14,7 +14,9 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use ndarray::{linalg::general_mat_mul, Array2};
+use ndarray::Array2;
+
+use crate::linalg::matmul;
 use rand::{Rng, RngCore};
 use rand_distr::StandardNormal;
 use rayon::prelude::*;
@@ -183,8 +185,8 @@ pub fn products_seconds(batch: usize, d: usize, width: usize) -> f64 {
     let mut pre = Array2::<f32>::zeros((batch, width));
     let mut grad = Array2::<f32>::zeros((width, d));
     seconds_per_call(|| {
-        general_mat_mul(1.0, &x, &w.t(), 0.0, &mut pre);
-        general_mat_mul(1.0, &pre.t(), &x, 0.0, &mut grad);
+        matmul(&mut pre.view_mut(), &x.view(), &w.t(), 1.0, false);
+        matmul(&mut grad.view_mut(), &pre.t(), &x.view(), 1.0, false);
         std::hint::black_box(&grad);
     })
 }

@@ -42,6 +42,7 @@ pub mod error;
 pub mod experiment;
 pub mod figure;
 pub mod hermite;
+pub mod linalg;
 pub mod link;
 pub mod metrics;
 pub mod model;

@@ -2,7 +2,9 @@
 //! an input centre, random biases and a linear readout; and the Hermite
 //! activations used while the directions learn.
 
-use ndarray::{linalg::general_mat_mul, Array1, Array2, ArrayView2, ArrayViewMut2, Axis};
+use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut2, Axis};
+
+use crate::linalg::matmul;
 use rand::Rng;
 use rand_distr::StandardNormal;
 
@@ -226,7 +228,7 @@ pub fn loss_gradient<'a>(
     }
     scratch.rows = n;
     let mut pre = ArrayViewMut2::from_shape((n, j), &mut scratch.pre[..n * j]).expect("sized");
-    general_mat_mul(1.0, &xc, &w.t(), 0.0, &mut pre);
+    matmul(&mut pre, &xc, &w.t(), 1.0, false);
     let total: f32 = weights.map_or(n as f32, |ws| ws.iter().sum());
     for (i, (t, out)) in scratch.pre[..n * j]
         .chunks_exact(j)
@@ -237,7 +239,7 @@ pub fn loss_gradient<'a>(
         activation.loss_slopes(loss, y[i], scale, t, out, &mut scratch.tmp);
     }
     let coef = ArrayView2::from_shape((n, j), &scratch.coef[..n * j]).expect("sized");
-    general_mat_mul(1.0, &coef.t(), &xc, 0.0, &mut scratch.grad);
+    matmul(&mut scratch.grad.view_mut(), &coef.t(), &xc, 1.0, false);
     &scratch.grad
 }
 
@@ -253,7 +255,7 @@ fn times_whitening<'a>(
             if out.dim() != a.dim() {
                 *out = Array2::zeros(a.dim());
             }
-            general_mat_mul(1.0, a, w, 0.0, out);
+            matmul(&mut out.view_mut(), &a.view(), &w.view(), 1.0, false);
             out
         }
     }
@@ -351,7 +353,8 @@ impl TwoLayer {
     pub fn features(&self, x: ArrayView2<f32>) -> Array2<f64> {
         let mut xc = x.to_owned();
         crate::task::centre_rows(xc.view_mut(), &self.centre);
-        let pre = xc.dot(&self.w.t());
+        let mut pre = Array2::zeros((xc.nrows(), self.w.nrows()));
+        matmul(&mut pre.view_mut(), &xc.view(), &self.w.t(), 1.0, false);
         let (n, j) = pre.dim();
         let mut out = Array2::<f64>::ones((n, j + 1));
         for (mut row, pre_row) in out.axis_iter_mut(Axis(0)).zip(pre.axis_iter(Axis(0))) {

@@ -2,7 +2,9 @@
 //! Cholesky solve (faer) of the normal equations of all gated features.
 
 use faer::{linalg::solvers::Solve, Mat, Side};
-use ndarray::{linalg::general_mat_mul, s, Array1, Array2, Axis};
+use ndarray::{s, Array1, Array2, Axis};
+
+use crate::linalg::matmul;
 
 use crate::config::{Gate, ValidConfig};
 use crate::error::{Error, Result};
@@ -31,7 +33,13 @@ impl NormalEquations {
     }
 
     fn add(&mut self, features: &Array2<f64>, y: &[f32]) {
-        general_mat_mul(1.0, &features.t(), features, 1.0, &mut self.gram);
+        matmul(
+            &mut self.gram.view_mut(),
+            &features.t(),
+            &features.view(),
+            1.0,
+            true,
+        );
         let y = Array1::from_iter(y.iter().map(|&v| v as f64));
         self.rhs += &features.t().dot(&y);
         self.n += features.nrows();

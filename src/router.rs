@@ -1,7 +1,9 @@
 //! The linear router h(x) = Theta x and its gates (SPEC §3), and the
 //! phase-II objective it ascends.
 
-use ndarray::{linalg::general_mat_mul, Array2, ArrayView2, Axis};
+use ndarray::{Array2, ArrayView2, Axis};
+
+use crate::linalg::matmul;
 use rand::Rng;
 use rand_distr::StandardNormal;
 
@@ -83,7 +85,7 @@ impl Router {
         if g.dim() != (x.nrows(), self.experts()) {
             *g = Array2::zeros((x.nrows(), self.experts()));
         }
-        general_mat_mul(1.0, &x, &self.theta.t(), 0.0, g);
+        matmul(&mut g.view_mut(), &x, &self.theta.t(), 1.0, false);
         for mut row in g.axis_iter_mut(Axis(0)) {
             let row = row.as_slice_mut().expect("contiguous logits");
             match rule.kind {

@@ -2,12 +2,13 @@
 //! (the router learns), phase III (experts learn their cluster), phase IV
 //! (readout); and the vanilla baseline on the same sample budget.
 
-use ndarray::{linalg::general_mat_mul, Array1, Array2, ArrayView1, ArrayView2, Axis};
+use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Allocation, Merge, ReadoutConfig, ValidConfig, ValidPhase};
 use crate::error::{Error, Result};
+use crate::linalg::matmul;
 use crate::metrics::{self, Record};
 use crate::model::{self, Activation, InputMap, SphereStep, TwoLayer};
 use crate::readout;
@@ -707,7 +708,13 @@ fn phase_two(
     run.monitor.advance(run.model, done);
     for step in done + 1..=p2.steps {
         run.draw(&mut batch);
-        general_mat_mul(1.0, &batch.x, &lead_seen.t(), 0.0, &mut rewards);
+        matmul(
+            &mut rewards.view_mut(),
+            &batch.x.view(),
+            &lead_seen.t(),
+            1.0,
+            false,
+        );
         for (mut row, &y) in rewards.axis_iter_mut(Axis(0)).zip(&batch.y) {
             row.zip_mut_with(&offset, |t, &o| *t = y * activation.value(*t - o));
         }
