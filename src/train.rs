@@ -12,7 +12,7 @@ use crate::linalg::matmul;
 use crate::metrics::{self, Record};
 use crate::model::{self, Activation, InputMap, SphereStep, TwoLayer};
 use crate::readout;
-use crate::rng::Stream;
+use crate::rng::{stream, Stream, StreamId};
 use crate::router::{router_gradient, GateRule, Router};
 use crate::task::{Batch, Task};
 
@@ -177,7 +177,41 @@ struct Run<'a> {
     monitor: &'a dyn Monitor,
 }
 
-impl Run<'_> {
+impl<'a> Run<'a> {
+    /// A model's training from the start (the seed's `streams`: data,
+    /// initialisation) or from a checkpoint's state; also returns the stage
+    /// to go on from.
+    fn start(
+        cfg: &'a ValidConfig,
+        task: &'a Task,
+        model: &'static str,
+        streams: (StreamId, StreamId),
+        journal: Sink<'a>,
+        monitor: &'a dyn Monitor,
+        resume: Option<ModelState>,
+    ) -> (Self, Option<Stage>) {
+        let (data, init, samples, stage) = match resume {
+            Some(s) => (s.data, s.init, s.samples, Some(s.stage)),
+            None => (
+                stream(cfg.seed, streams.0),
+                stream(cfg.seed, streams.1),
+                0,
+                None,
+            ),
+        };
+        let run = Run {
+            cfg,
+            task,
+            model,
+            data,
+            init,
+            samples,
+            journal,
+            monitor,
+        };
+        (run, stage)
+    }
+
     fn draw(&mut self, batch: &mut Batch) {
         self.task.sample_into(batch, &mut self.data);
         self.samples += batch.len() as u64;
@@ -485,26 +519,8 @@ pub fn train_moe(
     monitor: &dyn Monitor,
     resume: Option<ModelState>,
 ) -> Result<Moe> {
-    use crate::rng::{stream, StreamId};
-    let (data, init, samples, stage) = match resume {
-        Some(s) => (s.data, s.init, s.samples, Some(s.stage)),
-        None => (
-            stream(cfg.seed, StreamId::MoeData),
-            stream(cfg.seed, StreamId::MoeInit),
-            0,
-            None,
-        ),
-    };
-    let mut run = Run {
-        cfg,
-        task,
-        model: "moe",
-        data,
-        init,
-        samples,
-        journal,
-        monitor,
-    };
+    let streams = (StreamId::MoeData, StreamId::MoeInit);
+    let (mut run, stage) = Run::start(cfg, task, "moe", streams, journal, monitor, resume);
     let (one, two, three) = match stage {
         None => (phase_one(&mut run, None)?, None, None),
         Some(Stage::PhaseOne {
@@ -987,26 +1003,8 @@ pub fn train_vanilla(
     monitor: &dyn Monitor,
     resume: Option<ModelState>,
 ) -> Result<Vanilla> {
-    use crate::rng::{stream, StreamId};
-    let (data, init, samples, stage) = match resume {
-        Some(s) => (s.data, s.init, s.samples, Some(s.stage)),
-        None => (
-            stream(cfg.seed, StreamId::VanillaData),
-            stream(cfg.seed, StreamId::VanillaInit),
-            0,
-            None,
-        ),
-    };
-    let mut run = Run {
-        cfg,
-        task,
-        model: "vanilla",
-        data,
-        init,
-        samples,
-        journal,
-        monitor,
-    };
+    let streams = (StreamId::VanillaData, StreamId::VanillaInit);
+    let (mut run, stage) = Run::start(cfg, task, "vanilla", streams, journal, monitor, resume);
     let p = &cfg.vanilla;
     let threshold = cfg.metrics.recovery_threshold;
     let (done, map, mut w) = match stage {
