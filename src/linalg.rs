@@ -10,6 +10,31 @@
 use faer::{Accum, MatMut, MatRef, Par};
 use ndarray::{ArrayView2, ArrayViewMut2};
 
+/// A faer view of an ndarray view (any strides, in elements).
+fn faer_ref<'a, T>(a: &ArrayView2<'a, T>) -> MatRef<'a, T> {
+    let (m, n) = a.dim();
+    // SAFETY: pointer, shape and strides come from a live ndarray view of
+    // exactly this shape, borrowed for 'a.
+    unsafe { MatRef::from_raw_parts(a.as_ptr(), m, n, a.strides()[0], a.strides()[1]) }
+}
+
+/// A mutable faer view of an ndarray view.
+fn faer_mut<'a, T>(c: &'a mut ArrayViewMut2<'_, T>) -> MatMut<'a, T> {
+    let (m, n) = c.dim();
+    let strides = [c.strides()[0], c.strides()[1]];
+    // SAFETY: as in `faer_ref`; `c` is borrowed mutably for the view's life,
+    // so it aliases no input.
+    unsafe { MatMut::from_raw_parts_mut(c.as_mut_ptr(), m, n, strides[0], strides[1]) }
+}
+
+fn accum(accumulate: bool) -> Accum {
+    if accumulate {
+        Accum::Add
+    } else {
+        Accum::Replace
+    }
+}
+
 /// `c = alpha a b` (or `c += alpha a b` with `accumulate`).
 pub fn matmul<T: faer::traits::ComplexField + Copy>(
     c: &mut ArrayViewMut2<T>,
@@ -18,28 +43,31 @@ pub fn matmul<T: faer::traits::ComplexField + Copy>(
     alpha: T,
     accumulate: bool,
 ) {
-    let (m, k) = a.dim();
-    let (k2, n) = b.dim();
-    assert_eq!(k, k2, "inner dimensions");
-    assert_eq!(c.dim(), (m, n), "output shape");
-    let (sa, sb) = (a.strides(), b.strides());
-    let sc = [c.strides()[0], c.strides()[1]];
-    // SAFETY: pointers, shapes and strides (in elements) come from live
-    // ndarray views of exactly these shapes; `c` is borrowed mutably and so
-    // aliases neither input.
-    let (lhs, rhs, dst) = unsafe {
-        (
-            MatRef::from_raw_parts(a.as_ptr(), m, k, sa[0], sa[1]),
-            MatRef::from_raw_parts(b.as_ptr(), k, n, sb[0], sb[1]),
-            MatMut::from_raw_parts_mut(c.as_mut_ptr(), m, n, sc[0], sc[1]),
-        )
-    };
-    let beta = if accumulate {
-        Accum::Add
-    } else {
-        Accum::Replace
-    };
-    faer::linalg::matmul::matmul(dst, beta, lhs, rhs, alpha, Par::Seq);
+    assert_eq!(a.ncols(), b.nrows(), "inner dimensions");
+    assert_eq!(c.dim(), (a.nrows(), b.ncols()), "output shape");
+    let (lhs, rhs) = (faer_ref(a), faer_ref(b));
+    faer::linalg::matmul::matmul(faer_mut(c), accum(accumulate), lhs, rhs, alpha, Par::Seq);
+}
+
+/// The lower triangle (diagonal included) of `g += f' f`: half the work of
+/// the full Gram matrix, and all a Cholesky solve reads. The strict upper
+/// triangle of `g` is left as it was.
+pub fn gram_lower_add(g: &mut ArrayViewMut2<f64>, f: &ArrayView2<f64>) {
+    use faer::linalg::matmul::triangular::{self, BlockStructure};
+    let p = f.ncols();
+    assert_eq!(g.dim(), (p, p), "Gram shape");
+    let ft = f.t();
+    triangular::matmul(
+        faer_mut(g),
+        BlockStructure::TriangularLower,
+        Accum::Add,
+        faer_ref(&ft),
+        BlockStructure::Rectangular,
+        faer_ref(f),
+        BlockStructure::Rectangular,
+        1.0,
+        Par::Seq,
+    );
 }
 
 #[cfg(test)]
@@ -69,5 +97,19 @@ mod tests {
         let mut g = Array2::<f32>::zeros((5, 5));
         matmul(&mut g.view_mut(), &a32.t(), &a32.view(), 1.0, false);
         assert_eq!(g, a32.t().dot(&a32));
+    }
+
+    #[test]
+    fn the_lower_gram_triangle_matches_the_full_product() {
+        let f = Array2::from_shape_fn((40, 9), |(i, j)| ((i * 3 + j * 7) % 11) as f64 * 0.25 - 1.0);
+        let mut g = Array2::<f64>::from_elem((9, 9), 2.0);
+        gram_lower_add(&mut g.view_mut(), &f.view());
+        let full = f.t().dot(&f);
+        for i in 0..9 {
+            for j in 0..9 {
+                let expected = if j <= i { full[[i, j]] + 2.0 } else { 2.0 };
+                assert!((g[[i, j]] - expected).abs() < 1e-12, "[{i},{j}]");
+            }
+        }
     }
 }

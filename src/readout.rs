@@ -4,7 +4,7 @@
 use faer::{linalg::solvers::Solve, Mat, Side};
 use ndarray::{s, Array1, Array2, Axis};
 
-use crate::linalg::matmul;
+use crate::linalg::gram_lower_add;
 
 use crate::config::{Gate, ValidConfig};
 use crate::error::{Error, Result};
@@ -16,7 +16,8 @@ use crate::train::Moe;
 const CHUNK: usize = 4096;
 
 /// Normal equations of a least-squares problem, accumulated chunk by chunk
-/// so memory does not grow with the number of samples.
+/// so memory does not grow with the number of samples; the Gram matrix is
+/// symmetric, so only its lower triangle is computed.
 struct NormalEquations {
     gram: Array2<f64>,
     rhs: Array1<f64>,
@@ -33,13 +34,7 @@ impl NormalEquations {
     }
 
     fn add(&mut self, features: &Array2<f64>, y: &[f32]) {
-        matmul(
-            &mut self.gram.view_mut(),
-            &features.t(),
-            &features.view(),
-            1.0,
-            true,
-        );
+        gram_lower_add(&mut self.gram.view_mut(), &features.view());
         let y = Array1::from_iter(y.iter().map(|&v| v as f64));
         self.rhs += &features.t().dot(&y);
         self.n += features.nrows();
@@ -53,8 +48,9 @@ impl NormalEquations {
             return Ok(Array1::zeros(p));
         }
         let n = self.n as f64;
+        // Only the lower triangle of the Gram matrix is accumulated.
         let a = Mat::<f64>::from_fn(p, p, |i, j| {
-            self.gram[[i, j]] / n + if i == j { ridge } else { 0.0 }
+            self.gram[[i.max(j), i.min(j)]] / n + if i == j { ridge } else { 0.0 }
         });
         let b = Mat::<f64>::from_fn(p, 1, |i, _| self.rhs[i] / n);
         let llt = a.llt(Side::Lower).map_err(|e| Error::Readout {
