@@ -164,12 +164,11 @@ impl InputMap {
         InputMap { centre, whiten }
     }
 
-    /// Maps the rows of `x` in place.
-    pub fn apply(&self, x: &mut Array2<f32>) {
-        crate::task::centre_rows(x.view_mut(), &self.centre);
-        if let Some(w) = &self.whiten {
-            *x = x.dot(w);
-        }
+    /// Directions `u` (rows) as centred raw inputs see them: rows of u W,
+    /// since <u, W (x - mu)> = <W u, x - mu> for the symmetric W.
+    pub fn seen_directions(&self, u: &Array2<f32>) -> Array2<f32> {
+        let mut out = Array2::zeros((0, 0));
+        times_whitening(u, self.whiten.as_ref(), &mut out).clone()
     }
 }
 

@@ -707,10 +707,7 @@ fn phase_two(
     let lead_u = one.u.select(Axis(0), &leads);
     // <u_k, W (x - mu)> = <W u_k, x> - <W u_k, mu>: the map moves onto the
     // K lead directions once, and the batch stays as drawn.
-    let lead_seen = match &one.map.whiten {
-        Some(w) => lead_u.dot(w),
-        None => lead_u,
-    };
+    let lead_seen = one.map.seen_directions(&lead_u);
     let offset = lead_seen.dot(&one.map.centre);
     let activation = Activation::from_hermite(&cfg.phase_one.activation);
     let mut router = Router::zeros(k, task.d);
