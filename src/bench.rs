@@ -3,9 +3,9 @@
 //! A training step draws a B x d batch of Gaussians and does two (B x d) by
 //! (d x N) products (pre-activations, then the gradient); everything else
 //! is O(B N + N d). The *limit* of a phase is the time of exactly that work
-//! on this machine, measured with the same sampler (`rand_distr`'s ziggurat
-//! on xoshiro256++) and the same matrix product (`matrixmultiply` through
-//! `ndarray`) at the phase's shapes; a phase's ratio to the limit says how
+//! on this machine, measured with the same sampler (the f32 ziggurat of
+//! [`crate::normal`] on xoshiro256++) and the same matrix product (`faer`,
+//! through [`crate::linalg::matmul`]) at the phase's shapes; a phase's ratio to the limit says how
 //! much the rest of the step costs. N is the number of directions the phase
 //! trains: M experts in phase I, the K routed experts in phase II, all M J
 //! neurons in phase III (split among the experts, which only makes the real
@@ -25,6 +25,7 @@ use serde::Serialize;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::experiment;
+use crate::normal;
 use crate::rng::{stream, StreamId};
 use crate::train::Monitor;
 
@@ -73,6 +74,9 @@ pub struct DimBench {
     pub phases: Vec<PhaseBench>,
     /// Nanoseconds per standard normal of the sampler.
     pub gaussian_ns: f64,
+    /// Nanoseconds per standard normal of `rand_distr`'s `StandardNormal`
+    /// (f32), the sampler a Rust user would reach for first.
+    pub rand_distr_ns: f64,
     /// Nanoseconds per 64 random bits of the generator alone.
     pub generator_ns: f64,
     pub moe_rel_mse: f64,
@@ -156,6 +160,16 @@ pub fn seconds_per_call(mut f: impl FnMut()) -> f64 {
 
 /// Seconds to fill `n` standard normals with the sampler of the task.
 pub fn gaussian_seconds(n: usize) -> f64 {
+    let mut rng = stream(0, StreamId::Generate);
+    let mut buffer = vec![0.0f32; n];
+    seconds_per_call(|| {
+        normal::fill(&mut rng, &mut buffer);
+        std::hint::black_box(&buffer);
+    })
+}
+
+/// Seconds to fill `n` standard normals with `rand_distr`'s `StandardNormal`.
+fn rand_distr_seconds(n: usize) -> f64 {
     let mut rng = stream(0, StreamId::Generate);
     let mut buffer = vec![0.0f32; n];
     seconds_per_call(|| {
@@ -310,6 +324,7 @@ pub fn bench(options: &BenchOptions, progress: &dyn Fn(&str)) -> Result<Vec<DimB
             samples_per_model: result.summary.samples.moe,
             phases,
             gaussian_ns: gaussian_seconds(1 << 16) / (1u64 << 16) as f64 * 1e9,
+            rand_distr_ns: rand_distr_seconds(1 << 16) / (1u64 << 16) as f64 * 1e9,
             generator_ns: generator_seconds() / (1u64 << 16) as f64 * 1e9,
             moe_rel_mse: result.summary.moe.model.error.test_rel_mse,
             vanilla_rel_mse: result

@@ -8,6 +8,32 @@
 //! unnormalised `He_i` grow like `sqrt(i!)` and overflow or lose precision
 //! long before the normalised ones do.
 
+use std::sync::LazyLock;
+
+/// `sqrt(i)` and `1 / sqrt(i)` for small `i`: the task's links and the
+/// models' activations run the recurrence once per sample, and a square root
+/// and a division per term cost more than the rest of it.
+struct Roots([(f64, f64); 64]);
+
+static ROOTS: LazyLock<Roots> = LazyLock::new(|| {
+    Roots(std::array::from_fn(|i| {
+        let s = (i as f64).sqrt();
+        (s, 1.0 / s)
+    }))
+});
+
+impl Roots {
+    /// The constants of the step from degree `i` to `i + 1`:
+    /// `(sqrt(i), 1 / sqrt(i + 1))`.
+    #[inline]
+    fn step(&self, i: usize) -> (f64, f64) {
+        match (self.0.get(i), self.0.get(i + 1)) {
+            (Some(&(root, _)), Some(&(_, inverse))) => (root, inverse),
+            _ => ((i as f64).sqrt(), 1.0 / ((i + 1) as f64).sqrt()),
+        }
+    }
+}
+
 /// Fills `out[i] = h_i(t)` for `i in 0..out.len()`.
 ///
 /// Uses `h_0 = 1`, `h_1 = t` and
@@ -21,18 +47,42 @@ pub fn hermite_all(t: f64, out: &mut [f64]) {
     if n > 1 {
         out[1] = t;
     }
+    let roots = &*ROOTS;
     for i in 1..n.saturating_sub(1) {
-        out[i + 1] = (t * out[i] - (i as f64).sqrt() * out[i - 1]) / ((i + 1) as f64).sqrt();
+        let (root, inverse) = roots.step(i);
+        out[i + 1] = (t * out[i] - root * out[i - 1]) * inverse;
     }
+}
+
+/// Monomial coefficients of sum_i c_i h_i(t), h_i = He_i / sqrt(i!).
+pub fn hermite_to_monomial(coefficients: &[f64]) -> Vec<f64> {
+    let mut out = vec![0.0; coefficients.len().max(1)];
+    for (n, &c) in coefficients.iter().enumerate() {
+        if c == 0.0 {
+            continue;
+        }
+        // He_n(t) = sum_k (-1)^k n! / (k! (n-2k)! 2^k) t^(n-2k)
+        let norm = (1..=n).map(|i| i as f64).product::<f64>().sqrt();
+        let mut term = 1.0; // n!/(k!(n-2k)!2^k) for k = 0
+        for k in 0..=n / 2 {
+            if k > 0 {
+                term *= ((n - 2 * k + 2) * (n - 2 * k + 1)) as f64 / (2 * k) as f64;
+            }
+            let sign = if k % 2 == 0 { 1.0 } else { -1.0 };
+            out[n - 2 * k] += c * sign * term / norm;
+        }
+    }
+    out
 }
 
 /// Runs the recurrence up to degree `k` and returns `(h_{k-1}(t), h_k(t))`,
 /// with `h_{-1} = 0`, without allocating.
 fn hermite_pair(k: usize, t: f64) -> (f64, f64) {
+    let roots = &*ROOTS;
     let (mut prev, mut cur) = (0.0, 1.0);
     for i in 0..k {
-        let next = (t * cur - (i as f64).sqrt() * prev) / ((i + 1) as f64).sqrt();
-        (prev, cur) = (cur, next);
+        let (root, inverse) = roots.step(i);
+        (prev, cur) = (cur, (t * cur - root * prev) * inverse);
     }
     (prev, cur)
 }
@@ -50,25 +100,27 @@ pub fn hermite_derivative(k: usize, t: f64) -> f64 {
 /// `sum_i coeffs[i] h_i(t)`, in one pass of the recurrence without allocating
 /// (links and activations are evaluated once per sample and neuron).
 pub fn hermite_series(coeffs: &[f64], t: f64) -> f64 {
+    let roots = &*ROOTS;
     let (mut prev, mut cur) = (0.0, 1.0);
     let mut sum = 0.0;
     for (i, &c) in coeffs.iter().enumerate() {
         sum += c * cur;
-        let next = (t * cur - (i as f64).sqrt() * prev) / ((i + 1) as f64).sqrt();
-        (prev, cur) = (cur, next);
+        let (root, inverse) = roots.step(i);
+        (prev, cur) = (cur, (t * cur - root * prev) * inverse);
     }
     sum
 }
 
 /// The derivative of [`hermite_series`]: `sum_i coeffs[i] sqrt(i) h_{i-1}(t)`.
 pub fn hermite_series_derivative(coeffs: &[f64], t: f64) -> f64 {
+    let roots = &*ROOTS;
     let (mut prev, mut cur) = (0.0, 1.0);
     let mut sum = 0.0;
     for (i, &c) in coeffs.iter().enumerate().skip(1) {
         // Here `cur = h_{i-1}(t)`, `prev = h_{i-2}(t)`.
-        sum += c * (i as f64).sqrt() * cur;
-        let next = (t * cur - ((i - 1) as f64).sqrt() * prev) / (i as f64).sqrt();
-        (prev, cur) = (cur, next);
+        sum += c * roots.step(i).0 * cur;
+        let (root, inverse) = roots.step(i - 1);
+        (prev, cur) = (cur, (t * cur - root * prev) * inverse);
     }
     sum
 }

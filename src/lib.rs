@@ -46,6 +46,7 @@ pub mod linalg;
 pub mod link;
 pub mod metrics;
 pub mod model;
+pub mod normal;
 pub mod output;
 pub mod readout;
 pub mod reproduce;

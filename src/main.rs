@@ -283,17 +283,17 @@ fn print_summary(s: &Summary) {
     );
 }
 
-/// `--jobs`, defaulting to all cores.
 /// One table per dimension: every phase against the limit.
 fn print_bench(r: &bench::DimBench) {
     println!(
-        "d = {}, {} thread{}: {:.2} s for both models ({} samples each); sampler {:.2} ns per normal (generator {:.2} ns per 64 bits); peak memory {}",
+        "d = {}, {} thread{}: {:.2} s for both models ({} samples each); sampler {:.2} ns per normal (rand_distr {:.2} ns, generator {:.2} ns per 64 bits); peak memory {}",
         r.d,
         r.threads,
         if r.threads == 1 { "" } else { "s" },
         r.wall_seconds,
         r.samples_per_model,
         r.gaussian_ns,
+        r.rand_distr_ns,
         r.generator_ns,
         r.peak_rss_bytes
             .map_or("unknown".into(), |b| format!("{:.1} MiB", b as f64 / (1 << 20) as f64)),

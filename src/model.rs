@@ -5,11 +5,12 @@
 use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut2, Axis};
 
 use crate::linalg::matmul;
-use rand::Rng;
-use rand_distr::StandardNormal;
 
 use crate::config::Loss;
+use crate::hermite::hermite_to_monomial;
+use crate::normal;
 use crate::rng::Stream;
+use crate::task::dot;
 
 /// A polynomial activation sigma given by normalised Hermite coefficients,
 /// evaluated through its monomial form (Horner) because that is what the
@@ -18,27 +19,6 @@ use crate::rng::Stream;
 pub struct Activation {
     monomial: Vec<f32>,
     derivative: Vec<f32>,
-}
-
-/// Monomial coefficients of sum_i c_i h_i(t), h_i = He_i / sqrt(i!).
-pub fn hermite_to_monomial(coefficients: &[f64]) -> Vec<f64> {
-    let mut out = vec![0.0; coefficients.len().max(1)];
-    for (n, &c) in coefficients.iter().enumerate() {
-        if c == 0.0 {
-            continue;
-        }
-        // He_n(t) = sum_k (-1)^k n! / (k! (n-2k)! 2^k) t^(n-2k)
-        let norm = (1..=n).map(|i| i as f64).product::<f64>().sqrt();
-        let mut term = 1.0; // n!/(k!(n-2k)!2^k) for k = 0
-        for k in 0..=n / 2 {
-            if k > 0 {
-                term *= ((n - 2 * k + 2) * (n - 2 * k + 1)) as f64 / (2 * k) as f64;
-            }
-            let sign = if k % 2 == 0 { 1.0 } else { -1.0 };
-            out[n - 2 * k] += c * sign * term / norm;
-        }
-    }
-    out
 }
 
 impl Activation {
@@ -92,24 +72,40 @@ impl Activation {
         }
     }
 
-    /// `out[j] = scale * d loss / d t` at pre-activations `t` of one sample
-    /// with label `y`; `tmp` is scratch of the same length.
+    /// `out[i j] = scale_i * d loss / d t` at the pre-activations `t` (rows
+    /// of `j` neurons, one per sample `i` with label `y[i]`); `tmp` is
+    /// scratch of the same length. The polynomial runs over the whole block
+    /// at once: one long vectorised loop, not one short one per sample.
+    #[allow(clippy::too_many_arguments)]
     fn loss_slopes(
         &self,
         loss: Loss,
-        y: f32,
-        scale: f32,
+        y: &[f32],
+        scale: impl Fn(usize) -> f32,
+        j: usize,
         t: &[f32],
         out: &mut [f32],
         tmp: &mut [f32],
     ) {
+        if j == 0 {
+            return;
+        }
         Self::horner_slice(&self.derivative, t, out);
+        let rows = out.chunks_exact_mut(j).enumerate();
         match loss {
-            Loss::Correlation => out.iter_mut().for_each(|o| *o *= -y * scale),
+            Loss::Correlation => {
+                for (i, row) in rows {
+                    let factor = -y[i] * scale(i);
+                    row.iter_mut().for_each(|o| *o *= factor);
+                }
+            }
             Loss::Squared => {
                 Self::horner_slice(&self.monomial, t, tmp);
-                for (o, &v) in out.iter_mut().zip(tmp.iter()) {
-                    *o *= -(y - v) * scale;
+                for ((i, row), values) in rows.zip(tmp.chunks_exact(j)) {
+                    let (yi, si) = (y[i], scale(i));
+                    for (o, &v) in row.iter_mut().zip(values) {
+                        *o *= -(yi - v) * si;
+                    }
                 }
             }
         }
@@ -174,7 +170,8 @@ impl InputMap {
 
 /// `n` directions uniform on the unit sphere of R^d (rows).
 pub fn random_directions(n: usize, d: usize, rng: &mut Stream) -> Array2<f32> {
-    let mut w = Array2::<f32>::from_shape_simple_fn((n, d), || rng.sample(StandardNormal));
+    let mut w = Array2::<f32>::zeros((n, d));
+    normal::fill(rng, w.as_slice_mut().expect("a new array is contiguous"));
     for mut row in w.rows_mut() {
         let norm = row.dot(&row).sqrt();
         row /= norm;
@@ -221,7 +218,9 @@ pub fn loss_gradient<'a>(
             buffer.resize(n * j, 0.0);
         }
     }
-    scratch.tmp.resize(j, 0.0);
+    if loss == Loss::Squared && scratch.tmp.len() < n * j {
+        scratch.tmp.resize(n * j, 0.0);
+    }
     if scratch.grad.dim() != w.dim() {
         scratch.grad = Array2::zeros(w.dim());
     }
@@ -229,14 +228,16 @@ pub fn loss_gradient<'a>(
     let mut pre = ArrayViewMut2::from_shape((n, j), &mut scratch.pre[..n * j]).expect("sized");
     matmul(&mut pre, &xc, &w.t(), 1.0, false);
     let total: f32 = weights.map_or(n as f32, |ws| ws.iter().sum());
-    for (i, (t, out)) in scratch.pre[..n * j]
-        .chunks_exact(j)
-        .zip(scratch.coef[..n * j].chunks_exact_mut(j))
-        .enumerate()
-    {
-        let scale = weights.map_or(1.0, |ws| ws[i]) / total;
-        activation.loss_slopes(loss, y[i], scale, t, out, &mut scratch.tmp);
-    }
+    let tmp_len = scratch.tmp.len().min(n * j);
+    activation.loss_slopes(
+        loss,
+        y,
+        |i| weights.map_or(1.0, |ws| ws[i]) / total,
+        j,
+        &scratch.pre[..n * j],
+        &mut scratch.coef[..n * j],
+        &mut scratch.tmp[..tmp_len],
+    );
     let coef = ArrayView2::from_shape((n, j), &scratch.coef[..n * j]).expect("sized");
     matmul(&mut scratch.grad.view_mut(), &coef.t(), &xc, 1.0, false);
     &scratch.grad
@@ -321,13 +322,27 @@ impl SphereStep {
 /// at its direction, step, renormalise. Returns false if a direction became
 /// non-finite (the caller reports divergence).
 pub fn spherical_step(w: &mut Array2<f32>, grad: &Array2<f32>, lr: f32) -> bool {
+    if !w.is_standard_layout() {
+        *w = w.as_standard_layout().into_owned();
+    }
+    let grad = grad.as_standard_layout();
+    let d = w.ncols();
     let mut finite = true;
-    for (mut row, g) in w.axis_iter_mut(Axis(0)).zip(grad.axis_iter(Axis(0))) {
-        let radial = row.dot(&g);
-        row.zip_mut_with(&g, |wi, &gi| *wi -= lr * (gi - radial * *wi));
-        let norm = row.dot(&row).sqrt();
+    // Rows as slices: the fixed-order vectorised dot, not ndarray's
+    // element-by-element iteration (this step runs on every neuron each step).
+    let rows = w
+        .as_slice_mut()
+        .expect("standard layout")
+        .chunks_exact_mut(d);
+    for (row, g) in rows.zip(grad.as_slice().expect("standard layout").chunks_exact(d)) {
+        let radial = dot(row, g);
+        for (wi, &gi) in row.iter_mut().zip(g) {
+            *wi -= lr * (gi - radial * *wi);
+        }
+        let norm = dot(row, row).sqrt();
         finite &= norm.is_finite() && norm > 0.0;
-        row /= norm;
+        let inverse = 1.0 / norm;
+        row.iter_mut().for_each(|wi| *wi *= inverse);
     }
     finite
 }
@@ -382,6 +397,8 @@ mod tests {
     use super::*;
     use crate::hermite::hermite_series;
     use crate::rng::{stream, StreamId};
+    use rand::Rng;
+    use rand_distr::StandardNormal;
 
     #[test]
     fn monomial_form_matches_hermite_series() {

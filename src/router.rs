@@ -4,10 +4,9 @@
 use ndarray::{Array2, ArrayView2, Axis};
 
 use crate::linalg::matmul;
-use rand::Rng;
-use rand_distr::StandardNormal;
 
 use crate::config::Gate;
+use crate::normal;
 use crate::rng::Stream;
 
 /// A gate with its parameters.
@@ -93,7 +92,7 @@ impl Router {
                 Gate::Top1 | Gate::NoisyTop1 => {
                     if rule.kind == Gate::NoisyTop1 {
                         for v in row.iter_mut() {
-                            *v += rule.noise * rng.sample::<f32, _>(StandardNormal);
+                            *v += rule.noise * normal::sample(rng);
                         }
                     }
                     let best = argmax(row);
@@ -157,6 +156,8 @@ pub fn router_gradient(
 mod tests {
     use super::*;
     use crate::rng::{stream, StreamId};
+    use rand::Rng;
+    use rand_distr::StandardNormal;
 
     #[test]
     fn router_gradient_matches_finite_differences() {

@@ -6,7 +6,8 @@ use rand::Rng;
 use rand_distr::StandardNormal;
 
 use crate::config::{Geometry, ValidConfig};
-use crate::link::Link;
+use crate::link::{FastLink, Link};
+use crate::normal;
 use crate::rng::Stream;
 
 /// Ground truth of one task instance.
@@ -29,6 +30,8 @@ pub struct Task {
     /// w*_1..w*_C, w*_g stacked.
     v32: Array2<f32>,
     directions32: Array2<f32>,
+    local_fast: Vec<FastLink>,
+    global_fast: FastLink,
 }
 
 /// A minibatch: inputs (rows), labels and cluster indices.
@@ -105,6 +108,8 @@ impl Task {
             w,
             wg,
             s: config.signs.clone(),
+            local_fast: config.local_links.iter().map(Link::fast).collect(),
+            global_fast: config.global_link.fast(),
             local_links: config.local_links.clone(),
             global_link: config.global_link.clone(),
         }
@@ -117,7 +122,7 @@ impl Task {
     /// The noiseless target of cluster `c` given the projections
     /// `<w*_c, x>` (`local`) and `<w*_g, x>` (`global`).
     pub fn target(&self, c: usize, local: f64, global: f64) -> f64 {
-        self.local_links[c].eval(local) + self.s[c] * self.global_link.eval(global)
+        self.local_fast[c].eval(local) + self.s[c] * self.global_fast.eval(global)
     }
 
     /// Fills `batch` with fresh samples: c ~ U{1..C}, x = rho v_c + z, y = f*_c + s_c g* + zeta eps.
@@ -129,9 +134,7 @@ impl Task {
         let rho = self.rho as f32;
         // One tight loop over all the Gaussians first: it is the hot spot.
         let x = batch.x.as_slice_mut().expect("batch rows are contiguous");
-        for v in x.iter_mut() {
-            *v = rng.sample(StandardNormal);
-        }
+        normal::fill(rng, x);
         for (i, row) in x.chunks_exact_mut(self.d).enumerate() {
             let c = rng.gen_range(0..clusters);
             let centre = self.v32.row(c);
@@ -149,7 +152,7 @@ impl Task {
                     .expect("contiguous"),
                 row,
             );
-            let eps: f64 = rng.sample(StandardNormal);
+            let eps = normal::sample(rng) as f64;
             batch.y[i] = (self.target(c, local as f64, global as f64) + self.noise * eps) as f32;
             batch.c[i] = c;
         }
