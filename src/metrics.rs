@@ -9,19 +9,25 @@ use crate::task::{Batch, Task};
 /// |<row, target>| for every row of `dirs` (rows are unit vectors).
 pub fn overlaps(dirs: ArrayView2<f32>, target: ArrayView1<f64>) -> Vec<f64> {
     dirs.axis_iter(Axis(0))
-        .map(|row| {
-            row.iter()
-                .zip(target)
-                .map(|(&a, &b)| a as f64 * b)
-                .sum::<f64>()
-                .abs()
-        })
+        .map(|row| overlap(row, target))
         .collect()
 }
 
-/// The largest |<row, target>| over the rows of `dirs` (0 when there are none).
+/// |<row, target>| in f64.
+fn overlap(row: ArrayView1<f32>, target: ArrayView1<f64>) -> f64 {
+    row.iter()
+        .zip(target)
+        .map(|(&a, &b)| a as f64 * b)
+        .sum::<f64>()
+        .abs()
+}
+
+/// The largest |<row, target>| over the rows of `dirs` (0 when there are
+/// none). Allocates nothing: phase I checks it every step.
 pub fn best_overlap(dirs: ArrayView2<f32>, target: ArrayView1<f64>) -> f64 {
-    overlaps(dirs, target).into_iter().fold(0.0, f64::max)
+    dirs.axis_iter(Axis(0))
+        .map(|row| overlap(row, target))
+        .fold(0.0, f64::max)
 }
 
 /// Matrix of |<row_m, target_c>|: rows of `dirs` against rows of `targets`.
