@@ -366,7 +366,8 @@ impl Config {
             source,
         })?;
         Self::from_toml_with_overrides(&text, sets).map_err(|e| match e {
-            Error::Parse { message, .. } => Error::Parse {
+            // The file is to blame unless the value came from a `--set`.
+            Error::Parse { path: p, message } if p.as_os_str() == TEXT => Error::Parse {
                 path: path.to_path_buf(),
                 message,
             },
@@ -385,9 +386,11 @@ impl Config {
     /// section given in part keeps its own defaults for the rest.
     pub fn from_toml_with_overrides(text: &str, sets: &[String]) -> Result<Self> {
         let parse_error = |message: String| Error::Parse {
-            path: "configuration".into(),
+            path: TEXT.into(),
             message: message.trim_end().replace('\n', " "),
         };
+        // The `--set` behind each field it gave, to blame it for a type error.
+        let mut set_fields: Vec<(String, &String)> = Vec::new();
         let mut table = toml::Table::try_from(Config::default()).expect("the defaults serialise");
         let file: toml::Table = toml::from_str(text).map_err(|e| parse_error(e.to_string()))?;
         check_known_fields(&table, &file, "")?;
@@ -426,10 +429,24 @@ impl Config {
             node.insert(last.to_string(), value);
             check_known_fields(&table, &over, "")?;
             merge_tables(&mut table, over);
+            set_fields.push((path.join("."), set));
         }
         toml::Value::Table(table)
             .try_into()
-            .map_err(|e: toml::de::Error| parse_error(e.to_string()))
+            .map_err(|e: toml::de::Error| {
+                let error = parse_error(e.to_string());
+                // Blame the last `--set` of the field the error names, if any.
+                let named = |(field, _): &&(String, &String)| {
+                    e.to_string().contains(&format!("in `{field}`"))
+                };
+                match (error, set_fields.iter().rev().find(named)) {
+                    (Error::Parse { message, .. }, Some((_, set))) => Error::Parse {
+                        path: format!("--set {set}").into(),
+                        message,
+                    },
+                    (error, _) => error,
+                }
+            })
     }
 
     /// The full configuration as TOML (what `config.toml` of a run holds).
@@ -442,6 +459,9 @@ impl Config {
         crate::config_check::check(self)
     }
 }
+
+/// What a parse error of TOML text blames, until the caller names the file.
+const TEXT: &str = "configuration";
 
 /// Most parts of a `--set` field name: `section.field`, with room for the
 /// type error of one level too deep (`task.d.x` names `task.d`).

@@ -312,7 +312,18 @@ impl GridFile {
                     serde_json::to_value(value).expect("TOML values are JSON"),
                 );
             }
-            let config = Config::from_toml_with_overrides(&base_text, &sets)?;
+            let config =
+                Config::from_toml_with_overrides(&base_text, &sets).map_err(|e| match e {
+                    // The value came from the grid, not from a `--set` flag.
+                    Error::Parse { path, message } => Error::Parse {
+                        path: match path.to_str().and_then(|p| p.strip_prefix("--set ")) {
+                            Some(set) => format!("grid value {set}").into(),
+                            None => path,
+                        },
+                        message,
+                    },
+                    other => other,
+                })?;
             config.check()?;
             runs.push((
                 PlannedRun {

@@ -156,7 +156,12 @@ fn check_rejection(e: &Error, cx: &Context) -> std::result::Result<(), TestCaseE
             dotted_keys(field).is_some_and(|keys| keys.iter().all(|k| cx.keys.contains(k)))
         }
         Error::Parse { path, message } => {
-            (path == Path::new("configuration") || cx.files.iter().any(|f| f == path))
+            // A type error from a `--set` names that `--set` as its source.
+            let from_set = path
+                .to_str()
+                .is_some_and(|p| p.starts_with("--set ") || p.starts_with("grid value "))
+                && type_error_field(message).is_some();
+            (path == Path::new("configuration") || cx.files.iter().any(|f| f == path) || from_set)
                 && (has_position(message)
                     || message.contains("recursion limit")
                     || type_error_field(message).is_some_and(|f| known_paths().contains(f)))
