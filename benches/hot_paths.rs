@@ -1,6 +1,7 @@
 //! The hot paths of a training step at d in {32, 128, 512}, at the default
 //! batch (64) and widths (M = 8 phase-I experts, M J = 64 neurons, K = 2
-//! routed experts): drawing a minibatch, a phase-I step (with whitening),
+//! routed experts): the Gaussian sampler beside `rand_distr`'s, drawing a
+//! minibatch, a phase-I step (with whitening),
 //! a phase-III step (routing, gathering, one SGD step per expert), a router
 //! step, and the readout's normal equations and solve.
 
@@ -10,7 +11,7 @@ use std::time::Duration;
 use clustermoe::{
     config::{Config, Loss},
     model::{random_directions, InputMap, SphereStep, TwoLayer},
-    readout,
+    normal, readout,
     rng::{stream, Stream, StreamId},
     router::{router_gradient, GateRule, Router},
     task::{centre_rows, Batch, Task},
@@ -61,6 +62,35 @@ fn sample_batch(c: &mut Criterion) {
             b.iter(|| {
                 task.sample_into(&mut batch, &mut rng);
                 black_box(&batch.y);
+            })
+        });
+    }
+    g.finish();
+}
+
+/// The B x d Gaussians of one batch: clustermoe's f32 ziggurat
+/// (`normal::fill`) against `rand_distr`'s `StandardNormal`, one at a time.
+fn gaussians(c: &mut Criterion) {
+    let mut g = c.benchmark_group("gaussians");
+    g.sample_size(20)
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(1));
+    for d in DIMS {
+        let mut rng = stream(1, StreamId::MoeData);
+        let mut x = vec![0.0f32; BATCH * d];
+        g.throughput(Throughput::Elements(x.len() as u64));
+        g.bench_with_input(BenchmarkId::new("normal_fill", d), &d, |b, _| {
+            b.iter(|| {
+                normal::fill(&mut rng, &mut x);
+                black_box(&x);
+            })
+        });
+        g.bench_with_input(BenchmarkId::new("rand_distr", d), &d, |b, _| {
+            b.iter(|| {
+                for v in x.iter_mut() {
+                    *v = rng.sample(StandardNormal);
+                }
+                black_box(&x);
             })
         });
     }
@@ -188,6 +218,7 @@ fn readout_solve(c: &mut Criterion) {
 
 criterion_group!(
     benches,
+    gaussians,
     sample_batch,
     phase_one_step,
     phase_three_step,
