@@ -75,6 +75,13 @@ pub enum Error {
         model: &'static str,
         message: String,
     },
+    /// A finished run measured a non-finite value; JSON would write it as
+    /// null, and a summary with a hole would never count as complete.
+    #[error(
+        "the run finished but its `{field}` is {value}, not a finite number; \
+         no summary.json is written (the metrics are kept)"
+    )]
+    NonFinite { field: String, value: f64 },
 }
 
 impl Error {
@@ -112,6 +119,7 @@ impl Error {
             Error::Io { .. }
             | Error::Diverged { .. }
             | Error::Readout { .. }
+            | Error::NonFinite { .. }
             | Error::RunsFailed { .. } => 1,
         }
     }

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::config::ValidConfig;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::metrics::{self, Record, TestError};
 use crate::rng::{stream, StreamId};
 use crate::task::{Batch, Task};
@@ -29,6 +29,36 @@ pub struct Summary {
     pub moe: MoeSummary,
     /// Absent when `vanilla.enabled = false`.
     pub vanilla: Option<ModelSummary>,
+}
+
+impl Summary {
+    /// The dotted path and value of the first non-finite number, if any
+    /// (`moe.model.error.test_rel_mse`; list entries by index).
+    pub fn first_non_finite(&self) -> Option<(String, f64)> {
+        // TOML keeps NaN and infinities (JSON would turn them into null),
+        // and leaves out absent options.
+        let value = toml::Value::try_from(self).expect("a summary serialises to TOML");
+        first_non_finite(&value, String::new())
+    }
+}
+
+fn first_non_finite(value: &toml::Value, path: String) -> Option<(String, f64)> {
+    let child = |key: &dyn std::fmt::Display| {
+        if path.is_empty() {
+            key.to_string()
+        } else {
+            format!("{path}.{key}")
+        }
+    };
+    match value {
+        toml::Value::Float(f) if !f.is_finite() => Some((path, *f)),
+        toml::Value::Table(t) => t.iter().find_map(|(k, v)| first_non_finite(v, child(k))),
+        toml::Value::Array(a) => a
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| first_non_finite(v, child(&i))),
+        _ => None,
+    }
 }
 
 /// A link as the summary reports it.
@@ -175,6 +205,9 @@ pub fn run_from(
             .as_ref()
             .map(|v| summarise_vanilla(&task, v, &test, var_y)),
     };
+    if let Some((field, value)) = summary.first_non_finite() {
+        return Err(Error::NonFinite { field, value });
+    }
     moe_journal.record(&test_record("moe", summary.samples.moe, &summary.moe.model))?;
     if let (Some(v), Some(n)) = (&summary.vanilla, summary.samples.vanilla) {
         vanilla_journal.record(&test_record("vanilla", n, v))?;
@@ -293,6 +326,43 @@ mod tests {
         assert_eq!(
             best_linear_router_purity(&Task::new(&valid, &mut stream(1, StreamId::Task))),
             None
+        );
+    }
+
+    #[test]
+    fn a_non_finite_number_in_a_summary_is_found_with_its_path() {
+        let mut config = Config::default();
+        config.task.d = 8;
+        config.phase_one.steps = 50;
+        config.phase_two.steps = 10;
+        config.phase_three.steps = 50;
+        config.readout.samples = 500;
+        config.metrics.test_samples = 500;
+        let out = run(
+            &config.check().unwrap(),
+            &mut |_| Ok(()),
+            &mut |_| Ok(()),
+            &crate::train::Silent,
+        )
+        .unwrap();
+        let mut summary = out.summary;
+        assert_eq!(summary.first_non_finite(), None);
+        // Paths are those of summary.json (flattened structs included).
+        summary.moe.model.error.per_cluster_rel_mse[1] = f64::INFINITY;
+        assert_eq!(
+            summary.first_non_finite(),
+            Some(("moe.per_cluster_rel_mse.1".into(), f64::INFINITY))
+        );
+        summary.moe.model.error.per_cluster_rel_mse[1] = 0.5;
+        summary.vanilla.as_mut().unwrap().error.test_rel_mse = f64::NAN;
+        let (field, value) = summary.first_non_finite().unwrap();
+        assert_eq!(field, "vanilla.test_rel_mse");
+        assert!(value.is_nan());
+        let error = Error::NonFinite { field, value };
+        assert_eq!(error.exit_status(), 1);
+        assert!(
+            error.to_string().contains("`vanilla.test_rel_mse` is NaN"),
+            "{error}"
         );
     }
 }
