@@ -384,36 +384,41 @@ fn bad_input_names_the_field_exits_2_and_writes_nothing() {
 
     // A type error from a `--set` blames the `--set`, not the file; one in
     // the file blames the file.
-    let fine = write(tmp.path(), "fine.toml", "[task]\nd = 16\n");
-    let typed = clustermoe(&[
-        "run",
-        fine.to_str().unwrap(),
-        "--set",
-        "task.rho=fast",
-        "--out",
-        tmp.path().join("t").to_str().unwrap(),
-    ]);
-    assert_eq!(typed.status.code(), Some(2));
-    let message = stderr(&typed);
-    assert!(
-        message.contains("--set task.rho=fast") && !message.contains("fine.toml"),
-        "{message}"
-    );
-    let typo = write(tmp.path(), "typo.toml", "[task]\nd = \"sixteen\"\n");
-    let typed = clustermoe(&[
-        "run",
-        typo.to_str().unwrap(),
-        "--set",
-        "task.rho=3",
-        "--out",
-        tmp.path().join("u").to_str().unwrap(),
-    ]);
-    assert_eq!(typed.status.code(), Some(2));
-    let message = stderr(&typed);
-    assert!(
-        message.contains("typo.toml") && message.contains("task.d") && !message.contains("--set"),
-        "{message}"
-    );
+    let cases = [
+        (
+            "fine.toml",
+            "[task]\nd = 16\n",
+            "task.rho=fast",
+            "--set task.rho=fast",
+            "task.rho",
+            "fine.toml",
+        ),
+        (
+            "typo.toml",
+            "[task]\nd = \"sixteen\"\n",
+            "task.rho=3",
+            "typo.toml: ",
+            "task.d",
+            "--set",
+        ),
+    ];
+    for (i, (name, text, set, blamed, field, not_blamed)) in cases.into_iter().enumerate() {
+        let config = write(tmp.path(), name, text);
+        let typed = clustermoe(&[
+            "run",
+            config.to_str().unwrap(),
+            "--set",
+            set,
+            "--out",
+            tmp.path().join(format!("typed{i}")).to_str().unwrap(),
+        ]);
+        assert_eq!(typed.status.code(), Some(2));
+        let message = stderr(&typed);
+        assert!(
+            message.contains(blamed) && message.contains(field) && !message.contains(not_blamed),
+            "{message}"
+        );
+    }
 
     // A directory that is not a run directory is never overwritten.
     let busy = tmp.path().join("busy");
