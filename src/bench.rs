@@ -27,7 +27,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::experiment;
 use crate::normal;
-use crate::rng::{stream, StreamId};
+use crate::rng::{stream, Stream, StreamId};
 use crate::train::Monitor;
 
 /// What to measure.
@@ -161,22 +161,24 @@ pub fn seconds_per_call(mut f: impl FnMut()) -> f64 {
 
 /// Seconds to fill `n` standard normals with the sampler of the task.
 pub fn gaussian_seconds(n: usize) -> f64 {
-    let mut rng = stream(0, StreamId::Generate);
-    let mut buffer = vec![0.0f32; n];
-    seconds_per_call(|| {
-        normal::fill(&mut rng, &mut buffer);
-        std::hint::black_box(&buffer);
-    })
+    fill_seconds(n, normal::fill)
 }
 
 /// Seconds to fill `n` standard normals with `rand_distr`'s `StandardNormal`.
 fn rand_distr_seconds(n: usize) -> f64 {
+    fill_seconds(n, |rng, buffer| {
+        buffer
+            .iter_mut()
+            .for_each(|v| *v = rng.sample(StandardNormal))
+    })
+}
+
+/// Seconds for `fill` to fill a buffer of `n` floats from a fresh stream.
+fn fill_seconds(n: usize, mut fill: impl FnMut(&mut Stream, &mut [f32])) -> f64 {
     let mut rng = stream(0, StreamId::Generate);
     let mut buffer = vec![0.0f32; n];
     seconds_per_call(|| {
-        for v in buffer.iter_mut() {
-            *v = rng.sample(StandardNormal);
-        }
+        fill(&mut rng, &mut buffer);
         std::hint::black_box(&buffer);
     })
 }
