@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use clustermoe::{
     config::{Config, Loss},
-    model::{random_directions, InputMap, SphereStep, TwoLayer},
+    model::{random_directions, InputMap, NeuronSign, SphereStep, TwoLayer},
     normal, readout,
     rng::{stream, Stream, StreamId},
     router::{router_gradient, GateRule, Router},
@@ -103,7 +103,7 @@ fn phase_one_step(c: &mut Criterion) {
         let (_, task, mut rng) = setup(d);
         let map = InputMap::estimate(task.sample(4096, &mut rng).x.view(), true);
         let mut u = random_directions(EXPERTS, d, &mut rng);
-        let mut sgd = SphereStep::new(&H3, Loss::Correlation);
+        let mut sgd = SphereStep::new(&H3, Loss::Correlation, NeuronSign::Learned, EXPERTS);
         let mut batch = Batch::new(BATCH, d);
         g.bench_with_input(BenchmarkId::from_parameter(d), &d, |b, _| {
             b.iter(|| {
@@ -145,7 +145,14 @@ fn phase_three_step(c: &mut Criterion) {
             .map(|_| random_directions(NEURONS / ROUTED, d, &mut rng))
             .collect();
         let mut sgd: Vec<SphereStep> = (0..ROUTED)
-            .map(|_| SphereStep::new(&H3, Loss::Correlation))
+            .map(|_| {
+                SphereStep::new(
+                    &H3,
+                    Loss::Correlation,
+                    NeuronSign::Learned,
+                    NEURONS / ROUTED,
+                )
+            })
             .collect();
         let mut batch = Batch::new(BATCH, d);
         let mut gates = Array2::zeros((BATCH, ROUTED));

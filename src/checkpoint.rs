@@ -29,7 +29,7 @@ use crate::output::{self, RecordWriter};
 use crate::train::{Journal, ModelState, Monitor};
 
 /// Version of the checkpoint format; files of another are refused.
-pub const FORMAT: u32 = 1;
+pub const FORMAT: u32 = 2;
 const MAGIC: &str = "clustermoe-checkpoint";
 const MODELS: [&str; 2] = ["moe", "vanilla"];
 
@@ -374,6 +374,10 @@ mod tests {
                         whiten: None,
                     },
                     w: ndarray::array![[0.6f32, 0.8, 0.0], [f32::MIN_POSITIVE, 1.0, 1.0 / 3.0]],
+                    neurons: crate::model::NeuronStats {
+                        correlation: vec![-0.1, 1e-300],
+                        signs: vec![1.0, -1.0],
+                    },
                 },
             },
         }

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::link::Link;
+pub use crate::model::NeuronSign;
 
 /// Every knob of one run. `Config::default()` is the paper's default task
 /// with the tuned staged algorithm.
@@ -173,6 +174,8 @@ pub struct PhaseConfig {
     /// "auto" (h_k* of the task) or a Hermite link such as "h3".
     pub activation: String,
     pub loss: Loss,
+    /// Each neuron's second-layer sign in the loss: learned or always +1.
+    pub sign: NeuronSign,
 }
 
 /// SGD ascent of the router (phase II).
@@ -214,6 +217,7 @@ pub struct VanillaConfig {
     pub schedule: Schedule,
     pub activation: String,
     pub loss: Loss,
+    pub sign: NeuronSign,
 }
 
 /// What is logged during training and how the models are evaluated.
@@ -246,6 +250,7 @@ impl Default for Config {
                 centre_samples: 4_096,
                 activation: "auto".into(),
                 loss: Loss::Correlation,
+                sign: NeuronSign::Alternating,
             },
             phase_two: RouterConfig {
                 steps: 1_000,
@@ -262,6 +267,7 @@ impl Default for Config {
                 centre_samples: 4_096,
                 activation: "auto".into(),
                 loss: Loss::Correlation,
+                sign: NeuronSign::Learned,
             },
             readout: ReadoutConfig::default(),
             vanilla: VanillaConfig::default(),
@@ -337,6 +343,7 @@ impl Default for VanillaConfig {
             schedule: Schedule::Cosine,
             activation: "auto".into(),
             loss: Loss::Correlation,
+            sign: NeuronSign::Learned,
         }
     }
 }
@@ -575,6 +582,7 @@ pub struct ValidPhase {
     /// Normalised Hermite coefficients of the activation.
     pub activation: Vec<f64>,
     pub loss: Loss,
+    pub sign: NeuronSign,
 }
 
 /// A configuration that passed [`Config::check`]: links parsed, signs and

@@ -94,6 +94,7 @@ fn phase(name: &str, p: &PhaseConfig, information_exponent: usize) -> Result<Val
         centre_samples: p.centre_samples,
         activation: activation(&f("activation"), &p.activation, information_exponent)?,
         loss: p.loss,
+        sign: p.sign,
     })
 }
 
@@ -256,6 +257,7 @@ pub fn check(config: &Config) -> Result<ValidConfig> {
         centre_samples: phase_one.centre_samples,
         activation: activation("vanilla.activation", &v.activation, information_exponent)?,
         loss: v.loss,
+        sign: v.sign,
     };
 
     let mt = &config.metrics;

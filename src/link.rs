@@ -3,17 +3,28 @@
 //!
 //! # Grammar of [`parse`]
 //!
-//! Whitespace around the spec and its parts is ignored, names are
-//! case-insensitive, numbers are Rust `f64` literals and must be finite.
+//! Whitespace around the spec and between its parts is ignored, names are
+//! case-insensitive, numbers are Rust `f64` literals (`0.5`, `.5`, `1e-3`,
+//! `2E+1`) and must be finite.
 //!
 //! | spec | link |
 //! | --- | --- |
 //! | `hN`, `hermiteN` (`0 <= N <= 30`) | `h_N` |
-//! | `h3+0.5*h5`, `2*h4`, `h1+-1*h3` | a sum of terms `[c*]hN`; no `-` operator: write `+-c*hN` |
+//! | `h3-0.5*h5`, `-h3 + 2*h4`, `1e-1*h5`, `h1+-1*h3` | a sum of terms, see below |
 //! | `hermite:c0,c1,...` | `sum_i c_i h_i` |
 //! | `monomial:c0,c1,...` | `sum_i c_i t^i`, converted exactly to Hermite coefficients |
 //! | `relu`, `tanh`, `abs`, `sign`, `sigmoid` | the named function ([`NamedLink`]) |
 //! | `square`, `cube` | `t^2`, `t^3` (stored as Hermite coefficients) |
+//!
+//! A sum of terms is `[sign] term (sign term)*` with `sign` one of `+`, `-`
+//! and `term` either `hN` or `c*hN`: terms are joined by `+` or `-`, the
+//! first may carry a sign (`-h3+h5`), and a coefficient `c` may carry its own
+//! sign after the joining one (`h3+-0.5*h5`, `h3 - -0.5*h5`). Any other pair
+//! of signs (`--h3`, `h3 -- h5`), a dangling sign (`h3-`, `-`), a `*` without
+//! a coefficient (`h3-*h5`) or a number without `*hN` is an error. The `-`
+//! of an exponent belongs to its number: `h3-1e-1*h5` is `h3 - 0.1 h5`.
+//! Repeated degrees add up (`h3+h3` is `2 h3`). In the `hermite:` and
+//! `monomial:` lists a sign may be followed by spaces (`- 0.5`).
 //!
 //! Degrees are at most [`MAX_DEGREE`]. A constant link (every coefficient of
 //! degree >= 1 within [`ZERO_TOLERANCE`] of 0) is rejected: it carries no
@@ -42,7 +53,7 @@ const QUADRATURE_POINTS: usize = 200;
 
 /// What [`parse`] accepts, for error messages.
 const FORMS: &str = "relu, tanh, abs, sign, sigmoid, square, cube, hN or hermiteN with N <= 30, \
-                     a sum such as h3+0.5*h5, hermite:c0,c1,... or monomial:c0,c1,...";
+                     a sum such as h3-0.5*h5 or -h3+2*h4, hermite:c0,c1,... or monomial:c0,c1,...";
 
 /// A link function.
 #[derive(Clone, Debug, PartialEq)]
@@ -340,10 +351,12 @@ pub fn parse(field: &str, spec: &str) -> Result<Link, Error> {
         allowed,
     };
     let s = spec.trim().to_ascii_lowercase();
-    let coefficients = if let Some(list) = s.strip_prefix("hermite:") {
-        coefficient_list(list).map_err(invalid)?
-    } else if let Some(list) = s.strip_prefix("monomial:") {
-        monomial_to_hermite(&coefficient_list(list).map_err(invalid)?)
+    let coefficients = if let Some((form, list)) = s.split_once(':') {
+        match form.trim() {
+            "hermite" => coefficient_list(list).map_err(invalid)?,
+            "monomial" => monomial_to_hermite(&coefficient_list(list).map_err(invalid)?),
+            form => return Err(invalid(format!("unknown form `{form}:`; expected {FORMS}"))),
+        }
     } else if let Some(&named) = NamedLink::ALL.iter().find(|n| n.name() == s) {
         return Ok(Link::Named(named));
     } else if s == "square" {
@@ -373,11 +386,19 @@ fn trim_trailing_zeros(c: &[f64]) -> &[f64] {
     &c[..len]
 }
 
+/// A finite number: a Rust `f64` literal, with an optional sign that may be
+/// followed by spaces (`- 0.5`). A second sign (`--1`) is refused.
 fn number(s: &str) -> Result<f64, String> {
     let s = s.trim();
-    s.parse::<f64>()
+    let (negative, body) = match s.as_bytes().first() {
+        Some(b'-') => (true, s[1..].trim_start()),
+        Some(b'+') => (false, s[1..].trim_start()),
+        _ => (false, s),
+    };
+    body.parse::<f64>()
         .ok()
-        .filter(|x| x.is_finite())
+        .filter(|x| x.is_finite() && !body.starts_with(['+', '-']))
+        .map(|x| if negative { -x } else { x })
         .ok_or_else(|| format!("`{s}` is not a finite number; expected {FORMS}"))
 }
 
@@ -419,39 +440,168 @@ fn monomial_to_hermite(c: &[f64]) -> Vec<f64> {
     out
 }
 
-/// `term (+ term)*` with `term = [c*](h|hermite)N`. A `+` right after an `e`
-/// belongs to a number's exponent (`1e+3*h3`).
-fn sum_of_terms(s: &str) -> Result<Vec<f64>, String> {
-    let mut terms = Vec::new();
-    let (mut start, mut prev) = (0, None);
-    for (i, ch) in s.char_indices() {
-        if ch == '+' && prev != Some('e') {
-            terms.push(&s[start..i]);
-            start = i + 1;
-        }
-        prev = Some(ch);
-    }
-    terms.push(&s[start..]);
+/// A token of a sum of Hermite terms.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Token {
+    Plus,
+    Minus,
+    Star,
+    /// An unsigned finite number.
+    Number(f64),
+    /// `hN` or `hermiteN`, with its degree `N`.
+    Term(usize),
+}
 
+/// Splits a lowercase sum of terms into tokens, each with its text, skipping
+/// whitespace. A number is the longest run of digits and `.`, then an
+/// exponent `e[+-]digits` if an `e` follows, so the sign of an exponent is
+/// never an operator.
+fn tokens(s: &str) -> Result<Vec<(Token, &str)>, String> {
     let mut out = Vec::new();
-    for term in terms {
-        let (coefficient, atom) = match term.split_once('*') {
-            Some((c, atom)) => (number(c)?, atom.trim()),
-            None => (1.0, term.trim()),
+    let mut rest = s.trim_start();
+    while let Some(first) = rest.chars().next() {
+        let len = match first {
+            '+' | '-' | '*' => 1,
+            '0'..='9' | '.' => number_len(rest.as_bytes()),
+            'a'..='z' => rest
+                .find(|c: char| !c.is_ascii_alphanumeric())
+                .unwrap_or(rest.len()),
+            _ => {
+                return Err(format!(
+                    "unexpected `{first}`; a sum is made of terms hN or c*hN joined by + or -, \
+                     as in h3-0.5*h5; expected {FORMS}"
+                ))
+            }
         };
-        let digits = atom
-            .strip_prefix("hermite")
-            .or_else(|| atom.strip_prefix('h'))
-            .filter(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
-            .ok_or_else(|| format!("unknown link `{atom}`; expected {FORMS}"))?;
+        let text = &rest[..len];
+        let token = match first {
+            '+' => Token::Plus,
+            '-' => Token::Minus,
+            '*' => Token::Star,
+            '0'..='9' | '.' => Token::Number(number(text)?),
+            _ => word(text)?,
+        };
+        out.push((token, text));
+        rest = rest[len..].trim_start();
+    }
+    Ok(out)
+}
+
+/// The length of the number literal at the start of `s` (ASCII only, so
+/// every length is a char boundary).
+fn number_len(s: &[u8]) -> usize {
+    let mut i = s
+        .iter()
+        .position(|b| !(b.is_ascii_digit() || *b == b'.'))
+        .unwrap_or(s.len());
+    if s.get(i) == Some(&b'e') {
+        i += 1;
+        if matches!(s.get(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        while s.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+        }
+    }
+    i
+}
+
+/// A word of letters and digits in a sum: `hN` or `hermiteN`.
+fn word(w: &str) -> Result<Token, String> {
+    let digits = w
+        .strip_prefix("hermite")
+        .or_else(|| w.strip_prefix('h'))
+        .filter(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()));
+    if let Some(digits) = digits {
         let degree = digits
             .parse::<usize>()
             .map_err(|_| format!("degree {digits} exceeds the maximum {MAX_DEGREE}"))?;
         check_degree(degree)?;
+        return Ok(Token::Term(degree));
+    }
+    if w.parse::<f64>().is_ok() {
+        // `inf`, `nan`, `infinity`.
+        return Err(format!("`{w}` is not a finite number; expected {FORMS}"));
+    }
+    Err(format!("unknown link `{w}`; expected {FORMS}"))
+}
+
+/// `[sign] term (sign term)*` with `term = [[sign] c *] (h|hermite)N` (see
+/// the module doc), as Hermite coefficients.
+fn sum_of_terms(s: &str) -> Result<Vec<f64>, String> {
+    const SUM: &str = "terms hN or c*hN joined by + or -, as in h3-0.5*h5 or -h3+2*h4";
+    let tokens = tokens(s)?;
+    let Some(&(_, last)) = tokens.last() else {
+        return Err(format!("the spec is empty; expected {FORMS}"));
+    };
+    let at = |i: usize| tokens.get(i).map(|&(t, _)| t);
+    let text = |i: usize| tokens.get(i).map_or(last, |&(_, t)| t);
+    let unexpected = |i: usize| match at(i) {
+        None => format!("the spec ends after `{last}`; expected {SUM}"),
+        Some(_) => format!("unexpected `{}`; expected {SUM}", text(i)),
+    };
+
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < tokens.len() {
+        // The sign that joins this term to the previous one, optional before
+        // the first term.
+        let mut coefficient = match at(i) {
+            Some(Token::Plus) => 1.0,
+            Some(Token::Minus) => -1.0,
+            _ if i == 0 => 1.0,
+            _ => {
+                return Err(format!(
+                    "expected `+` or `-` before `{}`; a sum is made of {SUM}",
+                    text(i)
+                ))
+            }
+        };
+        if matches!(at(i), Some(Token::Plus | Token::Minus)) {
+            i += 1;
+        }
+        // A coefficient's own sign: `h3+-0.5*h5`.
+        if let (Some(sign @ (Token::Plus | Token::Minus)), Some(Token::Number(_))) =
+            (at(i), at(i + 1))
+        {
+            if sign == Token::Minus {
+                coefficient = -coefficient;
+            }
+            i += 1;
+        }
+        let has_coefficient = matches!(at(i), Some(Token::Number(_)));
+        if let Some(Token::Number(c)) = at(i) {
+            if at(i + 1) != Some(Token::Star) {
+                return Err(format!(
+                    "the coefficient `{}` must be followed by `*hN`; expected {SUM}",
+                    text(i)
+                ));
+            }
+            coefficient *= c;
+            i += 2;
+        }
+        let degree = match at(i) {
+            Some(Token::Term(degree)) => degree,
+            Some(Token::Plus | Token::Minus) if !has_coefficient && i > 0 => {
+                return Err(format!(
+                    "two signs in a row (`{}{}`); only a coefficient may carry a second \
+                     sign, as in h3+-0.5*h5; expected {SUM}",
+                    text(i - 1),
+                    text(i)
+                ))
+            }
+            Some(Token::Star) if !has_coefficient => {
+                return Err(format!(
+                    "`*` must follow a coefficient, as in 0.5*h5; expected {SUM}"
+                ))
+            }
+            _ => return Err(unexpected(i)),
+        };
         if out.len() <= degree {
             out.resize(degree + 1, 0.0);
         }
         out[degree] += coefficient;
+        i += 1;
     }
     Ok(out)
 }
@@ -517,6 +667,124 @@ mod tests {
         assert_eq!(
             "sign".parse::<Link>().unwrap(),
             Link::Named(NamedLink::Sign)
+        );
+    }
+
+    /// The Hermite coefficients of a parsed Hermite link, padded to 6.
+    fn coefficients(spec: &str) -> Vec<f64> {
+        match link(spec) {
+            Link::Hermite(mut c) => {
+                c.resize(c.len().max(6), 0.0);
+                c
+            }
+            Link::Named(n) => panic!("{spec}: named link {n}"),
+        }
+    }
+
+    #[test]
+    fn sums_with_subtraction_and_spaces() {
+        for (spec, expected) in [
+            ("h3-0.3*h5", [0.0, 0.0, 0.0, 1.0, 0.0, -0.3]),
+            ("-h3", [0.0, 0.0, 0.0, -1.0, 0.0, 0.0]),
+            ("- h3", [0.0, 0.0, 0.0, -1.0, 0.0, 0.0]),
+            ("+h3", [0.0, 0.0, 0.0, 1.0, 0.0, 0.0]),
+            ("h3 - 0.5*h5", [0.0, 0.0, 0.0, 1.0, 0.0, -0.5]),
+            ("  h3  -  0.5  *  h5  ", [0.0, 0.0, 0.0, 1.0, 0.0, -0.5]),
+            ("h3\t-\n0.5*h5", [0.0, 0.0, 0.0, 1.0, 0.0, -0.5]),
+            ("-h3+0.3*h4", [0.0, 0.0, 0.0, -1.0, 0.3, 0.0]),
+            ("h3+0.5*h5", [0.0, 0.0, 0.0, 1.0, 0.0, 0.5]),
+            ("2*h4", [0.0, 0.0, 0.0, 0.0, 2.0, 0.0]),
+            ("-2*h4", [0.0, 0.0, 0.0, 0.0, -2.0, 0.0]),
+            ("- 2 * h4", [0.0, 0.0, 0.0, 0.0, -2.0, 0.0]),
+            ("h3 + h5", [0.0, 0.0, 0.0, 1.0, 0.0, 1.0]),
+            ("0.5*h3-h5", [0.0, 0.0, 0.0, 0.5, 0.0, -1.0]),
+            ("-0.4*h5+h3", [0.0, 0.0, 0.0, 1.0, 0.0, -0.4]),
+            ("1e-1*h5", [0.0, 0.0, 0.0, 0.0, 0.0, 0.1]),
+            ("h3-1e-1*h5", [0.0, 0.0, 0.0, 1.0, 0.0, -0.1]),
+            ("h3-1E-1*H5", [0.0, 0.0, 0.0, 1.0, 0.0, -0.1]),
+            ("h3 - 1e-1 * h5", [0.0, 0.0, 0.0, 1.0, 0.0, -0.1]),
+            ("1e+1*h1-1e1*h2", [0.0, 10.0, -10.0, 0.0, 0.0, 0.0]),
+            ("2.5e-1*h1-.5*h2+3.*h4", [0.0, 0.25, -0.5, 0.0, 3.0, 0.0]),
+            ("hermite3-hermite5", [0.0, 0.0, 0.0, 1.0, 0.0, -1.0]),
+            ("HERMITE3 - 0.5*Hermite5", [0.0, 0.0, 0.0, 1.0, 0.0, -0.5]),
+            ("-hermite3", [0.0, 0.0, 0.0, -1.0, 0.0, 0.0]),
+            // The old spelling of subtraction, and a coefficient's own sign.
+            ("h3+-0.3*h5", [0.0, 0.0, 0.0, 1.0, 0.0, -0.3]),
+            ("h3 + -0.3 * h5", [0.0, 0.0, 0.0, 1.0, 0.0, -0.3]),
+            ("h3 - -0.3*h5", [0.0, 0.0, 0.0, 1.0, 0.0, 0.3]),
+            ("h3++0.3*h5", [0.0, 0.0, 0.0, 1.0, 0.0, 0.3]),
+            ("-0.3*h5", [0.0, 0.0, 0.0, 0.0, 0.0, -0.3]),
+            ("+-0.3*h5", [0.0, 0.0, 0.0, 0.0, 0.0, -0.3]),
+            ("h3-h3+h5", [0.0, 0.0, 0.0, 0.0, 0.0, 1.0]),
+            ("h1-h0", [-1.0, 1.0, 0.0, 0.0, 0.0, 0.0]),
+        ] {
+            assert_eq!(coefficients(spec), expected, "{spec}");
+        }
+        assert_eq!(link("h3 - 0.5*h5"), link("hermite:0,0,0,1,0,-0.5"));
+        assert_eq!(link("h3-0.5*h5").to_string(), "hermite:0,0,0,1,0,-0.5");
+    }
+
+    #[test]
+    fn coefficient_lists_accept_spaces() {
+        assert_eq!(link("hermite : 0, 1, - 0.5"), link("h1-0.5*h2"));
+        assert_eq!(link(" Monomial :0 , 1 "), link("h1"));
+        assert_eq!(link("monomial:0,-1,+2"), link("monomial:0, - 1, + 2"));
+        assert_eq!(link("hermite:0,1e-1,-1E-1"), link("0.1*h1-0.1*h2"));
+    }
+
+    #[test]
+    fn bad_sums_are_clear_errors() {
+        for (spec, says) in [
+            ("h3-", "ends after `-`"),
+            ("-", "ends after `-`"),
+            ("+", "ends after `+`"),
+            ("h3 + ", "ends after `+`"),
+            ("--h3", "two signs in a row (`--`)"),
+            ("h3 -- h5", "two signs in a row (`--`)"),
+            ("h3 - - h5", "two signs in a row (`--`)"),
+            ("h3 +- h5", "two signs in a row (`+-`)"),
+            ("h3-*h5", "`*` must follow a coefficient"),
+            ("*h3", "`*` must follow a coefficient"),
+            ("--0.5*h3-", "ends after `-`"),
+            ("---0.5*h3", "two signs in a row (`--`)"),
+            ("h3 h5", "expected `+` or `-` before `h5`"),
+            ("h3*2", "expected `+` or `-` before `*`"),
+            ("0.5 h3", "`0.5` must be followed by `*hN`"),
+            ("h3-0.5", "`0.5` must be followed by `*hN`"),
+            ("0.5*", "ends after `*`"),
+            ("0.5*0.5*h3", "unexpected `0.5`"),
+            ("2*-h3", "unexpected `-`"),
+            ("2**h3", "unexpected `*`"),
+            ("h3-1e*h5", "`1e` is not a finite number"),
+            ("h3-1e-*h5", "`1e-` is not a finite number"),
+            ("1.2.3*h3", "`1.2.3` is not a finite number"),
+            ("1e400*h3", "`1e400` is not a finite number"),
+            ("inf*h3", "`inf` is not a finite number"),
+            ("h3-nan*h5", "`nan` is not a finite number"),
+            ("h3 - relu", "unknown link `relu`"),
+            ("h3 - 0.5*x", "unknown link `x`"),
+            ("h3-h31", "degree 31 exceeds"),
+            ("h3/2", "unexpected `/`"),
+            ("h3 − h5", "unexpected `−`"),
+            ("(h3)", "unexpected `(`"),
+            ("h3-h3", "constant"),
+            ("foo:1,2", "unknown form `foo:`"),
+            ("hermite:0,--1", "`--1` is not a finite number"),
+            ("hermite:0,- -1", "`- -1` is not a finite number"),
+            ("1e308*h3+1e308*h3", "finite"),
+        ] {
+            let err = parse("task.local_link", spec).expect_err(spec);
+            let Error::Invalid { value, allowed, .. } = &err else {
+                panic!("{spec}: {err}")
+            };
+            assert_eq!(value, &format!("{spec:?}"));
+            assert!(allowed.contains(says), "{spec}: {allowed}");
+        }
+        // Messages about a sum say what a sum looks like.
+        let err = parse("f", "h3 -- h5").unwrap_err().to_string();
+        assert!(
+            err.contains("h3-0.5*h5") && err.contains("\"h3 -- h5\""),
+            "{err}"
         );
     }
 
@@ -717,6 +985,11 @@ mod tests {
             "monomial:",
             "h3+-1*h3",
             "h3+",
+            "h3-",
+            "-",
+            "--h3",
+            "h3-*h5",
+            "h3 -- h5",
             "x*h3",
             "1e-13*h2",
             &format!("hermite:{}1", "0,".repeat(31)),

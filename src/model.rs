@@ -73,20 +73,22 @@ impl Activation {
     }
 
     /// `out[i j] = scale_i * d loss / d t` at the pre-activations `t` (rows
-    /// of `j` neurons, one per sample `i` with label `y[i]`); `tmp` is
-    /// scratch of the same length. The polynomial runs over the whole block
-    /// at once: one long vectorised loop, not one short one per sample.
+    /// of `j` neurons, one per sample `i` with label `y[i]`), each neuron
+    /// with its second-layer sign `signs[j]`; `tmp` is scratch of the same
+    /// length. The polynomial runs over the whole block at once: one long
+    /// vectorised loop, not one short one per sample.
     #[allow(clippy::too_many_arguments)]
     fn loss_slopes(
         &self,
         loss: Loss,
         y: &[f32],
         scale: impl Fn(usize) -> f32,
-        j: usize,
+        signs: &[f32],
         t: &[f32],
         out: &mut [f32],
         tmp: &mut [f32],
     ) {
+        let j = signs.len();
         if j == 0 {
             return;
         }
@@ -96,26 +98,30 @@ impl Activation {
             Loss::Correlation => {
                 for (i, row) in rows {
                     let factor = -y[i] * scale(i);
-                    row.iter_mut().for_each(|o| *o *= factor);
+                    for (o, &a) in row.iter_mut().zip(signs) {
+                        *o *= factor * a;
+                    }
                 }
             }
             Loss::Squared => {
+                // (y - a sigma)^2 / 2 with a = +-1 has slope -(a y - sigma) sigma'.
                 Self::horner_slice(&self.monomial, t, tmp);
                 for ((i, row), values) in rows.zip(tmp.chunks_exact(j)) {
                     let (yi, si) = (y[i], scale(i));
-                    for (o, &v) in row.iter_mut().zip(values) {
-                        *o *= -(yi - v) * si;
+                    for ((o, &v), &a) in row.iter_mut().zip(values).zip(signs) {
+                        *o *= -(a * yi - v) * si;
                     }
                 }
             }
         }
     }
 
-    /// The loss itself, for gradient checks and logs.
-    pub fn loss(&self, loss: Loss, y: f32, t: f32) -> f32 {
+    /// The loss of one neuron with second-layer sign `sign` (+-1), for
+    /// gradient checks and logs.
+    pub fn loss(&self, loss: Loss, sign: f32, y: f32, t: f32) -> f32 {
         match loss {
-            Loss::Correlation => -y * self.value(t),
-            Loss::Squared => 0.5 * (y - self.value(t)).powi(2),
+            Loss::Correlation => -sign * y * self.value(t),
+            Loss::Squared => 0.5 * (y - sign * self.value(t)).powi(2),
         }
     }
 }
@@ -201,25 +207,26 @@ impl SgdScratch {
 }
 
 /// The mean loss gradient with respect to every row of `w` on the centred
-/// inputs `xc`, with optional per-sample weights. Rows of the result are
-/// Euclidean gradients (not yet projected on the sphere).
+/// inputs `xc`, with optional per-sample weights and each neuron's
+/// second-layer sign `signs[j]` (+-1). Rows of the result are Euclidean
+/// gradients (not yet projected on the sphere).
+#[allow(clippy::too_many_arguments)]
 pub fn loss_gradient<'a>(
     w: &Array2<f32>,
     xc: ArrayView2<f32>,
     y: &[f32],
     weights: Option<&[f32]>,
+    signs: &[f32],
     activation: &Activation,
     loss: Loss,
     scratch: &'a mut SgdScratch,
 ) -> &'a Array2<f32> {
     let (n, j) = (xc.nrows(), w.nrows());
-    for buffer in [&mut scratch.pre, &mut scratch.coef] {
+    assert_eq!(signs.len(), j, "one sign per neuron");
+    for buffer in [&mut scratch.pre, &mut scratch.coef, &mut scratch.tmp] {
         if buffer.len() < n * j {
             buffer.resize(n * j, 0.0);
         }
-    }
-    if loss == Loss::Squared && scratch.tmp.len() < n * j {
-        scratch.tmp.resize(n * j, 0.0);
     }
     if scratch.grad.dim() != w.dim() {
         scratch.grad = Array2::zeros(w.dim());
@@ -228,15 +235,14 @@ pub fn loss_gradient<'a>(
     let mut pre = ArrayViewMut2::from_shape((n, j), &mut scratch.pre[..n * j]).expect("sized");
     matmul(&mut pre, &xc, &w.t(), 1.0, false);
     let total: f32 = weights.map_or(n as f32, |ws| ws.iter().sum());
-    let tmp_len = scratch.tmp.len().min(n * j);
     activation.loss_slopes(
         loss,
         y,
         |i| weights.map_or(1.0, |ws| ws[i]) / total,
-        j,
+        signs,
         &scratch.pre[..n * j],
         &mut scratch.coef[..n * j],
-        &mut scratch.tmp[..tmp_len],
+        &mut scratch.tmp[..n * j],
     );
     let coef = ArrayView2::from_shape((n, j), &scratch.coef[..n * j]).expect("sized");
     matmul(&mut scratch.grad.view_mut(), &coef.t(), &xc, 1.0, false);
@@ -261,33 +267,124 @@ fn times_whitening<'a>(
     }
 }
 
-/// One step of spherical online SGD with its buffers, reused across steps.
+/// How each neuron's second-layer sign a_j (the loss is -a_j y sigma(t),
+/// or (y - a_j sigma(t))^2 / 2) is set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NeuronSign {
+    /// a_j = sign of the neuron's running correlation R_j = E[y sigma(t_j)]:
+    /// the neuron climbs |R_j|, so it can learn a direction whose leading
+    /// Hermite coefficient is negative, for even k* as for odd.
+    Learned,
+    /// a_j = +1, -1, +1, ... by neuron index, fixed; a restarted phase-I
+    /// expert flips its sign (it was stuck, perhaps for want of the other
+    /// sign). Unlike `learned`, the sign needs no running correlation to
+    /// settle first, which at odd k* would slow the escape from the equator.
+    Alternating,
+    /// a_j = +1 always: with an even k* the neuron is repelled by every
+    /// direction whose leading coefficient is negative.
+    Positive,
+}
+
+/// What a [`SphereStep`] knows of its neurons beside their directions:
+/// each one's running correlation R_j = E[y sigma(<w_j, x>)] and its
+/// second-layer sign a_j (checkpointed with the directions).
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct NeuronStats {
+    pub correlation: Vec<f64>,
+    pub signs: Vec<f32>,
+}
+
+impl NeuronStats {
+    /// `neurons` neurons with correlation 0 and the rule's starting signs.
+    pub fn new(rule: NeuronSign, neurons: usize) -> Self {
+        let signs = (0..neurons)
+            .map(|j| match rule {
+                NeuronSign::Alternating if j % 2 == 1 => -1.0,
+                _ => 1.0,
+            })
+            .collect();
+        NeuronStats {
+            correlation: vec![0.0; neurons],
+            signs,
+        }
+    }
+}
+
+/// Weight of the newest batch in a neuron's running correlation (a time
+/// constant of 256 steps: long enough to average the batch noise, short
+/// enough to follow a neuron across its escape from the equator).
+pub const CORRELATION_RATE: f64 = 1.0 / 256.0;
+
+/// One step of spherical online SGD with its buffers, reused across steps,
+/// and each neuron's running correlation R_j = E[y sigma(<w_j, x>)], which
+/// sets its sign (when learned) and tells whether it found a direction.
 #[derive(Debug)]
 pub struct SphereStep {
     activation: Activation,
     loss: Loss,
+    rule: NeuronSign,
+    stats: NeuronStats,
+    batch_mean: Vec<f64>,
     scratch: SgdScratch,
     seen: Array2<f32>,
     grad_seen: Array2<f32>,
 }
 
 impl SphereStep {
-    pub fn new(activation: &[f64], loss: Loss) -> Self {
+    /// A step for `neurons` neurons, with running correlations starting at 0.
+    pub fn new(activation: &[f64], loss: Loss, rule: NeuronSign, neurons: usize) -> Self {
         SphereStep {
             activation: Activation::from_hermite(activation),
             loss,
+            rule,
+            stats: NeuronStats::new(rule, neurons),
+            batch_mean: Vec::new(),
             scratch: SgdScratch::default(),
             seen: Array2::zeros((0, 0)),
             grad_seen: Array2::zeros((0, 0)),
         }
     }
 
+    /// The neurons' running correlations and signs.
+    pub fn stats(&self) -> &NeuronStats {
+        &self.stats
+    }
+
+    /// Restores the running correlations and signs of a checkpoint.
+    pub fn set_stats(&mut self, stats: NeuronStats) {
+        self.stats = stats;
+    }
+
+    /// Neuron `j` restarts from a new direction: its correlation goes back
+    /// to 0 and, with alternating signs, it tries the other sign.
+    pub fn restart(&mut self, j: usize) {
+        self.stats.correlation[j] = 0.0;
+        match self.rule {
+            NeuronSign::Alternating => self.stats.signs[j] = -self.stats.signs[j],
+            NeuronSign::Learned => self.stats.signs[j] = 1.0,
+            NeuronSign::Positive => {}
+        }
+    }
+
+    /// Each neuron's second-layer sign a_j.
+    pub fn signs(&self) -> &[f32] {
+        &self.stats.signs
+    }
+
+    /// a_j R_j: how much neuron j's own objective has been gained, about
+    /// |beta| m^k once it overlaps a direction by m, about 0 while it is lost.
+    pub fn gain(&self, j: usize) -> f64 {
+        self.stats.signs[j] as f64 * self.stats.correlation[j]
+    }
+
     /// Moves the rows of `w` one step down the mean loss on centred inputs
     /// `xc` seen through the symmetric whitening `whiten` (W): since
     /// <w, W x> = <W w, x>, the whitening moves onto the N directions
     /// (N d^2 a step) instead of the B inputs (B d^2), and the gradient in
-    /// whitened coordinates is the raw one times W. Returns false if a
-    /// direction became non-finite.
+    /// whitened coordinates is the raw one times W. The signs used are those
+    /// from before the batch; the running correlations then take it in.
+    /// Returns false if a direction became non-finite.
     #[allow(clippy::too_many_arguments)]
     pub fn step(
         &mut self,
@@ -304,12 +401,52 @@ impl SphereStep {
             xc,
             y,
             weights,
+            &self.stats.signs,
             &self.activation,
             self.loss,
             &mut self.scratch,
         );
         let grad = times_whitening(grad, whiten, &mut self.grad_seen);
-        spherical_step(w, grad, lr)
+        let finite = spherical_step(w, grad, lr);
+        self.observe(y, weights);
+        finite
+    }
+
+    /// Folds the batch's mean y sigma(t_j) into the running correlations.
+    fn observe(&mut self, y: &[f32], weights: Option<&[f32]>) {
+        let (n, j) = (self.scratch.rows, self.stats.correlation.len());
+        if n == 0 || j == 0 {
+            return;
+        }
+        let values = &mut self.scratch.tmp[..n * j];
+        Activation::horner_slice(
+            &self.activation.monomial,
+            &self.scratch.pre[..n * j],
+            values,
+        );
+        let mean = &mut self.batch_mean;
+        mean.clear();
+        mean.resize(j, 0.0);
+        let mut total = 0.0f64;
+        for (i, row) in values.chunks_exact(j).enumerate() {
+            let wy = (weights.map_or(1.0, |ws| ws[i]) * y[i]) as f64;
+            total += weights.map_or(1.0, |ws| ws[i]) as f64;
+            for (m, &v) in mean.iter_mut().zip(row) {
+                *m += wy * v as f64;
+            }
+        }
+        let stats = &mut self.stats;
+        for ((r, a), &m) in stats
+            .correlation
+            .iter_mut()
+            .zip(&mut stats.signs)
+            .zip(mean.iter())
+        {
+            *r += CORRELATION_RATE * (m / total - *r);
+            if self.rule == NeuronSign::Learned {
+                *a = if *r < 0.0 { -1.0 } else { 1.0 };
+            }
+        }
     }
 
     /// The pre-activations <w_j, W x_i> of the last step, before it moved w.
@@ -425,6 +562,7 @@ mod tests {
         x: &Array2<f32>,
         y: &[f32],
         weights: &[f32],
+        signs: &[f32],
         act: &Activation,
         loss: Loss,
     ) -> f64 {
@@ -432,8 +570,8 @@ mod tests {
         let total: f64 = weights.iter().map(|&v| v as f64).sum();
         let mut sum = 0.0;
         for (i, row) in pre.axis_iter(Axis(0)).enumerate() {
-            for &t in row {
-                sum += weights[i] as f64 * act.loss(loss, y[i], t) as f64;
+            for (&t, &a) in row.iter().zip(signs) {
+                sum += weights[i] as f64 * act.loss(loss, a, y[i], t) as f64;
             }
         }
         sum / total
@@ -447,6 +585,9 @@ mod tests {
         let y: Vec<f32> = (0..n).map(|_| rng.sample(StandardNormal)).collect();
         let weights: Vec<f32> = (0..n).map(|_| rng.gen_range(0.1..1.0)).collect();
         let act = Activation::from_hermite(&[0.0, 0.0, 0.0, 1.0, 0.2]);
+        // Both second-layer signs: a negative one flips the correlation
+        // loss and the squared loss's target.
+        let signs = [1.0f32, -1.0, -1.0];
         for loss in [Loss::Correlation, Loss::Squared] {
             for weighted in [false, true] {
                 let w = random_directions(j, d, &mut rng) * 0.8;
@@ -461,6 +602,7 @@ mod tests {
                     x.view(),
                     &y,
                     weighted.then_some(&ws[..]),
+                    &signs,
                     &act,
                     loss,
                     &mut scratch,
@@ -472,8 +614,8 @@ mod tests {
                         let (mut up, mut down) = (w.clone(), w.clone());
                         up[[r, c]] += h;
                         down[[r, c]] -= h;
-                        let fd = (mean_loss(&up, &x, &y, &ws, &act, loss)
-                            - mean_loss(&down, &x, &y, &ws, &act, loss))
+                        let fd = (mean_loss(&up, &x, &y, &ws, &signs, &act, loss)
+                            - mean_loss(&down, &x, &y, &ws, &signs, &act, loss))
                             / (2.0 * h as f64);
                         let g = grad[[r, c]] as f64;
                         assert!(

@@ -10,7 +10,7 @@ use crate::config::{Allocation, Merge, ReadoutConfig, ValidConfig, ValidPhase};
 use crate::error::{Error, Result};
 use crate::linalg::matmul;
 use crate::metrics::{self, Record};
-use crate::model::{self, Activation, InputMap, SphereStep, TwoLayer};
+use crate::model::{self, Activation, InputMap, NeuronStats, SphereStep, TwoLayer};
 use crate::readout;
 use crate::rng::{stream, Stream, StreamId};
 use crate::router::{router_gradient, GateRule, Router};
@@ -77,7 +77,7 @@ pub enum Stage {
     PhaseOne {
         step: u64,
         one: PhaseOne,
-        correlation: Vec<f64>,
+        neurons: NeuronStats,
     },
     PhaseTwo {
         step: u64,
@@ -91,6 +91,7 @@ pub enum Stage {
         step: u64,
         map: InputMap,
         w: Array2<f32>,
+        neurons: NeuronStats,
     },
     VanillaTrained(Box<Vanilla>),
 }
@@ -117,6 +118,8 @@ pub struct PhaseThree {
     pub router: Router,
     pub centres: Vec<Array1<f32>>,
     pub neurons: Vec<Array2<f32>>,
+    /// Running correlation and sign of every neuron, per routed expert.
+    pub stats: Vec<NeuronStats>,
     pub serving: Vec<usize>,
     pub purity: f64,
 }
@@ -301,8 +304,10 @@ impl<'a> Run<'a> {
     /// Spherical online SGD of the rows of `w` on all samples, through the
     /// input map (phase I with tied experts, and the vanilla network),
     /// from step `done + 1` on.
-    /// `on_step` sees the directions after the step and the batch's
-    /// pre-activations before it.
+    /// `stats` is the neurons' running correlations and signs to go on
+    /// from (None: from the start). `on_step` sees the directions after the step and
+    /// the step's state (the batch's pre-activations before it, the running
+    /// correlations after it).
     #[allow(clippy::too_many_arguments)]
     fn sphere_sgd(
         &mut self,
@@ -311,6 +316,7 @@ impl<'a> Run<'a> {
         samples: u64,
         done: u64,
         w: &mut Array2<f32>,
+        stats: Option<NeuronStats>,
         map: &InputMap,
         mut on_step: impl FnMut(
             &mut Self,
@@ -318,10 +324,13 @@ impl<'a> Run<'a> {
             &mut Array2<f32>,
             f64,
             &Batch,
-            ArrayView2<f32>,
+            &mut SphereStep,
         ) -> Result<()>,
-    ) -> Result<()> {
-        let mut sgd = SphereStep::new(&p.activation, p.loss);
+    ) -> Result<SphereStep> {
+        let mut sgd = SphereStep::new(&p.activation, p.loss, p.sign, w.nrows());
+        if let Some(stats) = stats {
+            sgd.set_stats(stats);
+        }
         let mut batch = Batch::new(p.batch, self.task.d);
         // Batches of p.batch samples; the last one takes what is left.
         let steps = samples.div_ceil(p.batch as u64);
@@ -346,10 +355,10 @@ impl<'a> Run<'a> {
             if !moved {
                 return Err(self.diverged(phase, step, "a first-layer weight"));
             }
-            on_step(self, step, w, lr, &batch, sgd.pre_activations())?;
+            on_step(self, step, w, lr, &batch, &mut sgd)?;
             tick(self.monitor, self.model, step, steps);
         }
-        Ok(())
+        Ok(sgd)
     }
 }
 
@@ -372,61 +381,35 @@ fn gate_rule(cfg: &ValidConfig) -> GateRule {
 }
 
 /// Restarts of phase-I experts, decided without ground truth from each
-/// expert's running correlation R_m = E[y sigma(<u_m, x>)] (about beta/C
-/// once an expert has found a cluster, about 0 while it is stuck).
+/// expert's running gain a_m R_m = a_m E[y sigma(<u_m, x>)] (about
+/// |beta| m^k* / C once an expert has found a cluster, about 0 while it is
+/// stuck), which the SGD step keeps.
 struct Restarts {
-    correlation: Vec<f64>,
-    activation: Activation,
     merge_threshold: f64,
 }
 
 impl Restarts {
-    /// Weight of the newest batch in the running mean (time constant 256 steps).
-    const RATE: f64 = 1.0 / 256.0;
-    /// An expert has found a direction when its correlation is at least this
+    /// An expert has found a direction when its gain is at least this
     /// share of the best expert's: with h_3 links, overlap m gives m^3 of the
     /// full correlation, so 0.1 spares every expert past m = 0.46, which then
     /// recovers on its own, while the running mean's noise (about 0.01)
     /// stays below the bar.
     const FOUND_SHARE: f64 = 0.1;
 
-    fn new(experts: usize, activation: &[f64], merge_threshold: f64) -> Self {
-        Restarts {
-            correlation: vec![0.0; experts],
-            activation: Activation::from_hermite(activation),
-            merge_threshold,
-        }
-    }
-
-    /// Updates the running correlations from a batch's labels and its
-    /// pre-activations <u_m, W (x - mu)> (n x M).
-    fn observe(&mut self, pre: ArrayView2<f32>, y: &[f32]) {
-        let n = y.len() as f64;
-        for (m, r) in self.correlation.iter_mut().enumerate() {
-            let mean: f64 = pre
-                .column(m)
-                .iter()
-                .zip(y)
-                .map(|(&t, &y)| (y * self.activation.value(t)) as f64)
-                .sum::<f64>()
-                / n;
-            *r += Self::RATE * (mean - *r);
-        }
-    }
-
     /// Keeps the best expert of every distinct direction among those that
     /// found one; redraws the others orthogonally to the kept directions.
-    fn restart(&mut self, u: &mut Array2<f32>, rng: &mut Stream) {
-        let best = self.correlation.iter().copied().fold(0.0, f64::max);
+    fn restart(&self, u: &mut Array2<f32>, sgd: &mut SphereStep, rng: &mut Stream) {
+        let gain: Vec<f64> = (0..u.nrows()).map(|m| sgd.gain(m)).collect();
+        let best = gain.iter().copied().fold(0.0, f64::max);
         if best < 0.02 {
             return; // nobody has found anything yet: nothing to tell apart
         }
         let mut order: Vec<usize> = (0..u.nrows()).collect();
-        order.sort_by(|&a, &b| self.correlation[b].total_cmp(&self.correlation[a]));
+        order.sort_by(|&a, &b| gain[b].total_cmp(&gain[a]));
         let mut kept: Vec<usize> = Vec::new();
         let mut redraw = Vec::new();
         for m in order {
-            let found = self.correlation[m] >= Self::FOUND_SHARE * best;
+            let found = gain[m] >= Self::FOUND_SHARE * best;
             let redundant = kept
                 .iter()
                 .any(|&k| (u.row(m).dot(&u.row(k)) as f64).abs() >= self.merge_threshold);
@@ -446,7 +429,7 @@ impl Restarts {
             let norm = g.dot(&g).sqrt();
             if norm > 1e-3 {
                 u.row_mut(m).assign(&(g / norm));
-                self.correlation[m] = 0.0;
+                sgd.restart(m);
             }
         }
     }
@@ -492,6 +475,8 @@ pub fn merge_experts(u: &Array2<f32>, merge: Merge, threshold: f64) -> (Vec<Opti
 pub struct PhaseOne {
     map: InputMap,
     u: Array2<f32>,
+    /// Each expert's second-layer sign a_m at the end of phase I.
+    signs: Vec<f32>,
     recovery: Vec<Option<u64>>,
 }
 
@@ -523,15 +508,9 @@ pub fn train_moe(
     let (mut run, stage) = Run::start(cfg, task, "moe", streams, journal, monitor, resume);
     let (one, two, three) = match stage {
         None => (phase_one(&mut run, None)?, None, None),
-        Some(Stage::PhaseOne {
-            step,
-            one,
-            correlation,
-        }) => (
-            phase_one(&mut run, Some((step, one, correlation)))?,
-            None,
-            None,
-        ),
+        Some(Stage::PhaseOne { step, one, neurons }) => {
+            (phase_one(&mut run, Some((step, one, neurons)))?, None, None)
+        }
         Some(Stage::PhaseTwo {
             step,
             one,
@@ -618,42 +597,53 @@ fn wrong_stage(model: &'static str, stage: &Stage) -> Error {
 
 /// Phase I: one tied direction per expert, every sample to every expert,
 /// with restarts of stuck and redundant experts.
-fn phase_one(run: &mut Run, resume: Option<(u64, PhaseOne, Vec<f64>)>) -> Result<PhaseOne> {
+fn phase_one(run: &mut Run, resume: Option<(u64, PhaseOne, NeuronStats)>) -> Result<PhaseOne> {
     let (cfg, task) = (run.cfg, run.task);
     let p1 = &cfg.phase_one;
     let threshold = cfg.metrics.recovery_threshold;
-    let mut restarts = Restarts::new(cfg.moe.experts, &p1.activation, cfg.moe.merge_threshold);
+    let restarts = Restarts {
+        merge_threshold: cfg.moe.merge_threshold,
+    };
     let (
+        stats,
         done,
         PhaseOne {
             map,
             mut u,
             mut recovery,
+            ..
         },
     ) = match resume {
-        Some((step, one, correlation)) => {
-            restarts.correlation = correlation;
-            (step, one)
-        }
+        Some((step, one, stats)) => (Some(stats), step, one),
         None => {
             let map = run.input_map(p1.centre_samples, cfg.moe.whiten);
             let u = model::random_directions(cfg.moe.experts, task.d, &mut run.init);
             let recovery = vec![None; task.clusters()];
-            (0, PhaseOne { map, u, recovery })
+            let signs = Vec::new();
+            (
+                None,
+                0,
+                PhaseOne {
+                    map,
+                    u,
+                    signs,
+                    recovery,
+                },
+            )
         }
     };
-    run.sphere_sgd(
+    let sgd = run.sphere_sgd(
         "phase_one",
         p1,
         p1.steps * p1.batch as u64,
         done,
         &mut u,
+        stats,
         &map,
-        |run, step, u, lr, batch, pre| {
-            restarts.observe(pre, &batch.y);
+        |run, step, u, lr, _, sgd| {
             let every = cfg.moe.restart_every;
             if every > 0 && step.is_multiple_of(every) && step + every <= p1.steps {
-                restarts.restart(u, &mut run.init);
+                restarts.restart(u, sgd, &mut run.init);
             }
             for (c, r) in recovery.iter_mut().enumerate() {
                 if r.is_none() && metrics::best_overlap(u.view(), task.w.row(c)) >= threshold {
@@ -675,13 +665,20 @@ fn phase_one(run: &mut Run, resume: Option<(u64, PhaseOne, Vec<f64>)>) -> Result
                 one: PhaseOne {
                     map: map.clone(),
                     u: u.clone(),
+                    signs: sgd.signs().to_vec(),
                     recovery: recovery.clone(),
                 },
-                correlation: restarts.correlation.clone(),
+                neurons: sgd.stats().clone(),
             })
         },
     )?;
-    Ok(PhaseOne { map, u, recovery })
+    let signs = sgd.signs().to_vec();
+    Ok(PhaseOne {
+        map,
+        u,
+        signs,
+        recovery,
+    })
 }
 
 /// Phase II: the router ascends E[sum_k pi_k(x) y sigma(<u_k, W(x - mu)>)],
@@ -705,6 +702,8 @@ fn phase_two(
         })
         .collect();
     let lead_u = one.u.select(Axis(0), &leads);
+    // An expert with sign a_k gains a_k y sigma(<u_k, x>) from its samples.
+    let lead_sign: Array1<f32> = leads.iter().map(|&l| one.signs[l]).collect();
     // <u_k, W (x - mu)> = <W u_k, x> - <W u_k, mu>: the map moves onto the
     // K lead directions once, and the batch stays as drawn.
     let lead_seen = one.map.seen_directions(&lead_u);
@@ -729,7 +728,9 @@ fn phase_two(
             false,
         );
         for (mut row, &y) in rewards.axis_iter_mut(Axis(0)).zip(&batch.y) {
-            row.zip_mut_with(&offset, |t, &o| *t = y * activation.value(*t - o));
+            for ((t, &o), &a) in row.iter_mut().zip(&offset).zip(&lead_sign) {
+                *t = a * y * activation.value(*t - o);
+            }
         }
         let grad = router_gradient(&router.theta, batch.x.view(), &rewards);
         router.theta.scaled_add(p2.lr as f32, &grad);
@@ -839,8 +840,8 @@ fn phase_three(
     let (cfg, task) = (run.cfg, run.task);
     let p3 = &cfg.phase_three;
     let k = router.experts();
-    let (done, centres, mut neurons, serving, purity) = match resume {
-        Some(p) => (p.step, p.centres, p.neurons, p.serving, p.purity),
+    let (done, centres, mut neurons, stats, serving, purity) = match resume {
+        Some(p) => (p.step, p.centres, p.neurons, p.stats, p.serving, p.purity),
         None => {
             let (centres, load) =
                 routed_centres(run, router, routing, p3.centre_samples, &one.map.centre);
@@ -859,11 +860,21 @@ fn phase_three(
             let confusion = routing.confusion(router, task.clusters());
             let serving = metrics::serving_expert(&confusion);
             let purity = metrics::routing_purity(&confusion);
-            (0, centres, neurons, serving, purity)
+            let stats = neurons
+                .iter()
+                .map(|w| NeuronStats::new(p3.sign, w.nrows()))
+                .collect();
+            (0, centres, neurons, stats, serving, purity)
         }
     };
-    let mut sgd: Vec<SphereStep> = (0..k)
-        .map(|_| SphereStep::new(&p3.activation, p3.loss))
+    let mut sgd: Vec<SphereStep> = neurons
+        .iter()
+        .zip(stats)
+        .map(|(w, stats)| {
+            let mut sgd = SphereStep::new(&p3.activation, p3.loss, p3.sign, w.nrows());
+            sgd.set_stats(stats);
+            sgd
+        })
         .collect();
     let mut batch = Batch::new(p3.batch, task.d);
     let mut gates = Array2::zeros((p3.batch, k));
@@ -913,6 +924,7 @@ fn phase_three(
                 router: router.clone(),
                 centres: centres.clone(),
                 neurons: neurons.clone(),
+                stats: sgd.iter().map(|s| s.stats().clone()).collect(),
                 serving: serving.clone(),
                 purity,
             }))
@@ -1004,13 +1016,18 @@ pub fn train_vanilla(
     let (mut run, stage) = Run::start(cfg, task, "vanilla", streams, journal, monitor, resume);
     let p = &cfg.vanilla;
     let threshold = cfg.metrics.recovery_threshold;
-    let (done, map, mut w) = match stage {
+    let (done, map, mut w, stats) = match stage {
         None => {
             let map = run.input_map(p.centre_samples, false);
             let w = model::random_directions(cfg.vanilla_neurons, task.d, &mut run.init);
-            (0, map, w)
+            (0, map, w, None)
         }
-        Some(Stage::VanillaTrain { step, map, w }) => (step, map, w),
+        Some(Stage::VanillaTrain {
+            step,
+            map,
+            w,
+            neurons,
+        }) => (step, map, w, Some(neurons)),
         Some(Stage::VanillaTrained(vanilla)) => return Ok(*vanilla),
         Some(other) => return Err(wrong_stage("vanilla", &other)),
     };
@@ -1021,8 +1038,9 @@ pub fn train_vanilla(
         remaining,
         done,
         &mut w,
+        stats,
         &map,
-        |run, step, w, lr, _, _| {
+        |run, step, w, lr, _, sgd| {
             if run.log_due(step, p.steps) {
                 let all = vec![&*w; task.clusters()];
                 run.record("train", step, |rec| {
@@ -1034,6 +1052,7 @@ pub fn train_vanilla(
                 step,
                 map: map.clone(),
                 w: w.clone(),
+                neurons: sgd.stats().clone(),
             })
         },
     )?;

@@ -5,7 +5,7 @@
 
 use clustermoe::{
     config::{Config, Loss},
-    model::{random_directions, InputMap, SphereStep},
+    model::{random_directions, InputMap, NeuronSign, SphereStep},
     rng::{stream, StreamId},
     task::{centre_rows, Batch, Task},
 };
@@ -42,7 +42,12 @@ fn f32_phase_one_follows_f64() {
 
     let mut w32 = random_directions(8, task.d, &mut stream(cfg.seed, StreamId::MoeInit));
     let mut w64 = w32.mapv(|v| v as f64);
-    let mut sgd = SphereStep::new(&[0.0, 0.0, 0.0, 1.0], Loss::Correlation);
+    let mut sgd = SphereStep::new(
+        &[0.0, 0.0, 0.0, 1.0],
+        Loss::Correlation,
+        NeuronSign::Positive,
+        8,
+    );
     let mut batch = Batch::new(64, task.d);
     let lr = 0.003;
     for _ in 0..6000 {
