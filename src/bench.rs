@@ -243,9 +243,12 @@ fn config_at(options: &BenchOptions, d: usize) -> Config {
     let mut config = options.config.clone();
     config.task.d = d;
     let scale = |steps: u64| ((steps as f64 * options.steps_scale).round() as u64).max(1);
-    config.phase_one.steps = scale(config.phase_one.steps);
+    // "auto" lengths scale from what the budget laws choose at this d.
+    if let Ok(valid) = config.check() {
+        config.phase_one.steps = scale(valid.phase_one.steps).into();
+        config.phase_three.steps = scale(valid.phase_three.steps).into();
+    }
     config.phase_two.steps = scale(config.phase_two.steps);
-    config.phase_three.steps = scale(config.phase_three.steps);
     config
 }
 

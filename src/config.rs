@@ -51,6 +51,52 @@ pub struct TaskConfig {
     pub global_link: String,
 }
 
+/// A number, or "auto": chosen by the budget laws from the task
+/// ([`crate::budget`]).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Auto<T> {
+    Value(T),
+    #[serde(with = "auto_word")]
+    Auto,
+}
+
+impl<T: Copy> Auto<T> {
+    /// The number given, or `auto` when "auto".
+    pub fn or(self, auto: T) -> T {
+        match self {
+            Auto::Value(v) => v,
+            Auto::Auto => auto,
+        }
+    }
+}
+
+impl<T> From<T> for Auto<T> {
+    fn from(value: T) -> Self {
+        Auto::Value(value)
+    }
+}
+
+/// The unit variant `Auto` as the string "auto".
+mod auto_word {
+    use serde::{de::Error, Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("auto")
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<(), D::Error> {
+        let word = String::deserialize(d)?;
+        if word == "auto" {
+            Ok(())
+        } else {
+            Err(D::Error::custom(format!(
+                "expected a number or \"auto\", found {word:?}"
+            )))
+        }
+    }
+}
+
 /// Geometry of the ground-truth directions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -96,7 +142,8 @@ pub struct MoeConfig {
     /// Every this many phase-I steps, experts that are stuck (correlation
     /// below a tenth of the best expert's) or redundant with a better one
     /// restart orthogonally to the directions already found; 0 disables.
-    pub restart_every: u64,
+    /// "auto": from the budget laws ([`crate::budget`]).
+    pub restart_every: Auto<u64>,
 }
 
 /// Sharing of the M x J phase-III neurons among routed experts.
@@ -160,12 +207,13 @@ pub enum Schedule {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PhaseConfig {
-    pub steps: u64,
+    /// SGD steps; "auto" from the budget laws ([`crate::budget`]).
+    pub steps: Auto<u64>,
     pub batch: usize,
-    /// Learning rate until `decay_start`.
-    pub lr: f64,
-    /// Learning rate at the last step.
-    pub lr_end: f64,
+    /// Learning rate until `decay_start`; "auto" from the budget laws.
+    pub lr: Auto<f64>,
+    /// Learning rate at the last step; "auto" from the budget laws.
+    pub lr_end: Auto<f64>,
     /// Fraction of the steps after which the rate decays from `lr` to `lr_end`.
     pub decay_start: f64,
     pub schedule: Schedule,
@@ -211,8 +259,10 @@ pub struct VanillaConfig {
     /// Neurons N; 0 means M * J, as many as all experts together.
     pub neurons: usize,
     pub batch: usize,
-    pub lr: f64,
-    pub lr_end: f64,
+    /// "auto": phase three's.
+    pub lr: Auto<f64>,
+    /// "auto": phase three's.
+    pub lr_end: Auto<f64>,
     pub decay_start: f64,
     pub schedule: Schedule,
     pub activation: String,
@@ -241,10 +291,10 @@ impl Default for Config {
             task: TaskConfig::default(),
             moe: MoeConfig::default(),
             phase_one: PhaseConfig {
-                steps: 8_000,
+                steps: Auto::Auto,
                 batch: 64,
-                lr: 0.003,
-                lr_end: 0.003,
+                lr: Auto::Auto,
+                lr_end: Auto::Auto,
                 decay_start: 0.5,
                 schedule: Schedule::Constant,
                 centre_samples: 4_096,
@@ -258,10 +308,10 @@ impl Default for Config {
                 lr: 0.02,
             },
             phase_three: PhaseConfig {
-                steps: 24_000,
+                steps: Auto::Auto,
                 batch: 64,
-                lr: 0.003,
-                lr_end: 0.0003,
+                lr: Auto::Auto,
+                lr_end: Auto::Auto,
                 decay_start: 0.5,
                 schedule: Schedule::Cosine,
                 centre_samples: 4_096,
@@ -303,7 +353,7 @@ impl Default for MoeConfig {
             merge_threshold: 0.5,
             allocation: Allocation::ByLoad,
             whiten: true,
-            restart_every: 2_000,
+            restart_every: Auto::Auto,
         }
     }
 }
@@ -337,8 +387,8 @@ impl Default for VanillaConfig {
             enabled: true,
             neurons: 0,
             batch: 64,
-            lr: 0.003,
-            lr_end: 0.0003,
+            lr: Auto::Auto,
+            lr_end: Auto::Auto,
             decay_start: 0.5,
             schedule: Schedule::Cosine,
             activation: "auto".into(),
@@ -602,6 +652,10 @@ pub struct ValidConfig {
     pub warnings: Vec<String>,
     /// The mixture of experts (every field checked).
     pub moe: MoeConfig,
+    /// Phase-I steps between restarts (`moe.restart_every` resolved).
+    pub restart_every: u64,
+    /// What the budget laws chose for this task (used where a field is "auto").
+    pub budget: crate::budget::Budget,
     pub phase_one: ValidPhase,
     pub phase_two: RouterConfig,
     pub phase_three: ValidPhase,

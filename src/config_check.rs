@@ -1,6 +1,7 @@
 //! Validation of a [`Config`] into a [`ValidConfig`]: every field checked
 //! once, each rejection naming the field, the value and what is allowed.
 
+use crate::budget::{Budget, TaskShape};
 use crate::config::{
     Config, Gate, Geometry, Links, LrSchedule, PhaseConfig, Schedule, ValidConfig, ValidPhase,
 };
@@ -75,20 +76,34 @@ fn activation(field: &str, spec: &str, information_exponent: usize) -> Result<Ve
     }
 }
 
-fn phase(name: &str, p: &PhaseConfig, information_exponent: usize) -> Result<ValidPhase> {
+/// A phase's settings, with "auto" fields taken from `auto` (steps, lr,
+/// lr_end of the budget laws).
+fn phase(
+    name: &str,
+    p: &PhaseConfig,
+    information_exponent: usize,
+    auto: (u64, f64, f64),
+) -> Result<ValidPhase> {
     let f = |field: &str| format!("{name}.{field}");
-    if p.steps == 0 || p.steps > u32::MAX as u64 {
+    let steps = p.steps.or(auto.0);
+    if steps == 0 || steps > u32::MAX as u64 {
         return Err(Error::invalid(
             f("steps"),
-            p.steps,
+            steps,
             format!("an integer from 1 to {}", u32::MAX),
         ));
     }
     positive_count(&f("batch"), p.batch, MAX_BATCH)?;
     positive_count(&f("centre_samples"), p.centre_samples, MAX_BATCH)?;
-    let schedule = schedule(name, p.lr, p.lr_end, p.decay_start, p.schedule)?;
+    let schedule = schedule(
+        name,
+        p.lr.or(auto.1),
+        p.lr_end.or(auto.2),
+        p.decay_start,
+        p.schedule,
+    )?;
     Ok(ValidPhase {
-        steps: p.steps,
+        steps,
         batch: p.batch,
         schedule,
         centre_samples: p.centre_samples,
@@ -216,7 +231,22 @@ pub fn check(config: &Config) -> Result<ValidConfig> {
     finite_at_least("moe.gate_noise", m.gate_noise, 0.0)?;
     unit_interval("moe.merge_threshold", m.merge_threshold, true)?;
 
-    let phase_one = phase("phase_one", &config.phase_one, information_exponent)?;
+    let budget = Budget::for_task(
+        &task_shape(&local_links, &global_link, &signs, information_exponent, t),
+        config.phase_one.batch.max(1),
+        config.phase_three.batch.max(1),
+    );
+    let restart_every = m.restart_every.or(budget.restart_every);
+    let phase_one = phase(
+        "phase_one",
+        &config.phase_one,
+        information_exponent,
+        (
+            budget.phase_one_steps,
+            budget.phase_one_lr,
+            config.phase_one.lr.or(budget.phase_one_lr),
+        ),
+    )?;
     let r = &config.phase_two;
     if r.steps > u32::MAX as u64 {
         return Err(Error::invalid(
@@ -227,7 +257,16 @@ pub fn check(config: &Config) -> Result<ValidConfig> {
     }
     positive_count("phase_two.batch", r.batch, MAX_BATCH)?;
     learning_rate("phase_two.lr", r.lr)?;
-    let phase_three = phase("phase_three", &config.phase_three, information_exponent)?;
+    let phase_three = phase(
+        "phase_three",
+        &config.phase_three,
+        information_exponent,
+        (
+            budget.phase_three_steps,
+            budget.phase_three_lr,
+            budget.phase_three_lr_end,
+        ),
+    )?;
 
     let ro = &config.readout;
     positive_count("readout.samples", ro.samples, 1 << 30)?;
@@ -253,7 +292,14 @@ pub fn check(config: &Config) -> Result<ValidConfig> {
     let vanilla = ValidPhase {
         steps: 0,
         batch: v.batch,
-        schedule: schedule("vanilla", v.lr, v.lr_end, v.decay_start, v.schedule)?,
+        // "auto": phase three's rates, the MoE's experts' own.
+        schedule: schedule(
+            "vanilla",
+            v.lr.or(phase_three.schedule.lr),
+            v.lr_end.or(phase_three.schedule.lr_end),
+            v.decay_start,
+            v.schedule,
+        )?,
         centre_samples: phase_one.centre_samples,
         activation: activation("vanilla.activation", &v.activation, information_exponent)?,
         loss: v.loss,
@@ -296,6 +342,8 @@ pub fn check(config: &Config) -> Result<ValidConfig> {
         information_exponent,
         warnings,
         moe: m.clone(),
+        restart_every,
+        budget,
         phase_one,
         phase_two: r.clone(),
         phase_three,
@@ -310,6 +358,51 @@ pub fn check(config: &Config) -> Result<ValidConfig> {
         train_samples: total - ro.samples as u64,
         config: config.clone(),
     })
+}
+
+/// What the budget laws need of the task: the smallest leading coefficient
+/// an expert must learn, the loudest local link, the global link scaled by
+/// the largest |s_c|.
+fn task_shape(
+    local: &[Link],
+    global: &Link,
+    signs: &[f64],
+    k: usize,
+    t: &crate::config::TaskConfig,
+) -> TaskShape {
+    const DEGREE: usize = 8;
+    let leading = |l: &Link| {
+        l.hermite_coefficients(k)
+            .get(k)
+            .copied()
+            .unwrap_or(0.0)
+            .abs()
+    };
+    let gamma = leading(global);
+    let beta = local
+        .iter()
+        .map(leading)
+        .chain(signs.iter().map(|s| (s * gamma).abs()))
+        .filter(|&b| b > 1e-12)
+        .fold(f64::INFINITY, f64::min);
+    let loudest = local
+        .iter()
+        .max_by(|a, b| a.variance().total_cmp(&b.variance()))
+        .expect("at least one cluster");
+    let s_max = signs.iter().fold(0.0f64, |m, s| m.max(s.abs()));
+    TaskShape {
+        d: t.d,
+        clusters: t.clusters,
+        k,
+        beta: if beta.is_finite() { beta } else { 1.0 },
+        local: loudest.hermite_coefficients(DEGREE),
+        global: global
+            .hermite_coefficients(DEGREE)
+            .iter()
+            .map(|g| g * s_max)
+            .collect(),
+        noise: t.noise,
+    }
 }
 
 /// The assumptions of the paper's theorem (SPEC §2); a violation is a

@@ -25,6 +25,8 @@ pub struct Summary {
     pub best_linear_router_purity: Option<f64>,
     /// Assumptions of the paper's theorem this task violates.
     pub warnings: Vec<String>,
+    /// Every rate and length the run used, and the budget laws' choice.
+    pub budget: crate::budget::ResolvedBudget,
     pub samples: Samples,
     pub moe: MoeSummary,
     /// Absent when `vanilla.enabled = false`.
@@ -196,6 +198,7 @@ pub fn run_from(
         },
         best_linear_router_purity: best_linear_router_purity(&task),
         warnings: cfg.warnings.clone(),
+        budget: crate::budget::ResolvedBudget::of(cfg),
         samples: Samples {
             moe: moe.samples,
             vanilla: vanilla.as_ref().map(|v| v.samples),

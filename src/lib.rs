@@ -34,6 +34,7 @@
 //! ```
 
 pub mod bench;
+pub mod budget;
 pub mod checkpoint;
 pub mod collect;
 pub mod config;

@@ -80,8 +80,10 @@ enum Command {
     /// Normalised Hermite coefficients, information exponent and variance of a link.
     ///
     /// SPEC is a name (relu, tanh, abs, sign, sigmoid, h3, hermite4, ...), a sum of
-    /// Hermite terms (h3+0.5*h5), `hermite:c0,c1,...` or `monomial:c0,c1,...`.
+    /// Hermite terms joined by + or - (h3-0.5*h5, -h4), `hermite:c0,c1,...` or
+    /// `monomial:c0,c1,...`.
     Link {
+        #[arg(allow_hyphen_values = true)]
         spec: String,
         /// Highest degree of the coefficients printed.
         #[arg(long, default_value_t = 8)]
@@ -434,6 +436,12 @@ fn run(cli: Cli) -> Result<()> {
                     let valid = load_config(config.as_deref(), &sets, seed)?.check()?;
                     for w in &valid.warnings {
                         eprintln!("warning: {w}");
+                    }
+                    if !quiet {
+                        eprintln!(
+                            "{}",
+                            clustermoe::budget::ResolvedBudget::of(&valid).describe()
+                        );
                     }
                     let dir =
                         out.unwrap_or_else(|| PathBuf::from(format!("runs/seed{}", valid.seed)));

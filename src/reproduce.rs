@@ -390,8 +390,9 @@ fn dynamics(opts: &Options) -> Result<Section> {
     }
     // The drift ODE of docs/theory.md for the best of M C starting overlaps.
     let defaults = crate::config::Config::default();
-    let (d, p1) = (defaults.task.d, &defaults.phase_one);
-    let drift = crate::theory::DriftParams::default_task(d, p1.lr, p1.batch);
+    let valid = defaults.check().expect("the defaults are valid");
+    let (d, p1) = (defaults.task.d, &valid.phase_one);
+    let drift = crate::theory::DriftParams::default_task(d, p1.schedule.lr, p1.batch);
     let m0 =
         (2.0 * ((defaults.moe.experts * defaults.task.clusters) as f64).ln() / d as f64).sqrt();
     let offset = p1.centre_samples as f64;

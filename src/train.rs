@@ -641,7 +641,7 @@ fn phase_one(run: &mut Run, resume: Option<(u64, PhaseOne, NeuronStats)>) -> Res
         stats,
         &map,
         |run, step, u, lr, _, sgd| {
-            let every = cfg.moe.restart_every;
+            let every = cfg.restart_every;
             if every > 0 && step.is_multiple_of(every) && step + every <= p1.steps {
                 restarts.restart(u, sgd, &mut run.init);
             }

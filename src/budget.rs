@@ -1,0 +1,257 @@
+//! The default budget: learning rates and phase lengths as functions of the
+//! task (d, k*, the links, C, the signs), from the drift equations of
+//! [`crate::theory`], so that a user who changes only the task still gets a
+//! run that can succeed. Every value is a default: a number set in the
+//! configuration wins over it.
+//!
+//! Three laws (SPEC §7, `docs/theory.md`), each calibrated so that the
+//! default task (d = 32, k* = 3, h_3 links) keeps the rates and lengths that
+//! were tuned on it:
+//!
+//! * **Learning rates.** Near a learned direction the renormalisation after
+//!   each noisy step holds a neuron at `1 - m^2 = lr nu`, with
+//!   `nu = (d - 1) sigma2(m = 1) / (2 B k |beta|)` (the noise floor per unit
+//!   rate; `sigma2` the one-sample gradient variance of a neuron sitting on
+//!   a direction, within one cluster). A phase-III or vanilla neuron whose
+//!   floor is too high is knocked out of its basin and loses the direction
+//!   it found (k* = 4 at lr 0.003: floor 0.16), so the plateau rate is
+//!   `min(0.003, PLATEAU_FLOOR / nu)` and the final rate
+//!   `min(0.0003, END_FLOOR / nu)`. Phase I only has to find directions;
+//!   its rate is `min(0.003, lr_crit / CRITICAL_MARGIN)`, where `lr_crit`
+//!   is the rate at which the noise's shrinkage cancels the signal at the
+//!   typical starting overlap `d^(-1/2)` (it falls like `d^(-k*/2)`).
+//! * **Phase I length.** The drift ODE's weak-recovery time `T1` (from
+//!   overlap `d^(-1/2)` to 0.5 at the phase-I rate): a restarted expert gets
+//!   `restart_every = max(2000, 2.2 T1)` steps, and phase I four of those.
+//! * **Phase III length.** `max(24000, 21 T3)`, `T3` the recovery time
+//!   within one cluster at the phase-III rate: a third of the phase at the
+//!   plateau for the search, the rest for the decay to the floor.
+//!
+//! The vanilla network gets the phase-III rates and exactly the MoE's
+//! sample budget.
+
+use serde::{Deserialize, Serialize};
+
+use crate::theory::{gradient_noise, typical_initial_overlap, DriftParams};
+
+/// The tuned rates of the default task, which the laws never exceed.
+const MAX_LR: f64 = 0.003;
+const MAX_LR_END: f64 = 0.0003;
+/// Noise floors `1 - m^2` allowed at the plateau and at the end.
+const PLATEAU_FLOOR: f64 = 0.06;
+const END_FLOOR: f64 = 0.0024;
+/// Phase I's rate is at most this fraction of the critical rate.
+const CRITICAL_MARGIN: f64 = 8.0;
+/// Steps per restart and phase-III steps, in units of recovery times.
+const RESTART_RECOVERIES: f64 = 2.2;
+const PHASE_THREE_RECOVERIES: f64 = 21.0;
+/// Lengths of the default task, the least any task gets.
+const MIN_RESTART_EVERY: u64 = 2_000;
+const MIN_PHASE_THREE_STEPS: u64 = 24_000;
+
+/// What the task looks like to the budget laws.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TaskShape {
+    pub d: usize,
+    pub clusters: usize,
+    /// Information exponent k* (the activation's degree).
+    pub k: usize,
+    /// The smallest leading coefficient any expert must learn:
+    /// min over clusters of |beta_{c,k*}| and |s_c gamma_{k*}| (non-zero ones).
+    pub beta: f64,
+    /// Hermite coefficients of the local link with the largest variance.
+    pub local: Vec<f64>,
+    /// Hermite coefficients of the global link times max_c |s_c|.
+    pub global: Vec<f64>,
+    pub noise: f64,
+}
+
+/// The budget the laws choose, recorded in `summary.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Budget {
+    pub phase_one_lr: f64,
+    pub restart_every: u64,
+    pub phase_one_steps: u64,
+    pub phase_three_lr: f64,
+    pub phase_three_lr_end: f64,
+    pub phase_three_steps: u64,
+    /// Predicted phase-I weak-recovery steps at the phase-I rate.
+    pub phase_one_recovery_steps: f64,
+    /// Predicted phase-III recovery steps (one cluster) at the phase-III rate.
+    pub phase_three_recovery_steps: f64,
+    /// The noise floor per unit rate, `nu`, within one cluster.
+    pub noise_floor_per_lr: f64,
+}
+
+impl Budget {
+    /// The laws of the module documentation for a task, with phase batches
+    /// `batch_one` and `batch_three`.
+    pub fn for_task(task: &TaskShape, batch_one: usize, batch_three: usize) -> Budget {
+        let k = task.k.max(1);
+        let beta = task.beta.abs().max(1e-12);
+        let m0 = typical_initial_overlap(task.d);
+        let d1 = task.d.saturating_sub(1).max(1) as f64;
+
+        // Phase III (and vanilla): noise floors within one cluster.
+        let at_one = gradient_noise(k, &task.local, &task.global, task.noise, 1, 1.0);
+        let nu = d1 * at_one.noise_variance(task.d) / (2.0 * batch_three as f64 * k as f64 * beta);
+        let phase_three_lr = MAX_LR.min(PLATEAU_FLOOR / nu);
+        let phase_three_lr_end = MAX_LR_END.min(END_FLOOR / nu).min(phase_three_lr);
+
+        // Phase I: a margin below the critical rate at the starting overlap.
+        let equator = |clusters: usize| {
+            gradient_noise(k, &task.local, &task.global, task.noise, clusters, 0.0)
+                .noise_variance(task.d)
+        };
+        let drift = |lr: f64, clusters: usize, batch: usize| DriftParams {
+            k,
+            beta,
+            clusters,
+            lr,
+            batch,
+            d: task.d,
+            noise_variance: equator(clusters),
+        };
+        let critical = drift(1.0, task.clusters, batch_one).critical_lr(m0);
+        let phase_one_lr = MAX_LR.min(critical / CRITICAL_MARGIN);
+        let recovery = |p: DriftParams| {
+            if k < 2 {
+                return 0.0; // k* = 1: the signal is first order, no search
+            }
+            p.recovery_step(m0, 0.5).unwrap_or(f64::INFINITY)
+        };
+        let t1 = recovery(drift(phase_one_lr, task.clusters, batch_one));
+        let t3 = recovery(drift(phase_three_lr, 1, batch_three));
+        let steps = |recoveries: f64, t: f64, floor: u64| -> u64 {
+            let s = (recoveries * t / 100.0).ceil() * 100.0;
+            // An unreachable recovery (no drift) caps at the validation limit.
+            if s.is_finite() {
+                (s as u64).clamp(floor, u32::MAX as u64 / 4)
+            } else {
+                floor
+            }
+        };
+        let restart_every = steps(RESTART_RECOVERIES, t1, MIN_RESTART_EVERY);
+        Budget {
+            phase_one_lr,
+            restart_every,
+            phase_one_steps: 4 * restart_every,
+            phase_three_lr,
+            phase_three_lr_end,
+            phase_three_steps: steps(PHASE_THREE_RECOVERIES, t3, MIN_PHASE_THREE_STEPS),
+            phase_one_recovery_steps: t1,
+            phase_three_recovery_steps: t3,
+            noise_floor_per_lr: nu,
+        }
+    }
+}
+
+/// The budget a run uses: every rate and length after "auto" was resolved
+/// (a number set in the configuration wins), the samples per model, and
+/// what the laws predicted. `summary.json` holds it as `budget`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ResolvedBudget {
+    pub phase_one_lr: f64,
+    pub phase_one_steps: u64,
+    pub restart_every: u64,
+    pub phase_two_steps: u64,
+    pub phase_three_lr: f64,
+    pub phase_three_lr_end: f64,
+    pub phase_three_steps: u64,
+    pub vanilla_lr: f64,
+    pub vanilla_lr_end: f64,
+    pub vanilla_steps: u64,
+    /// Samples each model sees (training and readout): the same for both.
+    pub samples_per_model: u64,
+    /// The laws' choice for this task, used wherever a field is "auto".
+    pub theory: Budget,
+}
+
+impl ResolvedBudget {
+    pub fn of(cfg: &crate::config::ValidConfig) -> Self {
+        ResolvedBudget {
+            phase_one_lr: cfg.phase_one.schedule.lr,
+            phase_one_steps: cfg.phase_one.steps,
+            restart_every: cfg.restart_every,
+            phase_two_steps: cfg.phase_two.steps,
+            phase_three_lr: cfg.phase_three.schedule.lr,
+            phase_three_lr_end: cfg.phase_three.schedule.lr_end,
+            phase_three_steps: cfg.phase_three.steps,
+            vanilla_lr: cfg.vanilla.schedule.lr,
+            vanilla_lr_end: cfg.vanilla.schedule.lr_end,
+            vanilla_steps: cfg.vanilla.steps,
+            samples_per_model: cfg.total_samples(),
+            theory: cfg.budget.clone(),
+        }
+    }
+
+    /// One line for the terminal: what the run uses and why.
+    pub fn describe(&self) -> String {
+        format!(
+            "budget: {} samples per model; phase I lr {:.2e} x {} steps (restarts every {}, \
+             predicted recovery {:.0} steps); phase III lr {:.2e} -> {:.2e} x {} steps \
+             (noise floor 1-m^2 = {:.1} x lr); vanilla lr {:.2e} -> {:.2e} x {} steps \
+             [theory: clustermoe::budget; set a field to override]",
+            self.samples_per_model,
+            self.phase_one_lr,
+            self.phase_one_steps,
+            self.restart_every,
+            self.theory.phase_one_recovery_steps,
+            self.phase_three_lr,
+            self.phase_three_lr_end,
+            self.phase_three_steps,
+            self.theory.noise_floor_per_lr,
+            self.vanilla_lr,
+            self.vanilla_lr_end,
+            self.vanilla_steps,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shape(d: usize, k: usize) -> TaskShape {
+        let mut h = vec![0.0; k + 1];
+        h[k] = 1.0;
+        TaskShape {
+            d,
+            clusters: 2,
+            k,
+            beta: 1.0,
+            local: h.clone(),
+            global: h,
+            noise: 0.1,
+        }
+    }
+
+    #[test]
+    fn the_default_task_keeps_its_tuned_budget() {
+        let b = Budget::for_task(&shape(32, 3), 64, 64);
+        assert_eq!(b.phase_one_lr, 0.003);
+        assert_eq!(b.phase_three_lr, 0.003);
+        assert_eq!(b.phase_three_lr_end, 0.0003);
+        assert_eq!(b.restart_every, 2000);
+        assert_eq!(b.phase_one_steps, 8000);
+        assert_eq!(b.phase_three_steps, 24000);
+    }
+
+    #[test]
+    fn harder_tasks_get_smaller_rates_and_longer_phases() {
+        let base = Budget::for_task(&shape(32, 3), 64, 64);
+        for b in [
+            Budget::for_task(&shape(32, 4), 64, 64),
+            Budget::for_task(&shape(256, 3), 64, 64),
+        ] {
+            assert!(b.phase_three_lr < base.phase_three_lr, "{b:?}");
+            assert!(b.phase_three_lr_end < base.phase_three_lr_end, "{b:?}");
+            assert!(b.phase_three_steps > base.phase_three_steps, "{b:?}");
+            assert!(b.phase_one_steps >= base.phase_one_steps, "{b:?}");
+        }
+        // A weaker coefficient to learn means a longer search.
+        let mut weak = shape(32, 3);
+        weak.beta = 0.5;
+        assert!(Budget::for_task(&weak, 64, 64).phase_one_steps > base.phase_one_steps);
+    }
+}
