@@ -336,9 +336,9 @@ mod tests {
     fn a_non_finite_number_in_a_summary_is_found_with_its_path() {
         let mut config = Config::default();
         config.task.d = 8;
-        config.phase_one.steps = 50;
+        config.phase_one.steps = 50.into();
         config.phase_two.steps = 10;
-        config.phase_three.steps = 50;
+        config.phase_three.steps = 50.into();
         config.readout.samples = 500;
         config.metrics.test_samples = 500;
         let out = run(

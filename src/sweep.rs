@@ -584,7 +584,7 @@ mod tests {
             ),
             (16, 1.0, 1)
         );
-        assert_eq!(first.config.phase_one.steps, 10);
+        assert_eq!(first.config.phase_one.steps, 10.into());
         assert_eq!(values["task.rho"], serde_json::json!(1.0));
         // Seeds vary fastest, then the last axis in name order.
         assert_eq!(runs[1].0.config.seed, 2);
