@@ -411,7 +411,7 @@ mod tests {
         let mut flipped = good.clone();
         flipped[newline + 20] ^= 0x01;
         let other_version = String::from_utf8(good.clone()).unwrap().replacen(
-            "checkpoint 1 ",
+            &format!("checkpoint {FORMAT} "),
             "checkpoint 999 ",
             1,
         );

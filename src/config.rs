@@ -303,7 +303,7 @@ impl Default for Config {
                 sign: NeuronSign::Alternating,
             },
             phase_two: RouterConfig {
-                steps: 1_000,
+                steps: 3_000,
                 batch: 64,
                 lr: 0.02,
             },

@@ -16,9 +16,9 @@
 //! // A small, fast task: d = 16, and short phases.
 //! let mut config = Config::default();
 //! config.task.d = 16;
-//! config.phase_one.steps = 500;
+//! config.phase_one.steps = 500.into();
 //! config.phase_two.steps = 100;
-//! config.phase_three.steps = 500;
+//! config.phase_three.steps = 500.into();
 //! config.readout.samples = 2_000;
 //! config.metrics.test_samples = 2_000;
 //! let valid = config.check().expect("a valid configuration");

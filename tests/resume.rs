@@ -290,7 +290,7 @@ fn damaged_checkpoints_get_a_clear_error_and_exit_status_2() {
             {
                 let (t, b) = (text.clone(), body.clone());
                 Box::new(move |d: &Path| {
-                    let h = t.replacen("checkpoint 1 ", "checkpoint 2 ", 1);
+                    let h = t.replacen("checkpoint 2 ", "checkpoint 999 ", 1);
                     std::fs::write(ckpt(d), [h.as_bytes(), &b[..]].concat()).unwrap()
                 })
             },
