@@ -371,13 +371,7 @@ fn task_shape(
     t: &crate::config::TaskConfig,
 ) -> TaskShape {
     const DEGREE: usize = 8;
-    let leading = |l: &Link| {
-        l.hermite_coefficients(k)
-            .get(k)
-            .copied()
-            .unwrap_or(0.0)
-            .abs()
-    };
+    let leading = |l: &Link| leading_coefficient(l, k);
     let gamma = leading(global);
     let beta = local
         .iter()
@@ -405,6 +399,15 @@ fn task_shape(
     }
 }
 
+/// |coefficient of h_k| of a link.
+fn leading_coefficient(link: &Link, k: usize) -> f64 {
+    link.hermite_coefficients(k)
+        .get(k)
+        .copied()
+        .unwrap_or(0.0)
+        .abs()
+}
+
 /// The assumptions of the paper's theorem (SPEC §2); a violation is a
 /// warning, so users can explore outside the theorem.
 fn paper_assumptions(
@@ -423,13 +426,7 @@ fn paper_assumptions(
     if exponents.iter().any(|&e| e != k) {
         warnings.push(format!("links have different information exponents {exponents:?}: the paper assumes one k* for all links"));
     }
-    let leading = |l: &Link| {
-        l.hermite_coefficients(k)
-            .get(k)
-            .copied()
-            .unwrap_or(0.0)
-            .abs()
-    };
+    let leading = |l: &Link| leading_coefficient(l, k);
     let gamma = leading(global);
     if local
         .iter()

@@ -64,14 +64,6 @@ impl Activation {
         Self::horner(&self.derivative, t)
     }
 
-    /// d loss / d pre-activation for one sample and one neuron.
-    pub fn loss_slope(&self, loss: Loss, y: f32, t: f32) -> f32 {
-        match loss {
-            Loss::Correlation => -y * self.slope(t),
-            Loss::Squared => -(y - self.value(t)) * self.slope(t),
-        }
-    }
-
     /// `out[i j] = scale_i * d loss / d t` at the pre-activations `t` (rows
     /// of `j` neurons, one per sample `i` with label `y[i]`), each neuron
     /// with its second-layer sign `signs[j]`; `tmp` is scratch of the same
