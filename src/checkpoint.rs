@@ -282,6 +282,9 @@ fn checked(path: &Path, model: &str, config_text: &str) -> Result<Payload> {
 pub fn resume(dir: &Path, monitor: &dyn Monitor, control: &Control) -> Result<Option<RunOutput>> {
     let (cfg, progress) = inspect(dir)?;
     if progress == Progress::Complete {
+        // A kill between summary.json and the clean-up leaves checkpoints of
+        // a finished run behind; finish the clean-up now.
+        remove_leftovers(dir);
         return Ok(None);
     }
     let text = cfg.config.to_toml();
@@ -343,12 +346,17 @@ fn train_in_dir(
     output::write_model(&dir.join("model.npz"), &out)?;
     // summary.json comes last: its presence marks the run complete.
     output::write_json(&dir.join("summary.json"), &out.summary)?;
+    remove_leftovers(dir);
+    Ok(out)
+}
+
+/// Removes the checkpoints and metric parts of a complete run.
+pub fn remove_leftovers(dir: &Path) {
     for model in MODELS {
         for path in [part_path(dir, model), checkpoint_path(dir, model)] {
             let _ = std::fs::remove_file(path);
         }
     }
-    Ok(out)
 }
 
 #[cfg(test)]

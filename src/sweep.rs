@@ -469,6 +469,7 @@ enum Outcome {
 /// gives the same result).
 fn sweep_one(config: &Config, dir: &Path, control: &Control) -> Outcome {
     if is_complete(dir) {
+        checkpoint::remove_leftovers(dir);
         return Outcome::Skipped;
     }
     if control.stop_signal().is_some() {

@@ -396,6 +396,27 @@ fn a_damaged_summary_is_never_kept_resuming_rewrites_it() {
     }
 }
 
+/// A kill after `summary.json` but before the clean-up leaves checkpoints of
+/// a finished run; resuming it finishes the clean-up and keeps the outputs.
+#[test]
+fn resuming_a_complete_run_removes_its_leftover_checkpoints() {
+    let tmp = tempfile::tempdir().unwrap();
+    let reference = tmp.path().join("reference");
+    assert!(output(&args(&reference, &[])).status.success());
+    let dir = tmp.path().join("leftovers");
+    copy_dir(&reference, &dir);
+    for f in ["checkpoint.moe", "checkpoint.vanilla", "metrics.moe.part"] {
+        std::fs::write(dir.join(f), b"stale").unwrap();
+    }
+    let out = output(&resume_args(&dir));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_same_outputs(&reference, &dir, "leftovers");
+}
+
 fn sweep_args(grid: &Path, out: &Path) -> Vec<String> {
     vec![
         "sweep".into(),
