@@ -14,6 +14,9 @@ const MAX_D: usize = 1 << 16;
 const MAX_BATCH: usize = 1 << 20;
 const MAX_UNITS: usize = 1 << 16;
 
+/// Stuck-neuron restarts a training run may ask for.
+const MAX_RESTARTS: u32 = 1000;
+
 fn positive_count(field: &str, value: usize, max: usize) -> Result<()> {
     if value == 0 || value > max {
         return Err(Error::invalid(
@@ -110,7 +113,19 @@ fn phase(
         activation: activation(&f("activation"), &p.activation, information_exponent)?,
         loss: p.loss,
         sign: p.sign,
+        max_step: max_step(&f("max_step"), p.max_step)?,
     })
+}
+
+fn max_step(field: &str, value: f64) -> Result<f32> {
+    if !value.is_finite() || value <= 0.0 || value > std::f64::consts::PI {
+        return Err(Error::invalid(
+            field,
+            value,
+            "an angle in (0, 3.14159] radians (3.14 never shortens a step)",
+        ));
+    }
+    Ok(value as f32)
 }
 
 fn schedule(
@@ -282,6 +297,13 @@ pub fn check(config: &Config) -> Result<ValidConfig> {
     };
     positive_count("vanilla.neurons", vanilla_neurons, MAX_UNITS)?;
     positive_count("vanilla.batch", v.batch, MAX_BATCH)?;
+    if v.restarts > MAX_RESTARTS {
+        return Err(Error::invalid(
+            "vanilla.restarts",
+            v.restarts,
+            format!("an integer from 0 to {MAX_RESTARTS}"),
+        ));
+    }
     if (m.experts * m.neurons).max(vanilla_neurons) * ro.biases > MAX_UNITS {
         return Err(Error::invalid(
             "readout.biases",
@@ -304,6 +326,7 @@ pub fn check(config: &Config) -> Result<ValidConfig> {
         activation: activation("vanilla.activation", &v.activation, information_exponent)?,
         loss: v.loss,
         sign: v.sign,
+        max_step: max_step("vanilla.max_step", v.max_step)?,
     };
 
     let mt = &config.metrics;
@@ -350,6 +373,7 @@ pub fn check(config: &Config) -> Result<ValidConfig> {
         readout: ro.clone(),
         vanilla_enabled: v.enabled,
         vanilla_neurons,
+        vanilla_restarts: v.restarts,
         vanilla: ValidPhase {
             steps: vanilla_steps,
             ..vanilla
@@ -510,6 +534,9 @@ mod tests {
         rejects("[readout]\nsamples = 0\n", "readout.samples");
         rejects("[readout]\nbiases = 100000\n", "readout.biases");
         rejects("[vanilla]\nneurons = 100000\n", "vanilla.neurons");
+        rejects("[vanilla]\nrestarts = 5000\n", "vanilla.restarts");
+        rejects("[phase_three]\nmax_step = 0.0\n", "phase_three.max_step");
+        rejects("[vanilla]\nmax_step = 4.0\n", "vanilla.max_step");
         rejects(
             "[metrics]\nrecovery_threshold = 2.0\n",
             "metrics.recovery_threshold",

@@ -321,6 +321,7 @@ pub struct SphereStep {
     scratch: SgdScratch,
     seen: Array2<f32>,
     grad_seen: Array2<f32>,
+    max_step: f32,
 }
 
 impl SphereStep {
@@ -335,7 +336,14 @@ impl SphereStep {
             scratch: SgdScratch::default(),
             seen: Array2::zeros((0, 0)),
             grad_seen: Array2::zeros((0, 0)),
+            max_step: f32::INFINITY,
         }
+    }
+
+    /// No step turns a neuron by more than `radians` (default: unbounded).
+    pub fn with_max_step(mut self, radians: f32) -> Self {
+        self.max_step = radians;
+        self
     }
 
     /// The neurons' running correlations and signs.
@@ -399,7 +407,7 @@ impl SphereStep {
             &mut self.scratch,
         );
         let grad = times_whitening(grad, whiten, &mut self.grad_seen);
-        let finite = spherical_step(w, grad, lr);
+        let finite = spherical_step(w, grad, lr, self.max_step);
         self.observe(y, weights);
         finite
     }
@@ -448,9 +456,10 @@ impl SphereStep {
 }
 
 /// One spherical SGD step: project each gradient row on the tangent space
-/// at its direction, step, renormalise. Returns false if a direction became
+/// at its direction, step (a step longer than `max_step` radians is
+/// shortened to it), renormalise. Returns false if a direction became
 /// non-finite (the caller reports divergence).
-pub fn spherical_step(w: &mut Array2<f32>, grad: &Array2<f32>, lr: f32) -> bool {
+pub fn spherical_step(w: &mut Array2<f32>, grad: &Array2<f32>, lr: f32, max_step: f32) -> bool {
     if !w.is_standard_layout() {
         *w = w.as_standard_layout().into_owned();
     }
@@ -465,6 +474,15 @@ pub fn spherical_step(w: &mut Array2<f32>, grad: &Array2<f32>, lr: f32) -> bool 
         .chunks_exact_mut(d);
     for (row, g) in rows.zip(grad.as_slice().expect("standard layout").chunks_exact(d)) {
         let radial = dot(row, g);
+        // The tangent step turns the row by about lr |g_t| radians; a rare
+        // batch whose y sigma'(t) sits far in its tails (degree 2k*-1 in
+        // Gaussians) would throw a learned neuron out of its basin.
+        let tangent = (dot(g, g) - radial * radial).max(0.0).sqrt();
+        let lr = if lr * tangent > max_step {
+            max_step / tangent
+        } else {
+            lr
+        };
         for (wi, &gi) in row.iter_mut().zip(g) {
             *wi -= lr * (gi - radial * *wi);
         }
@@ -526,6 +544,7 @@ mod tests {
     use super::*;
     use crate::hermite::hermite_series;
     use crate::rng::{stream, StreamId};
+    use ndarray::ArrayView1;
     use rand::Rng;
     use rand_distr::StandardNormal;
 
@@ -626,7 +645,7 @@ mod tests {
         let mut w = random_directions(4, 5, &mut rng);
         let before = w.clone();
         let grad = Array2::<f32>::from_shape_simple_fn((4, 5), || rng.sample(StandardNormal));
-        assert!(spherical_step(&mut w, &grad, 0.01));
+        assert!(spherical_step(&mut w, &grad, 0.01, f32::INFINITY));
         for (row, (b, g)) in w
             .axis_iter(Axis(0))
             .zip(before.axis_iter(Axis(0)).zip(grad.axis_iter(Axis(0))))
@@ -637,9 +656,38 @@ mod tests {
         }
         let mut w = before.clone();
         assert!(
-            !spherical_step(&mut w, &(grad * f32::INFINITY), 1.0),
+            !spherical_step(&mut w, &(grad * f32::INFINITY), 1.0, f32::INFINITY),
             "non-finite steps are reported"
         );
+    }
+
+    #[test]
+    fn a_step_turns_each_row_by_at_most_max_step() {
+        let mut rng = stream(5, StreamId::Test);
+        let before = random_directions(6, 8, &mut rng);
+        let grad = Array2::<f32>::from_shape_simple_fn((6, 8), || rng.sample(StandardNormal));
+        let angle = |a: ArrayView1<f32>, b: ArrayView1<f32>| a.dot(&b).clamp(-1.0, 1.0).acos();
+        for (lr, max_step) in [(10.0f32, 0.05f32), (1e-4, 0.05), (10.0, 0.5)] {
+            let mut w = before.clone();
+            assert!(spherical_step(&mut w, &grad, lr, max_step));
+            let mut free = before.clone();
+            spherical_step(&mut free, &grad, lr, f32::INFINITY);
+            for j in 0..6 {
+                let turned = angle(w.row(j), before.row(j));
+                let tangent = &grad.row(j) - &(&before.row(j) * before.row(j).dot(&grad.row(j)));
+                let wanted = lr * tangent.dot(&tangent).sqrt();
+                if wanted <= max_step {
+                    // Short steps are left exactly as they were.
+                    assert_eq!(w.row(j), free.row(j));
+                } else {
+                    // tan(turn) = step length, so the turn is atan(max_step).
+                    assert!(
+                        (turned - max_step.atan()).abs() < 1e-4,
+                        "{turned} vs {max_step}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -327,7 +327,8 @@ impl<'a> Run<'a> {
             &mut SphereStep,
         ) -> Result<()>,
     ) -> Result<SphereStep> {
-        let mut sgd = SphereStep::new(&p.activation, p.loss, p.sign, w.nrows());
+        let mut sgd =
+            SphereStep::new(&p.activation, p.loss, p.sign, w.nrows()).with_max_step(p.max_step);
         if let Some(stats) = stats {
             sgd.set_stats(stats);
         }
@@ -395,14 +396,16 @@ impl Restarts {
     /// recovers on its own, while the running mean's noise (about 0.01)
     /// stays below the bar.
     const FOUND_SHARE: f64 = 0.1;
+    /// Below this best gain nobody has found anything yet.
+    const NOTHING_FOUND: f64 = 0.02;
 
     /// Keeps the best expert of every distinct direction among those that
     /// found one; redraws the others orthogonally to the kept directions.
     fn restart(&self, u: &mut Array2<f32>, sgd: &mut SphereStep, rng: &mut Stream) {
         let gain: Vec<f64> = (0..u.nrows()).map(|m| sgd.gain(m)).collect();
         let best = gain.iter().copied().fold(0.0, f64::max);
-        if best < 0.02 {
-            return; // nobody has found anything yet: nothing to tell apart
+        if best < Self::NOTHING_FOUND {
+            return; // nothing to tell apart
         }
         let mut order: Vec<usize> = (0..u.nrows()).collect();
         order.sort_by(|&a, &b| gain[b].total_cmp(&gain[a]));
@@ -431,6 +434,26 @@ impl Restarts {
                 u.row_mut(m).assign(&(g / norm));
                 sgd.restart(m);
             }
+        }
+    }
+}
+
+/// Redraws at random every untied neuron that is stuck: its gain is below
+/// [`Restarts::FOUND_SHARE`] of the best neuron's. A neuron that starts
+/// nearly orthogonal to every direction needs a time that grows like
+/// m0^-(k*-2) to escape, longer than training at k* = 4 for a few of them;
+/// a fresh draw usually starts higher. No ground truth is used.
+fn restart_stuck(w: &mut Array2<f32>, sgd: &mut SphereStep, rng: &mut Stream) {
+    let gain: Vec<f64> = (0..w.nrows()).map(|j| sgd.gain(j)).collect();
+    let best = gain.iter().copied().fold(0.0, f64::max);
+    if best < Restarts::NOTHING_FOUND {
+        return;
+    }
+    for (j, &g) in gain.iter().enumerate() {
+        if g < Restarts::FOUND_SHARE * best {
+            let fresh = model::random_directions(1, w.ncols(), rng);
+            w.row_mut(j).assign(&fresh.row(0));
+            sgd.restart(j);
         }
     }
 }
@@ -871,7 +894,8 @@ fn phase_three(
         .iter()
         .zip(stats)
         .map(|(w, stats)| {
-            let mut sgd = SphereStep::new(&p3.activation, p3.loss, p3.sign, w.nrows());
+            let mut sgd = SphereStep::new(&p3.activation, p3.loss, p3.sign, w.nrows())
+                .with_max_step(p3.max_step);
             sgd.set_stats(stats);
             sgd
         })
@@ -1032,6 +1056,7 @@ pub fn train_vanilla(
         Some(other) => return Err(wrong_stage("vanilla", &other)),
     };
     let remaining = cfg.train_samples - p.centre_samples as u64;
+    let restart_every = remaining.div_ceil(p.batch as u64) / (cfg.vanilla_restarts as u64 + 1);
     run.sphere_sgd(
         "train",
         p,
@@ -1041,6 +1066,12 @@ pub fn train_vanilla(
         stats,
         &map,
         |run, step, w, lr, _, sgd| {
+            if restart_every > 0
+                && step.is_multiple_of(restart_every)
+                && step / restart_every <= cfg.vanilla_restarts as u64
+            {
+                restart_stuck(w, sgd, &mut run.init);
+            }
             if run.log_due(step, p.steps) {
                 let all = vec![&*w; task.clusters()];
                 run.record("train", step, |rec| {
