@@ -118,11 +118,11 @@ enum Command {
         #[arg(long, short)]
         quiet: bool,
     },
-    /// Reproduce the paper's claims: experiments E1, E2, E4, E5 through sweeps, then
+    /// Reproduce the paper's claims: experiments E1 to E5 (E1 on five task families) through sweeps, then
     /// DIR/report.md, DIR/report.html, figures (.svg), tables (.csv) and DIR/claims.json.
     /// Resumable: runs already complete under DIR/sweeps are reused.
     Reproduce {
-        /// Fewer seeds and smaller grids (a few minutes on 2 cores).
+        /// Fewer seeds and smaller grids (about a minute on 2 cores).
         #[arg(long)]
         quick: bool,
         /// Output directory.

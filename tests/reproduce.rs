@@ -5,9 +5,12 @@ use std::process::Command;
 
 use serde_json::Value;
 
-const FIGURES: [&str; 10] = [
+const FIGURES: [&str; 13] = [
     "e1_c2",
     "e1_c4",
+    "e1_k4",
+    "e1_several",
+    "e1_d128",
     "e2_dynamics",
     "e2_phase_one",
     "e3_k3",
@@ -17,7 +20,17 @@ const FIGURES: [&str; 10] = [
     "e5_purity",
     "e5_error",
 ];
-const TABLES: [&str; 6] = ["e1_c2", "e1_c4", "e3_k3", "e4_c2", "e4_c4", "e5"];
+const TABLES: [&str; 9] = [
+    "e1_c2",
+    "e1_c4",
+    "e1_k4",
+    "e1_several",
+    "e1_d128",
+    "e3_k3",
+    "e4_c2",
+    "e4_c4",
+    "e5",
+];
 
 #[test]
 fn quick_reproduction_writes_the_report_and_its_claims_hold() {
@@ -63,6 +76,12 @@ fn quick_reproduction_writes_the_report_and_its_claims_hold() {
         "E1.c2.vanilla",
         "E1.c4.moe",
         "E1.c4.vanilla",
+        "E1.k4.moe",
+        "E1.k4.vanilla",
+        "E1.several.moe",
+        "E1.several.vanilla",
+        "E1.d128.moe",
+        "E1.d128.vanilla",
         "E3.slope_k3",
         "E5.purity",
     ] {
