@@ -34,9 +34,11 @@
 //! the file, and warns about a run without `summary.json` (not done yet); a
 //! sweep started again treats a damaged run as incomplete and redoes it.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::OnceLock;
 
 use clustermoe::config::{Config, ValidConfig};
@@ -841,13 +843,7 @@ fn a_seed_beyond_toml_integers_is_rejected() {
 // ---------------------------------------------------------------- the binary
 
 fn clustermoe(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_clustermoe"))
-        .args(args)
-        .env_remove("SLURM_ARRAY_TASK_ID")
-        .env_remove("SLURM_ARRAY_TASK_COUNT")
-        .env_remove("SLURM_ARRAY_TASK_MIN")
-        .output()
-        .expect("the binary runs")
+    common::output(args)
 }
 
 /// Exit status 2, no panic, and stderr holding every one of `needles`.
@@ -1069,19 +1065,7 @@ fn bad_grid_files_exit_2_naming_the_file_or_field() {
     }
 }
 
-/// Copies the files of `from` (two levels: a sweep directory) to `to`.
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), target).unwrap();
-        }
-    }
-}
+use common::copy_dir;
 
 #[test]
 fn corrupted_run_directories_are_reported_by_merge_and_redone_by_sweep() {

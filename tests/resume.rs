@@ -2,14 +2,14 @@
 //! bytes as one never interrupted; damaged checkpoints and summaries get a
 //! clear answer; SIGTERM stops a run and a sweep cleanly.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng};
-
-const BIN: &str = env!("CARGO_BIN_EXE_clustermoe");
 
 /// A small task whose phases each take a noticeable share of the run.
 const SETS: [&str; 8] = [
@@ -39,7 +39,7 @@ fn args(out: &Path, extra: &[&str]) -> Vec<String> {
 }
 
 fn spawn(args: &[String]) -> Child {
-    Command::new(BIN)
+    common::clustermoe()
         .args(args)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -47,9 +47,7 @@ fn spawn(args: &[String]) -> Child {
         .unwrap()
 }
 
-fn output(args: &[String]) -> Output {
-    Command::new(BIN).args(args).output().unwrap()
-}
+use common::{copy_dir, output};
 
 fn resume_args(dir: &Path) -> Vec<String> {
     vec![
@@ -359,14 +357,6 @@ fn damaged_checkpoints_get_a_clear_error_and_exit_status_2() {
                 "{name}: no result from a bad checkpoint"
             );
         }
-    }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
     }
 }
 

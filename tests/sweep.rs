@@ -1,5 +1,7 @@
 //! Sweeps through the binary: shards, resumption after a kill, parallelism.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -17,9 +19,7 @@ seeds = [1, 2, 3]
 "task.rho" = { from = 2.0, to = 3.0, step = 1.0 }
 "#;
 
-fn clustermoe() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_clustermoe"))
-}
+use common::clustermoe;
 
 /// `clustermoe sweep GRID --out OUT -q EXTRA...`, with any Slurm variables
 /// of the test's own environment removed (a test sets them itself).
