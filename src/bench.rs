@@ -377,6 +377,7 @@ pub fn scaling(options: &BenchOptions, progress: &dyn Fn(&str)) -> Result<Scalin
 }
 
 /// Samples per second of every training phase against d (log-log).
+#[cfg(feature = "report")]
 pub fn throughput_chart(results: &[DimBench]) -> crate::figure::Chart {
     use crate::figure::{Chart, Legend, Mark, Series};
     let mut series: Vec<Series> = Vec::new();

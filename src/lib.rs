@@ -41,6 +41,7 @@ pub mod config;
 mod config_check;
 pub mod error;
 pub mod experiment;
+#[cfg(feature = "report")]
 pub mod figure;
 pub mod hermite;
 pub mod linalg;
@@ -50,6 +51,7 @@ pub mod model;
 pub mod normal;
 pub mod output;
 pub mod readout;
+#[cfg(feature = "report")]
 pub mod reproduce;
 pub mod rng;
 pub mod router;
