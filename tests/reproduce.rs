@@ -99,6 +99,23 @@ fn quick_reproduction_writes_the_report_and_its_claims_hold() {
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
     assert_eq!(html.matches("<svg").count(), FIGURES.len());
     assert!(!html.contains("src=") && !html.contains("href=\"http"));
+    // ... and holds no Markdown left unrendered: list markers, bold, code
+    // spans or raw JSON outside the figures.
+    let text: String = html
+        .split("<svg")
+        .enumerate()
+        .map(|(i, part)| {
+            if i == 0 {
+                part
+            } else {
+                part.split_once("</svg>").map_or("", |p| p.1)
+            }
+        })
+        .collect();
+    for raw in ["<p>* ", "<br>* ", "**", "`", "{\""] {
+        assert!(!text.contains(raw), "report.html holds unrendered {raw:?}");
+    }
+    assert!(text.contains("<li>") && text.contains("of 10 seeds"));
     // The Markdown report links figures that exist.
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     for name in FIGURES {
