@@ -10,11 +10,12 @@ use std::time::Duration;
 
 use clustermoe::{
     config::{Config, Loss},
+    linalg::centre_rows,
     model::{random_directions, InputMap, NeuronSign, SphereStep, TwoLayer},
     normal, readout,
     rng::{stream, Stream, StreamId},
     router::{router_gradient, GateRule, Router},
-    task::{centre_rows, Batch, Task},
+    task::{Batch, Task},
     train::Routed,
     ValidConfig,
 };

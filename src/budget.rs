@@ -168,23 +168,6 @@ pub struct ResolvedBudget {
 }
 
 impl ResolvedBudget {
-    pub fn of(cfg: &crate::config::ValidConfig) -> Self {
-        ResolvedBudget {
-            phase_one_lr: cfg.phase_one.schedule.lr,
-            phase_one_steps: cfg.phase_one.steps,
-            restart_every: cfg.restart_every,
-            phase_two_steps: cfg.phase_two.steps,
-            phase_three_lr: cfg.phase_three.schedule.lr,
-            phase_three_lr_end: cfg.phase_three.schedule.lr_end,
-            phase_three_steps: cfg.phase_three.steps,
-            vanilla_lr: cfg.vanilla.schedule.lr,
-            vanilla_lr_end: cfg.vanilla.schedule.lr_end,
-            vanilla_steps: cfg.vanilla.steps,
-            samples_per_model: cfg.total_samples(),
-            theory: cfg.budget.clone(),
-        }
-    }
-
     /// One line for the terminal: what the run uses and why.
     pub fn describe(&self) -> String {
         format!(

@@ -216,10 +216,20 @@ pub enum Progress {
     Resumable(Vec<(String, Option<Position>)>),
 }
 
+/// Whether `dir` holds a complete run: its `summary.json` (written last) is
+/// a summary and its `config.toml` a configuration. A run directory damaged
+/// or written by another version is not complete, so a sweep redoes it.
+pub fn is_complete(dir: &Path) -> bool {
+    std::fs::read(dir.join("summary.json"))
+        .ok()
+        .is_some_and(|t| serde_json::from_slice::<experiment::Summary>(&t).is_ok())
+        && Config::from_file(&dir.join("config.toml")).is_ok()
+}
+
 /// Reads what a run directory holds, checking every checkpoint in it.
 pub fn inspect(dir: &Path) -> Result<(ValidConfig, Progress)> {
     let config = read_config(dir)?;
-    if crate::sweep::is_complete(dir) {
+    if is_complete(dir) {
         return Ok((config, Progress::Complete));
     }
     let text = config.config.to_toml();

@@ -11,7 +11,7 @@ use crate::experiment;
 use crate::output;
 use crate::sweep::Manifest;
 
-/// The way out of a damaged run directory (see [`crate::sweep::is_complete`]).
+/// The way out of a damaged run directory (see [`crate::checkpoint::is_complete`]).
 const REDO: &str = "running the sweep again redoes this run";
 
 /// What a merge found.

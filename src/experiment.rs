@@ -7,9 +7,10 @@ use serde::{Deserialize, Serialize};
 use crate::config::ValidConfig;
 use crate::error::{Error, Result};
 use crate::metrics::{self, Record, TestError};
+use crate::model::{Moe, Vanilla};
 use crate::rng::{stream, StreamId};
 use crate::task::{Batch, Task};
-use crate::train::{self, Journal, ModelState, Moe, Monitor, Vanilla};
+use crate::train::{self, Journal, ModelState, Monitor};
 
 /// What `summary.json` holds.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -198,7 +199,7 @@ pub fn run_from(
         },
         best_linear_router_purity: best_linear_router_purity(&task),
         warnings: cfg.warnings.clone(),
-        budget: crate::budget::ResolvedBudget::of(cfg),
+        budget: cfg.resolved_budget(),
         samples: Samples {
             moe: moe.samples,
             vanilla: vanilla.as_ref().map(|v| v.samples),
@@ -298,18 +299,6 @@ fn summarise_vanilla(task: &Task, vanilla: &Vanilla, test: &Batch, var_y: f64) -
         local_overlap_per_cluster: local,
         global_overlap_per_cluster: vec![global; task.clusters()],
     }
-}
-
-/// Runs `cfg` and writes its run directory: `config.toml` first, metric
-/// records as they come, then `model.npz` and `summary.json`. If training
-/// fails, the metrics logged until then stay in `metrics.jsonl`. See
-/// [`crate::checkpoint`] for checkpoints, stops and resuming.
-pub fn run_to_dir(
-    cfg: &ValidConfig,
-    dir: &std::path::Path,
-    monitor: &dyn Monitor,
-) -> Result<RunOutput> {
-    crate::checkpoint::run_to_dir(cfg, dir, monitor, &crate::checkpoint::Control::default())
 }
 
 #[cfg(test)]

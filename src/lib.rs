@@ -38,7 +38,6 @@ pub mod budget;
 pub mod checkpoint;
 pub mod collect;
 pub mod config;
-mod config_check;
 pub mod error;
 pub mod experiment;
 #[cfg(feature = "report")]

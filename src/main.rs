@@ -438,10 +438,7 @@ fn run(cli: Cli) -> Result<()> {
                         eprintln!("warning: {w}");
                     }
                     if !quiet {
-                        eprintln!(
-                            "{}",
-                            clustermoe::budget::ResolvedBudget::of(&valid).describe()
-                        );
+                        eprintln!("{}", valid.resolved_budget().describe());
                     }
                     let dir =
                         out.unwrap_or_else(|| PathBuf::from(format!("runs/seed{}", valid.seed)));

@@ -6,11 +6,11 @@ use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut2, Axis};
 
 use crate::linalg::matmul;
 
-use crate::config::Loss;
 use crate::hermite::hermite_to_monomial;
+use crate::linalg::dot;
 use crate::normal;
 use crate::rng::Stream;
-use crate::task::dot;
+use crate::router::{GateRule, Router};
 
 /// A polynomial activation sigma given by normalised Hermite coefficients,
 /// evaluated through its monomial form (Horner) because that is what the
@@ -257,6 +257,16 @@ fn times_whitening<'a>(
             out
         }
     }
+}
+
+/// Loss whose gradient moves the first-layer directions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Loss {
+    /// -y sigma(<w, x - mu>).
+    Correlation,
+    /// (y - sigma(<w, x - mu>))^2 / 2 per neuron (unit second layer).
+    Squared,
 }
 
 /// How each neuron's second-layer sign a_j (the loss is -a_j y sigma(t),
@@ -513,7 +523,7 @@ impl TwoLayer {
     /// Readout features relu(<w_j, x - mu> + b_j) of a batch, then a column of ones.
     pub fn features(&self, x: ArrayView2<f32>) -> Array2<f64> {
         let mut xc = x.to_owned();
-        crate::task::centre_rows(xc.view_mut(), &self.centre);
+        crate::linalg::centre_rows(xc.view_mut(), &self.centre);
         let mut pre = Array2::zeros((xc.nrows(), self.w.nrows()));
         matmul(&mut pre.view_mut(), &xc.view(), &self.w.t(), 1.0, false);
         let (n, j) = pre.dim();
@@ -537,6 +547,49 @@ impl TwoLayer {
     pub fn neurons(&self) -> usize {
         self.w.nrows()
     }
+}
+
+/// A trained mixture of experts.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct Moe {
+    /// Phase-I direction u_m of every expert (M x d).
+    pub phase_one_directions: Array2<f32>,
+    /// Input map (global centre, whitening) of phases I and II.
+    pub input_map: InputMap,
+    /// For every phase-I expert, the routed expert it became (None: dropped).
+    pub expert_group: Vec<Option<usize>>,
+    pub router: Router,
+    pub gate: GateRule,
+    /// Routed experts (K of them, K <= M).
+    pub experts: Vec<TwoLayer>,
+    /// Per cluster: samples seen when some expert first reached the recovery threshold in phase I.
+    pub phase1_weak_recovery_samples: Vec<Option<u64>>,
+    /// Samples drawn in all.
+    pub samples: u64,
+}
+
+impl Moe {
+    /// F(x) = sum over selected experts of pi_m(x) f_m(x).
+    pub fn predict(&self, x: ndarray::ArrayView2<f32>, rng: &mut Stream) -> Array1<f64> {
+        let gates = self.router.gates(x, &self.gate, rng);
+        let mut out = Array1::zeros(x.nrows());
+        for (k, expert) in self.experts.iter().enumerate() {
+            let g = gates.column(k);
+            if g.iter().all(|&v| v == 0.0) {
+                continue;
+            }
+            let f = expert.predict(x);
+            out.zip_mut_with(&(f * &g.mapv(|v| v as f64)), |o, &v| *o += v);
+        }
+        out
+    }
+}
+
+/// A trained vanilla two-layer network.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct Vanilla {
+    pub net: TwoLayer,
+    pub samples: u64,
 }
 
 #[cfg(test)]

@@ -6,12 +6,13 @@ use ndarray::{s, Array1, Array2, Axis};
 
 use crate::linalg::gram_lower_add;
 
-use crate::config::{Gate, ValidConfig};
+use crate::config::ValidConfig;
 use crate::error::{Error, Result};
+use crate::model::Moe;
 use crate::model::TwoLayer;
 use crate::rng::Stream;
+use crate::router::Gate;
 use crate::task::{Batch, Task};
-use crate::train::Moe;
 
 const CHUNK: usize = 4096;
 

@@ -5,9 +5,22 @@ use ndarray::{Array2, ArrayView2, Axis};
 
 use crate::linalg::matmul;
 
-use crate::config::Gate;
 use crate::normal;
 use crate::rng::Stream;
+
+/// Gating function of the router.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Gate {
+    /// Every expert with weight softmax(Theta x).
+    Softmax,
+    /// The expert with the largest logit, weight 1.
+    Top1,
+    /// The k largest logits, softmax-renormalised among them.
+    TopK,
+    /// argmax of the logits plus Gaussian noise.
+    NoisyTop1,
+}
 
 /// A gate with its parameters.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]

@@ -28,7 +28,6 @@ use sha2::{Digest, Sha256};
 use crate::checkpoint::{self, Control};
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::experiment;
 use crate::output;
 use crate::train::Silent;
 
@@ -422,16 +421,6 @@ pub struct SweepReport {
     pub stopped: usize,
 }
 
-/// Whether `dir` holds a complete run: its `summary.json` (written last) is
-/// a summary and its `config.toml` a configuration. A run directory damaged
-/// or written by another version is not complete, so a sweep redoes it.
-pub fn is_complete(dir: &Path) -> bool {
-    std::fs::read(dir.join("summary.json"))
-        .ok()
-        .is_some_and(|t| serde_json::from_slice::<experiment::Summary>(&t).is_ok())
-        && Config::from_file(&dir.join("config.toml")).is_ok()
-}
-
 /// Runs the shard `shard` of the grid `grid_path` into `out`, `jobs` runs
 /// at a time; `on_done(done, planned)` is called after each run.
 pub fn run_sweep(
@@ -468,7 +457,7 @@ enum Outcome {
 /// its checkpoints cannot be used: runs are deterministic, so starting over
 /// gives the same result).
 fn sweep_one(config: &Config, dir: &Path, control: &Control) -> Outcome {
-    if is_complete(dir) {
+    if checkpoint::is_complete(dir) {
         checkpoint::remove_leftovers(dir);
         return Outcome::Skipped;
     }

@@ -1,11 +1,12 @@
 //! The clustered single-index task (SPEC §2): cluster centres, local and
 //! global directions, links, and a sampler of minibatches.
 
-use ndarray::{Array1, Array2, ArrayViewMut2};
+use ndarray::{Array1, Array2};
 use rand::Rng;
 use rand_distr::StandardNormal;
 
 use crate::config::{Geometry, ValidConfig};
+use crate::linalg::dot;
 use crate::link::{FastLink, Link};
 use crate::normal;
 use crate::rng::Stream;
@@ -185,32 +186,6 @@ impl Task {
             f(&batch);
             left -= take;
         }
-    }
-}
-
-/// Dot product with eight independent partial sums in a fixed order:
-/// vectorisable, and the same result on every machine.
-pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0.0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in ca.zip(cb) {
-        for k in 0..8 {
-            acc[k] += x[k] * y[k];
-        }
-    }
-    acc.iter().sum::<f32>() + tail
-}
-
-/// Subtracts `centre` from every row of `x`.
-pub fn centre_rows(mut x: ArrayViewMut2<f32>, centre: &Array1<f32>) {
-    for mut row in x.rows_mut() {
-        row -= centre;
     }
 }
 

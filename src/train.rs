@@ -10,7 +10,7 @@ use crate::config::{Allocation, Merge, ReadoutConfig, ValidConfig, ValidPhase};
 use crate::error::{Error, Result};
 use crate::linalg::matmul;
 use crate::metrics::{self, Record};
-use crate::model::{self, Activation, InputMap, NeuronStats, SphereStep, TwoLayer};
+use crate::model::{self, Activation, InputMap, Moe, NeuronStats, SphereStep, TwoLayer, Vanilla};
 use crate::readout;
 use crate::rng::{stream, Stream, StreamId};
 use crate::router::{router_gradient, GateRule, Router};
@@ -122,49 +122,6 @@ pub struct PhaseThree {
     pub stats: Vec<NeuronStats>,
     pub serving: Vec<usize>,
     pub purity: f64,
-}
-
-/// A trained mixture of experts.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Moe {
-    /// Phase-I direction u_m of every expert (M x d).
-    pub phase_one_directions: Array2<f32>,
-    /// Input map (global centre, whitening) of phases I and II.
-    pub input_map: InputMap,
-    /// For every phase-I expert, the routed expert it became (None: dropped).
-    pub expert_group: Vec<Option<usize>>,
-    pub router: Router,
-    pub gate: GateRule,
-    /// Routed experts (K of them, K <= M).
-    pub experts: Vec<TwoLayer>,
-    /// Per cluster: samples seen when some expert first reached the recovery threshold in phase I.
-    pub phase1_weak_recovery_samples: Vec<Option<u64>>,
-    /// Samples drawn in all.
-    pub samples: u64,
-}
-
-impl Moe {
-    /// F(x) = sum over selected experts of pi_m(x) f_m(x).
-    pub fn predict(&self, x: ndarray::ArrayView2<f32>, rng: &mut Stream) -> Array1<f64> {
-        let gates = self.router.gates(x, &self.gate, rng);
-        let mut out = Array1::zeros(x.nrows());
-        for (k, expert) in self.experts.iter().enumerate() {
-            let g = gates.column(k);
-            if g.iter().all(|&v| v == 0.0) {
-                continue;
-            }
-            let f = expert.predict(x);
-            out.zip_mut_with(&(f * &g.mapv(|v| v as f64)), |o, &v| *o += v);
-        }
-        out
-    }
-}
-
-/// A trained vanilla two-layer network.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Vanilla {
-    pub net: TwoLayer,
-    pub samples: u64,
 }
 
 /// Shared state of one model's training: its data stream, sample count,
@@ -343,7 +300,7 @@ impl<'a> Run<'a> {
                 batch = Batch::new(last_batch, self.task.d);
             }
             self.draw(&mut batch);
-            crate::task::centre_rows(batch.x.view_mut(), &map.centre);
+            crate::linalg::centre_rows(batch.x.view_mut(), &map.centre);
             let lr = p.schedule.at(step - 1, steps);
             let moved = sgd.step(
                 w,

@@ -5,9 +5,10 @@
 
 use clustermoe::{
     config::{Config, Loss},
+    linalg::centre_rows,
     model::{random_directions, InputMap, NeuronSign, SphereStep},
     rng::{stream, StreamId},
-    task::{centre_rows, Batch, Task},
+    task::{Batch, Task},
 };
 use ndarray::{Array2, Axis};
 

@@ -10,7 +10,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::link::Link;
-pub use crate::model::NeuronSign;
+pub use crate::model::{Loss, NeuronSign};
+pub use crate::router::Gate;
+
+mod check;
 
 /// Every knob of one run. `Config::default()` is the paper's default task
 /// with the tuned staged algorithm.
@@ -157,20 +160,6 @@ pub enum Allocation {
     ByLoad,
 }
 
-/// Gating function of the router.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Gate {
-    /// Every expert with weight softmax(Theta x).
-    Softmax,
-    /// The expert with the largest logit, weight 1.
-    Top1,
-    /// The k largest logits, softmax-renormalised among them.
-    TopK,
-    /// argmax of the logits plus Gaussian noise.
-    NoisyTop1,
-}
-
 /// Handling of redundant experts after phase I.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -181,16 +170,6 @@ pub enum Merge {
     Drop,
     /// Keep every expert; the router chooses among all M.
     None,
-}
-
-/// Loss whose gradient moves the first-layer directions.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Loss {
-    /// -y sigma(<w, x - mu>).
-    Correlation,
-    /// (y - sigma(<w, x - mu>))^2 / 2 per neuron (unit second layer).
-    Squared,
 }
 
 /// Learning-rate schedule shape after `decay_start`.
@@ -532,7 +511,7 @@ impl Config {
 
     /// Validates every field once; the result is what training consumes.
     pub fn check(&self) -> Result<ValidConfig> {
-        crate::config_check::check(self)
+        check::check(self)
     }
 }
 
@@ -694,6 +673,25 @@ pub struct ValidConfig {
 }
 
 impl ValidConfig {
+    /// Every rate and length this configuration resolved to, beside the
+    /// budget laws' own choice (`summary.json`'s `budget`).
+    pub fn resolved_budget(&self) -> crate::budget::ResolvedBudget {
+        crate::budget::ResolvedBudget {
+            phase_one_lr: self.phase_one.schedule.lr,
+            phase_one_steps: self.phase_one.steps,
+            restart_every: self.restart_every,
+            phase_two_steps: self.phase_two.steps,
+            phase_three_lr: self.phase_three.schedule.lr,
+            phase_three_lr_end: self.phase_three.schedule.lr_end,
+            phase_three_steps: self.phase_three.steps,
+            vanilla_lr: self.vanilla.schedule.lr,
+            vanilla_lr_end: self.vanilla.schedule.lr_end,
+            vanilla_steps: self.vanilla.steps,
+            samples_per_model: self.total_samples(),
+            theory: self.budget.clone(),
+        }
+    }
+
     /// Samples each model sees in all: training plus readout.
     pub fn total_samples(&self) -> u64 {
         self.train_samples + self.readout.samples as u64
