@@ -27,6 +27,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::experiment;
 use crate::normal;
+use crate::phase::{ModelKind, Phase};
 use crate::rng::{stream, Stream, StreamId};
 use crate::train::Monitor;
 
@@ -47,8 +48,8 @@ pub struct BenchOptions {
 /// One phase of one model.
 #[derive(Clone, Debug, Serialize)]
 pub struct PhaseBench {
-    pub model: String,
-    pub phase: String,
+    pub model: ModelKind,
+    pub phase: Phase,
     pub steps: u64,
     pub batch: usize,
     /// Directions trained (N); 0 for the readout.
@@ -99,8 +100,8 @@ pub struct ScalingBench {
 /// One phase as the training loops report it: when it started and when it
 /// last reported progress (its last step).
 struct Span {
-    model: &'static str,
-    phase: &'static str,
+    model: ModelKind,
+    phase: Phase,
     steps: u64,
     start: Instant,
     end: Instant,
@@ -113,7 +114,7 @@ struct Timeline {
 }
 
 impl Monitor for Timeline {
-    fn phase(&self, model: &'static str, phase: &'static str, steps: u64) {
+    fn phase(&self, model: ModelKind, phase: Phase, steps: u64) {
         let now = Instant::now();
         self.spans.lock().expect("timeline lock").push(Span {
             model,
@@ -124,7 +125,7 @@ impl Monitor for Timeline {
         });
     }
 
-    fn advance(&self, model: &'static str, _steps: u64) {
+    fn advance(&self, model: ModelKind, _steps: u64) {
         let mut spans = self.spans.lock().expect("timeline lock");
         if let Some(span) = spans.iter_mut().rev().find(|s| s.model == model) {
             span.end = Instant::now();
@@ -285,33 +286,36 @@ pub fn bench(options: &BenchOptions, progress: &dyn Fn(&str)) -> Result<Vec<DimB
         {
             let seconds = (end - start).as_secs_f64();
             let (batch, width, samples) = match (model, phase) {
-                ("moe", "phase_one") => (
+                (ModelKind::Moe, Phase::PhaseOne) => (
                     cfg.phase_one.batch,
                     cfg.moe.experts,
                     steps * cfg.phase_one.batch as u64,
                 ),
-                ("moe", "phase_two") => (
+                (ModelKind::Moe, Phase::PhaseTwo) => (
                     cfg.phase_two.batch,
                     result.moe.experts.len(),
                     steps * cfg.phase_two.batch as u64,
                 ),
-                ("moe", "phase_three") => (
+                (ModelKind::Moe, Phase::PhaseThree) => (
                     cfg.phase_three.batch,
                     cfg.moe.experts * cfg.moe.neurons,
                     steps * cfg.phase_three.batch as u64,
                 ),
-                ("vanilla", "train") => (
+                (ModelKind::Vanilla, Phase::Train) => (
                     cfg.vanilla.batch,
                     cfg.vanilla_neurons,
                     cfg.train_samples - cfg.vanilla.centre_samples as u64,
                 ),
-                _ => (0, 0, cfg.readout.samples as u64),
+                // The readouts and the evaluation: no per-step limit.
+                (_, Phase::PhaseFour | Phase::Readout | Phase::Test)
+                | (ModelKind::Moe, Phase::Train)
+                | (ModelKind::Vanilla, _) => (0, 0, cfg.readout.samples as u64),
             };
             let limit = (width > 0).then(|| limit_step_seconds(batch, d, width));
             let step_seconds = seconds / steps.max(1) as f64;
             phases.push(PhaseBench {
-                model: model.into(),
-                phase: phase.into(),
+                model,
+                phase,
                 steps,
                 batch,
                 width,
@@ -383,7 +387,7 @@ pub fn throughput_chart(results: &[DimBench]) -> crate::figure::Chart {
     let mut series: Vec<Series> = Vec::new();
     for r in results {
         for p in &r.phases {
-            let label = format!("{} {}", p.model, p.phase.replace('_', " "));
+            let label = format!("{} {}", p.model, p.phase.name().replace('_', " "));
             let point = (r.d as f64, p.samples_per_second);
             match series.iter_mut().find(|s| s.label == label) {
                 Some(s) => s.points.push(point),
@@ -468,32 +472,25 @@ mod tests {
             threads: 1,
         };
         let out = bench(&options, &|_| {}).unwrap();
-        let names: Vec<(String, String)> = out[0]
-            .phases
-            .iter()
-            .map(|p| (p.model.clone(), p.phase.clone()))
-            .collect();
+        let names: Vec<(ModelKind, Phase)> =
+            out[0].phases.iter().map(|p| (p.model, p.phase)).collect();
+        use {ModelKind::*, Phase::*};
         let expected = [
-            ("moe", "phase_one"),
-            ("moe", "phase_two"),
-            ("moe", "phase_three"),
-            ("moe", "phase_four"),
-            ("vanilla", "train"),
-            ("vanilla", "readout"),
+            (Moe, PhaseOne),
+            (Moe, PhaseTwo),
+            (Moe, PhaseThree),
+            (Moe, PhaseFour),
+            (Vanilla, Train),
+            (Vanilla, Readout),
         ];
-        assert_eq!(
-            names,
-            expected
-                .map(|(m, p)| (m.to_string(), p.to_string()))
-                .to_vec()
-        );
+        assert_eq!(names, expected);
         let one = &out[0].phases[0];
         assert_eq!((one.steps, one.batch, one.width), (160, 64, 8));
         assert_eq!(one.samples, 160 * 64);
         // The phases' samples, the two centre estimates (4096 each for the
         // MoE, 4096 for the vanilla network) and the readout make the budget.
         let total = out[0].samples_per_model;
-        let sum = |model: &str| -> u64 {
+        let sum = |model: ModelKind| -> u64 {
             out[0]
                 .phases
                 .iter()
@@ -501,8 +498,8 @@ mod tests {
                 .map(|p| p.samples)
                 .sum()
         };
-        assert_eq!(sum("moe") + 2 * 4096 + 2000, total);
-        assert_eq!(sum("vanilla") + 4096 + 2000, total);
+        assert_eq!(sum(Moe) + 2 * 4096 + 2000, total);
+        assert_eq!(sum(Vanilla) + 4096 + 2000, total);
         assert!(out[0].phases.iter().all(|p| p.seconds > 0.0));
         assert!(out[0]
             .phases

@@ -26,12 +26,13 @@ use crate::error::{Error, Result};
 use crate::experiment::{self, RunOutput};
 use crate::metrics::Record;
 use crate::output::{self, RecordWriter};
+use crate::phase::{ModelKind, Phase};
 use crate::train::{Journal, ModelState, Monitor};
 
 /// Version of the checkpoint format; files of another are refused.
 pub const FORMAT: u32 = 2;
 const MAGIC: &str = "clustermoe-checkpoint";
-const MODELS: [&str; 2] = ["moe", "vanilla"];
+const MODELS: [ModelKind; 2] = ModelKind::ALL;
 
 /// How a run checkpoints and stops.
 #[derive(Clone, Debug, Default)]
@@ -70,11 +71,11 @@ fn sha256_hex(bytes: &[u8]) -> String {
         .collect()
 }
 
-fn checkpoint_path(dir: &Path, model: &str) -> PathBuf {
+fn checkpoint_path(dir: &Path, model: ModelKind) -> PathBuf {
     dir.join(format!("checkpoint.{model}"))
 }
 
-fn part_path(dir: &Path, model: &str) -> PathBuf {
+fn part_path(dir: &Path, model: ModelKind) -> PathBuf {
     dir.join(format!("metrics.{model}.part"))
 }
 
@@ -142,7 +143,7 @@ fn load(path: &Path) -> Result<Payload> {
 /// The journal of one model in a run directory: its metrics part file and
 /// its checkpoints.
 struct DirJournal<'a> {
-    model: &'static str,
+    model: ModelKind,
     log: RecordWriter,
     path: PathBuf,
     config_sha256: String,
@@ -205,7 +206,7 @@ pub fn run_to_dir(
 }
 
 /// Where a checkpoint stands: the phase and the step done in it (None: trained).
-pub type Position = (&'static str, Option<u64>);
+pub type Position = Option<(Phase, u64)>;
 
 /// How far a run directory got.
 #[derive(Debug, PartialEq)]
@@ -213,7 +214,7 @@ pub enum Progress {
     /// `summary.json` is there: nothing to do.
     Complete,
     /// Each model with its checkpoint's position, if it has one.
-    Resumable(Vec<(String, Option<Position>)>),
+    Resumable(Vec<(ModelKind, Option<Position>)>),
 }
 
 /// Whether `dir` holds a complete run: its `summary.json` (written last) is
@@ -242,7 +243,7 @@ pub fn inspect(dir: &Path) -> Result<(ValidConfig, Progress)> {
         } else {
             None
         };
-        models.push((model.to_string(), position));
+        models.push((model, position));
     }
     Ok((config, Progress::Resumable(models)))
 }
@@ -266,7 +267,7 @@ fn read_config(dir: &Path) -> Result<ValidConfig> {
 }
 
 /// Loads a model's checkpoint and checks that it belongs to this run.
-fn checked(path: &Path, model: &str, config_text: &str) -> Result<Payload> {
+fn checked(path: &Path, model: ModelKind, config_text: &str) -> Result<Payload> {
     let payload = load(path)?;
     let bad = |message: String| Error::Checkpoint {
         path: path.to_path_buf(),
@@ -332,15 +333,15 @@ fn train_in_dir(
 ) -> Result<RunOutput> {
     let config_sha256 = sha256_hex(cfg.config.to_toml().as_bytes());
     let [(moe_log, moe_state), (vanilla_log, vanilla_state)] = models;
-    let journal = |model: &'static str, log: RecordWriter| DirJournal {
+    let journal = |model: ModelKind, log: RecordWriter| DirJournal {
         model,
         log,
         path: checkpoint_path(dir, model),
         config_sha256: config_sha256.clone(),
         control,
     };
-    let mut moe = journal("moe", moe_log);
-    let mut vanilla = journal("vanilla", vanilla_log);
+    let mut moe = journal(ModelKind::Moe, moe_log);
+    let mut vanilla = journal(ModelKind::Vanilla, vanilla_log);
     let result = experiment::run_from(
         cfg,
         &mut moe,
@@ -381,7 +382,7 @@ mod tests {
             records_bytes: 12,
             checkpoint_every: Some(5),
             state: ModelState {
-                model: "vanilla".into(),
+                model: ModelKind::Vanilla,
                 samples: 640,
                 data: stream(1, StreamId::VanillaData),
                 init: stream(1, StreamId::VanillaInit),

@@ -5,6 +5,8 @@
 
 use std::path::PathBuf;
 
+use crate::phase::{ModelKind, Phase};
+
 /// Everything that can go wrong in `clustermoe`.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -40,8 +42,8 @@ pub enum Error {
          try a smaller learning rate (e.g. `{phase}.lr` divided by 10)"
     )]
     Diverged {
-        model: &'static str,
-        phase: &'static str,
+        model: ModelKind,
+        phase: Phase,
         step: u64,
         quantity: &'static str,
     },
@@ -59,8 +61,8 @@ pub enum Error {
     )]
     Interrupted {
         signal: i32,
-        model: &'static str,
-        phase: &'static str,
+        model: ModelKind,
+        phase: Phase,
         step: Option<u64>,
     },
     /// A signal stopped a sweep; its runs in progress were checkpointed.
@@ -71,10 +73,10 @@ pub enum Error {
     SweepStopped { signal: i32, unfinished: usize },
     /// The ridge system of the readout could not be solved.
     #[error("{model} readout failed: {message}; try a larger `readout.ridge`")]
-    Readout {
-        model: &'static str,
-        message: String,
-    },
+    Readout { model: ModelKind, message: String },
+    /// A figure could not be drawn or rendered.
+    #[error("cannot draw a figure: {message}")]
+    Figure { message: String },
     /// A finished run measured a non-finite value; JSON would write it as
     /// null, and a summary with a hole would never count as complete.
     #[error(
@@ -119,6 +121,7 @@ impl Error {
             Error::Io { .. }
             | Error::Diverged { .. }
             | Error::Readout { .. }
+            | Error::Figure { .. }
             | Error::NonFinite { .. }
             | Error::RunsFailed { .. } => 1,
         }

@@ -8,6 +8,7 @@ use crate::config::ValidConfig;
 use crate::error::{Error, Result};
 use crate::metrics::{self, Record, TestError};
 use crate::model::{Moe, Vanilla};
+use crate::phase::{ModelKind, Phase};
 use crate::rng::{stream, StreamId};
 use crate::task::{Batch, Task};
 use crate::train::{self, Journal, ModelState, Monitor};
@@ -212,9 +213,13 @@ pub fn run_from(
     if let Some((field, value)) = summary.first_non_finite() {
         return Err(Error::NonFinite { field, value });
     }
-    moe_journal.record(&test_record("moe", summary.samples.moe, &summary.moe.model))?;
+    moe_journal.record(&test_record(
+        ModelKind::Moe,
+        summary.samples.moe,
+        &summary.moe.model,
+    ))?;
     if let (Some(v), Some(n)) = (&summary.vanilla, summary.samples.vanilla) {
-        vanilla_journal.record(&test_record("vanilla", n, v))?;
+        vanilla_journal.record(&test_record(ModelKind::Vanilla, n, v))?;
     }
     Ok(RunOutput {
         task,
@@ -225,10 +230,10 @@ pub fn run_from(
 }
 
 /// The last record of a model: its test error and final overlaps.
-fn test_record(model: &str, samples: u64, m: &ModelSummary) -> Record {
+fn test_record(model: ModelKind, samples: u64, m: &ModelSummary) -> Record {
     Record {
-        model: model.into(),
-        phase: "test".into(),
+        model,
+        phase: Phase::Test,
         samples,
         test_mse: Some(m.error.test_mse),
         test_rel_mse: Some(m.error.test_rel_mse),

@@ -212,9 +212,8 @@ impl Chart {
     /// The chart as an SVG document.
     pub fn to_svg(&self) -> Result<String> {
         let mut svg = String::new();
-        self.draw(&mut svg).map_err(|e| Error::Readout {
-            model: "figure",
-            message: format!("cannot draw `{}`: {e}", self.title),
+        self.draw(&mut svg).map_err(|e| Error::Figure {
+            message: format!("`{}`: {e}", self.title),
         })?;
         Ok(svg)
     }
@@ -369,10 +368,7 @@ pub fn svg_to_png(svg: &str) -> Result<Vec<u8>> {
         }
         options
     });
-    let fail = |message: String| Error::Readout {
-        model: "figure",
-        message,
-    };
+    let fail = |message: String| Error::Figure { message };
     let tree = usvg::Tree::from_str(svg, options)
         .map_err(|e| fail(format!("cannot read the SVG: {e}")))?;
     let size = tree.size().to_int_size();

@@ -49,6 +49,7 @@ pub mod metrics;
 pub mod model;
 pub mod normal;
 pub mod output;
+pub mod phase;
 pub mod readout;
 #[cfg(feature = "report")]
 pub mod reproduce;

@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand};
 use clustermoe::config::Config;
 use clustermoe::error::{Error, Result};
 use clustermoe::experiment::Summary;
+use clustermoe::phase::{ModelKind, Phase};
 use clustermoe::train::Monitor;
 use clustermoe::{bench, checkpoint, collect, link, output, reproduce, rng, sweep, task::Task};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
@@ -189,19 +190,19 @@ fn load_config(path: Option<&Path>, sets: &[String], seed: Option<u64>) -> Resul
 
 /// Progress bars on a terminal, one plain line per phase otherwise.
 struct Progress {
-    bars: Option<(MultiProgress, Mutex<HashMap<&'static str, ProgressBar>>)>,
+    bars: Option<(MultiProgress, Mutex<HashMap<ModelKind, ProgressBar>>)>,
     quiet: bool,
 }
 
 impl Monitor for Progress {
-    fn phase(&self, model: &'static str, phase: &'static str, steps: u64) {
+    fn phase(&self, model: ModelKind, phase: Phase, steps: u64) {
         if self.quiet {
             return;
         }
         match &self.bars {
             Some((multi, bars)) => {
                 let mut bars = bars.lock().expect("progress lock");
-                if let Some(old) = bars.remove(model) {
+                if let Some(old) = bars.remove(&model) {
                     old.finish_and_clear();
                 }
                 let bar = multi.add(ProgressBar::new(steps));
@@ -212,17 +213,17 @@ impl Monitor for Progress {
                     .expect("valid template")
                     .progress_chars("=> "),
                 );
-                bar.set_prefix(model);
-                bar.set_message(phase);
+                bar.set_prefix(model.name());
+                bar.set_message(phase.name());
                 bars.insert(model, bar);
             }
             None => eprintln!("{model}: {phase} ({steps} steps)"),
         }
     }
 
-    fn advance(&self, model: &'static str, steps: u64) {
+    fn advance(&self, model: ModelKind, steps: u64) {
         if let Some((_, bars)) = &self.bars {
-            if let Some(bar) = bars.lock().expect("progress lock").get(model) {
+            if let Some(bar) = bars.lock().expect("progress lock").get(&model) {
                 bar.inc(steps);
             }
         }
@@ -376,11 +377,11 @@ fn stop_on_signals() -> Result<Arc<AtomicUsize>> {
 }
 
 /// Where a model's checkpoint stands, for the resume message.
-fn describe(position: Option<(&str, Option<u64>)>) -> String {
+fn describe(position: Option<checkpoint::Position>) -> String {
     match position {
         None => "no checkpoint: starts over".into(),
-        Some((_, None)) => "trained".into(),
-        Some((phase, Some(step))) => format!("resumes in {phase} after step {step}"),
+        Some(None) => "trained".into(),
+        Some(Some((phase, step))) => format!("resumes in {phase} after step {step}"),
     }
 }
 

@@ -4,6 +4,7 @@
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis};
 use serde::{Deserialize, Serialize};
 
+use crate::phase::{ModelKind, Phase};
 use crate::task::{Batch, Task};
 
 /// |<row, target>| for every row of `dirs` (rows are unit vectors).
@@ -148,10 +149,10 @@ pub fn neuron_overlaps(task: &Task, w: ArrayView2<f32>) -> (Vec<f64>, f64) {
 /// One line of `metrics.jsonl`. Fields that do not apply are omitted.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Record {
-    /// "moe" or "vanilla".
-    pub model: String,
-    /// "phase_one" .. "phase_four" for the MoE, "train" and "readout" for vanilla, "test" at the end.
-    pub phase: String,
+    pub model: ModelKind,
+    /// Phases I to IV for the MoE, train and readout for the vanilla
+    /// network, test at the end.
+    pub phase: Phase,
     /// Step within the phase (after the step).
     pub step: u64,
     /// Samples this model has drawn so far.

@@ -10,6 +10,7 @@ use crate::config::ValidConfig;
 use crate::error::{Error, Result};
 use crate::model::Moe;
 use crate::model::TwoLayer;
+use crate::phase::ModelKind;
 use crate::rng::Stream;
 use crate::router::Gate;
 use crate::task::{Batch, Task};
@@ -42,7 +43,7 @@ impl NormalEquations {
     }
 
     /// Solves (G/n + lambda I) a = r/n.
-    fn solve(&self, ridge: f64, model: &'static str) -> Result<Array1<f64>> {
+    fn solve(&self, ridge: f64, model: ModelKind) -> Result<Array1<f64>> {
         let p = self.rhs.len();
         if self.n == 0 {
             // An expert that receives no samples keeps a zero readout.
@@ -81,7 +82,7 @@ pub fn fit_single(
     task.for_each_chunk(cfg.readout.samples, CHUNK, data, |b: &Batch| {
         eq.add(&net.features(b.x.view()), &b.y);
     });
-    let a = eq.solve(cfg.readout.ridge, "vanilla")?;
+    let a = eq.solve(cfg.readout.ridge, ModelKind::Vanilla)?;
     let j = net.neurons();
     net.a = a.slice(s![..j]).to_owned();
     net.a0 = a[j];
@@ -130,7 +131,7 @@ pub fn fit_moe(
     });
     let a: Vec<f64> = blocks
         .iter()
-        .map(|eq| eq.solve(cfg.readout.ridge, "moe"))
+        .map(|eq| eq.solve(cfg.readout.ridge, ModelKind::Moe))
         .collect::<Result<Vec<_>>>()?
         .into_iter()
         .flatten()
@@ -179,7 +180,7 @@ mod tests {
             all_y.extend(y);
         }
         let ridge = 1e-3;
-        let a = eq.solve(ridge, "test").unwrap();
+        let a = eq.solve(ridge, ModelKind::Moe).unwrap();
         assert!(
             (&a - &planted).iter().all(|e| e.abs() < 0.01),
             "{a} vs {planted}"
@@ -197,7 +198,9 @@ mod tests {
         }
         // An expert that received no samples keeps a zero readout.
         assert_eq!(
-            NormalEquations::new(3).solve(ridge, "test").unwrap(),
+            NormalEquations::new(3)
+                .solve(ridge, ModelKind::Moe)
+                .unwrap(),
             Array1::<f64>::zeros(3)
         );
     }

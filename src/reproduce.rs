@@ -13,6 +13,7 @@ use crate::experiment::Summary;
 use crate::figure::{Chart, Legend, Mark, Series};
 use crate::metrics::Record;
 use crate::output;
+use crate::phase::{ModelKind, Phase};
 use crate::sweep::{self, GridFile, Shard};
 
 /// How to reproduce.
@@ -403,8 +404,8 @@ fn dynamics(opts: &Options) -> Result<Section> {
         |name: String, x: u64, y: f64| series.entry(name).or_default().push((x as f64, y));
     for r in &records {
         let x = r.samples;
-        match (r.model.as_str(), r.phase.as_str()) {
-            ("moe", "phase_one") => {
+        match (r.model, r.phase) {
+            (ModelKind::Moe, Phase::PhaseOne) => {
                 if let Some(m) = &r.expert_local_overlap {
                     experts.resize(m.len(), Vec::new());
                     for (e, row) in m.iter().enumerate() {
@@ -419,7 +420,7 @@ fn dynamics(opts: &Options) -> Result<Section> {
                     }
                 }
             }
-            ("moe", "phase_two") => {
+            (ModelKind::Moe, Phase::PhaseTwo) => {
                 if let Some(p) = r.routing_purity {
                     push("MoE phase II: routing purity".into(), x, p);
                 }
@@ -436,8 +437,8 @@ fn dynamics(opts: &Options) -> Result<Section> {
                     );
                 }
             }
-            ("moe", "phase_three") | ("vanilla", "train") => {
-                let who = if r.model == "moe" {
+            (ModelKind::Moe, Phase::PhaseThree) | (ModelKind::Vanilla, Phase::Train) => {
+                let who = if r.model == ModelKind::Moe {
                     "MoE phase III"
                 } else {
                     "vanilla"

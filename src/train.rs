@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 use crate::linalg::matmul;
 use crate::metrics::{self, Record};
 use crate::model::{self, Activation, InputMap, Moe, NeuronStats, SphereStep, TwoLayer, Vanilla};
+use crate::phase::{ModelKind, Phase};
 use crate::readout;
 use crate::rng::{stream, Stream, StreamId};
 use crate::router::{router_gradient, GateRule, Router};
@@ -19,9 +20,9 @@ use crate::task::{Batch, Task};
 /// Receives progress of the training loops (progress bars in the CLI).
 pub trait Monitor: Sync {
     /// A phase of `steps` steps starts.
-    fn phase(&self, _model: &'static str, _phase: &'static str, _steps: u64) {}
+    fn phase(&self, _model: ModelKind, _phase: Phase, _steps: u64) {}
     /// `steps` more steps are done.
-    fn advance(&self, _model: &'static str, _steps: u64) {}
+    fn advance(&self, _model: ModelKind, _steps: u64) {}
 }
 
 /// A monitor that ignores everything.
@@ -64,7 +65,7 @@ impl<F: FnMut(&Record) -> Result<()> + Send> Journal for F {
 /// sample count, generator states, and the state of the current stage.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ModelState {
-    pub model: String,
+    pub model: ModelKind,
     pub samples: u64,
     pub data: Stream,
     pub init: Stream,
@@ -97,14 +98,14 @@ pub enum Stage {
 }
 
 impl Stage {
-    /// The phase (as metric records name it) and step, for messages.
-    pub fn position(&self) -> (&'static str, Option<u64>) {
+    /// The phase in progress and the step done in it; None once trained.
+    pub fn position(&self) -> Option<(Phase, u64)> {
         match self {
-            Stage::PhaseOne { step, .. } => ("phase_one", Some(*step)),
-            Stage::PhaseTwo { step, .. } => ("phase_two", Some(*step)),
-            Stage::PhaseThree(p) => ("phase_three", Some(p.step)),
-            Stage::MoeTrained(_) | Stage::VanillaTrained(_) => ("trained", None),
-            Stage::VanillaTrain { step, .. } => ("train", Some(*step)),
+            Stage::PhaseOne { step, .. } => Some((Phase::PhaseOne, *step)),
+            Stage::PhaseTwo { step, .. } => Some((Phase::PhaseTwo, *step)),
+            Stage::PhaseThree(p) => Some((Phase::PhaseThree, p.step)),
+            Stage::MoeTrained(_) | Stage::VanillaTrained(_) => None,
+            Stage::VanillaTrain { step, .. } => Some((Phase::Train, *step)),
         }
     }
 }
@@ -129,7 +130,7 @@ pub struct PhaseThree {
 struct Run<'a> {
     cfg: &'a ValidConfig,
     task: &'a Task,
-    model: &'static str,
+    model: ModelKind,
     data: Stream,
     init: Stream,
     samples: u64,
@@ -144,7 +145,7 @@ impl<'a> Run<'a> {
     fn start(
         cfg: &'a ValidConfig,
         task: &'a Task,
-        model: &'static str,
+        model: ModelKind,
         streams: (StreamId, StreamId),
         journal: Sink<'a>,
         monitor: &'a dyn Monitor,
@@ -182,15 +183,10 @@ impl<'a> Run<'a> {
         step == steps || (every > 0 && step.is_multiple_of(every))
     }
 
-    fn record(
-        &mut self,
-        phase: &'static str,
-        step: u64,
-        fill: impl FnOnce(&mut Record),
-    ) -> Result<()> {
+    fn record(&mut self, phase: Phase, step: u64, fill: impl FnOnce(&mut Record)) -> Result<()> {
         let mut rec = Record {
-            model: self.model.into(),
-            phase: phase.into(),
+            model: self.model,
+            phase,
             step,
             samples: self.samples,
             ..Record::default()
@@ -202,7 +198,7 @@ impl<'a> Run<'a> {
     /// The model's state at `stage`.
     fn state(&self, stage: Stage) -> ModelState {
         ModelState {
-            model: self.model.into(),
+            model: self.model,
             samples: self.samples,
             data: self.data.clone(),
             init: self.init.clone(),
@@ -221,12 +217,15 @@ impl<'a> Run<'a> {
         self.journal.checkpoint(&state)?;
         match stop {
             Some(signal) => {
-                let (phase, step) = state.stage.position();
+                let (phase, step) = state
+                    .stage
+                    .position()
+                    .expect("save points lie inside a phase");
                 Err(Error::Interrupted {
                     signal,
                     model: self.model,
                     phase,
-                    step,
+                    step: Some(step),
                 })
             }
             None => Ok(()),
@@ -242,7 +241,7 @@ impl<'a> Run<'a> {
         Ok(())
     }
 
-    fn diverged(&self, phase: &'static str, step: u64, quantity: &'static str) -> Error {
+    fn diverged(&self, phase: Phase, step: u64, quantity: &'static str) -> Error {
         Error::Diverged {
             model: self.model,
             phase,
@@ -268,7 +267,7 @@ impl<'a> Run<'a> {
     #[allow(clippy::too_many_arguments)]
     fn sphere_sgd(
         &mut self,
-        phase: &'static str,
+        phase: Phase,
         p: &ValidPhase,
         samples: u64,
         done: u64,
@@ -321,7 +320,7 @@ impl<'a> Run<'a> {
 }
 
 /// Reports progress to the monitor every 64 steps and at the last step.
-fn tick(monitor: &dyn Monitor, model: &'static str, step: u64, steps: u64) {
+fn tick(monitor: &dyn Monitor, model: ModelKind, step: u64, steps: u64) {
     const EVERY: u64 = 64;
     if step.is_multiple_of(EVERY) {
         monitor.advance(model, EVERY);
@@ -485,7 +484,7 @@ pub fn train_moe(
     resume: Option<ModelState>,
 ) -> Result<Moe> {
     let streams = (StreamId::MoeData, StreamId::MoeInit);
-    let (mut run, stage) = Run::start(cfg, task, "moe", streams, journal, monitor, resume);
+    let (mut run, stage) = Run::start(cfg, task, ModelKind::Moe, streams, journal, monitor, resume);
     let (one, two, three) = match stage {
         None => (phase_one(&mut run, None)?, None, None),
         Some(Stage::PhaseOne { step, one, neurons }) => {
@@ -499,7 +498,7 @@ pub fn train_moe(
         }) => (one, Some((step, noise, theta)), None),
         Some(Stage::PhaseThree(p)) => (p.one.clone(), None, Some(p)),
         Some(Stage::MoeTrained(moe)) => return Ok(*moe),
-        Some(other) => return Err(wrong_stage("moe", &other)),
+        Some(other) => return Err(wrong_stage(ModelKind::Moe, &other)),
     };
     let (expert_group, k) = merge_experts(&one.u, cfg.moe.merge, cfg.moe.merge_threshold);
     let probe = task.sample(
@@ -555,22 +554,24 @@ pub fn train_moe(
         phase1_weak_recovery_samples: one.recovery,
         samples: 0,
     };
-    monitor.phase("moe", "phase_four", 1);
+    monitor.phase(ModelKind::Moe, Phase::PhaseFour, 1);
     readout::fit_moe(&mut moe, task, cfg, &mut run.data, &mut routing.noise)?;
     run.samples += cfg.readout.samples as u64;
-    monitor.advance("moe", 1);
+    monitor.advance(ModelKind::Moe, 1);
     moe.samples = run.samples;
     run.save_trained(Stage::MoeTrained(Box::new(moe.clone())))?;
     Ok(moe)
 }
 
 /// A checkpoint of one model handed to the other.
-fn wrong_stage(model: &'static str, stage: &Stage) -> Error {
+fn wrong_stage(model: ModelKind, stage: &Stage) -> Error {
     Error::Checkpoint {
         path: std::path::PathBuf::new(),
         message: format!(
             "it holds a {} stage, not one of the {model} model",
-            stage.position().0
+            stage
+                .position()
+                .map_or("trained", |(phase, _)| phase.name())
         ),
     }
 }
@@ -613,7 +614,7 @@ fn phase_one(run: &mut Run, resume: Option<(u64, PhaseOne, NeuronStats)>) -> Res
         }
     };
     let sgd = run.sphere_sgd(
-        "phase_one",
+        Phase::PhaseOne,
         p1,
         p1.steps * p1.batch as u64,
         done,
@@ -631,7 +632,7 @@ fn phase_one(run: &mut Run, resume: Option<(u64, PhaseOne, NeuronStats)>) -> Res
                 }
             }
             if run.log_due(step, p1.steps) {
-                run.record("phase_one", step, |rec| {
+                run.record(Phase::PhaseOne, step, |rec| {
                     rec.lr = Some(lr);
                     rec.expert_local_overlap =
                         Some(metrics::overlap_matrix(u.view(), task.w.view()));
@@ -696,7 +697,7 @@ fn phase_two(
     }
     let mut batch = Batch::new(p2.batch, task.d);
     let mut rewards = Array2::<f32>::zeros((p2.batch, k));
-    run.monitor.phase(run.model, "phase_two", p2.steps);
+    run.monitor.phase(run.model, Phase::PhaseTwo, p2.steps);
     run.monitor.advance(run.model, done);
     for step in done + 1..=p2.steps {
         run.draw(&mut batch);
@@ -715,12 +716,12 @@ fn phase_two(
         let grad = router_gradient(&router.theta, batch.x.view(), &rewards);
         router.theta.scaled_add(p2.lr as f32, &grad);
         if router.theta.iter().any(|v| !v.is_finite()) {
-            return Err(run.diverged("phase_two", step, "a router weight"));
+            return Err(run.diverged(Phase::PhaseTwo, step, "a router weight"));
         }
         if run.log_due(step, p2.steps) {
             let cosine = metrics::router_cosines(&router.theta, &task.v);
             let purity = metrics::routing_purity(&routing.confusion(&router, task.clusters()));
-            run.record("phase_two", step, |rec| {
+            run.record(Phase::PhaseTwo, step, |rec| {
                 rec.lr = Some(p2.lr);
                 rec.router_cosine = Some(cosine);
                 rec.routing_purity = Some(purity);
@@ -860,7 +861,7 @@ fn phase_three(
     let mut batch = Batch::new(p3.batch, task.d);
     let mut gates = Array2::zeros((p3.batch, k));
     let mut routed = Routed::default();
-    run.monitor.phase(run.model, "phase_three", p3.steps);
+    run.monitor.phase(run.model, Phase::PhaseThree, p3.steps);
     run.monitor.advance(run.model, done);
     for step in done + 1..=p3.steps {
         run.draw(&mut batch);
@@ -886,12 +887,12 @@ fn phase_three(
                 lr,
             );
             if !moved {
-                return Err(run.diverged("phase_three", step, "a first-layer weight"));
+                return Err(run.diverged(Phase::PhaseThree, step, "a first-layer weight"));
             }
         }
         if run.log_due(step, p3.steps) {
             let serving_neurons: Vec<&Array2<f32>> = serving.iter().map(|&e| &neurons[e]).collect();
-            run.record("phase_three", step, |rec| {
+            run.record(Phase::PhaseThree, step, |rec| {
                 rec.lr = Some(lr as f64);
                 rec.routing_purity = Some(purity);
                 fill_cluster_overlaps(rec, task, &serving_neurons, cfg.metrics.recovery_threshold);
@@ -994,7 +995,15 @@ pub fn train_vanilla(
     resume: Option<ModelState>,
 ) -> Result<Vanilla> {
     let streams = (StreamId::VanillaData, StreamId::VanillaInit);
-    let (mut run, stage) = Run::start(cfg, task, "vanilla", streams, journal, monitor, resume);
+    let (mut run, stage) = Run::start(
+        cfg,
+        task,
+        ModelKind::Vanilla,
+        streams,
+        journal,
+        monitor,
+        resume,
+    );
     let p = &cfg.vanilla;
     let threshold = cfg.metrics.recovery_threshold;
     let (done, map, mut w, stats) = match stage {
@@ -1010,12 +1019,12 @@ pub fn train_vanilla(
             neurons,
         }) => (step, map, w, Some(neurons)),
         Some(Stage::VanillaTrained(vanilla)) => return Ok(*vanilla),
-        Some(other) => return Err(wrong_stage("vanilla", &other)),
+        Some(other) => return Err(wrong_stage(ModelKind::Vanilla, &other)),
     };
     let remaining = cfg.train_samples - p.centre_samples as u64;
     let restart_every = remaining.div_ceil(p.batch as u64) / (cfg.vanilla_restarts as u64 + 1);
     run.sphere_sgd(
-        "train",
+        Phase::Train,
         p,
         remaining,
         done,
@@ -1031,7 +1040,7 @@ pub fn train_vanilla(
             }
             if run.log_due(step, p.steps) {
                 let all = vec![&*w; task.clusters()];
-                run.record("train", step, |rec| {
+                run.record(Phase::Train, step, |rec| {
                     rec.lr = Some(lr);
                     fill_cluster_overlaps(rec, task, &all, threshold);
                 })?;
@@ -1045,10 +1054,10 @@ pub fn train_vanilla(
         },
     )?;
     let mut net = random_bias_network(w, map.centre, &cfg.readout, &mut run.init);
-    monitor.phase("vanilla", "readout", 1);
+    monitor.phase(ModelKind::Vanilla, Phase::Readout, 1);
     readout::fit_single(&mut net, task, cfg, &mut run.data)?;
     run.samples += cfg.readout.samples as u64;
-    monitor.advance("vanilla", 1);
+    monitor.advance(ModelKind::Vanilla, 1);
     let vanilla = Vanilla {
         net,
         samples: run.samples,
