@@ -1,0 +1,237 @@
+//! Phase III: each routed expert's neurons learn the directions of its
+//! cluster, on the samples the router sends it; and how the neurons are
+//! shared among the experts.
+
+use super::*;
+
+/// Phase III in progress.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PhaseThree {
+    pub step: u64,
+    pub one: PhaseOne,
+    pub noise: Stream,
+    pub router: Router,
+    pub centres: Vec<Array1<f32>>,
+    pub neurons: Vec<Array2<f32>>,
+    /// Running correlation and sign of every neuron, per routed expert.
+    pub stats: Vec<NeuronStats>,
+    pub serving: Vec<usize>,
+    pub purity: f64,
+}
+
+/// Per routed expert, the gate-weighted mean of `n` fresh routed inputs and
+/// the total gate weight it received (its load); an expert that receives
+/// nothing keeps `fallback` as its centre.
+pub(super) fn routed_centres(
+    run: &mut Run,
+    router: &Router,
+    routing: &mut Routing,
+    n: usize,
+    fallback: &Array1<f32>,
+) -> (Vec<Array1<f32>>, Vec<f64>) {
+    let k = router.experts();
+    let mut sum = Array2::<f64>::zeros((k, run.task.d));
+    let mut load = vec![0.0f64; k];
+    run.task.for_each_chunk(n, 4096, &mut run.data, |b| {
+        let gates = router.gates(b.x.view(), &routing.rule, &mut routing.noise);
+        for (row, g) in b.x.axis_iter(Axis(0)).zip(gates.axis_iter(Axis(0))) {
+            for (e, &ge) in g.iter().enumerate().filter(|(_, &ge)| ge > 0.0) {
+                load[e] += ge as f64;
+                sum.row_mut(e)
+                    .zip_mut_with(&row, |s, &v| *s += ge as f64 * v as f64);
+            }
+        }
+    });
+    run.samples += n as u64;
+    let centres = (0..k)
+        .map(|e| {
+            if load[e] > 0.0 {
+                sum.row(e).mapv(|s| (s / load[e]) as f32)
+            } else {
+                fallback.clone()
+            }
+        })
+        .collect();
+    (centres, load)
+}
+
+/// The samples of a batch routed to one expert, centred at the expert's
+/// centre, with their gate weights; reused across steps and experts.
+#[derive(Debug, Default)]
+pub struct Routed {
+    x: Vec<f32>,
+    pub y: Vec<f32>,
+    pub weights: Vec<f32>,
+}
+
+impl Routed {
+    /// The gathered inputs (rows x d).
+    pub fn x(&self, d: usize) -> ArrayView2<'_, f32> {
+        ArrayView2::from_shape((self.y.len(), d), &self.x).expect("gathered rows")
+    }
+
+    /// Gathers the rows with a positive gate; returns how many.
+    pub fn gather(&mut self, batch: &Batch, gate: ArrayView1<f32>, centre: &Array1<f32>) -> usize {
+        self.x.clear();
+        self.y.clear();
+        self.weights.clear();
+        let centre = centre.as_slice().expect("contiguous centre");
+        for ((row, &y), &g) in batch.x.rows().into_iter().zip(&batch.y).zip(gate) {
+            if g > 0.0 {
+                let row = row.to_slice().expect("contiguous batch rows");
+                self.x.extend(row.iter().zip(centre).map(|(&v, &c)| v - c));
+                self.y.push(y);
+                self.weights.push(g);
+            }
+        }
+        self.y.len()
+    }
+}
+
+/// Phase III: per-expert centres, fresh neurons shared as configured, and
+/// spherical SGD of each expert on the samples routed to it. Returns each
+/// routed expert's neurons and centre.
+pub(super) fn phase_three(
+    run: &mut Run,
+    router: &Router,
+    expert_group: &[Option<usize>],
+    one: &PhaseOne,
+    routing: &mut Routing,
+    resume: Option<PhaseThree>,
+) -> Result<Vec<(Array2<f32>, Array1<f32>)>> {
+    let (cfg, task) = (run.cfg, run.task);
+    let p3 = &cfg.phase_three;
+    let k = router.experts();
+    let (done, centres, mut neurons, stats, serving, purity) = match resume {
+        Some(p) => (p.step, p.centres, p.neurons, p.stats, p.serving, p.purity),
+        None => {
+            let (centres, load) =
+                routed_centres(run, router, routing, p3.centre_samples, &one.map.centre);
+            let sizes = match cfg.moe.allocation {
+                Allocation::PerExpert => (0..k)
+                    .map(|g| {
+                        cfg.moe.neurons * expert_group.iter().filter(|&&e| e == Some(g)).count()
+                    })
+                    .collect(),
+                Allocation::ByLoad => allocate_by_load(cfg.moe.experts * cfg.moe.neurons, &load),
+            };
+            let neurons: Vec<Array2<f32>> = sizes
+                .iter()
+                .map(|&j| model::random_directions(j, task.d, &mut run.init))
+                .collect();
+            let confusion = routing.confusion(router, task.clusters());
+            let serving = metrics::serving_expert(&confusion);
+            let purity = metrics::routing_purity(&confusion);
+            let stats = neurons
+                .iter()
+                .map(|w| NeuronStats::new(p3.sign, w.nrows()))
+                .collect();
+            (0, centres, neurons, stats, serving, purity)
+        }
+    };
+    let mut sgd: Vec<SphereStep> = neurons
+        .iter()
+        .zip(stats)
+        .map(|(w, stats)| {
+            let mut sgd = SphereStep::new(&p3.activation, p3.loss, p3.sign, w.nrows())
+                .with_max_step(p3.max_step);
+            sgd.set_stats(stats);
+            sgd
+        })
+        .collect();
+    let mut batch = Batch::new(p3.batch, task.d);
+    let mut gates = Array2::zeros((p3.batch, k));
+    let mut routed = Routed::default();
+    run.monitor.phase(run.model, Phase::PhaseThree, p3.steps);
+    run.monitor.advance(run.model, done);
+    for step in done + 1..=p3.steps {
+        run.draw(&mut batch);
+        router.gates_into(
+            batch.x.view(),
+            &routing.rule,
+            &mut routing.noise,
+            &mut gates,
+        );
+        let lr = p3.schedule.at(step - 1, p3.steps) as f32;
+        for (e, w) in neurons.iter_mut().enumerate() {
+            let rows = routed.gather(&batch, gates.column(e), &centres[e]);
+            if rows == 0 || w.nrows() == 0 {
+                continue;
+            }
+            let hard = routed.weights.iter().all(|&g| g == 1.0);
+            let moved = sgd[e].step(
+                w,
+                None,
+                routed.x(task.d),
+                &routed.y,
+                (!hard).then_some(&routed.weights[..]),
+                lr,
+            );
+            if !moved {
+                return Err(run.diverged(Phase::PhaseThree, step, "a first-layer weight"));
+            }
+        }
+        if run.log_due(step, p3.steps) {
+            let serving_neurons: Vec<&Array2<f32>> = serving.iter().map(|&e| &neurons[e]).collect();
+            run.record(Phase::PhaseThree, step, |rec| {
+                rec.lr = Some(lr as f64);
+                rec.routing_purity = Some(purity);
+                fill_cluster_overlaps(rec, task, &serving_neurons, cfg.metrics.recovery_threshold);
+            })?;
+        }
+        run.save_point(step, || {
+            Stage::PhaseThree(Box::new(PhaseThree {
+                step,
+                one: one.clone(),
+                noise: routing.noise.clone(),
+                router: router.clone(),
+                centres: centres.clone(),
+                neurons: neurons.clone(),
+                stats: sgd.iter().map(|s| s.stats().clone()).collect(),
+                serving: serving.clone(),
+                purity,
+            }))
+        })?;
+        tick(run.monitor, run.model, step, p3.steps);
+    }
+    Ok(neurons.into_iter().zip(centres).collect())
+}
+
+/// Splits `total` neurons in proportion to `load` by largest remainders, so
+/// the counts add up to `total` exactly.
+pub fn allocate_by_load(total: usize, load: &[f64]) -> Vec<usize> {
+    let sum: f64 = load.iter().sum();
+    if sum <= 0.0 {
+        let mut out = vec![0; load.len()];
+        out[0] = total;
+        return out;
+    }
+    let exact: Vec<f64> = load.iter().map(|&l| total as f64 * l / sum).collect();
+    let mut out: Vec<usize> = exact.iter().map(|&e| e.floor() as usize).collect();
+    let mut order: Vec<usize> = (0..load.len()).collect();
+    order.sort_by(|&a, &b| {
+        (exact[b] - exact[b].floor())
+            .total_cmp(&(exact[a] - exact[a].floor()))
+            .then(a.cmp(&b))
+    });
+    let short = total - out.iter().sum::<usize>();
+    for &i in order.iter().take(short) {
+        out[i] += 1;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allocation_by_load_is_proportional_and_exact() {
+        assert_eq!(allocate_by_load(64, &[100.0, 0.0, 100.0]), vec![32, 0, 32]);
+        assert_eq!(allocate_by_load(10, &[1.0, 1.0, 1.0]), vec![4, 3, 3]);
+        assert_eq!(allocate_by_load(7, &[0.0, 0.0]), vec![7, 0]);
+        let a = allocate_by_load(100, &[0.3, 0.5, 0.2, 1e-9]);
+        assert_eq!(a.iter().sum::<usize>(), 100);
+        assert_eq!(a, vec![30, 50, 20, 0]);
+    }
+}

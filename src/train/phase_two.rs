@@ -1,0 +1,79 @@
+//! Phase II: the router learns to send each cluster to its expert.
+
+use super::*;
+
+/// Phase II: the router ascends E[sum_k pi_k(x) y sigma(<u_k, W(x - mu)>)],
+/// where u_k is the direction of the first member of routed expert k.
+pub(super) fn phase_two(
+    run: &mut Run,
+    one: &PhaseOne,
+    expert_group: &[Option<usize>],
+    k: usize,
+    routing: &mut Routing,
+    resume: Option<(u64, Stream, Array2<f32>)>,
+) -> Result<Router> {
+    let (cfg, task) = (run.cfg, run.task);
+    let p2 = &cfg.phase_two;
+    let leads: Vec<usize> = (0..k)
+        .map(|g| {
+            expert_group
+                .iter()
+                .position(|&e| e == Some(g))
+                .expect("every group has a lead")
+        })
+        .collect();
+    let lead_u = one.u.select(Axis(0), &leads);
+    // An expert with sign a_k gains a_k y sigma(<u_k, x>) from its samples.
+    let lead_sign: Array1<f32> = leads.iter().map(|&l| one.signs[l]).collect();
+    // <u_k, W (x - mu)> = <W u_k, x> - <W u_k, mu>: the map moves onto the
+    // K lead directions once, and the batch stays as drawn.
+    let lead_seen = one.map.seen_directions(&lead_u);
+    let offset = lead_seen.dot(&one.map.centre);
+    let activation = Activation::from_hermite(&cfg.phase_one.activation);
+    let mut router = Router::zeros(k, task.d);
+    let mut done = 0;
+    if let Some((step, _, theta)) = resume {
+        (done, router.theta) = (step, theta);
+    }
+    let mut batch = Batch::new(p2.batch, task.d);
+    let mut rewards = Array2::<f32>::zeros((p2.batch, k));
+    run.monitor.phase(run.model, Phase::PhaseTwo, p2.steps);
+    run.monitor.advance(run.model, done);
+    for step in done + 1..=p2.steps {
+        run.draw(&mut batch);
+        matmul(
+            &mut rewards.view_mut(),
+            &batch.x.view(),
+            &lead_seen.t(),
+            1.0,
+            false,
+        );
+        for (mut row, &y) in rewards.axis_iter_mut(Axis(0)).zip(&batch.y) {
+            for ((t, &o), &a) in row.iter_mut().zip(&offset).zip(&lead_sign) {
+                *t = a * y * activation.value(*t - o);
+            }
+        }
+        let grad = router_gradient(&router.theta, batch.x.view(), &rewards);
+        router.theta.scaled_add(p2.lr as f32, &grad);
+        if router.theta.iter().any(|v| !v.is_finite()) {
+            return Err(run.diverged(Phase::PhaseTwo, step, "a router weight"));
+        }
+        if run.log_due(step, p2.steps) {
+            let cosine = metrics::router_cosines(&router.theta, &task.v);
+            let purity = metrics::routing_purity(&routing.confusion(&router, task.clusters()));
+            run.record(Phase::PhaseTwo, step, |rec| {
+                rec.lr = Some(p2.lr);
+                rec.router_cosine = Some(cosine);
+                rec.routing_purity = Some(purity);
+            })?;
+        }
+        run.save_point(step, || Stage::PhaseTwo {
+            step,
+            one: one.clone(),
+            noise: routing.noise.clone(),
+            theta: router.theta.clone(),
+        })?;
+        tick(run.monitor, run.model, step, p2.steps);
+    }
+    Ok(router)
+}
