@@ -5,10 +5,16 @@
 //! al., *Mixture of Experts Provably Detect and Learn the Latent Cluster
 //! Structure in Gradient-Based Learning* (ICML 2025).
 //!
-//! The modules follow the specification: [`task`] (data model), [`hermite`]
-//! and [`link`] (link functions), [`model`] (two-layer networks), [`router`]
-//! (gates), [`train`] (phases I–IV and the vanilla baseline), [`readout`]
-//! (ridge), [`metrics`], [`experiment`] (a whole run) and [`output`] (files).
+//! The modules follow the specification: [`config`] (a configuration,
+//! checked once into a `ValidConfig`), [`budget`] (rates and lengths from the
+//! theory), [`task`] (data model), [`hermite`] and [`link`] (link
+//! functions), [`model`] (activations, the sphere step, two-layer networks,
+//! the trained models), [`router`] (gates), [`train`] (one file per phase,
+//! and the vanilla baseline), [`readout`] (ridge), [`metrics`],
+//! [`experiment`] (a whole run), [`checkpoint`] and [`output`] (run
+//! directories), [`sweep`] and [`collect`] (grids of runs). [`phase`] names
+//! the models and phases. Without the default features `cli` and `report`
+//! the crate is the numerics alone.
 //!
 //! ```
 //! use clustermoe::config::Config;
