@@ -4,10 +4,8 @@
 
 use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut2, Axis};
 
-use crate::linalg::matmul;
-
 use crate::hermite::hermite_to_monomial;
-use crate::linalg::dot;
+use crate::linalg::{dot, matmul};
 use crate::normal;
 use crate::rng::Stream;
 use crate::router::{GateRule, Router};
@@ -265,7 +263,7 @@ fn times_whitening<'a>(
 pub enum Loss {
     /// -y sigma(<w, x - mu>).
     Correlation,
-    /// (y - sigma(<w, x - mu>))^2 / 2 per neuron (unit second layer).
+    /// (y - a sigma(<w, x - mu>))^2 / 2 per neuron, a its second-layer sign.
     Squared,
 }
 
@@ -429,18 +427,22 @@ impl SphereStep {
             return;
         }
         let values = &mut self.scratch.tmp[..n * j];
-        Activation::horner_slice(
-            &self.activation.monomial,
-            &self.scratch.pre[..n * j],
-            values,
-        );
+        // The squared loss's slopes left sigma(t) in `tmp` already.
+        if self.loss != Loss::Squared {
+            Activation::horner_slice(
+                &self.activation.monomial,
+                &self.scratch.pre[..n * j],
+                values,
+            );
+        }
         let mean = &mut self.batch_mean;
         mean.clear();
         mean.resize(j, 0.0);
         let mut total = 0.0f64;
         for (i, row) in values.chunks_exact(j).enumerate() {
-            let wy = (weights.map_or(1.0, |ws| ws[i]) * y[i]) as f64;
-            total += weights.map_or(1.0, |ws| ws[i]) as f64;
+            let weight = weights.map_or(1.0, |ws| ws[i]);
+            let wy = (weight * y[i]) as f64;
+            total += weight as f64;
             for (m, &v) in mean.iter_mut().zip(row) {
                 *m += wy * v as f64;
             }
@@ -712,6 +714,31 @@ mod tests {
             !spherical_step(&mut w, &(grad * f32::INFINITY), 1.0, f32::INFINITY),
             "non-finite steps are reported"
         );
+    }
+
+    #[test]
+    fn running_correlations_take_in_the_batch_mean_of_y_sigma_for_both_losses() {
+        let mut rng = stream(6, StreamId::Test);
+        let (n, d, j) = (32, 5, 3);
+        let x = Array2::<f32>::from_shape_simple_fn((n, d), || rng.sample(StandardNormal));
+        let y: Vec<f32> = (0..n).map(|_| rng.sample(StandardNormal)).collect();
+        let h3 = [0.0, 0.0, 0.0, 1.0];
+        for loss in [Loss::Correlation, Loss::Squared] {
+            let mut w = random_directions(j, d, &mut rng);
+            let mut sgd = SphereStep::new(&h3, loss, NeuronSign::Learned, j);
+            assert!(sgd.step(&mut w, None, x.view(), &y, None, 0.01));
+            let pre = sgd.pre_activations().to_owned();
+            let sigma = Activation::from_hermite(&h3);
+            for k in 0..j {
+                let mean: f64 = (0..n)
+                    .map(|i| (y[i] * sigma.value(pre[[i, k]])) as f64)
+                    .sum::<f64>()
+                    / n as f64;
+                let r = sgd.stats().correlation[k];
+                assert!((r - CORRELATION_RATE * mean).abs() < 1e-6, "{loss:?}: {r}");
+                assert_eq!(sgd.signs()[k], if r < 0.0 { -1.0 } else { 1.0 });
+            }
+        }
     }
 
     #[test]
