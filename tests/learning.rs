@@ -94,8 +94,8 @@ fn directions_found_at_k_star_4_are_kept_when_phase_three_runs_three_times_longe
         ]);
         assert!(least >= 0.9, "seed {seed}: {moe:?}");
 
-        // The old behaviour: the fixed rate 0.003 to the end, steps never
-        // shortened; the heavy-tailed steps of a degree-4 activation knock
+        // The old behaviour: the fixed rate 0.003 to the end, steps in effect
+        // never shortened; the heavy-tailed steps of a degree-4 activation knock
         // a found direction off.
         let mut constant = LONG_H4.to_vec();
         constant.extend([

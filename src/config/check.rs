@@ -122,7 +122,7 @@ fn max_step(field: &str, value: f64) -> Result<f32> {
         return Err(Error::invalid(
             field,
             value,
-            "an angle in (0, 3.14159] radians (3.14 never shortens a step)",
+            "a step length in (0, 3.14159] (the neuron turns by atan of it, about the same in radians for small values)",
         ));
     }
     Ok(value as f32)

@@ -203,7 +203,8 @@ pub struct PhaseConfig {
     pub loss: Loss,
     /// Each neuron's second-layer sign in the loss: learned or always +1.
     pub sign: NeuronSign,
-    /// Largest angle (radians) one SGD step may turn a neuron; longer steps
+    /// Longest tangent step lr |g_t| (about the angle, in radians, it turns
+    /// a neuron: atan of it) one SGD step may take; longer steps
     /// are shortened to it (clipping the heavy tails of y sigma'(t)).
     pub max_step: f64,
 }
@@ -250,7 +251,7 @@ pub struct VanillaConfig {
     pub activation: String,
     pub loss: Loss,
     pub sign: NeuronSign,
-    /// Largest angle (radians) one SGD step may turn a neuron.
+    /// Longest tangent step of one SGD step (see [`PhaseConfig::max_step`]).
     pub max_step: f64,
     /// Times, evenly spaced over training, that stuck neurons (running
     /// correlation gain below a tenth of the best neuron's) are redrawn at
@@ -631,7 +632,7 @@ pub struct ValidPhase {
     pub activation: Vec<f64>,
     pub loss: Loss,
     pub sign: NeuronSign,
-    /// Largest angle of one step, in radians.
+    /// Longest tangent step (the turn is atan of it).
     pub max_step: f32,
 }
 
