@@ -10,12 +10,13 @@ use std::time::Duration;
 
 use clustermoe::{
     config::{Config, Loss},
-    linalg::centre_rows,
+    model::router::{router_gradient, GateRule, Router},
     model::{random_directions, InputMap, NeuronSign, SphereStep, TwoLayer},
-    normal, readout,
-    rng::{stream, Stream, StreamId},
-    router::{router_gradient, GateRule, Router},
+    numerics::linalg::centre_rows,
+    numerics::normal,
+    numerics::rng::{stream, Stream, StreamId},
     task::{Batch, Task},
+    train::readout,
     train::Routed,
     ValidConfig,
 };

@@ -4,8 +4,8 @@
 //! (d x N) products (pre-activations, then the gradient); everything else
 //! is O(B N + N d). The *limit* of a phase is the time of exactly that work
 //! on this machine, measured with the same sampler (the f32 ziggurat of
-//! [`crate::normal`] on xoshiro256++) and the same matrix product (`faer`,
-//! through [`crate::linalg::matmul`]) at the phase's shapes; a phase's
+//! [`crate::numerics::normal`] on xoshiro256++) and the same matrix product (`faer`,
+//! through [`crate::numerics::linalg::matmul`]) at the phase's shapes; a phase's
 //! ratio to the limit says how much the rest of the step costs. N is the
 //! number of directions the phase trains: M experts in phase I, the K routed
 //! experts in phase II, all M J neurons in phase III (split among the
@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use ndarray::Array2;
 
-use crate::linalg::matmul;
+use crate::numerics::linalg::matmul;
 use rand::{Rng, RngCore};
 use rand_distr::StandardNormal;
 use rayon::prelude::*;
@@ -26,9 +26,9 @@ use serde::Serialize;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::experiment;
-use crate::normal;
+use crate::numerics::normal;
+use crate::numerics::rng::{stream, Stream, StreamId};
 use crate::phase::{ModelKind, Phase};
-use crate::rng::{stream, Stream, StreamId};
 use crate::train::Monitor;
 
 /// What to measure.
@@ -382,8 +382,8 @@ pub fn scaling(options: &BenchOptions, progress: &dyn Fn(&str)) -> Result<Scalin
 
 /// Samples per second of every training phase against d (log-log).
 #[cfg(feature = "report")]
-pub fn throughput_chart(results: &[DimBench]) -> crate::figure::Chart {
-    use crate::figure::{Chart, Legend, Mark, Series};
+pub fn throughput_chart(results: &[DimBench]) -> crate::report::figure::Chart {
+    use crate::report::figure::{Chart, Legend, Mark, Series};
     let mut series: Vec<Series> = Vec::new();
     for r in results {
         for p in &r.phases {

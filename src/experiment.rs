@@ -8,8 +8,8 @@ use crate::config::ValidConfig;
 use crate::error::{Error, Result};
 use crate::metrics::{self, Record, TestError};
 use crate::model::{Moe, Vanilla};
+use crate::numerics::rng::{stream, StreamId};
 use crate::phase::{ModelKind, Phase};
-use crate::rng::{stream, StreamId};
 use crate::task::{Batch, Task};
 use crate::train::{self, Journal, ModelState, Monitor};
 
@@ -74,8 +74,8 @@ pub struct LinkInfo {
     pub degree: Option<usize>,
 }
 
-impl From<&crate::link::Link> for LinkInfo {
-    fn from(l: &crate::link::Link) -> Self {
+impl From<&crate::numerics::link::Link> for LinkInfo {
+    fn from(l: &crate::numerics::link::Link) -> Self {
         LinkInfo {
             link: l.to_string(),
             information_exponent: l.information_exponent(),

@@ -7,12 +7,12 @@
 //!
 //! The modules follow the specification: [`config`] (a configuration,
 //! checked once into a `ValidConfig`), [`budget`] (rates and lengths from the
-//! theory), [`task`] (data model), [`hermite`] and [`link`] (link
-//! functions), [`model`] (activations, the sphere step, two-layer networks,
-//! the trained models), [`router`] (gates), [`train`] (one file per phase,
-//! and the vanilla baseline), [`readout`] (ridge), [`metrics`],
-//! [`experiment`] (a whole run), [`checkpoint`] and [`output`] (run
-//! directories), [`sweep`] and [`collect`] (grids of runs). [`phase`] names
+//! theory), [`task`] (data model), [`numerics`] (Hermite polynomials, link
+//! functions, the Gaussian sampler, random streams), [`model`] (activations,
+//! the sphere step, two-layer networks, the router and its gates, the trained
+//! models), [`train`] (one file per phase, the readout, and the vanilla
+//! baseline), [`metrics`], [`experiment`] (a whole run), [`store`] (run
+//! directories and checkpoints), [`sweep`] (grids of runs). [`phase`] names
 //! the models and phases. Without the default features `cli` and `report`
 //! the crate is the numerics alone.
 //!
@@ -41,26 +41,18 @@
 
 pub mod bench;
 pub mod budget;
-pub mod checkpoint;
-pub mod collect;
 pub mod config;
 pub mod error;
 pub mod experiment;
-#[cfg(feature = "report")]
-pub mod figure;
-pub mod hermite;
-pub mod linalg;
-pub mod link;
 pub mod metrics;
 pub mod model;
-pub mod normal;
-pub mod output;
+pub mod numerics;
 pub mod phase;
-pub mod readout;
+#[cfg(feature = "report")]
+pub mod report;
 #[cfg(feature = "report")]
 pub mod reproduce;
-pub mod rng;
-pub mod router;
+pub mod store;
 pub mod sweep;
 pub mod task;
 pub mod theory;

@@ -12,9 +12,12 @@ use clap::{Parser, Subcommand};
 use clustermoe::config::Config;
 use clustermoe::error::{Error, Result};
 use clustermoe::experiment::Summary;
+use clustermoe::numerics::{link, rng};
 use clustermoe::phase::{ModelKind, Phase};
+use clustermoe::store::{checkpoint, output};
+use clustermoe::sweep::collect;
 use clustermoe::train::Monitor;
-use clustermoe::{bench, checkpoint, collect, link, output, reproduce, rng, sweep, task::Task};
+use clustermoe::{bench, reproduce, sweep, task::Task};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 /// Mixtures of Experts vs two-layer networks on tasks with latent cluster

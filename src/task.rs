@@ -6,10 +6,10 @@ use rand::Rng;
 use rand_distr::StandardNormal;
 
 use crate::config::{Geometry, ValidConfig};
-use crate::linalg::dot;
-use crate::link::{FastLink, Link};
-use crate::normal;
-use crate::rng::Stream;
+use crate::numerics::linalg::dot;
+use crate::numerics::link::{FastLink, Link};
+use crate::numerics::normal;
+use crate::numerics::rng::Stream;
 
 /// Ground truth of one task instance.
 #[derive(Clone, Debug)]
@@ -193,7 +193,7 @@ impl Task {
 mod tests {
     use super::*;
     use crate::config::Config;
-    use crate::rng::{stream, StreamId};
+    use crate::numerics::rng::{stream, StreamId};
     use ndarray::Axis;
 
     fn task(config: Config) -> Task {

@@ -22,7 +22,7 @@
 //! assert!(steps > 800.0 && steps < 1000.0);
 //! ```
 
-use crate::hermite::{hermite_derivative, hermite_series, GaussHermite};
+use crate::numerics::hermite::{hermite_derivative, hermite_series, GaussHermite};
 use serde::{Deserialize, Serialize};
 
 /// Parameters of the phase-I drift ODE.

@@ -43,7 +43,7 @@ use std::sync::OnceLock;
 
 use clustermoe::config::{Config, ValidConfig};
 use clustermoe::error::Error;
-use clustermoe::link::Link;
+use clustermoe::numerics::link::Link;
 use clustermoe::sweep::GridFile;
 use proptest::prelude::*;
 use proptest::sample::{select, Index};

@@ -5,9 +5,9 @@
 
 use clustermoe::{
     config::{Config, Loss},
-    linalg::centre_rows,
     model::{random_directions, InputMap, NeuronSign, SphereStep},
-    rng::{stream, StreamId},
+    numerics::linalg::centre_rows,
+    numerics::rng::{stream, StreamId},
     task::{Batch, Task},
 };
 use ndarray::{Array2, Axis};

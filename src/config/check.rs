@@ -6,7 +6,7 @@ use crate::config::{
     Config, Gate, Geometry, Links, LrSchedule, PhaseConfig, Schedule, ValidConfig, ValidPhase,
 };
 use crate::error::{Error, Result};
-use crate::link::{self, Link};
+use crate::numerics::link::{self, Link};
 
 /// Largest dimension, batch and neuron count accepted: beyond these a run
 /// could not allocate its buffers, and the user gets an error, not an abort.

@@ -9,9 +9,9 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::link::Link;
+pub use crate::model::router::Gate;
 pub use crate::model::{Loss, NeuronSign};
-pub use crate::router::Gate;
+use crate::numerics::link::Link;
 
 mod check;
 

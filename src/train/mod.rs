@@ -14,18 +14,18 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{Allocation, Merge, ReadoutConfig, ValidConfig, ValidPhase};
 use crate::error::{Error, Result};
-use crate::linalg::matmul;
 use crate::metrics::{self, Record};
+use crate::model::router::{router_gradient, GateRule, Router};
 use crate::model::{self, Activation, InputMap, Moe, NeuronStats, SphereStep, TwoLayer, Vanilla};
+use crate::numerics::linalg::matmul;
+use crate::numerics::rng::{stream, Stream, StreamId};
 use crate::phase::{ModelKind, Phase};
-use crate::readout;
-use crate::rng::{stream, Stream, StreamId};
-use crate::router::{router_gradient, GateRule, Router};
 use crate::task::{Batch, Task};
 
 mod phase_one;
 mod phase_three;
 mod phase_two;
+pub mod readout;
 mod vanilla;
 
 use phase_one::phase_one;
@@ -304,7 +304,7 @@ impl<'a> Run<'a> {
                 batch = Batch::new(last_batch, self.task.d);
             }
             self.draw(&mut batch);
-            crate::linalg::centre_rows(batch.x.view_mut(), &map.centre);
+            crate::numerics::linalg::centre_rows(batch.x.view_mut(), &map.centre);
             let lr = p.schedule.at(step - 1, steps);
             let moved = sgd.step(
                 w,

@@ -3,10 +3,10 @@
 
 use ndarray::{Array2, ArrayView2, Axis};
 
-use crate::linalg::matmul;
+use crate::numerics::linalg::matmul;
 
-use crate::normal;
-use crate::rng::Stream;
+use crate::numerics::normal;
+use crate::numerics::rng::Stream;
 
 /// Gating function of the router.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -168,7 +168,7 @@ pub fn router_gradient(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rng::{stream, StreamId};
+    use crate::numerics::rng::{stream, StreamId};
     use rand::Rng;
     use rand_distr::StandardNormal;
 

@@ -25,10 +25,12 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::checkpoint::{self, Control};
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::output;
+use crate::store::checkpoint::{self, Control};
+use crate::store::output;
+
+pub mod collect;
 use crate::train::Silent;
 
 /// One axis of a grid: an explicit list or an arithmetic range.

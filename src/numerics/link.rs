@@ -1,5 +1,5 @@
 //! Link functions `f: R -> R` of the targets, as Hermite expansions
-//! `f(t) = sum_i beta_i h_i(t)` (see [`crate::hermite`]) or named functions.
+//! `f(t) = sum_i beta_i h_i(t)` (see [`crate::numerics::hermite`]) or named functions.
 //!
 //! # Grammar of [`parse`]
 //!
@@ -37,7 +37,9 @@ use std::str::FromStr;
 use std::sync::OnceLock;
 
 use crate::error::Error;
-use crate::hermite::{hermite_all, hermite_series, hermite_series_derivative, GaussHermite};
+use crate::numerics::hermite::{
+    hermite_all, hermite_series, hermite_series_derivative, GaussHermite,
+};
 
 /// The largest polynomial degree [`parse`] accepts.
 pub const MAX_DEGREE: usize = 30;
@@ -239,7 +241,7 @@ impl Link {
     pub fn fast(&self) -> FastLink {
         match self {
             Link::Hermite(c) if c.len() <= HORNER_DEGREE + 1 => {
-                FastLink::Horner(crate::hermite::hermite_to_monomial(c))
+                FastLink::Horner(crate::numerics::hermite::hermite_to_monomial(c))
             }
             _ => FastLink::Other(self.clone()),
         }
@@ -854,7 +856,7 @@ mod tests {
         for named in [NamedLink::Relu, NamedLink::Abs, NamedLink::Sign] {
             let c = named.hermite_coefficients(10);
             for (i, &ci) in c.iter().enumerate() {
-                let q = rule.expect(|t| named.eval(t) * crate::hermite::hermite(i, t));
+                let q = rule.expect(|t| named.eval(t) * crate::numerics::hermite::hermite(i, t));
                 assert_abs_diff_eq!(ci, q, epsilon = 2e-3);
             }
         }
@@ -879,7 +881,7 @@ mod tests {
             let l = Link::Named(named);
             let c = l.hermite_coefficients(MAX_DEGREE);
             for i in [0, 1, 2, 3, 7, 15, 29] {
-                let q = trapezoid(&|t| named.eval(t) * crate::hermite::hermite(i, t));
+                let q = trapezoid(&|t| named.eval(t) * crate::numerics::hermite::hermite(i, t));
                 assert_abs_diff_eq!(c[i], q, epsilon = 1e-11);
             }
             // Parity: tanh is odd, sigmoid - 1/2 is odd.
@@ -896,8 +898,8 @@ mod tests {
     #[test]
     fn hermite_link_values() {
         let l = link("h3+0.5*h5");
-        let h = crate::hermite::hermite;
-        let dh = crate::hermite::hermite_derivative;
+        let h = crate::numerics::hermite::hermite;
+        let dh = crate::numerics::hermite::hermite_derivative;
         for t in [-1.3, 0.0, 0.4, 2.2] {
             assert_abs_diff_eq!(l.eval(t), h(3, t) + 0.5 * h(5, t), epsilon = 1e-12);
             let d = l.derivative(t).unwrap();

@@ -25,8 +25,8 @@ use crate::config::{Config, ValidConfig};
 use crate::error::{Error, Result};
 use crate::experiment::{self, RunOutput};
 use crate::metrics::Record;
-use crate::output::{self, RecordWriter};
 use crate::phase::{ModelKind, Phase};
+use crate::store::output::{self, RecordWriter};
 use crate::train::{Journal, ModelState, Monitor};
 
 /// Version of the checkpoint format; files of another are refused.
@@ -373,7 +373,7 @@ pub fn remove_leftovers(dir: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rng::{stream, StreamId};
+    use crate::numerics::rng::{stream, StreamId};
     use crate::train::Stage;
 
     fn payload() -> Payload {

@@ -4,15 +4,15 @@
 use faer::{linalg::solvers::Solve, Mat, Side};
 use ndarray::{s, Array1, Array2, Axis};
 
-use crate::linalg::gram_lower_add;
+use crate::numerics::linalg::gram_lower_add;
 
 use crate::config::ValidConfig;
 use crate::error::{Error, Result};
+use crate::model::router::Gate;
 use crate::model::Moe;
 use crate::model::TwoLayer;
+use crate::numerics::rng::Stream;
 use crate::phase::ModelKind;
-use crate::rng::Stream;
-use crate::router::Gate;
 use crate::task::{Batch, Task};
 
 const CHUNK: usize = 4096;
@@ -160,7 +160,7 @@ mod tests {
 
     #[test]
     fn ridge_solution_zeroes_the_objective_gradient_and_recovers_a_planted_readout() {
-        let mut rng = crate::rng::stream(11, crate::rng::StreamId::Test);
+        let mut rng = crate::numerics::rng::stream(11, crate::numerics::rng::StreamId::Test);
         let (n, p) = (3000, 6);
         let planted = Array1::from(vec![1.5, -2.0, 0.5, 0.0, 3.0, -1.0]);
         let mut eq = NormalEquations::new(p);

@@ -8,10 +8,10 @@ use serde_json::{Map, Value};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::experiment;
-use crate::output;
+use crate::store::output;
 use crate::sweep::Manifest;
 
-/// The way out of a damaged run directory (see [`crate::checkpoint::is_complete`]).
+/// The way out of a damaged run directory (see [`crate::store::checkpoint::is_complete`]).
 const REDO: &str = "running the sweep again redoes this run";
 
 /// What a merge found.

@@ -4,11 +4,13 @@
 
 use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut2, Axis};
 
-use crate::hermite::hermite_to_monomial;
-use crate::linalg::{dot, matmul};
-use crate::normal;
-use crate::rng::Stream;
-use crate::router::{GateRule, Router};
+use crate::numerics::hermite::hermite_to_monomial;
+use crate::numerics::linalg::{dot, matmul};
+use crate::numerics::normal;
+use crate::numerics::rng::Stream;
+
+pub mod router;
+use router::{GateRule, Router};
 
 /// A polynomial activation sigma given by normalised Hermite coefficients,
 /// evaluated through its monomial form (Horner) because that is what the
@@ -525,7 +527,7 @@ impl TwoLayer {
     /// Readout features relu(<w_j, x - mu> + b_j) of a batch, then a column of ones.
     pub fn features(&self, x: ArrayView2<f32>) -> Array2<f64> {
         let mut xc = x.to_owned();
-        crate::linalg::centre_rows(xc.view_mut(), &self.centre);
+        crate::numerics::linalg::centre_rows(xc.view_mut(), &self.centre);
         let mut pre = Array2::zeros((xc.nrows(), self.w.nrows()));
         matmul(&mut pre.view_mut(), &xc.view(), &self.w.t(), 1.0, false);
         let (n, j) = pre.dim();
@@ -597,8 +599,8 @@ pub struct Vanilla {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hermite::hermite_series;
-    use crate::rng::{stream, StreamId};
+    use crate::numerics::hermite::hermite_series;
+    use crate::numerics::rng::{stream, StreamId};
     use ndarray::ArrayView1;
     use rand::Rng;
     use rand_distr::StandardNormal;

@@ -19,7 +19,7 @@ use std::sync::LazyLock;
 
 use rand::RngCore;
 
-use crate::rng::Stream;
+use crate::numerics::rng::Stream;
 
 const LAYERS: usize = 256;
 /// Where the tail starts: the right edge of the base layer.
@@ -140,9 +140,9 @@ fn uniform(rng: &mut Stream) -> f64 {
 ///
 /// ```
 /// use rand::SeedableRng;
-/// let mut rng = clustermoe::rng::Stream::seed_from_u64(7);
+/// let mut rng = clustermoe::numerics::rng::Stream::seed_from_u64(7);
 /// let mut x = vec![0.0f32; 10_000];
-/// clustermoe::normal::fill(&mut rng, &mut x);
+/// clustermoe::numerics::normal::fill(&mut rng, &mut x);
 /// let mean = x.iter().sum::<f32>() / 1e4;
 /// assert!(mean.abs() < 0.05);
 /// ```

@@ -10,10 +10,10 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::experiment::Summary;
-use crate::figure::{Chart, Legend, Mark, Series};
 use crate::metrics::Record;
-use crate::output;
 use crate::phase::{ModelKind, Phase};
+use crate::report::figure::{Chart, Legend, Mark, Series};
+use crate::store::output;
 use crate::sweep::{self, GridFile, Shard};
 
 /// How to reproduce.
@@ -108,7 +108,7 @@ fn run(
         &dir,
         opts.jobs,
         Shard::ALL,
-        &crate::checkpoint::Control::default(),
+        &crate::store::checkpoint::Control::default(),
         &|done, planned, _| progress(&format!("{name}: run {done}/{planned}")),
     )?;
     if !report.failed.is_empty() {
@@ -1144,7 +1144,7 @@ fn write_report(out: &Path, sections: &[Section], quick: bool) -> Result<Vec<Cla
             output::write_atomic(&out.join(format!("{name}.svg")), svg.as_bytes())?;
             output::write_atomic(
                 &out.join(format!("{name}.png")),
-                &crate::figure::svg_to_png(&svg)?,
+                &crate::report::figure::svg_to_png(&svg)?,
             )?;
             md.push_str(&format!("![{}]({name}.svg)\n\n", chart.title));
             html.push_str(&format!(

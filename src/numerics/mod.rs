@@ -1,0 +1,9 @@
+//! The numerical building blocks: Hermite polynomials and quadrature,
+//! link functions, the Gaussian sampler, the random streams and the few
+//! dense-matrix kernels the training loops call.
+
+pub mod hermite;
+pub mod linalg;
+pub mod link;
+pub mod normal;
+pub mod rng;

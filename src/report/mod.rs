@@ -1,0 +1,3 @@
+//! Figures for a reader: SVG and PNG charts with readable axes.
+
+pub mod figure;

@@ -1,0 +1,4 @@
+//! Run directories on disk: the result files, checkpoints and atomic writes.
+
+pub mod checkpoint;
+pub mod output;
