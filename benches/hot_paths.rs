@@ -36,8 +36,13 @@ const ROUTED: usize = 2;
 const H3: [f64; 4] = [0.0, 0.0, 0.0, 1.0];
 
 fn setup(d: usize) -> (ValidConfig, Task, Stream) {
+    setup_with(d, |_| {})
+}
+
+fn setup_with(d: usize, change: impl FnOnce(&mut Config)) -> (ValidConfig, Task, Stream) {
     let mut config = Config::default();
     config.task.d = d;
+    change(&mut config);
     let cfg = config.check().expect("valid");
     let task = Task::new(&cfg, &mut stream(1, StreamId::Task));
     (cfg, task, stream(1, StreamId::MoeData))
@@ -203,11 +208,10 @@ fn readout_solve(c: &mut Criterion) {
     let mut g = c.benchmark_group("readout_fit");
     g.sample_size(10).warm_up_time(Duration::from_millis(300));
     for d in DIMS {
-        let (mut cfg, task, mut rng) = setup(d);
-        cfg.readout.samples = 8192;
-        g.throughput(Throughput::Elements(cfg.readout.samples as u64));
+        let (cfg, task, mut rng) = setup_with(d, |c| c.readout.samples = 8192);
+        g.throughput(Throughput::Elements(cfg.readout().samples as u64));
         // The vanilla readout: M J directions, each with 4 random biases.
-        let rows = NEURONS * cfg.readout.biases;
+        let rows = NEURONS * cfg.readout().biases;
         let mut net = TwoLayer {
             w: random_directions(rows, d, &mut rng),
             centre: ndarray::Array1::zeros(d),

@@ -7,6 +7,42 @@ use std::path::PathBuf;
 
 use crate::phase::{ModelKind, Phase};
 
+/// Where a parse error was found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Input {
+    /// A file.
+    File(PathBuf),
+    /// A `--set FIELD=VALUE` override.
+    Set(String),
+    /// A value of a sweep grid, as `FIELD=VALUE`.
+    GridValue(String),
+    /// TOML text given as a string.
+    Text,
+}
+
+impl std::fmt::Display for Input {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Input::File(path) => write!(f, "{}", path.display()),
+            Input::Set(set) => write!(f, "--set {set}"),
+            Input::GridValue(set) => write!(f, "grid value {set}"),
+            Input::Text => write!(f, "configuration"),
+        }
+    }
+}
+
+impl From<PathBuf> for Input {
+    fn from(path: PathBuf) -> Self {
+        Input::File(path)
+    }
+}
+
+impl From<&std::path::Path> for Input {
+    fn from(path: &std::path::Path) -> Self {
+        Input::File(path.to_path_buf())
+    }
+}
+
 /// Everything that can go wrong in `clustermoe`.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -20,9 +56,10 @@ pub enum Error {
     /// A configuration names a field that does not exist.
     #[error("unknown field `{field}`{hint}")]
     UnknownField { field: String, hint: String },
-    /// A configuration file could not be parsed.
-    #[error("cannot parse {path}: {message}")]
-    Parse { path: PathBuf, message: String },
+    /// An input (a configuration or grid file, a `--set` value, a grid
+    /// value, a run's files) could not be parsed.
+    #[error("cannot parse {input}: {message}")]
+    Parse { input: Input, message: String },
     /// An input file (configuration, grid) could not be read.
     #[error("cannot read {path}: {source}")]
     Unreadable {
@@ -97,6 +134,14 @@ impl Error {
             field: field.into(),
             value: value.to_string(),
             allowed: allowed.into(),
+        }
+    }
+
+    /// Shorthand for [`Error::Parse`].
+    pub fn parse(input: impl Into<Input>, message: impl Into<String>) -> Self {
+        Error::Parse {
+            input: input.into(),
+            message: message.into(),
         }
     }
 

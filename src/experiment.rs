@@ -65,24 +65,7 @@ fn first_non_finite(value: &toml::Value, path: String) -> Option<(String, f64)> 
     }
 }
 
-/// A link as the summary reports it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct LinkInfo {
-    pub link: String,
-    pub information_exponent: Option<usize>,
-    /// Null for non-polynomial links.
-    pub degree: Option<usize>,
-}
-
-impl From<&crate::numerics::link::Link> for LinkInfo {
-    fn from(l: &crate::numerics::link::Link) -> Self {
-        LinkInfo {
-            link: l.to_string(),
-            information_exponent: l.information_exponent(),
-            degree: l.degree(),
-        }
-    }
-}
+pub use crate::numerics::link::LinkInfo;
 
 /// The links f*_c (per cluster) and g*.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -148,6 +131,24 @@ pub struct RunOutput {
     pub moe: Moe,
     pub vanilla: Option<Vanilla>,
     pub summary: Summary,
+}
+
+/// The most samples `generate` draws at once (2^28, 8 GiB of f32 at d = 8).
+pub const MAX_GENERATE: usize = 1 << 28;
+
+/// Draws the task of `cfg` (stream `Task`, as a run does) and `n` samples of
+/// it from the stream `Generate`, which no run uses.
+pub fn generate(cfg: &ValidConfig, n: usize) -> Result<(Task, Batch)> {
+    if n == 0 || n > MAX_GENERATE {
+        return Err(Error::invalid(
+            "n",
+            n,
+            format!("a number of samples from 1 to {MAX_GENERATE}"),
+        ));
+    }
+    let task = Task::new(cfg, &mut stream(cfg.seed, StreamId::Task));
+    let data = task.sample(n, &mut stream(cfg.seed, StreamId::Generate));
+    Ok((task, data))
 }
 
 /// A sink for the metric records of one model; it may run on another thread.

@@ -17,8 +17,8 @@
 //!   (`task.d`, `task."a.b"`, `""`), is made of keys that the input holds (a
 //!   key of the TOML at any depth, a part of a `--set` name or a grid name),
 //!   so the user can find it.
-//! - `Error::Parse { path, message }` (`path` is a file given, a grid's base
-//!   file, or `configuration` for text): either a TOML syntax error, whose message
+//! - `Error::Parse { input, message }` (`input` is a file given, a grid's base
+//!   file, a `--set` or grid value, or `Input::Text` for text): either a TOML syntax error, whose message
 //!   holds the position `line L, column C`, or the TOML parser's nesting limit
 //!   (`recursion limit`), or a type error ending in ``in `FIELD` `` with
 //!   FIELD a field path as above.
@@ -42,7 +42,7 @@ use std::process::Output;
 use std::sync::OnceLock;
 
 use clustermoe::config::{Config, ValidConfig};
-use clustermoe::error::Error;
+use clustermoe::error::{Error, Input};
 use clustermoe::numerics::link::Link;
 use clustermoe::sweep::GridFile;
 use proptest::prelude::*;
@@ -157,13 +157,12 @@ fn check_rejection(e: &Error, cx: &Context) -> std::result::Result<(), TestCaseE
         Error::UnknownField { field, .. } => {
             dotted_keys(field).is_some_and(|keys| keys.iter().all(|k| cx.keys.contains(k)))
         }
-        Error::Parse { path, message } => {
+        Error::Parse { input, message } => {
             // A type error from a `--set` names that `--set` as its source.
-            let from_set = path
-                .to_str()
-                .is_some_and(|p| p.starts_with("--set ") || p.starts_with("grid value "))
+            let from_set = matches!(input, Input::Set(_) | Input::GridValue(_))
                 && type_error_field(message).is_some();
-            (path == Path::new("configuration") || cx.files.iter().any(|f| f == path) || from_set)
+            let from_file = matches!(input, Input::File(path) if cx.files.contains(path));
+            (*input == Input::Text || from_file || from_set)
                 && (has_position(message)
                     || message.contains("recursion limit")
                     || type_error_field(message).is_some_and(|f| known_paths().contains(f)))
@@ -177,7 +176,7 @@ fn check_rejection(e: &Error, cx: &Context) -> std::result::Result<(), TestCaseE
 
 /// What an accepted configuration must satisfy.
 fn check_valid(v: &ValidConfig) -> std::result::Result<(), TestCaseError> {
-    let t = &v.task;
+    let t = v.task();
     let c = t.clusters;
     prop_assert!(
         t.d >= 1
@@ -185,40 +184,45 @@ fn check_valid(v: &ValidConfig) -> std::result::Result<(), TestCaseError> {
             && (t.geometry != clustermoe::config::Geometry::Orthonormal || 2 * c < t.d)
     );
     prop_assert!(t.rho.is_finite() && t.rho >= 0.0 && t.noise.is_finite() && t.noise >= 0.0);
-    prop_assert_eq!(v.signs.len(), c);
-    prop_assert!(v.signs.iter().all(|s| s.is_finite()));
-    prop_assert_eq!(v.local_links.len(), c);
-    for l in v.local_links.iter().chain([&v.global_link]) {
+    prop_assert_eq!(v.signs().len(), c);
+    prop_assert!(v.signs().iter().all(|s| s.is_finite()));
+    prop_assert_eq!(v.local_links().len(), c);
+    for l in v.local_links().iter().chain([v.global_link()]) {
         if let Link::Hermite(h) = l {
             prop_assert!(!h.is_empty() && h.iter().all(|x| x.is_finite()));
         }
         prop_assert!(l.information_exponent().is_some());
     }
-    let m = &v.moe;
+    let m = v.moe();
     prop_assert!(m.experts >= 1 && m.neurons >= 1 && m.top_k >= 1);
     prop_assert!(m.gate_noise.is_finite() && m.gate_noise >= 0.0);
     prop_assert!(m.merge_threshold > 0.0 && m.merge_threshold <= 1.0);
-    for p in [&v.phase_one, &v.phase_three, &v.vanilla] {
+    for p in [v.phase_one(), v.phase_three()]
+        .into_iter()
+        .chain(v.vanilla())
+    {
         let s = &p.schedule;
         prop_assert!(p.batch >= 1 && p.centre_samples >= 1);
         prop_assert!(s.lr.is_finite() && s.lr > 0.0 && s.lr_end.is_finite() && s.lr_end > 0.0);
         prop_assert!((0.0..=1.0).contains(&s.decay_start));
         prop_assert!(!p.activation.is_empty() && p.activation.iter().all(|x| x.is_finite()));
     }
-    prop_assert!(v.phase_one.steps >= 1 && v.phase_three.steps >= 1);
-    prop_assert!(v.phase_two.lr.is_finite() && v.phase_two.lr > 0.0 && v.phase_two.batch >= 1);
-    let r = &v.readout;
+    prop_assert!(v.phase_one().steps >= 1 && v.phase_three().steps >= 1);
+    prop_assert!(
+        v.phase_two().lr.is_finite() && v.phase_two().lr > 0.0 && v.phase_two().batch >= 1
+    );
+    let r = v.readout();
     prop_assert!(r.samples >= 1 && r.biases >= 1);
     prop_assert!(
         r.ridge.is_finite() && r.ridge >= 0.0 && r.bias_max.is_finite() && r.bias_max >= 0.0
     );
-    let mt = &v.metrics;
+    let mt = v.metrics();
     prop_assert!(mt.probe_samples >= 1 && mt.test_samples >= 1);
     prop_assert!(mt.recovery_threshold > 0.0 && mt.recovery_threshold <= 1.0);
-    prop_assert!(v.vanilla_neurons >= 1);
+    prop_assert!(v.vanilla_neurons() >= 1);
     // The run's config.toml reads back to the same configuration.
-    let again = Config::from_toml(&v.config.to_toml());
-    prop_assert!(again.as_ref().ok() == Some(&v.config), "{:?}", again);
+    let again = Config::from_toml(&v.config().to_toml());
+    prop_assert!(again.as_ref().ok() == Some(v.config()), "{:?}", again);
     Ok(())
 }
 
@@ -563,8 +567,8 @@ proptest! {
         match Config::from_file(&path).and_then(|c| c.check()) {
             Ok(valid) => check_valid(&valid)?,
             Err(e) => {
-                if let Error::Parse { path: p, .. } = &e {
-                    prop_assert_eq!(p, &path);
+                if let Error::Parse { input, .. } = &e {
+                    prop_assert_eq!(input, &Input::File(path.clone()));
                 }
                 if std::str::from_utf8(&bytes).is_err() {
                     prop_assert!(matches!(e, Error::Unreadable { .. }), "{:?}", e);
@@ -837,7 +841,7 @@ fn a_seed_beyond_toml_integers_is_rejected() {
     assert!(e.to_string().contains("`seed`"), "{e}");
     c.seed = i64::MAX as u64;
     let valid = c.check().unwrap();
-    assert_eq!(Config::from_toml(&valid.config.to_toml()).unwrap(), c);
+    assert_eq!(Config::from_toml(&valid.config().to_toml()).unwrap(), c);
 }
 
 // ---------------------------------------------------------------- the binary

@@ -36,12 +36,12 @@ fn step_f64(w: &mut Array2<f64>, x: &Array2<f64>, y: &[f64], lr: f64) {
 #[test]
 fn f32_phase_one_follows_f64() {
     let cfg = Config::default().check().unwrap();
-    let task = Task::new(&cfg, &mut stream(cfg.seed, StreamId::Task));
-    let mut data = stream(cfg.seed, StreamId::MoeData);
+    let task = Task::new(&cfg, &mut stream(cfg.seed(), StreamId::Task));
+    let mut data = stream(cfg.seed(), StreamId::MoeData);
     let map = InputMap::estimate(task.sample(4096, &mut data).x.view(), true);
     let whiten64 = map.whiten.as_ref().unwrap().mapv(|v| v as f64);
 
-    let mut w32 = random_directions(8, task.d, &mut stream(cfg.seed, StreamId::MoeInit));
+    let mut w32 = random_directions(8, task.d, &mut stream(cfg.seed(), StreamId::MoeInit));
     let mut w64 = w32.mapv(|v| v as f64);
     let mut sgd = SphereStep::new(
         &[0.0, 0.0, 0.0, 1.0],

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Input, Result};
 pub use crate::model::router::Gate;
 pub use crate::model::{Loss, NeuronSign};
 use crate::numerics::link::Link;
@@ -423,10 +423,10 @@ impl Config {
         })?;
         Self::from_toml_with_overrides(&text, sets).map_err(|e| match e {
             // The file is to blame unless the value came from a `--set`.
-            Error::Parse { path: p, message } if p.as_os_str() == TEXT => Error::Parse {
-                path: path.to_path_buf(),
+            Error::Parse {
+                input: Input::Text,
                 message,
-            },
+            } => Error::parse(path, message),
             other => other,
         })
     }
@@ -442,7 +442,7 @@ impl Config {
     /// section given in part keeps its own defaults for the rest.
     pub fn from_toml_with_overrides(text: &str, sets: &[String]) -> Result<Self> {
         let parse_error = |message: String| Error::Parse {
-            path: TEXT.into(),
+            input: Input::Text,
             message: message.trim_end().replace('\n', " "),
         };
         // The `--set` behind each field it gave, to blame it for a type error.
@@ -497,7 +497,7 @@ impl Config {
                 };
                 match (error, set_fields.iter().rev().find(named)) {
                     (Error::Parse { message, .. }, Some((_, set))) => Error::Parse {
-                        path: format!("--set {set}").into(),
+                        input: Input::Set(set.to_string()),
                         message,
                     },
                     (error, _) => error,
@@ -515,9 +515,6 @@ impl Config {
         check::check(self)
     }
 }
-
-/// What a parse error of TOML text blames, until the caller names the file.
-const TEXT: &str = "configuration";
 
 /// Most parts of a `--set` field name: `section.field`, with room for the
 /// type error of one level too deep (`task.d.x` names `task.d`).
@@ -637,43 +634,139 @@ pub struct ValidPhase {
 }
 
 /// A configuration that passed [`Config::check`]: links parsed, signs and
-/// budgets resolved.
+/// budgets resolved. Only `check` makes one, so training never meets an
+/// invalid value; its fields are read through the methods below.
 #[derive(Clone, Debug)]
 pub struct ValidConfig {
-    pub seed: u64,
+    pub(crate) seed: u64,
     /// The data model as configured; `signs` and the links below are its
     /// resolved forms.
-    pub task: TaskConfig,
-    pub signs: Vec<f64>,
-    pub local_links: Vec<Link>,
-    pub global_link: Link,
+    pub(crate) task: TaskConfig,
+    pub(crate) signs: Vec<f64>,
+    pub(crate) local_links: Vec<Link>,
+    pub(crate) global_link: Link,
     /// Information exponent of the task (smallest over its links).
-    pub information_exponent: usize,
+    pub(crate) information_exponent: usize,
     /// Assumptions of the paper's theorem that this task violates.
-    pub warnings: Vec<String>,
+    pub(crate) warnings: Vec<String>,
     /// The mixture of experts (every field checked).
-    pub moe: MoeConfig,
+    pub(crate) moe: MoeConfig,
     /// Phase-I steps between restarts (`moe.restart_every` resolved).
-    pub restart_every: u64,
+    pub(crate) restart_every: u64,
     /// What the budget laws chose for this task (used where a field is "auto").
-    pub budget: crate::budget::Budget,
-    pub phase_one: ValidPhase,
-    pub phase_two: RouterConfig,
-    pub phase_three: ValidPhase,
-    pub readout: ReadoutConfig,
-    pub vanilla_enabled: bool,
-    pub vanilla_neurons: usize,
-    pub vanilla: ValidPhase,
+    pub(crate) budget: crate::budget::Budget,
+    pub(crate) phase_one: ValidPhase,
+    pub(crate) phase_two: RouterConfig,
+    pub(crate) phase_three: ValidPhase,
+    pub(crate) readout: ReadoutConfig,
+    pub(crate) vanilla_enabled: bool,
+    pub(crate) vanilla_neurons: usize,
+    pub(crate) vanilla: ValidPhase,
     /// Stuck-neuron restarts of the vanilla network (`vanilla.restarts`).
-    pub vanilla_restarts: u32,
-    pub metrics: MetricsConfig,
+    pub(crate) vanilla_restarts: u32,
+    pub(crate) metrics: MetricsConfig,
     /// Training samples of each model (readout excluded).
-    pub train_samples: u64,
+    pub(crate) train_samples: u64,
     /// The original configuration, for `config.toml`.
-    pub config: Config,
+    pub(crate) config: Config,
 }
 
 impl ValidConfig {
+    /// The seed of every random stream.
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    /// The data model as configured.
+    pub fn task(&self) -> &TaskConfig {
+        &self.task
+    }
+
+    /// The signs s_c of the global term, resolved.
+    pub fn signs(&self) -> &[f64] {
+        &self.signs
+    }
+
+    /// The local links f*_c, parsed.
+    pub fn local_links(&self) -> &[Link] {
+        &self.local_links
+    }
+
+    /// The global link g*, parsed.
+    pub fn global_link(&self) -> &Link {
+        &self.global_link
+    }
+
+    /// Information exponent of the task (smallest over its links).
+    pub fn information_exponent(&self) -> usize {
+        self.information_exponent
+    }
+
+    /// Assumptions of the paper's theorem that this task violates.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    /// The mixture of experts' settings.
+    pub fn moe(&self) -> &MoeConfig {
+        &self.moe
+    }
+
+    /// Phase-I steps between restarts.
+    pub fn restart_every(&self) -> u64 {
+        self.restart_every
+    }
+
+    /// What the budget laws chose for this task.
+    pub fn budget(&self) -> &crate::budget::Budget {
+        &self.budget
+    }
+
+    pub fn phase_one(&self) -> &ValidPhase {
+        &self.phase_one
+    }
+
+    pub fn phase_two(&self) -> &RouterConfig {
+        &self.phase_two
+    }
+
+    pub fn phase_three(&self) -> &ValidPhase {
+        &self.phase_three
+    }
+
+    pub fn readout(&self) -> &ReadoutConfig {
+        &self.readout
+    }
+
+    /// The vanilla network's training, if it is trained at all.
+    pub fn vanilla(&self) -> Option<&ValidPhase> {
+        self.vanilla_enabled.then_some(&self.vanilla)
+    }
+
+    /// Neurons of the vanilla network.
+    pub fn vanilla_neurons(&self) -> usize {
+        self.vanilla_neurons
+    }
+
+    /// Stuck-neuron restarts of the vanilla network.
+    pub fn vanilla_restarts(&self) -> u32 {
+        self.vanilla_restarts
+    }
+
+    pub fn metrics(&self) -> &MetricsConfig {
+        &self.metrics
+    }
+
+    /// Training samples of each model (readout excluded).
+    pub fn train_samples(&self) -> u64 {
+        self.train_samples
+    }
+
+    /// The configuration as given, which `config.toml` holds.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
     /// Every rate and length this configuration resolved to, beside the
     /// budget laws' own choice (`summary.json`'s `budget`).
     pub fn resolved_budget(&self) -> crate::budget::ResolvedBudget {

@@ -36,6 +36,8 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::OnceLock;
 
+use serde::{Deserialize, Serialize};
+
 use crate::error::Error;
 use crate::numerics::hermite::{
     hermite_all, hermite_series, hermite_series_derivative, GaussHermite,
@@ -311,6 +313,57 @@ impl Link {
             Link::Hermite(c) => c.iter().skip(1).map(|c| c * c).sum(),
             Link::Named(n) => n.second_moment() - self.mean().powi(2),
         }
+    }
+}
+
+/// A link as a run's summary reports it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LinkInfo {
+    pub link: String,
+    pub information_exponent: Option<usize>,
+    /// Null for non-polynomial links.
+    pub degree: Option<usize>,
+}
+
+impl From<&Link> for LinkInfo {
+    fn from(l: &Link) -> Self {
+        LinkInfo {
+            link: l.to_string(),
+            information_exponent: l.information_exponent(),
+            degree: l.degree(),
+        }
+    }
+}
+
+/// Everything `clustermoe link` says of a link.
+#[derive(Clone, Debug, Serialize)]
+pub struct LinkDescription {
+    #[serde(flatten)]
+    pub info: LinkInfo,
+    /// Normalised Hermite coefficients c_0 .. c_degree (f = sum_i c_i h_i).
+    pub hermite_coefficients: Vec<f64>,
+    /// E f(z) and Var f(z) for z ~ N(0, 1).
+    pub mean: f64,
+    pub variance: f64,
+}
+
+impl Link {
+    /// The description of this link with its coefficients up to `degree`
+    /// (at most [`MAX_DEGREE`]).
+    pub fn describe(&self, degree: usize) -> Result<LinkDescription, Error> {
+        if degree > MAX_DEGREE {
+            return Err(Error::invalid(
+                "degree",
+                degree,
+                format!("an integer from 0 to {MAX_DEGREE}"),
+            ));
+        }
+        Ok(LinkDescription {
+            info: LinkInfo::from(self),
+            hermite_coefficients: self.hermite_coefficients(degree),
+            mean: self.mean(),
+            variance: self.variance(),
+        })
     }
 }
 

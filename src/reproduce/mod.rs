@@ -129,7 +129,7 @@ fn run(
                 source,
             })?;
             let summary: Summary = serde_json::from_str(&text).map_err(|e| Error::Parse {
-                path,
+                input: path.into(),
                 message: e.to_string(),
             })?;
             Ok((run.id, values, summary))
@@ -392,7 +392,7 @@ fn dynamics(opts: &Options) -> Result<Section> {
         .lines()
         .map(|l| {
             serde_json::from_str(l).map_err(|e| Error::Parse {
-                path: path.clone(),
+                input: path.clone().into(),
                 message: e.to_string(),
             })
         })

@@ -21,18 +21,15 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::config::{Config, ValidConfig};
 use crate::error::{Error, Result};
-use crate::experiment::{self, RunOutput};
 use crate::metrics::Record;
-use crate::phase::{ModelKind, Phase};
+use crate::phase::ModelKind;
 use crate::store::output::{self, RecordWriter};
-use crate::train::{Journal, ModelState, Monitor};
+use crate::train::{Journal, ModelState};
 
 /// Version of the checkpoint format; files of another are refused.
 pub const FORMAT: u32 = 2;
 const MAGIC: &str = "clustermoe-checkpoint";
-const MODELS: [ModelKind; 2] = ModelKind::ALL;
 
 /// How a run checkpoints and stops.
 #[derive(Clone, Debug, Default)]
@@ -54,29 +51,21 @@ impl Control {
 
 /// What a checkpoint file holds after its header.
 #[derive(Serialize, Deserialize)]
-struct Payload {
+pub(crate) struct Payload {
     /// SHA-256 of the run's `config.toml`.
-    config_sha256: String,
+    pub(crate) config_sha256: String,
     /// Bytes of the model's metrics part file at this checkpoint.
-    records_bytes: u64,
+    pub(crate) records_bytes: u64,
     /// The `--checkpoint-every` of the run, kept for its resumption.
-    checkpoint_every: Option<u64>,
-    state: ModelState,
+    pub(crate) checkpoint_every: Option<u64>,
+    pub(crate) state: ModelState,
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     Sha256::digest(bytes)
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
-}
-
-fn checkpoint_path(dir: &Path, model: ModelKind) -> PathBuf {
-    dir.join(format!("checkpoint.{model}"))
-}
-
-fn part_path(dir: &Path, model: ModelKind) -> PathBuf {
-    dir.join(format!("metrics.{model}.part"))
 }
 
 /// Writes a checkpoint file atomically.
@@ -142,12 +131,12 @@ fn load(path: &Path) -> Result<Payload> {
 
 /// The journal of one model in a run directory: its metrics part file and
 /// its checkpoints.
-struct DirJournal<'a> {
-    model: ModelKind,
-    log: RecordWriter,
-    path: PathBuf,
-    config_sha256: String,
-    control: &'a Control,
+pub(crate) struct DirJournal<'a> {
+    pub(crate) model: ModelKind,
+    pub(crate) log: RecordWriter,
+    pub(crate) path: PathBuf,
+    pub(crate) config_sha256: String,
+    pub(crate) control: &'a Control,
 }
 
 impl Journal for DirJournal<'_> {
@@ -185,89 +174,8 @@ impl Journal for DirJournal<'_> {
     }
 }
 
-/// Runs `cfg` into a fresh run directory `dir`.
-pub fn run_to_dir(
-    cfg: &ValidConfig,
-    dir: &Path,
-    monitor: &dyn Monitor,
-    control: &Control,
-) -> Result<RunOutput> {
-    output::prepare_run_dir(dir)?;
-    output::write_atomic(&dir.join("config.toml"), cfg.config.to_toml().as_bytes())?;
-    let logs = MODELS.map(|m| RecordWriter::create(part_path(dir, m)));
-    let [moe_log, vanilla_log] = logs;
-    train_in_dir(
-        cfg,
-        dir,
-        monitor,
-        control,
-        [(moe_log?, None), (vanilla_log?, None)],
-    )
-}
-
-/// Where a checkpoint stands: the phase and the step done in it (None: trained).
-pub type Position = Option<(Phase, u64)>;
-
-/// How far a run directory got.
-#[derive(Debug, PartialEq)]
-pub enum Progress {
-    /// `summary.json` is there: nothing to do.
-    Complete,
-    /// Each model with its checkpoint's position, if it has one.
-    Resumable(Vec<(ModelKind, Option<Position>)>),
-}
-
-/// Whether `dir` holds a complete run: its `summary.json` (written last) is
-/// a summary and its `config.toml` a configuration. A run directory damaged
-/// or written by another version is not complete, so a sweep redoes it.
-pub fn is_complete(dir: &Path) -> bool {
-    std::fs::read(dir.join("summary.json"))
-        .ok()
-        .is_some_and(|t| serde_json::from_slice::<experiment::Summary>(&t).is_ok())
-        && Config::from_file(&dir.join("config.toml")).is_ok()
-}
-
-/// Reads what a run directory holds, checking every checkpoint in it.
-pub fn inspect(dir: &Path) -> Result<(ValidConfig, Progress)> {
-    let config = read_config(dir)?;
-    if is_complete(dir) {
-        return Ok((config, Progress::Complete));
-    }
-    let text = config.config.to_toml();
-    let mut models = Vec::new();
-    for model in MODELS {
-        let path = checkpoint_path(dir, model);
-        let position = if path.exists() {
-            let payload = checked(&path, model, &text)?;
-            Some(payload.state.stage.position())
-        } else {
-            None
-        };
-        models.push((model, position));
-    }
-    Ok((config, Progress::Resumable(models)))
-}
-
-fn read_config(dir: &Path) -> Result<ValidConfig> {
-    if !dir.is_dir() {
-        return Err(Error::Checkpoint {
-            path: dir.to_path_buf(),
-            message: "not a directory: give the run directory that `clustermoe run --out` wrote"
-                .into(),
-        });
-    }
-    let path = dir.join("config.toml");
-    if !path.is_file() {
-        return Err(Error::Checkpoint {
-            path: dir.to_path_buf(),
-            message: "it holds no config.toml: not a run directory".into(),
-        });
-    }
-    Config::from_file(&path)?.check()
-}
-
 /// Loads a model's checkpoint and checks that it belongs to this run.
-fn checked(path: &Path, model: ModelKind, config_text: &str) -> Result<Payload> {
+pub(crate) fn checked(path: &Path, model: ModelKind, config_text: &str) -> Result<Payload> {
     let payload = load(path)?;
     let bad = |message: String| Error::Checkpoint {
         path: path.to_path_buf(),
@@ -285,89 +193,6 @@ fn checked(path: &Path, model: ModelKind, config_text: &str) -> Result<Payload> 
         )));
     }
     Ok(payload)
-}
-
-/// Continues the run in `dir` from its checkpoints (a model without one
-/// starts over). Returns None if the run was already complete. Without
-/// `control.checkpoint_every`, the run keeps the interval it was started with.
-pub fn resume(dir: &Path, monitor: &dyn Monitor, control: &Control) -> Result<Option<RunOutput>> {
-    let (cfg, progress) = inspect(dir)?;
-    if progress == Progress::Complete {
-        // A kill between summary.json and the clean-up leaves checkpoints of
-        // a finished run behind; finish the clean-up now.
-        remove_leftovers(dir);
-        return Ok(None);
-    }
-    let text = cfg.config.to_toml();
-    let mut control = control.clone();
-    let mut models = Vec::new();
-    for model in MODELS {
-        let path = checkpoint_path(dir, model);
-        let (state, records_bytes) = if path.exists() {
-            let payload = checked(&path, model, &text)?;
-            if control.checkpoint_every.is_none() {
-                control.checkpoint_every = payload.checkpoint_every;
-            }
-            (Some(payload.state), payload.records_bytes)
-        } else {
-            (None, 0)
-        };
-        let log = RecordWriter::resume(part_path(dir, model), records_bytes)?;
-        models.push((log, state));
-    }
-    let [moe, vanilla]: [(RecordWriter, Option<ModelState>); 2] =
-        models.try_into().ok().expect("two models");
-    train_in_dir(&cfg, dir, monitor, &control, [moe, vanilla]).map(Some)
-}
-
-/// Trains (or goes on training) both models in `dir`, then writes the
-/// metrics, `model.npz` and, last, `summary.json`; checkpoints and part
-/// files go once the run is complete. On failure or a stop, the metrics so
-/// far are joined into `metrics.jsonl` and the checkpoints stay.
-fn train_in_dir(
-    cfg: &ValidConfig,
-    dir: &Path,
-    monitor: &dyn Monitor,
-    control: &Control,
-    models: [(RecordWriter, Option<ModelState>); 2],
-) -> Result<RunOutput> {
-    let config_sha256 = sha256_hex(cfg.config.to_toml().as_bytes());
-    let [(moe_log, moe_state), (vanilla_log, vanilla_state)] = models;
-    let journal = |model: ModelKind, log: RecordWriter| DirJournal {
-        model,
-        log,
-        path: checkpoint_path(dir, model),
-        config_sha256: config_sha256.clone(),
-        control,
-    };
-    let mut moe = journal(ModelKind::Moe, moe_log);
-    let mut vanilla = journal(ModelKind::Vanilla, vanilla_log);
-    let result = experiment::run_from(
-        cfg,
-        &mut moe,
-        &mut vanilla,
-        monitor,
-        [moe_state, vanilla_state],
-    );
-    moe.log.flushed_len()?;
-    vanilla.log.flushed_len()?;
-    let parts = MODELS.map(|m| part_path(dir, m));
-    output::join_metrics(dir, &parts)?;
-    let out = result?;
-    output::write_model(&dir.join("model.npz"), &out)?;
-    // summary.json comes last: its presence marks the run complete.
-    output::write_json(&dir.join("summary.json"), &out.summary)?;
-    remove_leftovers(dir);
-    Ok(out)
-}
-
-/// Removes the checkpoints and metric parts of a complete run.
-pub fn remove_leftovers(dir: &Path) {
-    for model in MODELS {
-        for path in [part_path(dir, model), checkpoint_path(dir, model)] {
-            let _ = std::fs::remove_file(path);
-        }
-    }
 }
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! Files on disk: run directories, atomic writes, `.npz` archives.
+//! Files on disk: atomic writes, metric part files, `.npz` archives.
 //!
 //! Every file is written under a temporary name and renamed into place, so
 //! a reader never sees half a `summary.json` or `model.npz`.
@@ -15,19 +15,6 @@ use crate::error::{Error, Result};
 use crate::experiment::RunOutput;
 use crate::metrics::Record;
 use crate::task::{Batch, Task};
-
-/// Files a run directory may hold; only these are removed when a previous
-/// run's directory is reused.
-pub const RUN_FILES: [&str; 8] = [
-    "config.toml",
-    "metrics.jsonl",
-    "summary.json",
-    "model.npz",
-    "metrics.moe.part",
-    "metrics.vanilla.part",
-    "checkpoint.moe",
-    "checkpoint.vanilla",
-];
 
 /// Writes `bytes` to `path` atomically (temporary file, then rename).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
@@ -53,34 +40,6 @@ fn tmp_path(path: &Path) -> PathBuf {
         .file_name()
         .map_or("out".into(), |n| n.to_string_lossy().into_owned());
     path.with_file_name(format!(".{name}.{}.{n}.tmp", std::process::id()))
-}
-
-/// Creates `dir` for a run. An existing directory is reused only when it
-/// holds nothing but files of a previous (possibly killed) run, never otherwise.
-pub fn prepare_run_dir(dir: &Path) -> Result<()> {
-    if dir.exists() {
-        let names: Vec<String> = fs::read_dir(dir)
-            .map_err(|e| Error::io("cannot read", dir, e))?
-            .filter_map(|e| e.ok())
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .collect();
-        // A run killed at any moment leaves only run files and temporaries.
-        let ours = |n: &String| {
-            RUN_FILES.contains(&n.as_str()) || (n.starts_with('.') && n.ends_with(".tmp"))
-        };
-        if let Some(other) = names.iter().find(|n| !ours(n)) {
-            return Err(Error::invalid(
-                "--out",
-                dir.display(),
-                format!("a new directory, an empty one, or a previous run directory (it holds `{other}`)"),
-            ));
-        }
-        for name in &names {
-            let p = dir.join(name);
-            fs::remove_file(&p).map_err(|e| Error::io("cannot remove", &p, e))?;
-        }
-    }
-    fs::create_dir_all(dir).map_err(|e| Error::io("cannot create", dir, e))
 }
 
 /// Streams metric records of one model to a part file as JSON lines.
@@ -157,17 +116,17 @@ impl RecordWriter {
     }
 }
 
-/// Joins the per-model part files into `metrics.jsonl` (MoE first), so the
-/// file is the same whatever order the threads logged in. The parts stay
-/// (a resumed run appends to them) until the run is complete.
-pub fn join_metrics(dir: &Path, parts: &[PathBuf]) -> Result<()> {
+/// Joins the per-model part files into `metrics` (MoE first), so the file
+/// is the same whatever order the threads logged in. The parts stay (a
+/// resumed run appends to them) until the run is complete.
+pub fn join_metrics(metrics: &Path, parts: &[PathBuf]) -> Result<()> {
     let mut all = Vec::new();
     for p in parts {
         if p.exists() {
             all.extend(fs::read(p).map_err(|e| Error::io("cannot read", p, e))?);
         }
     }
-    write_atomic(&dir.join("metrics.jsonl"), &all)
+    write_atomic(metrics, &all)
 }
 
 /// An `.npz` writer with fixed timestamps, so equal arrays give equal bytes.

@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::experiment;
-use crate::store::output;
+use crate::store::{output, SweepDir};
 use crate::sweep::Manifest;
 
 /// The way out of a damaged run directory (see [`crate::store::checkpoint::is_complete`]).
@@ -44,15 +44,15 @@ fn cell(value: &Value) -> String {
 }
 
 /// Run ids in grid order (from `sweep.json`), or sorted run directories.
-fn run_ids(dir: &Path) -> Result<Vec<String>> {
-    let manifest_path = dir.join("sweep.json");
+fn run_ids(dir: &SweepDir) -> Result<Vec<String>> {
+    let manifest_path = dir.manifest_file();
     if manifest_path.exists() {
         let text = std::fs::read_to_string(&manifest_path).map_err(|source| Error::Unreadable {
             path: manifest_path.clone(),
             source,
         })?;
         let manifest: Manifest = serde_json::from_str(&text).map_err(|e| Error::Parse {
-            path: manifest_path.clone(),
+            input: manifest_path.clone().into(),
             message: e.to_string(),
         })?;
         // An id is a directory name under runs/, never a path out of it.
@@ -64,13 +64,13 @@ fn run_ids(dir: &Path) -> Result<Vec<String>> {
             )
         }) {
             return Err(Error::Parse {
-                path: manifest_path,
+                input: manifest_path.into(),
                 message: format!("run id {:?} is not a directory name", bad.id),
             });
         }
         return Ok(manifest.runs.into_iter().map(|r| r.id).collect());
     }
-    let runs = dir.join("runs");
+    let runs = dir.runs();
     let mut ids: Vec<String> = std::fs::read_dir(&runs)
         .map_err(|source| Error::Unreadable { path: runs, source })?
         .filter_map(|e| e.ok())
@@ -84,16 +84,17 @@ fn run_ids(dir: &Path) -> Result<Vec<String>> {
 /// Writes `DIR/results.csv` and `DIR/results.jsonl` from every complete run
 /// under `DIR/runs/`, in grid order.
 pub fn merge(dir: &Path) -> Result<MergeReport> {
+    let dir = &SweepDir::new(dir);
     let mut report = MergeReport::default();
     let mut rows: Vec<Vec<(String, Value)>> = Vec::new();
     let mut jsonl = String::new();
     for id in run_ids(dir)? {
-        let run = dir.join("runs").join(&id);
+        let run = dir.run(&id);
         // summary.json is written last and atomically: absent means the run
         // is not done (yet); present but unreadable means it was damaged or
         // written by another version, which is an error (a sweep started
         // again redoes such a run).
-        let summary_path = run.join("summary.json");
+        let summary_path = run.summary_file();
         let text = match std::fs::read(&summary_path) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -108,12 +109,12 @@ pub fn merge(dir: &Path) -> Result<MergeReport> {
             }
         };
         let not_a_summary = |e: serde_json::Error| Error::Parse {
-            path: summary_path.clone(),
+            input: summary_path.clone().into(),
             message: format!("not a run summary of this version ({e}); {REDO}"),
         };
         serde_json::from_slice::<experiment::Summary>(&text).map_err(not_a_summary)?;
         let summary: Value = serde_json::from_slice(&text).map_err(not_a_summary)?;
-        let config_path = run.join("config.toml");
+        let config_path = run.config_file();
         // Any error of a run's config.toml names the file, not only parse errors.
         let config = Config::from_file(&config_path).map_err(|e| {
             let message = match e {
@@ -122,7 +123,7 @@ pub fn merge(dir: &Path) -> Result<MergeReport> {
                 other => other.to_string(),
             };
             Error::Parse {
-                path: config_path.clone(),
+                input: config_path.clone().into(),
                 message: format!("{message}; {REDO}"),
             }
         })?;
@@ -148,13 +149,7 @@ pub fn merge(dir: &Path) -> Result<MergeReport> {
         }
     }
     let mut csv = csv::Writer::from_writer(Vec::new());
-    let io = |e: csv::Error| {
-        Error::io(
-            "cannot write",
-            dir.join("results.csv"),
-            std::io::Error::other(e),
-        )
-    };
+    let io = |e: csv::Error| Error::io("cannot write", dir.results_csv(), std::io::Error::other(e));
     csv.write_record(&columns).map_err(io)?;
     for row in &rows {
         let record: Vec<String> = columns
@@ -168,8 +163,8 @@ pub fn merge(dir: &Path) -> Result<MergeReport> {
         csv.write_record(&record).map_err(io)?;
     }
     let bytes = csv.into_inner().map_err(|e| io(e.into_error().into()))?;
-    output::write_atomic(&dir.join("results.csv"), &bytes)?;
-    output::write_atomic(&dir.join("results.jsonl"), jsonl.as_bytes())?;
+    output::write_atomic(&dir.results_csv(), &bytes)?;
+    output::write_atomic(&dir.results_jsonl(), jsonl.as_bytes())?;
     report.rows = rows.len();
     Ok(report)
 }

@@ -26,9 +26,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::config::Config;
-use crate::error::{Error, Result};
-use crate::store::checkpoint::{self, Control};
+use crate::error::{Error, Input, Result};
 use crate::store::output;
+use crate::store::{Control, RunDir, SweepDir};
 
 pub mod collect;
 use crate::train::Silent;
@@ -222,10 +222,8 @@ impl GridFile {
             path: path.to_path_buf(),
             source,
         })?;
-        toml::from_str(&text).map_err(|e| Error::Parse {
-            path: path.to_path_buf(),
-            message: e.to_string().trim_end().replace('\n', " "),
-        })
+        toml::from_str(&text)
+            .map_err(|e| Error::parse(path, e.to_string().trim_end().replace('\n', " ")))
     }
 
     /// Expands the grid into runs, in a fixed order (axes in name order,
@@ -258,7 +256,7 @@ impl GridFile {
         if let Some(path) = self.base.as_ref().map(|p| dir.join(p)) {
             // Errors in the base file itself name the file.
             Config::from_toml(&base_text).map_err(|e| match e {
-                Error::Parse { message, .. } => Error::Parse { path, message },
+                Error::Parse { message, .. } => Error::parse(path, message),
                 other => other,
             })?;
         }
@@ -318,11 +316,11 @@ impl GridFile {
             let config =
                 Config::from_toml_with_overrides(&base_text, &sets).map_err(|e| match e {
                     // The value came from the grid, not from a `--set` flag.
-                    Error::Parse { path, message } => Error::Parse {
-                        path: match path.to_str().and_then(|p| p.strip_prefix("--set ")) {
-                            Some(set) => format!("grid value {set}").into(),
-                            None => path,
-                        },
+                    Error::Parse {
+                        input: Input::Set(set),
+                        message,
+                    } => Error::Parse {
+                        input: Input::GridValue(set),
                         message,
                     },
                     other => other,
@@ -423,6 +421,26 @@ pub struct SweepReport {
     pub stopped: usize,
 }
 
+impl SweepReport {
+    /// The sweep's outcome as a result: stopped by a signal (its runs in
+    /// progress checkpointed), some runs failed (each is in `failed`), or done.
+    pub fn outcome(&self, control: &Control) -> Result<()> {
+        if let Some(signal) = control.stop_signal() {
+            return Err(Error::SweepStopped {
+                signal,
+                unfinished: self.stopped,
+            });
+        }
+        if !self.failed.is_empty() {
+            return Err(Error::RunsFailed {
+                failed: self.failed.len(),
+                planned: self.planned,
+            });
+        }
+        Ok(())
+    }
+}
+
 /// Runs the shard `shard` of the grid `grid_path` into `out`, `jobs` runs
 /// at a time; `on_done(done, planned)` is called after each run.
 pub fn run_sweep(
@@ -458,25 +476,24 @@ enum Outcome {
 /// checkpoints if it has any, trained from the start otherwise (also when
 /// its checkpoints cannot be used: runs are deterministic, so starting over
 /// gives the same result).
-fn sweep_one(config: &Config, dir: &Path, control: &Control) -> Outcome {
-    if checkpoint::is_complete(dir) {
-        checkpoint::remove_leftovers(dir);
+fn sweep_one(config: &Config, dir: &RunDir, control: &Control) -> Outcome {
+    if dir.is_complete() {
+        dir.remove_leftovers();
         return Outcome::Skipped;
     }
     if control.stop_signal().is_some() {
         return Outcome::Stopped;
     }
-    let checkpointed = ["checkpoint.moe", "checkpoint.vanilla"]
-        .iter()
-        .any(|f| dir.join(f).exists());
-    let resumed = checkpointed
-        .then(|| checkpoint::resume(dir, &Silent, control))
+    let resumed = dir
+        .has_checkpoints()
+        .then(|| dir.resume(&Silent, control))
         .filter(|r| !matches!(r, Err(Error::Checkpoint { .. })));
     let result = match resumed {
         Some(r) => r.map(|_| Outcome::Resumed),
         None => {
             let valid = config.check().expect("checked when expanded");
-            checkpoint::run_to_dir(&valid, dir, &Silent, control).map(|_| Outcome::Trained)
+            dir.train(&valid, &Silent, control)
+                .map(|_| Outcome::Trained)
         }
     };
     match result {
@@ -498,7 +515,8 @@ pub fn run_grid(
     on_done: &(dyn Fn(usize, usize, &str) + Sync),
 ) -> Result<SweepReport> {
     let runs = grid.expand(dir)?;
-    std::fs::create_dir_all(out.join("runs")).map_err(|e| Error::io("cannot create", out, e))?;
+    let sweep_dir = SweepDir::new(out);
+    std::fs::create_dir_all(sweep_dir.runs()).map_err(|e| Error::io("cannot create", out, e))?;
     let manifest = Manifest {
         runs: runs
             .iter()
@@ -508,7 +526,7 @@ pub fn run_grid(
             })
             .collect(),
     };
-    output::write_json(&out.join("sweep.json"), &manifest)?;
+    output::write_json(&sweep_dir.manifest_file(), &manifest)?;
     let mine: Vec<&PlannedRun> = runs
         .iter()
         .enumerate()
@@ -523,7 +541,7 @@ pub fn run_grid(
     let outcomes: Vec<(String, Outcome)> = pool.install(|| {
         mine.par_iter()
             .map(|run| {
-                let outcome = sweep_one(&run.config, &out.join("runs").join(&run.id), control);
+                let outcome = sweep_one(&run.config, &sweep_dir.run(&run.id), control);
                 on_done(done.fetch_add(1, Ordering::SeqCst) + 1, mine.len(), &run.id);
                 (run.id.clone(), outcome)
             })

@@ -1,0 +1,327 @@
+//! The command line: [`args`] defines the flags, [`progress`] shows
+//! progress, [`print`] writes results; one short function per command calls
+//! the library and prints.
+
+pub mod args;
+mod print;
+mod progress;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::Arc;
+use std::time::Instant;
+
+use clustermoe::config::Config;
+use clustermoe::error::{Error, Result};
+use clustermoe::numerics::link;
+use clustermoe::store::{output, Control, Progress as RunProgress, RunDir};
+use clustermoe::sweep::{self, collect};
+use clustermoe::{bench, experiment, reproduce};
+
+use args::{checked_every, jobs_or_all, load_config, Cli, Command};
+use progress::{Progress, Steps};
+
+/// Runs one command.
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Run {
+            config,
+            seed,
+            out,
+            sets,
+            checkpoint_every,
+            resume,
+            quiet,
+        } => {
+            let control = Control {
+                checkpoint_every: checked_every(checkpoint_every)?,
+                stop: Some(stop_on_signals()?),
+            };
+            match resume {
+                Some(dir) => resume_run(&RunDir::new(dir), &control, quiet),
+                None => {
+                    let config = load_config(config.as_deref(), &sets, seed)?;
+                    train_run(config, out, &control, quiet)
+                }
+            }
+        }
+        Command::Generate {
+            config,
+            n,
+            seed,
+            out,
+            sets,
+        } => generate(load_config(config.as_deref(), &sets, seed)?, n, &out),
+        Command::Link { spec, degree, json } => describe_link(&spec, degree, json),
+        Command::Defaults => {
+            print!("{}", Config::default().to_toml());
+            Ok(())
+        }
+        Command::Sweep {
+            grid,
+            out,
+            jobs,
+            shard,
+            checkpoint_every,
+            quiet,
+        } => {
+            let shard = match shard {
+                Some(s) => sweep::Shard::parse(&s)?,
+                None => {
+                    sweep::Shard::from_env(|k| std::env::var(k).ok())?.unwrap_or(sweep::Shard::ALL)
+                }
+            };
+            let control = Control {
+                checkpoint_every: checked_every(checkpoint_every)?,
+                stop: Some(stop_on_signals()?),
+            };
+            run_sweep(&grid, &out, jobs_or_all(jobs)?, shard, &control, quiet)
+        }
+        Command::Reproduce {
+            quick,
+            out,
+            jobs,
+            quiet,
+        } => run_reproduce(quick, out, jobs_or_all(jobs)?, quiet),
+        Command::Bench {
+            config,
+            d,
+            sets,
+            steps_scale,
+            threads,
+            scaling,
+            json,
+            plot,
+            quiet,
+        } => {
+            let options = bench::BenchOptions {
+                config: load_config(config.as_deref(), &sets, None)?,
+                dims: d,
+                steps_scale,
+                threads,
+            };
+            run_bench(&options, scaling, json.as_deref(), plot.as_deref(), quiet)
+        }
+        Command::Merge { dir } => merge(&dir),
+    }
+}
+
+/// `run`: a new run.
+fn train_run(config: Config, out: Option<PathBuf>, control: &Control, quiet: bool) -> Result<()> {
+    let valid = config.check()?;
+    for w in valid.warnings() {
+        eprintln!("warning: {w}");
+    }
+    if !quiet {
+        eprintln!("{}", valid.resolved_budget().describe());
+    }
+    let dir =
+        RunDir::new(out.unwrap_or_else(|| PathBuf::from(format!("runs/seed{}", valid.seed()))));
+    let start = Instant::now();
+    let progress = Progress::new(quiet);
+    let result = dir.train(&valid, &progress, control);
+    progress.finish();
+    finish_run(&dir, result, start)
+}
+
+/// `run --resume DIR`.
+fn resume_run(dir: &RunDir, control: &Control, quiet: bool) -> Result<()> {
+    let start = Instant::now();
+    let inspection = dir.inspect()?;
+    if let RunProgress::Resumable(models) = &inspection.progress {
+        if !quiet {
+            for (model, position) in models {
+                eprintln!("{model}: {}", print::position(*position));
+            }
+        }
+    }
+    for w in inspection.config.warnings() {
+        eprintln!("warning: {w}");
+    }
+    let progress = Progress::new(quiet);
+    let result = inspection.resume(&progress, control);
+    progress.finish();
+    match result {
+        Ok(None) => {
+            println!("{} is already complete", dir.path().display());
+            Ok(())
+        }
+        other => finish_run(dir, other.map(|o| o.expect("not complete")), start),
+    }
+}
+
+fn finish_run(dir: &RunDir, result: Result<experiment::RunOutput>, start: Instant) -> Result<()> {
+    let out = result.inspect_err(|e| {
+        if let Error::Interrupted { .. } = e {
+            eprintln!(
+                "continue with: clustermoe run --resume {}",
+                dir.path().display()
+            );
+        }
+    })?;
+    print::summary(&out.summary);
+    println!(
+        "wrote {} in {:.2} s",
+        dir.path().display(),
+        start.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// `generate`.
+fn generate(config: Config, n: usize, out: &Path) -> Result<()> {
+    let (task, data) = experiment::generate(&config.check()?, n)?;
+    output::write_dataset(out, &task, &data)?;
+    println!("wrote {n} samples (d = {}) to {}", task.d, out.display());
+    Ok(())
+}
+
+/// `link`.
+fn describe_link(spec: &str, degree: usize, json: bool) -> Result<()> {
+    let description = link::parse("link", spec)?.describe(degree)?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&description).expect("json")
+        );
+    } else {
+        print::link(&description);
+    }
+    Ok(())
+}
+
+/// `sweep`.
+fn run_sweep(
+    grid: &Path,
+    out: &Path,
+    jobs: usize,
+    shard: sweep::Shard,
+    control: &Control,
+    quiet: bool,
+) -> Result<()> {
+    let start = Instant::now();
+    let steps = Steps::runs(quiet);
+    let report = sweep::run_sweep(grid, out, jobs, shard, control, &|done, planned, id| {
+        steps.run_done(done, planned, id)
+    })?;
+    steps.finish();
+    println!(
+        "shard {}/{}: {} runs, {} trained, {} resumed, {} already complete, {} failed, {} stopped, in {:.1} s",
+        shard.index,
+        shard.count,
+        report.planned,
+        report.trained,
+        report.resumed,
+        report.skipped,
+        report.failed.len(),
+        report.stopped,
+        start.elapsed().as_secs_f64()
+    );
+    for (id, e) in &report.failed {
+        eprintln!("error: run {id}: {e}");
+    }
+    report.outcome(control)
+}
+
+/// `reproduce`.
+fn run_reproduce(quick: bool, out: PathBuf, jobs: usize, quiet: bool) -> Result<()> {
+    let start = Instant::now();
+    let steps = Steps::spinner(quiet);
+    let options = reproduce::Options {
+        quick,
+        out: out.clone(),
+        jobs,
+    };
+    let claims = reproduce::reproduce(&options, &|message| steps.report(message))?;
+    steps.finish();
+    for c in &claims {
+        let verdict = if c.held { "held  " } else { "FAILED" };
+        println!("{verdict} {}: {}", c.id, c.measured);
+    }
+    println!(
+        "wrote {} (report.md, report.html, claims.json, figures, tables) in {:.0} s",
+        out.display(),
+        start.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// `bench`.
+fn run_bench(
+    options: &bench::BenchOptions,
+    scaling: bool,
+    json: Option<&Path>,
+    plot: Option<&Path>,
+    quiet: bool,
+) -> Result<()> {
+    let progress = |message: &str| {
+        if !quiet {
+            eprintln!("{message}");
+        }
+    };
+    let results = bench::bench(options, &progress)?;
+    for r in &results {
+        print::bench(r);
+    }
+    let scaling = scaling
+        .then(|| bench::scaling(options, &progress))
+        .transpose()?;
+    if let Some(s) = &scaling {
+        println!(
+            "scaling at d = {}: two seeds one after the other on 1 thread {:.2} s, side by side on 2 threads {:.2} s, ratio {:.2}",
+            s.d, s.sequential_seconds, s.parallel_seconds, s.ratio
+        );
+    }
+    if let Some(path) = json {
+        output::write_json(
+            path,
+            &serde_json::json!({ "dims": results, "scaling": scaling }),
+        )?;
+    }
+    if let Some(path) = plot {
+        let svg = bench::throughput_chart(&results).to_svg()?;
+        output::write_atomic(path, svg.as_bytes())?;
+    }
+    Ok(())
+}
+
+/// `merge`.
+fn merge(dir: &Path) -> Result<()> {
+    let report = collect::merge(dir)?;
+    let sweep = clustermoe::store::SweepDir::new(dir);
+    println!(
+        "wrote {} and {}: {} runs",
+        sweep.results_csv().display(),
+        sweep.results_jsonl().display(),
+        report.rows
+    );
+    if !report.missing.is_empty() {
+        eprintln!(
+            "warning: {} runs of the grid are not complete: {}",
+            report.missing.len(),
+            report.missing.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// The first SIGINT or SIGTERM sets the returned flag to its number (the
+/// training loops then checkpoint and stop); a second one exits at once.
+fn stop_on_signals() -> Result<Arc<AtomicUsize>> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let stop = Arc::new(AtomicUsize::new(0));
+    let armed = Arc::new(AtomicBool::new(false));
+    for signal in [SIGINT, SIGTERM] {
+        let registered = signal_hook::flag::register_conditional_shutdown(
+            signal,
+            128 + signal,
+            Arc::clone(&armed),
+        )
+        .and_then(|_| signal_hook::flag::register(signal, Arc::clone(&armed)))
+        .and_then(|_| {
+            signal_hook::flag::register_usize(signal, Arc::clone(&stop), signal as usize)
+        });
+        registered.map_err(|e| Error::io("cannot handle signals", "", e))?;
+    }
+    Ok(stop)
+}

@@ -1,0 +1,135 @@
+//! What the commands print on stdout.
+
+use clustermoe::bench;
+use clustermoe::experiment::Summary;
+use clustermoe::numerics::link::LinkDescription;
+use clustermoe::store::Position;
+
+fn fmt_list(v: &[f64]) -> String {
+    v.iter()
+        .map(|x| format!("{x:.3}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+pub fn summary(s: &Summary) {
+    println!(
+        "{:<8} {:>12} {:>16} {:>16} {:>10}",
+        "model", "test_rel_mse", "local_overlap", "global_overlap", "samples"
+    );
+    let m = &s.moe.model;
+    println!(
+        "{:<8} {:>12.4} {:>16} {:>16} {:>10}",
+        "moe",
+        m.error.test_rel_mse,
+        fmt_list(&m.local_overlap_per_cluster),
+        fmt_list(&m.global_overlap_per_cluster),
+        s.samples.moe
+    );
+    if let (Some(v), Some(n)) = (&s.vanilla, s.samples.vanilla) {
+        println!(
+            "{:<8} {:>12.4} {:>16} {:>16} {:>10}",
+            "vanilla",
+            v.error.test_rel_mse,
+            fmt_list(&v.local_overlap_per_cluster),
+            fmt_list(&v.global_overlap_per_cluster),
+            n
+        );
+    }
+    let best = s
+        .best_linear_router_purity
+        .map_or(String::new(), |b| format!(" (best linear router {b:.4})"));
+    println!(
+        "routing purity {:.4}{best}, var(y) {:.4}",
+        s.moe.routing_purity, s.var_y
+    );
+}
+
+/// One table per dimension: every phase against the limit.
+pub fn bench(r: &bench::DimBench) {
+    println!(
+        "d = {}, {} thread{}: {:.2} s for both models ({} samples each); sampler {:.2} ns per normal (rand_distr {:.2} ns, generator {:.2} ns per 64 bits); peak memory {}",
+        r.d,
+        r.threads,
+        if r.threads == 1 { "" } else { "s" },
+        r.wall_seconds,
+        r.samples_per_model,
+        r.gaussian_ns,
+        r.rand_distr_ns,
+        r.generator_ns,
+        r.peak_rss_bytes
+            .map_or("unknown".into(), |b| format!("{:.1} MiB", b as f64 / (1 << 20) as f64)),
+    );
+    println!(
+        "{:<8} {:<12} {:>7} {:>6} {:>5} {:>10} {:>9} {:>13} {:>10} {:>10} {:>6}",
+        "model",
+        "phase",
+        "steps",
+        "batch",
+        "N",
+        "samples",
+        "seconds",
+        "samples/s",
+        "us/step",
+        "limit us",
+        "ratio"
+    );
+    for p in &r.phases {
+        println!(
+            "{:<8} {:<12} {:>7} {:>6} {:>5} {:>10} {:>9.3} {:>13.0} {:>10} {:>10} {:>6}",
+            p.model,
+            p.phase,
+            p.steps,
+            p.batch,
+            p.width,
+            p.samples,
+            p.seconds,
+            p.samples_per_second,
+            if p.width > 0 {
+                format!("{:.1}", p.step_seconds * 1e6)
+            } else {
+                "-".into()
+            },
+            p.limit_step_seconds
+                .map_or("-".into(), |l| format!("{:.1}", l * 1e6)),
+            p.ratio_to_limit.map_or("-".into(), |x| format!("{x:.2}")),
+        );
+    }
+    println!(
+        "test relative MSE: MoE {:.3}, vanilla {}",
+        r.moe_rel_mse,
+        r.vanilla_rel_mse.map_or("-".into(), |v| format!("{v:.3}"))
+    );
+}
+
+/// A link's description as a table.
+pub fn link(l: &LinkDescription) {
+    println!("link                 {}", l.info.link);
+    let ie = l
+        .info
+        .information_exponent
+        .map_or("none (constant)".into(), |k| k.to_string());
+    println!("information exponent {ie}");
+    let deg = l
+        .info
+        .degree
+        .map_or("infinite (not a polynomial)".into(), |k| k.to_string());
+    println!("degree               {deg}");
+    println!("mean                 {:.6}", l.mean);
+    println!("variance             {:.6}", l.variance);
+    println!("normalised Hermite coefficients (f = sum_i c_i h_i):");
+    for (i, &c) in l.hermite_coefficients.iter().enumerate() {
+        // Parity zeros print as 0, not -0.
+        let c = if c.abs() < 5e-7 { 0.0 } else { c };
+        println!("  c_{i:<2} = {c:>12.6}");
+    }
+}
+
+/// Where a model's checkpoint stands, for the resume message.
+pub fn position(position: Option<Position>) -> String {
+    match position {
+        None => "no checkpoint: starts over".into(),
+        Some(None) => "trained".into(),
+        Some(Some((phase, step))) => format!("resumes in {phase} after step {step}"),
+    }
+}
