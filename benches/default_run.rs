@@ -3,7 +3,7 @@
 
 use std::hint::black_box;
 
-use clustermoe::{config::Config, experiment, train::Silent};
+use clustermoe::{config::Config, Experiment};
 use criterion::{criterion_group, criterion_main, Criterion};
 
 fn default_run(c: &mut Criterion) {
@@ -12,8 +12,7 @@ fn default_run(c: &mut Criterion) {
     group.sample_size(10);
     group.bench_function("default_both_models", |b| {
         b.iter(|| {
-            let out = experiment::run(black_box(&valid), &mut |_| Ok(()), &mut |_| Ok(()), &Silent)
-                .unwrap();
+            let out = Experiment::new(black_box(&valid)).run().unwrap();
             black_box(out.summary.moe.model.error.test_rel_mse)
         })
     });

@@ -5,7 +5,7 @@
 //! `cargo run --release --example seeds [FIRST LAST] [FIELD=VALUE ...]`
 //! (overrides as for `clustermoe run --set`).
 
-use clustermoe::{config::Config, experiment, train::Silent};
+use clustermoe::{config::Config, Experiment};
 use rayon::prelude::*;
 
 fn fmt(v: &[f64]) -> String {
@@ -32,7 +32,7 @@ fn main() -> Result<(), clustermoe::Error> {
                 ..base.clone()
             }
             .check()?;
-            experiment::run(&valid, &mut |_| Ok(()), &mut |_| Ok(()), &Silent).map(|o| o.summary)
+            Experiment::new(&valid).run().map(|o| o.summary)
         })
         .collect::<Result<_, _>>()?;
     println!("| seed | MoE rel. MSE | MoE global overlap (per cluster) | MoE local overlap | routing purity | vanilla rel. MSE | vanilla global overlap | samples per model |");

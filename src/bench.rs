@@ -25,7 +25,7 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::experiment;
+use crate::experiment::Experiment;
 use crate::numerics::normal;
 use crate::numerics::rng::{stream, Stream, StreamId};
 use crate::phase::{ModelKind, Phase};
@@ -270,8 +270,7 @@ pub fn bench(options: &BenchOptions, progress: &dyn Fn(&str)) -> Result<Vec<DimB
         progress(&format!("d = {d}: training both models"));
         let timeline = Timeline::default();
         let start = Instant::now();
-        let result =
-            pool.install(|| experiment::run(&cfg, &mut |_| Ok(()), &mut |_| Ok(()), &timeline))?;
+        let result = pool.install(|| Experiment::new(&cfg).monitor(&timeline).run())?;
         let wall_seconds = start.elapsed().as_secs_f64();
         progress(&format!("d = {d}: measuring the limit"));
         let spans = timeline.spans.into_inner().expect("timeline lock");
@@ -361,9 +360,7 @@ pub fn scaling(options: &BenchOptions, progress: &dyn Fn(&str)) -> Result<Scalin
         })
         .into_iter()
         .collect::<Result<Vec<_>>>()?;
-    let run_one = |cfg: &crate::config::ValidConfig| {
-        experiment::run(cfg, &mut |_| Ok(()), &mut |_| Ok(()), &crate::train::Silent).map(|_| ())
-    };
+    let run_one = |cfg: &crate::config::ValidConfig| Experiment::new(cfg).run().map(|_| ());
     progress("scaling: two seeds one after the other on one thread");
     let start = Instant::now();
     thread_pool(1)?.install(|| configs.iter().try_for_each(run_one))?;

@@ -151,22 +151,80 @@ pub fn generate(cfg: &ValidConfig, n: usize) -> Result<(Task, Batch)> {
     Ok((task, data))
 }
 
-/// A sink for the metric records of one model; it may run on another thread.
-pub type SendSink<'a> = &'a mut (dyn FnMut(&Record) -> Result<()> + Send);
+/// One run of a configuration: draw the task, train both models, evaluate
+/// them. By default it reports nothing; a [`Monitor`] sees its progress and
+/// [`Journal`]s receive each model's metric records (and checkpoints).
+///
+/// ```
+/// use clustermoe::{Config, Experiment};
+///
+/// // A small, fast task: d = 16, and short phases.
+/// let mut config = Config::default();
+/// config.task.d = 16;
+/// config.phase_one.steps = 500.into();
+/// config.phase_two.steps = 100;
+/// config.phase_three.steps = 500.into();
+/// config.readout.samples = 2_000;
+/// config.metrics.test_samples = 2_000;
+/// let valid = config.check()?;
+///
+/// let mut records = Vec::new();
+/// let mut moe_log = |r: &clustermoe::metrics::Record| Ok(records.push(r.clone()));
+/// let mut vanilla_log = |_: &clustermoe::metrics::Record| Ok(());
+/// let out = Experiment::new(&valid)
+///     .journals(&mut moe_log, &mut vanilla_log)
+///     .run()?;
+/// // Both models see exactly the same number of samples.
+/// assert_eq!(out.summary.samples.moe, out.summary.samples.vanilla.unwrap());
+/// assert!(out.summary.moe.model.error.test_rel_mse.is_finite());
+/// assert!(!records.is_empty());
+/// # Ok::<(), clustermoe::Error>(())
+/// ```
+pub struct Experiment<'a> {
+    config: &'a ValidConfig,
+    monitor: &'a dyn Monitor,
+    journals: Option<[&'a mut dyn Journal; 2]>,
+}
 
-/// Runs both models of `cfg` and evaluates them.
-pub fn run(
-    cfg: &ValidConfig,
-    mut moe_sink: SendSink,
-    mut vanilla_sink: SendSink,
-    monitor: &dyn Monitor,
-) -> Result<RunOutput> {
-    run_from(cfg, &mut moe_sink, &mut vanilla_sink, monitor, [None, None])
+impl<'a> Experiment<'a> {
+    /// A run of `config`, silent until told otherwise.
+    pub fn new(config: &'a ValidConfig) -> Self {
+        Experiment {
+            config,
+            monitor: &train::Silent,
+            journals: None,
+        }
+    }
+
+    /// Reports the phases and steps to `monitor` (progress bars, timings).
+    pub fn monitor(mut self, monitor: &'a dyn Monitor) -> Self {
+        self.monitor = monitor;
+        self
+    }
+
+    /// Sends the MoE's and the vanilla network's metric records (and, if
+    /// they ask for them, checkpoints) to these journals; a closure
+    /// `|record| -> Result<()>` is a journal.
+    pub fn journals(mut self, moe: &'a mut dyn Journal, vanilla: &'a mut dyn Journal) -> Self {
+        self.journals = Some([moe, vanilla]);
+        self
+    }
+
+    /// Trains both models and evaluates them.
+    pub fn run(self) -> Result<RunOutput> {
+        let ignore = |_: &Record| Ok(());
+        let (mut moe_ignore, mut vanilla_ignore) = (ignore, ignore);
+        let [moe, vanilla]: [&mut dyn Journal; 2] = match self.journals {
+            Some(journals) => journals,
+            None => [&mut moe_ignore, &mut vanilla_ignore],
+        };
+        run_from(self.config, moe, vanilla, self.monitor, [None, None])
+    }
 }
 
 /// Runs both models of `cfg`, each from the start or from a checkpoint's
 /// state (`resume`: MoE, vanilla), reporting to journals, and evaluates them.
-pub fn run_from(
+pub(crate) fn run_from(
     cfg: &ValidConfig,
     moe_journal: &mut dyn Journal,
     vanilla_journal: &mut dyn Journal,
@@ -336,13 +394,7 @@ mod tests {
         config.phase_three.steps = 50.into();
         config.readout.samples = 500;
         config.metrics.test_samples = 500;
-        let out = run(
-            &config.check().unwrap(),
-            &mut |_| Ok(()),
-            &mut |_| Ok(()),
-            &crate::train::Silent,
-        )
-        .unwrap();
+        let out = Experiment::new(&config.check().unwrap()).run().unwrap();
         let mut summary = out.summary;
         assert_eq!(summary.first_non_finite(), None);
         // Paths are those of summary.json (flattened structs included).

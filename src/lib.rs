@@ -16,27 +16,13 @@
 //! the models and phases. Without the default features `cli` and `report`
 //! the crate is the numerics alone.
 //!
-//! ```
-//! use clustermoe::config::Config;
+//! A run in three lines (see [`Experiment`] for a small, fast one):
 //!
-//! // A small, fast task: d = 16, and short phases.
-//! let mut config = Config::default();
-//! config.task.d = 16;
-//! config.phase_one.steps = 500.into();
-//! config.phase_two.steps = 100;
-//! config.phase_three.steps = 500.into();
-//! config.readout.samples = 2_000;
-//! config.metrics.test_samples = 2_000;
-//! let valid = config.check().expect("a valid configuration");
-//! let out = clustermoe::experiment::run(
-//!     &valid,
-//!     &mut |_| Ok(()),
-//!     &mut |_| Ok(()),
-//!     &clustermoe::train::Silent,
-//! )?;
-//! assert_eq!(out.summary.samples.moe, out.summary.samples.vanilla.unwrap());
-//! assert!(out.summary.moe.model.error.test_rel_mse.is_finite());
-//! # Ok::<(), clustermoe::error::Error>(())
+//! ```no_run
+//! let valid = clustermoe::Config::default().check()?;
+//! let out = clustermoe::Experiment::new(&valid).run()?;
+//! println!("MoE test error {:.3}", out.summary.moe.model.error.test_rel_mse);
+//! # Ok::<(), clustermoe::Error>(())
 //! ```
 
 pub mod bench;
@@ -60,3 +46,4 @@ pub mod train;
 
 pub use config::{Config, ValidConfig};
 pub use error::{Error, Result};
+pub use experiment::{Experiment, RunOutput, Summary};

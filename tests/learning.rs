@@ -6,8 +6,7 @@
 //! so the test keeps its teeth.
 
 use clustermoe::config::Config;
-use clustermoe::experiment::{self, Summary};
-use clustermoe::train::Silent;
+use clustermoe::{Experiment, Summary};
 
 fn summary(seed: u64, sets: &[&str]) -> Summary {
     let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
@@ -16,9 +15,7 @@ fn summary(seed: u64, sets: &[&str]) -> Summary {
         ..Config::from_toml_with_overrides("", &sets).unwrap()
     };
     let valid = config.check().unwrap();
-    experiment::run(&valid, &mut |_| Ok(()), &mut |_| Ok(()), &Silent)
-        .unwrap()
-        .summary
+    Experiment::new(&valid).run().unwrap().summary
 }
 
 fn smallest(overlaps: &[&[f64]]) -> f64 {
