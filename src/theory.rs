@@ -2,6 +2,9 @@
 //! recovery times without running SGD. The derivation is in
 //! `docs/theory.md`.
 //!
+//! One file, though past 500 lines (a third of it tests): the drift, its
+//! integration and the escape-time laws are one derivation, read together.
+//!
 //! An expert direction u follows spherical SGD on `-y h_k(<u, x>)`; its
 //! overlap `m = <u, w*_c>` with one cluster's local direction then drifts, per
 //! step, by

@@ -1,5 +1,8 @@
 //! Validation of a [`Config`] into a [`ValidConfig`]: every field checked
 //! once, each rejection naming the field, the value and what is allowed.
+//! One pass over the whole configuration in one file, as the fields depend
+//! on each other (links on the task, activations on the information
+//! exponent, "auto" budgets on all of them).
 
 use crate::budget::{Budget, TaskShape};
 use crate::config::{

@@ -1,0 +1,187 @@
+//! Reading a configuration: TOML text or a file over the defaults, then
+//! `--set FIELD=VALUE` overrides, merged table by table; an unknown field is
+//! named with the closest known one, and a type error blames its source.
+
+use std::path::Path;
+
+use super::{Config, ValidConfig};
+use crate::error::{Error, Input, Result};
+
+impl Config {
+    /// Reads a TOML file whose fields override the defaults.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        Self::from_file_with_overrides(path, &[])
+    }
+
+    /// Reads a TOML file, then applies `FIELD=VALUE` overrides (see
+    /// [`Config::from_toml_with_overrides`]).
+    pub fn from_file_with_overrides(path: &Path, sets: &[String]) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Unreadable {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_toml_with_overrides(&text, sets).map_err(|e| match e {
+            // The file is to blame unless the value came from a `--set`.
+            Error::Parse {
+                input: Input::Text,
+                message,
+            } => Error::parse(path, message),
+            other => other,
+        })
+    }
+
+    /// Parses TOML text whose fields override the defaults.
+    pub fn from_toml(text: &str) -> Result<Self> {
+        Self::from_toml_with_overrides(text, &[])
+    }
+
+    /// Parses TOML text over the defaults, then applies `FIELD=VALUE`
+    /// overrides (dotted field paths, TOML values; a bare word is taken as a
+    /// string). Merging happens on the TOML tables, field by field, so a
+    /// section given in part keeps its own defaults for the rest.
+    pub fn from_toml_with_overrides(text: &str, sets: &[String]) -> Result<Self> {
+        let parse_error = |message: String| Error::Parse {
+            input: Input::Text,
+            message: message.trim_end().replace('\n', " "),
+        };
+        // The `--set` behind each field it gave, to blame it for a type error.
+        let mut set_fields: Vec<(String, &String)> = Vec::new();
+        let mut table = toml::Table::try_from(Config::default()).expect("the defaults serialise");
+        let file: toml::Table = toml::from_str(text).map_err(|e| parse_error(e.to_string()))?;
+        check_known_fields(&table, &file, "")?;
+        merge_tables(&mut table, file);
+        for set in sets {
+            let (key, value) = set
+                .split_once('=')
+                .ok_or_else(|| Error::invalid("--set", set, "FIELD=VALUE, e.g. task.d=64"))?;
+            // One TOML value, or else the raw text as a string: `1\nseed = 5`
+            // is the string "1\nseed = 5", never two assignments.
+            let value = toml::from_str::<toml::Table>(&format!("v = {value}"))
+                .ok()
+                .filter(|t| t.len() == 1)
+                .and_then(|mut t| t.remove("v"))
+                .unwrap_or_else(|| toml::Value::String(value.trim().to_string()));
+            let path: Vec<&str> = key.trim().split('.').map(str::trim).collect();
+            // No field is deeper than `section.field`; a longer path is
+            // malformed (and would build a needlessly deep table).
+            if path.len() > MAX_SET_DEPTH || path.iter().any(|p| p.is_empty()) {
+                return Err(Error::invalid(
+                    "--set",
+                    format!("{set:?}"),
+                    "FIELD=VALUE with FIELD a dotted field name such as task.d",
+                ));
+            }
+            let mut over = toml::Table::new();
+            let (last, parents) = path.split_last().expect("split yields one part");
+            let mut node = &mut over;
+            for part in parents {
+                node = node
+                    .entry(part.to_string())
+                    .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+                    .as_table_mut()
+                    .expect("a table just inserted");
+            }
+            node.insert(last.to_string(), value);
+            check_known_fields(&table, &over, "")?;
+            merge_tables(&mut table, over);
+            set_fields.push((path.join("."), set));
+        }
+        toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| {
+                let error = parse_error(e.to_string());
+                // Blame the last `--set` of the field the error names, if any.
+                let named = |(field, _): &&(String, &String)| {
+                    e.to_string().contains(&format!("in `{field}`"))
+                };
+                match (error, set_fields.iter().rev().find(named)) {
+                    (Error::Parse { message, .. }, Some((_, set))) => Error::Parse {
+                        input: Input::Set(set.to_string()),
+                        message,
+                    },
+                    (error, _) => error,
+                }
+            })
+    }
+
+    /// The full configuration as TOML (what `config.toml` of a run holds).
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("a Config always serialises to TOML")
+    }
+
+    /// Validates every field once; the result is what training consumes.
+    pub fn check(&self) -> Result<ValidConfig> {
+        super::check::check(self)
+    }
+}
+
+/// Most parts of a `--set` field name: `section.field`, with room for the
+/// type error of one level too deep (`task.d.x` names `task.d`).
+const MAX_SET_DEPTH: usize = 4;
+
+/// Rejects a field that the defaults do not have, naming the closest valid one.
+fn check_known_fields(known: &toml::Table, given: &toml::Table, prefix: &str) -> Result<()> {
+    for (key, value) in given {
+        let path = format!("{prefix}{}", key_text(key));
+        match known.get(key) {
+            Some(toml::Value::Table(k)) => {
+                if let toml::Value::Table(g) = value {
+                    check_known_fields(k, g, &format!("{path}."))?;
+                }
+            }
+            Some(_) => {}
+            None => {
+                let closest = known
+                    .keys()
+                    .min_by_key(|k| strsim::levenshtein(k, key))
+                    .filter(|k| strsim::levenshtein(k, key) <= key.len().max(3) / 2 + 1);
+                let valid = known
+                    .keys()
+                    .map(|k| format!("`{prefix}{k}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let hint = match closest {
+                    Some(c) => format!("; did you mean `{prefix}{c}`? (valid here: {valid})"),
+                    None => format!(" (valid here: {valid})"),
+                };
+                return Err(Error::UnknownField { field: path, hint });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A key as TOML writes it in a dotted name: bare, or quoted if it is
+/// empty or holds other characters than letters, digits, `_` and `-`.
+fn key_text(key: &str) -> String {
+    let bare = !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if bare {
+        return key.to_string();
+    }
+    let mut out = String::from('"');
+    for c in key.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Overrides `base` with `over`, recursing into tables present in both.
+fn merge_tables(base: &mut toml::Table, over: toml::Table) {
+    for (key, value) in over {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge_tables(b, o),
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
+}

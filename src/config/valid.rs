@@ -1,0 +1,210 @@
+//! The checked form of a configuration, which only [`Config::check`] makes.
+
+use super::{Config, MetricsConfig, MoeConfig, ReadoutConfig, RouterConfig, Schedule, TaskConfig};
+use crate::model::{Loss, NeuronSign};
+use crate::numerics::link::Link;
+
+/// A learning-rate schedule that passed validation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LrSchedule {
+    pub lr: f64,
+    pub lr_end: f64,
+    pub decay_start: f64,
+    pub shape: Schedule,
+}
+
+impl LrSchedule {
+    /// Learning rate at `step` of `steps`.
+    pub fn at(&self, step: u64, steps: u64) -> f64 {
+        let start = (self.decay_start * steps as f64).floor();
+        let span = steps as f64 - start;
+        let t = step as f64;
+        if self.shape == Schedule::Constant || t < start || span <= 1.0 {
+            return self.lr;
+        }
+        let frac = ((t - start) / (span - 1.0)).clamp(0.0, 1.0);
+        match self.shape {
+            Schedule::Constant => self.lr,
+            Schedule::Linear => self.lr + (self.lr_end - self.lr) * frac,
+            Schedule::Cosine => {
+                self.lr_end
+                    + 0.5 * (self.lr - self.lr_end) * (1.0 + (std::f64::consts::PI * frac).cos())
+            }
+            Schedule::Exponential => self.lr * (self.lr_end / self.lr).powf(frac),
+        }
+    }
+}
+
+/// Validated settings of one spherical-SGD phase.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ValidPhase {
+    pub steps: u64,
+    pub batch: usize,
+    pub schedule: LrSchedule,
+    pub centre_samples: usize,
+    /// Normalised Hermite coefficients of the activation.
+    pub activation: Vec<f64>,
+    pub loss: Loss,
+    pub sign: NeuronSign,
+    /// Longest tangent step (the turn is atan of it).
+    pub max_step: f32,
+}
+
+/// A configuration that passed [`Config::check`]: links parsed, signs and
+/// budgets resolved. Only `check` makes one, so training never meets an
+/// invalid value; its fields are read through the methods below.
+#[derive(Clone, Debug)]
+pub struct ValidConfig {
+    pub(crate) seed: u64,
+    /// The data model as configured; `signs` and the links below are its
+    /// resolved forms.
+    pub(crate) task: TaskConfig,
+    pub(crate) signs: Vec<f64>,
+    pub(crate) local_links: Vec<Link>,
+    pub(crate) global_link: Link,
+    /// Information exponent of the task (smallest over its links).
+    pub(crate) information_exponent: usize,
+    /// Assumptions of the paper's theorem that this task violates.
+    pub(crate) warnings: Vec<String>,
+    /// The mixture of experts (every field checked).
+    pub(crate) moe: MoeConfig,
+    /// Phase-I steps between restarts (`moe.restart_every` resolved).
+    pub(crate) restart_every: u64,
+    /// What the budget laws chose for this task (used where a field is "auto").
+    pub(crate) budget: crate::budget::Budget,
+    pub(crate) phase_one: ValidPhase,
+    pub(crate) phase_two: RouterConfig,
+    pub(crate) phase_three: ValidPhase,
+    pub(crate) readout: ReadoutConfig,
+    pub(crate) vanilla_enabled: bool,
+    pub(crate) vanilla_neurons: usize,
+    pub(crate) vanilla: ValidPhase,
+    /// Stuck-neuron restarts of the vanilla network (`vanilla.restarts`).
+    pub(crate) vanilla_restarts: u32,
+    pub(crate) metrics: MetricsConfig,
+    /// Training samples of each model (readout excluded).
+    pub(crate) train_samples: u64,
+    /// The original configuration, for `config.toml`.
+    pub(crate) config: Config,
+}
+
+impl ValidConfig {
+    /// The seed of every random stream.
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    /// The data model as configured.
+    pub fn task(&self) -> &TaskConfig {
+        &self.task
+    }
+
+    /// The signs s_c of the global term, resolved.
+    pub fn signs(&self) -> &[f64] {
+        &self.signs
+    }
+
+    /// The local links f*_c, parsed.
+    pub fn local_links(&self) -> &[Link] {
+        &self.local_links
+    }
+
+    /// The global link g*, parsed.
+    pub fn global_link(&self) -> &Link {
+        &self.global_link
+    }
+
+    /// Information exponent of the task (smallest over its links).
+    pub fn information_exponent(&self) -> usize {
+        self.information_exponent
+    }
+
+    /// Assumptions of the paper's theorem that this task violates.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    /// The mixture of experts' settings.
+    pub fn moe(&self) -> &MoeConfig {
+        &self.moe
+    }
+
+    /// Phase-I steps between restarts.
+    pub fn restart_every(&self) -> u64 {
+        self.restart_every
+    }
+
+    /// What the budget laws chose for this task.
+    pub fn budget(&self) -> &crate::budget::Budget {
+        &self.budget
+    }
+
+    pub fn phase_one(&self) -> &ValidPhase {
+        &self.phase_one
+    }
+
+    pub fn phase_two(&self) -> &RouterConfig {
+        &self.phase_two
+    }
+
+    pub fn phase_three(&self) -> &ValidPhase {
+        &self.phase_three
+    }
+
+    pub fn readout(&self) -> &ReadoutConfig {
+        &self.readout
+    }
+
+    /// The vanilla network's training, if it is trained at all.
+    pub fn vanilla(&self) -> Option<&ValidPhase> {
+        self.vanilla_enabled.then_some(&self.vanilla)
+    }
+
+    /// Neurons of the vanilla network.
+    pub fn vanilla_neurons(&self) -> usize {
+        self.vanilla_neurons
+    }
+
+    /// Stuck-neuron restarts of the vanilla network.
+    pub fn vanilla_restarts(&self) -> u32 {
+        self.vanilla_restarts
+    }
+
+    pub fn metrics(&self) -> &MetricsConfig {
+        &self.metrics
+    }
+
+    /// Training samples of each model (readout excluded).
+    pub fn train_samples(&self) -> u64 {
+        self.train_samples
+    }
+
+    /// The configuration as given, which `config.toml` holds.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Every rate and length this configuration resolved to, beside the
+    /// budget laws' own choice (`summary.json`'s `budget`).
+    pub fn resolved_budget(&self) -> crate::budget::ResolvedBudget {
+        crate::budget::ResolvedBudget {
+            phase_one_lr: self.phase_one.schedule.lr,
+            phase_one_steps: self.phase_one.steps,
+            restart_every: self.restart_every,
+            phase_two_steps: self.phase_two.steps,
+            phase_three_lr: self.phase_three.schedule.lr,
+            phase_three_lr_end: self.phase_three.schedule.lr_end,
+            phase_three_steps: self.phase_three.steps,
+            vanilla_lr: self.vanilla.schedule.lr,
+            vanilla_lr_end: self.vanilla.schedule.lr_end,
+            vanilla_steps: self.vanilla.steps,
+            samples_per_model: self.total_samples(),
+            theory: self.budget.clone(),
+        }
+    }
+
+    /// Samples each model sees in all: training plus readout.
+    pub fn total_samples(&self) -> u64 {
+        self.train_samples + self.readout.samples as u64
+    }
+}
