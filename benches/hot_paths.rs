@@ -12,8 +12,8 @@ use clustermoe::{
     config::{Config, Loss},
     model::router::{router_gradient, GateRule, Router},
     model::{random_directions, InputMap, NeuronSign, SphereStep, TwoLayer},
-    numerics::linalg::centre_rows,
-    numerics::normal,
+    internals::centre_rows,
+    internals::fill_normal,
     numerics::rng::{stream, Stream, StreamId},
     task::{Batch, Task},
     train::readout,
@@ -76,7 +76,7 @@ fn sample_batch(c: &mut Criterion) {
 }
 
 /// The B x d Gaussians of one batch: clustermoe's f32 ziggurat
-/// (`normal::fill`) against `rand_distr`'s `StandardNormal`, one at a time.
+/// (`internals::fill_normal`) against `rand_distr`'s `StandardNormal`, one at a time.
 fn gaussians(c: &mut Criterion) {
     let mut g = c.benchmark_group("gaussians");
     g.sample_size(20)
@@ -88,7 +88,7 @@ fn gaussians(c: &mut Criterion) {
         g.throughput(Throughput::Elements(x.len() as u64));
         g.bench_with_input(BenchmarkId::new("normal_fill", d), &d, |b, _| {
             b.iter(|| {
-                normal::fill(&mut rng, &mut x);
+                fill_normal(&mut rng, &mut x);
                 black_box(&x);
             })
         });

@@ -4,8 +4,8 @@
 //! (d x N) products (pre-activations, then the gradient); everything else
 //! is O(B N + N d). The *limit* of a phase is the time of exactly that work
 //! on this machine, measured with the same sampler (the f32 ziggurat of
-//! [`crate::numerics::normal`] on xoshiro256++) and the same matrix product (`faer`,
-//! through [`crate::numerics::linalg::matmul`]) at the phase's shapes; a phase's
+//! `numerics::normal` on xoshiro256++) and the same matrix product (`faer`,
+//! through `numerics::linalg::matmul`) at the phase's shapes; a phase's
 //! ratio to the limit says how much the rest of the step costs. N is the
 //! number of directions the phase trains: M experts in phase I, the K routed
 //! experts in phase II, all M J neurons in phase III (split among the

@@ -44,6 +44,14 @@ pub mod task;
 pub mod theory;
 pub mod train;
 
+/// Building blocks that the criterion benchmarks and the precision tests
+/// time and compare; not part of the library's interface.
+#[doc(hidden)]
+pub mod internals {
+    pub use crate::numerics::linalg::centre_rows;
+    pub use crate::numerics::normal::fill as fill_normal;
+}
+
 pub use config::{Config, ValidConfig};
 pub use error::{Error, Result};
 pub use experiment::{Experiment, RunOutput, Summary};

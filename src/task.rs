@@ -128,7 +128,7 @@ impl Task {
 
     /// Fills `batch` with fresh samples: c ~ U{1..C}, x = rho v_c + z, y = f*_c + s_c g* + zeta eps.
     ///
-    /// Only plain arithmetic in a fixed order ([`dot`]), no CPU-dependent
+    /// Only plain arithmetic in a fixed order (`linalg::dot`), no CPU-dependent
     /// kernels, so a seed gives the same samples on every machine.
     pub fn sample_into(&self, batch: &mut Batch, rng: &mut Stream) {
         let clusters = self.clusters();

@@ -6,7 +6,7 @@
 use clustermoe::{
     config::{Config, Loss},
     model::{random_directions, InputMap, NeuronSign, SphereStep},
-    numerics::linalg::centre_rows,
+    internals::centre_rows,
     numerics::rng::{stream, StreamId},
     task::{Batch, Task},
 };

@@ -3,7 +3,7 @@
 //! dense-matrix kernels the training loops call.
 
 pub mod hermite;
-pub mod linalg;
+pub(crate) mod linalg;
 pub mod link;
-pub mod normal;
+pub(crate) mod normal;
 pub mod rng;
