@@ -1,3 +1,5 @@
-//! Figures for a reader: SVG and PNG charts with readable axes.
+//! What a reader sees: figures (SVG and PNG charts with readable axes) and
+//! the reproduction report's pages.
 
 pub mod figure;
+pub mod page;
