@@ -1,5 +1,6 @@
-//! What a reader sees: figures (SVG and PNG charts with readable axes) and
-//! the reproduction report's pages.
+//! What a reader sees: figures (SVG and PNG charts with readable axes),
+//! the reproduction report's pages, and the throughput chart of `bench`.
 
 pub mod figure;
 pub mod page;
+pub mod throughput;
