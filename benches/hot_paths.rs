@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use clustermoe::{
     config::{Config, Loss},
-    model::router::{router_gradient, GateRule, Router},
-    model::{random_directions, InputMap, NeuronSign, SphereStep, TwoLayer},
     internals::centre_rows,
     internals::fill_normal,
+    model::router::{router_gradient, GateRule, Router},
+    model::{random_directions, InputMap, NeuronSign, SphereStep, TwoLayer},
     numerics::rng::{stream, Stream, StreamId},
     task::{Batch, Task},
     train::readout,

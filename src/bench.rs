@@ -10,7 +10,8 @@
 //! number of directions the phase trains: M experts in phase I, the K routed
 //! experts in phase II, all M J neurons in phase III (split among the
 //! experts, which only makes the real work smaller), and the vanilla
-//! network's neurons.
+//! network's neurons. This module measures; the chart of `bench --plot` is
+//! drawn by `report::throughput` (feature `report`).
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -375,45 +376,6 @@ pub fn scaling(options: &BenchOptions, progress: &dyn Fn(&str)) -> Result<Scalin
         parallel_seconds,
         ratio: parallel_seconds / sequential_seconds,
     })
-}
-
-/// Samples per second of every training phase against d (log-log).
-#[cfg(feature = "report")]
-pub fn throughput_chart(results: &[DimBench]) -> crate::report::figure::Chart {
-    use crate::report::figure::{Chart, Legend, Mark, Series};
-    let mut series: Vec<Series> = Vec::new();
-    for r in results {
-        for p in &r.phases {
-            let label = format!("{} {}", p.model, p.phase.name().replace('_', " "));
-            let point = (r.d as f64, p.samples_per_second);
-            match series.iter_mut().find(|s| s.label == label) {
-                Some(s) => s.points.push(point),
-                None => series.push(Series {
-                    label,
-                    points: vec![point],
-                    mark: Mark::LineAndPoints,
-                }),
-            }
-        }
-    }
-    Chart {
-        title: format!(
-            "clustermoe throughput, {} thread{}",
-            results.first().map_or(1, |r| r.threads),
-            if results.first().map_or(1, |r| r.threads) == 1 {
-                ""
-            } else {
-                "s"
-            }
-        ),
-        x_label: "input dimension d".into(),
-        y_label: "samples per second".into(),
-        log_x: true,
-        log_y: true,
-        y_range: None,
-        series,
-        legend: Legend::LowerLeft,
-    }
 }
 
 #[cfg(test)]

@@ -5,8 +5,8 @@
 
 use clustermoe::{
     config::{Config, Loss},
-    model::{random_directions, InputMap, NeuronSign, SphereStep},
     internals::centre_rows,
+    model::{random_directions, InputMap, NeuronSign, SphereStep},
     numerics::rng::{stream, StreamId},
     task::{Batch, Task},
 };

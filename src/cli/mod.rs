@@ -279,7 +279,7 @@ fn run_bench(
         )?;
     }
     if let Some(path) = plot {
-        let svg = bench::throughput_chart(&results).to_svg()?;
+        let svg = clustermoe::report::throughput::chart(&results).to_svg()?;
         output::write_atomic(path, svg.as_bytes())?;
     }
     Ok(())

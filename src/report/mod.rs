@@ -1,3 +1,6 @@
-//! Figures for a reader: SVG and PNG charts with readable axes.
+//! What a reader sees: figures (SVG and PNG charts with readable axes),
+//! the reproduction report's pages, and the throughput chart of `bench`.
 
 pub mod figure;
+pub mod page;
+pub mod throughput;

@@ -1,0 +1,153 @@
+//! E2 Dynamics: what each phase learns, as overlaps (and the router's
+//! purity) against the samples seen, read from the metrics of one run of
+//! E1 (default task, seed 1) beside the drift ODE of docs/theory.md.
+//! Nothing is run here: its own file because it reads a run's metric
+//! records rather than summaries.
+
+use std::collections::BTreeMap;
+
+use super::{min, Section};
+use crate::error::Result;
+use crate::phase::{ModelKind, Phase};
+use crate::report::figure::{Chart, Legend, Mark, Series};
+use crate::store::RunDir;
+
+/// E2: overlaps against samples through all phases, from the metrics of
+/// the run in `run_dir` (seed 1 of E1's default task).
+pub(super) fn dynamics(run_dir: &RunDir) -> Result<Section> {
+    let records = run_dir.read_metrics()?;
+    let mut series: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
+    // Phase I expert by expert: each one's overlap with the w*_c it is closest to.
+    let mut experts: Vec<Vec<(f64, f64)>> = Vec::new();
+    let mut push =
+        |name: String, x: u64, y: f64| series.entry(name).or_default().push((x as f64, y));
+    for r in &records {
+        let x = r.samples;
+        match (r.model, r.phase) {
+            (ModelKind::Moe, Phase::PhaseOne) => {
+                if let Some(m) = &r.expert_local_overlap {
+                    experts.resize(m.len(), Vec::new());
+                    for (e, row) in m.iter().enumerate() {
+                        experts[e].push((x as f64, row.iter().copied().fold(0.0, f64::max)));
+                    }
+                    for c in 0..m[0].len() {
+                        push(
+                            format!("MoE phase I: best expert |<u, w*_{}>|", c + 1),
+                            x,
+                            m.iter().map(|row| row[c]).fold(0.0, f64::max),
+                        );
+                    }
+                }
+            }
+            (ModelKind::Moe, Phase::PhaseTwo) => {
+                if let Some(p) = r.routing_purity {
+                    push("MoE phase II: routing purity".into(), x, p);
+                }
+                if let Some(cos) = &r.router_cosine {
+                    // Per cluster the best-aligned router row; the worse cluster.
+                    let clusters = cos.first().map_or(0, Vec::len);
+                    let per_cluster: Vec<f64> = (0..clusters)
+                        .map(|c| cos.iter().map(|row| row[c]).fold(f64::MIN, f64::max))
+                        .collect();
+                    push(
+                        "MoE phase II: router cos(theta, v_c) (worst cluster)".into(),
+                        x,
+                        min(&per_cluster),
+                    );
+                }
+            }
+            (ModelKind::Moe, Phase::PhaseThree) | (ModelKind::Vanilla, Phase::Train) => {
+                let who = if r.model == ModelKind::Moe {
+                    "MoE phase III"
+                } else {
+                    "vanilla"
+                };
+                if let (Some(l), Some(g)) =
+                    (&r.local_overlap_per_cluster, &r.global_overlap_per_cluster)
+                {
+                    push(
+                        format!("{who}: best |<w, w*_c>| (worst cluster)"),
+                        x,
+                        min(l),
+                    );
+                    push(
+                        format!("{who}: best |<w, w*_g>| (worst cluster)"),
+                        x,
+                        min(g),
+                    );
+                }
+            }
+            _ => {}
+        }
+    }
+    // The drift ODE of docs/theory.md for the best of M C starting overlaps.
+    let defaults = crate::config::Config::default();
+    let valid = defaults.check().expect("the defaults are valid");
+    let (d, p1) = (defaults.task.d, &valid.phase_one);
+    let drift = crate::theory::DriftParams::default_task(d, p1.schedule.lr, p1.batch);
+    let m0 =
+        (2.0 * ((defaults.moe.experts * defaults.task.clusters) as f64).ln() / d as f64).sqrt();
+    let offset = p1.centre_samples as f64;
+    series.insert(
+        "drift ODE prediction (phase I, best start)".into(),
+        drift
+            .trajectory(m0, p1.steps as f64 / 4.0, 100)
+            .into_iter()
+            .map(|pt| (offset + pt.samples, pt.overlap))
+            .collect(),
+    );
+    let theory_label = "drift ODE prediction (phase I, best start)";
+    let chart = Chart {
+        title: "E2: learning dynamics, default task, seed 1".into(),
+        x_label: "samples seen by the model".into(),
+        y_label: "overlap / purity".into(),
+        log_x: false,
+        log_y: false,
+        y_range: Some((0.0, 1.05)),
+        legend: Legend::MiddleRight,
+        series: series
+            .into_iter()
+            .map(|(label, points)| {
+                let mark = if label == theory_label {
+                    Mark::Dashed
+                } else {
+                    Mark::Line
+                };
+                Series {
+                    label,
+                    points,
+                    mark,
+                }
+            })
+            .collect(),
+    };
+    Ok(Section {
+        title: "E2 Dynamics: what each phase learns".into(),
+        text: "Phase I: each expert's tied direction finds one cluster's w*_c (second figure: stuck and redundant \
+               experts restart every 2,000 steps). Phase II: the router learns to send each cluster \
+               to its expert (purity). Phase III: inside its cluster an expert's fresh neurons find both w*_c and w*_g. The \
+               vanilla network, on the same samples, finds the w*_c and never w*_g."
+            .into(),
+        figures: vec![
+            ("e2_dynamics".into(), chart),
+            (
+                "e2_phase_one".into(),
+                Chart {
+                    title: "E2: phase I expert by expert, default task, seed 1".into(),
+                    x_label: "samples seen by the MoE".into(),
+                    y_label: "max_c |<u_m, w*_c>|".into(),
+                    log_x: false,
+                    log_y: false,
+                    y_range: Some((0.0, 1.05)),
+                    legend: Legend::MiddleRight,
+                    series: experts
+                        .into_iter()
+                        .enumerate()
+                        .map(|(e, points)| Series { label: format!("expert {}", e + 1), points, mark: Mark::Line })
+                        .collect(),
+                },
+            ),
+        ],
+        ..Section::default()
+    })
+}

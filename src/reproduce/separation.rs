@@ -1,0 +1,250 @@
+//! E1 Separation: the MoE against a vanilla network of as many neurons at
+//! the same sample budget, for the default task and four other task
+//! families across the theorem's range (section 1 of the spec: the MoE
+//! learns w*_g and every w*_c, the vanilla network never w*_g).
+//! Its own file because its families and bars are what a reader changes
+//! to test the claim elsewhere.
+
+use crate::store::RunDir;
+
+use serde_json::Value;
+
+use super::{fmt, grid, mean, min, round4, run, Claim, Options, Section, Table};
+use crate::error::{Error, Result};
+use crate::report::figure::{Chart, Legend, Mark, Series};
+
+/// One task family of E1: only task fields differ from the defaults.
+struct Family {
+    key: &'static str,
+    label: &'static str,
+    sets: Vec<(&'static str, Value)>,
+    /// Seeds in quick and in full mode.
+    seeds: (i64, i64),
+}
+
+/// E1's families: the default task and, across the theorem's range, C = 4,
+/// k* = 4, links of several Hermite terms, and d = 128.
+fn families() -> Vec<Family> {
+    use serde_json::json;
+    vec![
+        Family {
+            key: "c2",
+            label: "C = 2 (default task)",
+            sets: vec![],
+            seeds: (10, 20),
+        },
+        Family {
+            key: "c4",
+            label: "C = 4",
+            sets: vec![
+                ("task.clusters", Value::from(4)),
+                ("task.signs", json!([1.0, -1.0, 1.0, -1.0])),
+            ],
+            seeds: (5, 10),
+        },
+        Family {
+            key: "k4",
+            label: "k* = 4",
+            sets: vec![
+                ("task.local_link", json!("h4")),
+                ("task.global_link", json!("h4")),
+            ],
+            seeds: (3, 10),
+        },
+        Family {
+            key: "several",
+            label: "several-term links",
+            sets: vec![
+                ("task.local_link", json!(["h3+0.5*h5", "-h3+0.3*h4"])),
+                ("task.global_link", json!("h3-0.4*h5")),
+            ],
+            seeds: (3, 10),
+        },
+        Family {
+            key: "d128",
+            label: "d = 128",
+            sets: vec![("task.d", Value::from(128))],
+            seeds: (2, 10),
+        },
+    ]
+}
+
+/// The bars of E1's claims.
+const MOE_BAR: f64 = 0.20;
+const VANILLA_BAR: f64 = 0.40;
+const OVERLAP_BAR: f64 = 0.9;
+
+/// E1: MoE against vanilla at the same budget, per task family. Also
+/// returns the directory of the default task's seed-1 run, whose metrics E2
+/// plots.
+pub(super) fn separation(
+    opts: &Options,
+    progress: &(dyn Fn(&str) + Sync),
+) -> Result<(Section, RunDir)> {
+    let mut section = Section {
+        title: "E1 Separation: MoE against a vanilla network at the same sample budget".into(),
+        ..Section::default()
+    };
+    let mut lines = Vec::new();
+    let mut seed_one = None;
+    for family in families() {
+        let seeds = if opts.quick {
+            family.seeds.0
+        } else {
+            family.seeds.1
+        };
+        let name = format!("e1_{}", family.key);
+        let runs = run(opts, &name, &grid(1..=seeds, &family.sets, &[]), progress)?;
+        if family.sets.is_empty() {
+            seed_one = runs
+                .rows
+                .iter()
+                .find(|r| r.2.seed == 1)
+                .map(|r| r.0.clone());
+        }
+        let label = family.label;
+        let moe: Vec<f64> = runs
+            .rows
+            .iter()
+            .map(|r| r.2.moe.model.error.test_rel_mse)
+            .collect();
+        let vanilla: Vec<f64> = runs
+            .rows
+            .iter()
+            .map(|r| {
+                r.2.vanilla
+                    .as_ref()
+                    .map_or(f64::NAN, |v| v.error.test_rel_mse)
+            })
+            .collect();
+        // The worst overlap of the MoE: w*_g and w*_c in every cluster.
+        let moe_global: Vec<f64> = runs
+            .rows
+            .iter()
+            .map(|r| {
+                let m = &r.2.moe.model;
+                min(&m.global_overlap_per_cluster).min(min(&m.local_overlap_per_cluster))
+            })
+            .collect();
+        let vanilla_global: Vec<f64> = runs
+            .rows
+            .iter()
+            .map(|r| {
+                r.2.vanilla
+                    .as_ref()
+                    .map_or(f64::NAN, |v| v.global_overlap_per_cluster[0])
+            })
+            .collect();
+        let samples = runs.rows[0].2.samples.moe;
+        let moe_ok = (0..moe.len())
+            .filter(|&i| moe[i] <= MOE_BAR && moe_global[i] >= OVERLAP_BAR)
+            .count();
+        let vanilla_ok = (0..moe.len())
+            .filter(|&i| vanilla[i] >= VANILLA_BAR && vanilla_global[i] < 0.5)
+            .count();
+        let n = moe.len();
+        lines.push(format!(
+            "* {label}, {n} seeds, {samples} samples per model: MoE relative test MSE mean {:.3} (range {:.3}–{:.3}), \
+             every w*_g and w*_c overlap >= {:.3}; vanilla mean {:.3} (range {:.3}–{:.3}), w*_g overlap <= {:.3}.",
+            mean(&moe),
+            min(&moe),
+            moe.iter().copied().fold(f64::MIN, f64::max),
+            min(&moe_global),
+            mean(&vanilla),
+            min(&vanilla),
+            vanilla.iter().copied().fold(f64::MIN, f64::max),
+            vanilla_global.iter().copied().fold(f64::MIN, f64::max),
+        ));
+        let key = family.key;
+        section.claims.push(Claim {
+            id: format!("E1.{key}.moe"),
+            claim: format!("{label}: the MoE reaches relative test MSE <= {MOE_BAR:.2} with w*_g and w*_c overlaps >= {OVERLAP_BAR} in every cluster in at least 90% of seeds"),
+            measured: serde_json::json!({ "seeds_held": moe_ok, "seeds": n, "mean_rel_mse": round4(mean(&moe)) }),
+            held: moe_ok * 10 >= n * 9,
+        });
+        section.claims.push(Claim {
+            id: format!("E1.{key}.vanilla"),
+            claim: format!("{label}: the vanilla network stays at relative test MSE >= {VANILLA_BAR:.2} with w*_g overlap < 0.5 in every seed"),
+            measured: serde_json::json!({ "seeds_held": vanilla_ok, "seeds": n, "mean_rel_mse": round4(mean(&vanilla)) }),
+            held: vanilla_ok == n,
+        });
+        section.tables.push(Table {
+            name: format!("e1_{key}"),
+            header: [
+                "seed",
+                "moe_rel_mse",
+                "moe_min_overlap",
+                "vanilla_rel_mse",
+                "vanilla_global_overlap",
+                "samples",
+            ]
+            .map(String::from)
+            .to_vec(),
+            rows: (0..n)
+                .map(|i| {
+                    vec![
+                        runs.rows[i].2.seed.to_string(),
+                        fmt(moe[i]),
+                        fmt(moe_global[i]),
+                        fmt(vanilla[i]),
+                        fmt(vanilla_global[i]),
+                        runs.rows[i].2.samples.moe.to_string(),
+                    ]
+                })
+                .collect(),
+        });
+        let seeds_axis: Vec<f64> = runs.rows.iter().map(|r| r.2.seed as f64).collect();
+        let points = |v: &[f64]| {
+            seeds_axis
+                .iter()
+                .copied()
+                .zip(v.iter().copied())
+                .collect::<Vec<_>>()
+        };
+        section.figures.push((
+            format!("e1_{key}"),
+            Chart {
+                title: format!("E1: test error per seed, {label}"),
+                x_label: "seed".into(),
+                y_label: "relative test MSE (MSE / Var y)".into(),
+                log_x: false,
+                log_y: false,
+                y_range: Some((0.0, 1.0)),
+                legend: Legend::MiddleRight,
+                series: vec![
+                    Series {
+                        label: "MoE".into(),
+                        points: points(&moe),
+                        mark: Mark::Points,
+                    },
+                    Series {
+                        label: "vanilla".into(),
+                        points: points(&vanilla),
+                        mark: Mark::Points,
+                    },
+                    Series {
+                        label: format!("MoE threshold {MOE_BAR:.2}"),
+                        points: vec![
+                            (seeds_axis[0], MOE_BAR),
+                            (*seeds_axis.last().unwrap(), MOE_BAR),
+                        ],
+                        mark: Mark::Dashed,
+                    },
+                    Series {
+                        label: format!("vanilla threshold {VANILLA_BAR:.2}"),
+                        points: vec![
+                            (seeds_axis[0], VANILLA_BAR),
+                            (*seeds_axis.last().unwrap(), VANILLA_BAR),
+                        ],
+                        mark: Mark::Dashed,
+                    },
+                ],
+            },
+        ));
+    }
+    section.text = lines.join("\n");
+    let seed_one = seed_one.ok_or_else(|| Error::Figure {
+        message: "E2 plots seed 1 of the default task, which E1 did not run".into(),
+    })?;
+    Ok((section, seed_one))
+}
