@@ -785,7 +785,7 @@ proptest! {
                 let ids: BTreeSet<&str> = runs.iter().map(|(r, _)| r.id.as_str()).collect();
                 prop_assert_eq!(ids.len(), runs.len());
                 for (run, _) in runs.iter().take(3) {
-                    check_valid(&run.config.check().unwrap())?;
+                    check_valid(&run.config)?;
                 }
             }
             Err(e) => check_rejection(&e, &cx)?,
@@ -822,7 +822,7 @@ fn huge_grids_are_rejected_before_they_are_expanded() {
         .expand(Path::new("."))
         .unwrap()
         .iter()
-        .map(|(r, _)| r.config.seed)
+        .map(|(r, _)| r.config.seed())
         .collect();
     assert_eq!(
         seeds,

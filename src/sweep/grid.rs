@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::config::Config;
+use crate::config::{Config, ValidConfig};
 use crate::error::{Error, Input, Result};
 
 /// One axis of a grid: an explicit list or an arithmetic range.
@@ -48,7 +48,7 @@ pub struct GridFile {
 #[derive(Clone, Debug)]
 pub struct PlannedRun {
     pub id: String,
-    pub config: Config,
+    pub config: ValidConfig,
 }
 
 /// The `sweep.json` manifest: the runs in grid order.
@@ -302,11 +302,10 @@ impl GridFile {
                     },
                     other => other,
                 })?;
-            config.check()?;
             runs.push((
                 PlannedRun {
                     id: run_id(&config),
-                    config,
+                    config: config.check()?,
                 },
                 values,
             ));
@@ -348,18 +347,18 @@ mod tests {
         let (first, values) = &runs[0];
         assert_eq!(
             (
-                first.config.task.d,
-                first.config.task.rho,
-                first.config.seed
+                first.config.task().d,
+                first.config.task().rho,
+                first.config.seed()
             ),
             (16, 1.0, 1)
         );
-        assert_eq!(first.config.phase_one.steps, 10.into());
+        assert_eq!(first.config.config().phase_one.steps, 10.into());
         assert_eq!(values["task.rho"], serde_json::json!(1.0));
         // Seeds vary fastest, then the last axis in name order.
-        assert_eq!(runs[1].0.config.seed, 2);
-        assert_eq!(runs[3].0.config.task.rho, 1.5);
-        assert_eq!(runs[9].0.config.task.d, 32);
+        assert_eq!(runs[1].0.config.seed(), 2);
+        assert_eq!(runs[3].0.config.task().rho, 1.5);
+        assert_eq!(runs[9].0.config.task().d, 32);
         let ids: std::collections::HashSet<_> = runs.iter().map(|(r, _)| r.id.clone()).collect();
         assert_eq!(ids.len(), runs.len());
         let again = g.expand(Path::new(".")).unwrap();

@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rayon::prelude::*;
 
-use crate::config::Config;
+use crate::config::ValidConfig;
 use crate::error::{Error, Result};
 use crate::store::output;
 use crate::store::{Control, RunDir, SweepDir};
@@ -162,7 +162,7 @@ enum Outcome {
 /// checkpoints if it has any, trained from the start otherwise (also when
 /// its checkpoints cannot be used: runs are deterministic, so starting over
 /// gives the same result).
-fn sweep_one(config: &Config, dir: &RunDir, control: &Control) -> Outcome {
+fn sweep_one(config: &ValidConfig, dir: &RunDir, control: &Control) -> Outcome {
     if dir.is_complete() {
         dir.remove_leftovers();
         return Outcome::Skipped;
@@ -176,11 +176,9 @@ fn sweep_one(config: &Config, dir: &RunDir, control: &Control) -> Outcome {
         .filter(|r| !matches!(r, Err(Error::Checkpoint { .. })));
     let result = match resumed {
         Some(r) => r.map(|_| Outcome::Resumed),
-        None => {
-            let valid = config.check().expect("checked when expanded");
-            dir.train(&valid, &Silent, control)
-                .map(|_| Outcome::Trained)
-        }
+        None => dir
+            .train(config, &Silent, control)
+            .map(|_| Outcome::Trained),
     };
     match result {
         Ok(outcome) => outcome,
