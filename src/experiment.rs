@@ -11,7 +11,7 @@ use crate::model::{Moe, Vanilla};
 use crate::numerics::rng::{stream, StreamId};
 use crate::phase::{ModelKind, Phase};
 use crate::task::{Batch, Task};
-use crate::train::{self, Journal, ModelState, Monitor};
+use crate::train::{self, Journal, MoeStage, MoeState, Monitor, VanillaStage, VanillaState};
 
 /// What `summary.json` holds.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -160,20 +160,20 @@ pub fn run(
     mut vanilla_sink: SendSink,
     monitor: &dyn Monitor,
 ) -> Result<RunOutput> {
-    run_from(cfg, &mut moe_sink, &mut vanilla_sink, monitor, [None, None])
+    run_from(cfg, &mut moe_sink, &mut vanilla_sink, monitor, (None, None))
 }
 
 /// Runs both models of `cfg`, each from the start or from a checkpoint's
 /// state (`resume`: MoE, vanilla), reporting to journals, and evaluates them.
 pub fn run_from(
     cfg: &ValidConfig,
-    moe_journal: &mut dyn Journal,
-    vanilla_journal: &mut dyn Journal,
+    moe_journal: &mut dyn Journal<MoeStage>,
+    vanilla_journal: &mut dyn Journal<VanillaStage>,
     monitor: &dyn Monitor,
-    resume: [Option<ModelState>; 2],
+    resume: (Option<MoeState>, Option<VanillaState>),
 ) -> Result<RunOutput> {
     let task = Task::new(cfg, &mut stream(cfg.seed, StreamId::Task));
-    let [moe_resume, vanilla_resume] = resume;
+    let (moe_resume, vanilla_resume) = resume;
     let (moe, vanilla) = rayon::join(
         || train::train_moe(cfg, &task, &mut *moe_journal, monitor, moe_resume),
         || {

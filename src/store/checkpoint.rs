@@ -27,7 +27,7 @@ use crate::experiment::{self, RunOutput};
 use crate::metrics::Record;
 use crate::phase::{ModelKind, Phase};
 use crate::store::output::{self, RecordWriter};
-use crate::train::{Journal, ModelState, Monitor};
+use crate::train::{Journal, ModelState, MoeStage, Monitor, Stage, VanillaStage};
 
 /// Version of the checkpoint format; files of another are refused.
 pub const FORMAT: u32 = 2;
@@ -52,16 +52,16 @@ impl Control {
     }
 }
 
-/// What a checkpoint file holds after its header.
+/// What a checkpoint file holds after its header (a model with stages `S`).
 #[derive(Serialize, Deserialize)]
-struct Payload {
+struct Payload<S> {
     /// SHA-256 of the run's `config.toml`.
     config_sha256: String,
     /// Bytes of the model's metrics part file at this checkpoint.
     records_bytes: u64,
     /// The `--checkpoint-every` of the run, kept for its resumption.
     checkpoint_every: Option<u64>,
-    state: ModelState,
+    state: ModelState<S>,
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
@@ -80,7 +80,7 @@ fn part_path(dir: &Path, model: ModelKind) -> PathBuf {
 }
 
 /// Writes a checkpoint file atomically.
-fn save(path: &Path, payload: &Payload) -> Result<()> {
+fn save<S: Stage>(path: &Path, payload: &Payload<S>) -> Result<()> {
     let body = serde_json::to_vec(payload).expect("states serialise");
     let mut bytes = format!(
         "{MAGIC} {FORMAT} sha256={} bytes={}\n",
@@ -92,8 +92,8 @@ fn save(path: &Path, payload: &Payload) -> Result<()> {
     output::write_atomic(path, &bytes)
 }
 
-/// Reads and verifies a checkpoint file.
-fn load(path: &Path) -> Result<Payload> {
+/// Reads and verifies a checkpoint file of the model with stages `S`.
+fn load<S: Stage>(path: &Path) -> Result<Payload<S>> {
     let bad = |message: String| Error::Checkpoint {
         path: path.to_path_buf(),
         message,
@@ -137,7 +137,26 @@ fn load(path: &Path) -> Result<Payload> {
     if sha256_hex(body) != sha {
         return Err(bad("corrupted: the checksum does not match".into()));
     }
-    serde_json::from_slice(body).map_err(|e| bad(format!("unreadable state ({e})")))
+    // The model is read first: the other model's stages would not parse,
+    // and the file deserves to be refused by name.
+    #[derive(Deserialize)]
+    struct Head {
+        state: HeadState,
+    }
+    #[derive(Deserialize)]
+    struct HeadState {
+        model: ModelKind,
+    }
+    let unreadable = |e: serde_json::Error| bad(format!("unreadable state ({e})"));
+    let head: Head = serde_json::from_slice(body).map_err(unreadable)?;
+    if head.state.model != S::MODEL {
+        return Err(bad(format!(
+            "it holds the {} model's state, not the {} model's",
+            head.state.model,
+            S::MODEL
+        )));
+    }
+    serde_json::from_slice(body).map_err(unreadable)
 }
 
 /// The journal of one model in a run directory: its metrics part file and
@@ -150,7 +169,7 @@ struct DirJournal<'a> {
     control: &'a Control,
 }
 
-impl Journal for DirJournal<'_> {
+impl<S: Stage> Journal<S> for DirJournal<'_> {
     fn record(&mut self, rec: &Record) -> Result<()> {
         self.log.write(rec)
     }
@@ -165,7 +184,7 @@ impl Journal for DirJournal<'_> {
             .is_some_and(|every| step.is_multiple_of(every))
     }
 
-    fn checkpoint(&mut self, state: &ModelState) -> Result<()> {
+    fn checkpoint(&mut self, state: &ModelState<S>) -> Result<()> {
         debug_assert_eq!(state.model, self.model);
         // The records the state has seen must be on disk before the state is.
         let records_bytes = self.log.flushed_len()?;
@@ -201,9 +220,12 @@ pub fn run_to_dir(
         dir,
         monitor,
         control,
-        [(moe_log?, None), (vanilla_log?, None)],
+        ((moe_log?, None), (vanilla_log?, None)),
     )
 }
+
+/// A model's metrics part file, and its state to resume from if it has one.
+type Resumed<S> = (RecordWriter, Option<ModelState<S>>);
 
 /// Where a checkpoint stands: the phase and the step done in it (None: trained).
 pub type Position = Option<(Phase, u64)>;
@@ -234,17 +256,20 @@ pub fn inspect(dir: &Path) -> Result<(ValidConfig, Progress)> {
         return Ok((config, Progress::Complete));
     }
     let text = config.config.to_toml();
-    let mut models = Vec::new();
-    for model in MODELS {
-        let path = checkpoint_path(dir, model);
+    fn position<S: Stage>(dir: &Path, text: &str) -> Result<(ModelKind, Option<Position>)> {
+        let path = checkpoint_path(dir, S::MODEL);
         let position = if path.exists() {
-            let payload = checked(&path, model, &text)?;
+            let payload = checked::<S>(&path, text)?;
             Some(payload.state.stage.position())
         } else {
             None
         };
-        models.push((model, position));
+        Ok((S::MODEL, position))
     }
+    let models = vec![
+        position::<MoeStage>(dir, &text)?,
+        position::<VanillaStage>(dir, &text)?,
+    ];
     Ok((config, Progress::Resumable(models)))
 }
 
@@ -267,7 +292,7 @@ fn read_config(dir: &Path) -> Result<ValidConfig> {
 }
 
 /// Loads a model's checkpoint and checks that it belongs to this run.
-fn checked(path: &Path, model: ModelKind, config_text: &str) -> Result<Payload> {
+fn checked<S: Stage>(path: &Path, config_text: &str) -> Result<Payload<S>> {
     let payload = load(path)?;
     let bad = |message: String| Error::Checkpoint {
         path: path.to_path_buf(),
@@ -277,12 +302,6 @@ fn checked(path: &Path, model: ModelKind, config_text: &str) -> Result<Payload> 
         return Err(bad(
             "it was written for another configuration than the directory's config.toml".into(),
         ));
-    }
-    if payload.state.model != model {
-        return Err(bad(format!(
-            "it holds the {} model's state, not the {model} model's",
-            payload.state.model
-        )));
     }
     Ok(payload)
 }
@@ -300,11 +319,10 @@ pub fn resume(dir: &Path, monitor: &dyn Monitor, control: &Control) -> Result<Op
     }
     let text = cfg.config.to_toml();
     let mut control = control.clone();
-    let mut models = Vec::new();
-    for model in MODELS {
-        let path = checkpoint_path(dir, model);
+    fn model<S: Stage>(dir: &Path, text: &str, control: &mut Control) -> Result<Resumed<S>> {
+        let path = checkpoint_path(dir, S::MODEL);
         let (state, records_bytes) = if path.exists() {
-            let payload = checked(&path, model, &text)?;
+            let payload = checked::<S>(&path, text)?;
             if control.checkpoint_every.is_none() {
                 control.checkpoint_every = payload.checkpoint_every;
             }
@@ -312,12 +330,12 @@ pub fn resume(dir: &Path, monitor: &dyn Monitor, control: &Control) -> Result<Op
         } else {
             (None, 0)
         };
-        let log = RecordWriter::resume(part_path(dir, model), records_bytes)?;
-        models.push((log, state));
+        let log = RecordWriter::resume(part_path(dir, S::MODEL), records_bytes)?;
+        Ok((log, state))
     }
-    let [moe, vanilla]: [(RecordWriter, Option<ModelState>); 2] =
-        models.try_into().ok().expect("two models");
-    train_in_dir(&cfg, dir, monitor, &control, [moe, vanilla]).map(Some)
+    let moe = model::<MoeStage>(dir, &text, &mut control)?;
+    let vanilla = model::<VanillaStage>(dir, &text, &mut control)?;
+    train_in_dir(&cfg, dir, monitor, &control, (moe, vanilla)).map(Some)
 }
 
 /// Trains (or goes on training) both models in `dir`, then writes the
@@ -329,10 +347,10 @@ fn train_in_dir(
     dir: &Path,
     monitor: &dyn Monitor,
     control: &Control,
-    models: [(RecordWriter, Option<ModelState>); 2],
+    models: (Resumed<MoeStage>, Resumed<VanillaStage>),
 ) -> Result<RunOutput> {
     let config_sha256 = sha256_hex(cfg.config.to_toml().as_bytes());
-    let [(moe_log, moe_state), (vanilla_log, vanilla_state)] = models;
+    let ((moe_log, moe_state), (vanilla_log, vanilla_state)) = models;
     let journal = |model: ModelKind, log: RecordWriter| DirJournal {
         model,
         log,
@@ -347,7 +365,7 @@ fn train_in_dir(
         &mut moe,
         &mut vanilla,
         monitor,
-        [moe_state, vanilla_state],
+        (moe_state, vanilla_state),
     );
     moe.log.flushed_len()?;
     vanilla.log.flushed_len()?;
@@ -374,9 +392,9 @@ pub fn remove_leftovers(dir: &Path) {
 mod tests {
     use super::*;
     use crate::numerics::rng::{stream, StreamId};
-    use crate::train::Stage;
+    use crate::train::VanillaTrainState;
 
-    fn payload() -> Payload {
+    fn payload() -> Payload<VanillaStage> {
         Payload {
             config_sha256: "abc".into(),
             records_bytes: 12,
@@ -386,7 +404,7 @@ mod tests {
                 samples: 640,
                 data: stream(1, StreamId::VanillaData),
                 init: stream(1, StreamId::VanillaInit),
-                stage: Stage::VanillaTrain {
+                stage: VanillaStage::Train(VanillaTrainState {
                     step: 10,
                     map: crate::model::InputMap {
                         centre: ndarray::array![0.1f32, -1e-30, 3.0],
@@ -397,7 +415,7 @@ mod tests {
                         correlation: vec![-0.1, 1e-300],
                         signs: vec![1.0, -1.0],
                     },
-                },
+                }),
             },
         }
     }
@@ -408,13 +426,13 @@ mod tests {
         let path = dir.path().join("checkpoint.vanilla");
         let original = payload();
         save(&path, &original).unwrap();
-        let back = load(&path).unwrap();
+        let back = load::<VanillaStage>(&path).unwrap();
         // Bit for bit: the serialised forms agree, floats and generators included.
         assert_eq!(
             serde_json::to_vec(&back).unwrap(),
             serde_json::to_vec(&original).unwrap()
         );
-        let Stage::VanillaTrain { w, .. } = &back.state.stage else {
+        let VanillaStage::Train(VanillaTrainState { w, .. }) = &back.state.stage else {
             panic!("stage changed")
         };
         assert_eq!(w[[1, 2]].to_bits(), (1.0f32 / 3.0).to_bits());
@@ -448,11 +466,18 @@ mod tests {
         ];
         for (bytes, reason) in cases {
             std::fs::write(&path, &bytes).unwrap();
-            let err = load(&path).err().expect("refused");
+            let err = load::<VanillaStage>(&path).err().expect("refused");
             assert_eq!(err.exit_status(), 2);
             let message = err.to_string();
             assert!(message.contains(reason), "{reason}: {message}");
             assert!(message.contains("checkpoint.vanilla"), "{message}");
         }
+        // The other model's checkpoint is refused by name, before its stage is read.
+        save(&path, &payload()).unwrap();
+        let message = load::<MoeStage>(&path).err().expect("refused").to_string();
+        assert!(
+            message.contains("the vanilla model's state, not the moe model's"),
+            "{message}"
+        );
     }
 }
