@@ -281,6 +281,43 @@ mod testing {
     pub fn no_records(_: &Record) -> Result<()> {
         Ok(())
     }
+
+    /// A model's training context from the start, on the model's streams.
+    pub fn context<'a, S: Stage>(
+        cfg: &'a ValidConfig,
+        task: &'a Task,
+        journal: Sink<'a, S>,
+    ) -> Run<'a, S> {
+        let streams = match S::MODEL {
+            ModelKind::Moe => (StreamId::MoeData, StreamId::MoeInit),
+            ModelKind::Vanilla => (StreamId::VanillaData, StreamId::VanillaInit),
+        };
+        Run::start(cfg, task, streams, journal, &Silent, None).0
+    }
+
+    /// What a perfect phase I leaves: one expert per cluster, on its w*_c
+    /// (with sign +1: every link's leading coefficient is +1), and the
+    /// exact global centre rho * mean(v_c).
+    pub fn perfect_phase_one(task: &Task) -> PhaseOne {
+        let c = task.clusters();
+        let centre = task.v.mean_axis(Axis(0)).expect("clusters") * task.rho;
+        PhaseOne {
+            map: InputMap {
+                centre: centre.mapv(|v| v as f32),
+                whiten: None,
+            },
+            u: task.w.mapv(|v| v as f32),
+            signs: vec![1.0; c],
+            recovery: vec![None; c],
+        }
+    }
+
+    /// For each cluster, the best |<w_j, w*_c>| over the rows of `w`.
+    pub fn local_overlaps(task: &Task, w: &Array2<f32>) -> Vec<f64> {
+        (0..task.clusters())
+            .map(|c| metrics::best_overlap(w.view(), task.w.row(c)))
+            .collect()
+    }
 }
 
 #[cfg(test)]

@@ -233,7 +233,29 @@ pub(super) fn phase_one(run: &mut Run<MoeStage>, state: PhaseOneState) -> Result
 
 #[cfg(test)]
 mod tests {
+    use super::super::testing::*;
     use super::*;
+
+    /// With sum_c s_c = 0 the global term cancels: each expert can only
+    /// find a local direction, and with 8 experts (and restarts) each of
+    /// the two clusters gets one.
+    #[test]
+    fn phase_one_finds_each_clusters_direction_and_not_the_global_one() {
+        let steps = 2000;
+        let (cfg, task) = small_task(|c| c.phase_one.steps = steps.into());
+        let mut journal = no_records;
+        let mut run = context(&cfg, &task, &mut journal);
+        let start = PhaseOneState::start(&mut run);
+        let before = local_overlaps(&task, &start.one.u);
+        let end = phase_one(&mut run, start).unwrap();
+        let after = local_overlaps(&task, &end.one.u);
+        assert!(after.iter().all(|&o| o >= 0.9), "{before:?} -> {after:?}");
+        let global = metrics::best_overlap(end.one.u.view(), task.wg.view());
+        assert!(global < 0.5, "an expert found w*_g: {global}");
+        assert!(end.one.recovery.iter().all(Option::is_some));
+        assert_eq!(end.step, steps);
+        assert_eq!(end.one.signs.len(), cfg.moe.experts);
+    }
 
     #[test]
     fn merging_groups_experts_by_direction() {

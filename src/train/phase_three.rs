@@ -269,7 +269,51 @@ pub fn allocate_by_load(total: usize, load: &[f64]) -> Vec<usize> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::testing::*;
     use super::*;
+
+    /// The router sends cluster c to expert c (Theta = rho V): inside its
+    /// cluster an expert sees f*_c(<w*_c, x>) + s_c g*(<w*_g, x>), so its
+    /// neurons find w*_c and w*_g, and never the other cluster's w*.
+    #[test]
+    fn phase_three_given_true_routing_learns_the_local_and_global_directions() {
+        let steps = 3000;
+        let (cfg, task) = small_task(|c| {
+            c.moe.experts = 2;
+            c.moe.neurons = 8;
+            c.phase_three.steps = steps.into();
+        });
+        let mut journal = no_records;
+        let mut run = context(&cfg, &task, &mut journal);
+        let routing = Routing::new(&cfg, &task);
+        let mut noise = run.init.clone();
+        noise.jump();
+        let two = PhaseTwoState {
+            step: cfg.phase_two.steps,
+            one: perfect_phase_one(&task),
+            noise,
+            theta: task.v.mapv(|v| (v * task.rho) as f32),
+        };
+        let start = PhaseThreeState::start(&mut run, &routing, two);
+        assert!(start.purity >= 0.99, "purity {}", start.purity);
+        assert_eq!(start.serving, vec![0, 1]);
+        let sizes: Vec<usize> = start.neurons.iter().map(|w| w.nrows()).collect();
+        assert!(
+            sizes.iter().all(|&j| j >= 6),
+            "neurons per expert {sizes:?}"
+        );
+        let end = phase_three(&mut run, &routing, start).unwrap();
+        assert_eq!(end.step, steps);
+        for (c, w) in end.neurons.iter().enumerate() {
+            let local = metrics::best_overlap(w.view(), task.w.row(c));
+            let global = metrics::best_overlap(w.view(), task.wg.view());
+            let other = metrics::best_overlap(w.view(), task.w.row(1 - c));
+            assert!(
+                local >= 0.9 && global >= 0.9 && other < 0.5,
+                "expert {c}: w*_c {local}, w*_g {global}, other w* {other}"
+            );
+        }
+    }
 
     #[test]
     fn allocation_by_load_is_proportional_and_exact() {

@@ -237,8 +237,121 @@ pub(super) fn random_bias_network(
 
 #[cfg(test)]
 mod tests {
+    use super::super::testing::*;
     use super::*;
+    use crate::model::router::{GateRule, Router};
+    use crate::model::{random_directions, InputMap};
+    use crate::numerics::rng::{stream, StreamId};
     use rand_distr::StandardNormal;
+
+    /// A fixed network on random directions, centred at `centre`, with
+    /// biases in [-3, 3] and a planted second layer.
+    fn planted(d: usize, neurons: usize, centre: Array1<f32>, rng: &mut Stream) -> TwoLayer {
+        TwoLayer {
+            w: random_directions(neurons, d, rng),
+            centre,
+            bias: Array1::from_shape_simple_fn(neurons, || rng.gen_range(-3.0..=3.0)),
+            a: Array1::from_shape_simple_fn(neurons, || rng.sample(StandardNormal)),
+            a0: rng.sample(StandardNormal),
+        }
+    }
+
+    /// The same first layer with the second layer zeroed.
+    fn unfitted(net: &TwoLayer) -> TwoLayer {
+        TwoLayer {
+            a: Array1::zeros(net.neurons()),
+            a0: 0.0,
+            ..net.clone()
+        }
+    }
+
+    /// Chunks of task inputs whose labels are `label(x)` instead of the task's.
+    fn relabelled<'a>(
+        task: &'a Task,
+        rng: &'a mut Stream,
+        mut label: impl FnMut(&Batch) -> Array1<f64> + 'a,
+    ) -> impl FnMut(&mut dyn FnMut(&Batch)) + 'a {
+        move |add| {
+            task.for_each_chunk(20_000, CHUNK, rng, |b| {
+                let mut b = b.clone();
+                b.y = label(&b).iter().map(|&v| v as f32).collect();
+                add(&b)
+            })
+        }
+    }
+
+    fn assert_recovered(fitted: &TwoLayer, planted: &TwoLayer) {
+        let error = (&fitted.a - &planted.a)
+            .iter()
+            .chain([&(fitted.a0 - planted.a0)])
+            .fold(0.0f64, |m, e| m.max(e.abs()));
+        assert!(
+            error < 1e-3,
+            "off by {error}: {} vs {}",
+            fitted.a,
+            planted.a
+        );
+    }
+
+    /// Labels from a fixed network with 12 neurons: the ridge recovers its
+    /// second layer.
+    #[test]
+    fn the_readout_recovers_the_second_layer_of_a_fixed_network() {
+        let (_, task) = small_task(|_| {});
+        let mut rng = stream(5, StreamId::Test);
+        let target = planted(task.d, 12, Array1::zeros(task.d), &mut rng);
+        let mut net = unfitted(&target);
+        let mut chunks = relabelled(&task, &mut rng, |b| target.predict(b.x.view()));
+        fit_single_on(&mut net, 1e-9, &mut chunks).unwrap();
+        assert_recovered(&net, &target);
+    }
+
+    /// Labels from a fixed mixture of two experts, each centred at its
+    /// cluster: the readout recovers both second layers, with the hard gate
+    /// (one ridge per expert) and with the soft one (one joint ridge).
+    #[test]
+    fn the_moe_readout_recovers_every_experts_second_layer() {
+        let (_, task) = small_task(|_| {});
+        let mut rng = stream(6, StreamId::Test);
+        for (kind, scale) in [(Gate::Top1, 1.0), (Gate::Softmax, 0.1)] {
+            let experts: Vec<TwoLayer> = (0..2)
+                .map(|c| {
+                    let centre = task.v.row(c).mapv(|v| (v * task.rho) as f32);
+                    planted(task.d, 8, centre, &mut rng)
+                })
+                .collect();
+            let target = Moe {
+                phase_one_directions: Array2::zeros((2, task.d)),
+                input_map: InputMap {
+                    centre: Array1::zeros(task.d),
+                    whiten: None,
+                },
+                expert_group: vec![Some(0), Some(1)],
+                router: Router {
+                    theta: task.v.mapv(|v| (v * task.rho * scale) as f32),
+                },
+                gate: GateRule {
+                    kind,
+                    top_k: 1,
+                    noise: 0.0,
+                },
+                experts,
+                phase1_weak_recovery_samples: vec![None; 2],
+                samples: 0,
+            };
+            let mut moe = target.clone();
+            moe.experts = target.experts.iter().map(unfitted).collect();
+            let mut noise = stream(7, StreamId::Test);
+            let mut label_noise = noise.clone();
+            let mut chunks = relabelled(&task, &mut rng, |b| {
+                target.predict(b.x.view(), &mut label_noise)
+            });
+            fit_moe_on(&mut moe, 1e-9, &mut noise, &mut chunks).unwrap();
+            for (fitted, planted) in moe.experts.iter().zip(&target.experts) {
+                assert_recovered(fitted, planted);
+            }
+        }
+    }
 
     fn objective(phi: &Array2<f64>, y: &[f32], a: &Array1<f64>, ridge: f64) -> f64 {
         let n = phi.nrows() as f64;

@@ -130,3 +130,30 @@ fn with_readout(run: &mut Run<VanillaStage>, trained: VanillaTrainState) -> Resu
         samples: run.samples,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::*;
+    use super::*;
+
+    /// On all data the local directions are visible (information exponent
+    /// 3) and the vanilla network finds both. (Its failure on w*_g needs
+    /// d^4 samples to show, far more than a unit test runs.)
+    #[test]
+    fn the_vanilla_network_learns_the_local_directions() {
+        let (cfg, task) = small_task(|c| {
+            c.phase_one.steps = 1000.into();
+            c.phase_two.steps = 100;
+            c.phase_three.steps = 2000.into();
+        });
+        let mut journal = no_records;
+        let mut run = context(&cfg, &task, &mut journal);
+        let start = VanillaTrainState::start(&mut run);
+        let before = local_overlaps(&task, &start.w);
+        let end = first_layer(&mut run, start).unwrap();
+        let after = local_overlaps(&task, &end.w);
+        assert!(after.iter().all(|&o| o >= 0.9), "{before:?} -> {after:?}");
+        // The MoE's training budget, to the sample.
+        assert_eq!(run.samples, cfg.train_samples);
+    }
+}
