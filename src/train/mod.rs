@@ -240,6 +240,8 @@ impl Routing {
 }
 
 /// The routed experts of phase-I directions `u` (see [`merge_experts`]).
+/// Each stage recomputes them from `u` rather than keeping them: they are
+/// a pure function of it, and the checkpoint format stays as it was.
 fn expert_groups(cfg: &ValidConfig, u: &Array2<f32>) -> (Vec<Option<usize>>, usize) {
     merge_experts(u, cfg.moe.merge, cfg.moe.merge_threshold)
 }
