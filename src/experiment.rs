@@ -11,7 +11,7 @@ use crate::model::{Moe, Vanilla};
 use crate::numerics::rng::{stream, StreamId};
 use crate::phase::{ModelKind, Phase};
 use crate::task::{Batch, Task};
-use crate::train::{self, Journal, ModelState, Monitor};
+use crate::train::{self, Journal, MoeStage, MoeState, Monitor, VanillaStage, VanillaState};
 
 /// What `summary.json` holds.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -183,7 +183,10 @@ pub fn generate(cfg: &ValidConfig, n: usize) -> Result<(Task, Batch)> {
 pub struct Experiment<'a> {
     config: &'a ValidConfig,
     monitor: &'a dyn Monitor,
-    journals: Option<[&'a mut dyn Journal; 2]>,
+    journals: Option<(
+        &'a mut dyn Journal<MoeStage>,
+        &'a mut dyn Journal<VanillaStage>,
+    )>,
 }
 
 impl<'a> Experiment<'a> {
@@ -205,8 +208,12 @@ impl<'a> Experiment<'a> {
     /// Sends the MoE's and the vanilla network's metric records (and, if
     /// they ask for them, checkpoints) to these journals; a closure
     /// `|record| -> Result<()>` is a journal.
-    pub fn journals(mut self, moe: &'a mut dyn Journal, vanilla: &'a mut dyn Journal) -> Self {
-        self.journals = Some([moe, vanilla]);
+    pub fn journals(
+        mut self,
+        moe: &'a mut dyn Journal<MoeStage>,
+        vanilla: &'a mut dyn Journal<VanillaStage>,
+    ) -> Self {
+        self.journals = Some((moe, vanilla));
         self
     }
 
@@ -214,11 +221,12 @@ impl<'a> Experiment<'a> {
     pub fn run(self) -> Result<RunOutput> {
         let ignore = |_: &Record| Ok(());
         let (mut moe_ignore, mut vanilla_ignore) = (ignore, ignore);
-        let [moe, vanilla]: [&mut dyn Journal; 2] = match self.journals {
-            Some(journals) => journals,
-            None => [&mut moe_ignore, &mut vanilla_ignore],
-        };
-        run_from(self.config, moe, vanilla, self.monitor, [None, None])
+        let (moe, vanilla): (&mut dyn Journal<MoeStage>, &mut dyn Journal<VanillaStage>) =
+            match self.journals {
+                Some(journals) => journals,
+                None => (&mut moe_ignore, &mut vanilla_ignore),
+            };
+        run_from(self.config, moe, vanilla, self.monitor, (None, None))
     }
 }
 
@@ -226,13 +234,13 @@ impl<'a> Experiment<'a> {
 /// state (`resume`: MoE, vanilla), reporting to journals, and evaluates them.
 pub(crate) fn run_from(
     cfg: &ValidConfig,
-    moe_journal: &mut dyn Journal,
-    vanilla_journal: &mut dyn Journal,
+    moe_journal: &mut dyn Journal<MoeStage>,
+    vanilla_journal: &mut dyn Journal<VanillaStage>,
     monitor: &dyn Monitor,
-    resume: [Option<ModelState>; 2],
+    resume: (Option<MoeState>, Option<VanillaState>),
 ) -> Result<RunOutput> {
     let task = Task::new(cfg, &mut stream(cfg.seed, StreamId::Task));
-    let [moe_resume, vanilla_resume] = resume;
+    let (moe_resume, vanilla_resume) = resume;
     let (moe, vanilla) = rayon::join(
         || train::train_moe(cfg, &task, &mut *moe_journal, monitor, moe_resume),
         || {

@@ -25,7 +25,7 @@ use crate::error::{Error, Result};
 use crate::metrics::Record;
 use crate::phase::ModelKind;
 use crate::store::output::{self, RecordWriter};
-use crate::train::{Journal, ModelState};
+use crate::train::{Journal, ModelState, Stage};
 
 /// Version of the checkpoint format; files of another are refused.
 pub const FORMAT: u32 = 2;
@@ -49,16 +49,16 @@ impl Control {
     }
 }
 
-/// What a checkpoint file holds after its header.
+/// What a checkpoint file holds after its header (a model with stages `S`).
 #[derive(Serialize, Deserialize)]
-pub(crate) struct Payload {
+pub(crate) struct Payload<S> {
     /// SHA-256 of the run's `config.toml`.
     pub(crate) config_sha256: String,
     /// Bytes of the model's metrics part file at this checkpoint.
     pub(crate) records_bytes: u64,
     /// The `--checkpoint-every` of the run, kept for its resumption.
     pub(crate) checkpoint_every: Option<u64>,
-    pub(crate) state: ModelState,
+    pub(crate) state: ModelState<S>,
 }
 
 pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
@@ -69,7 +69,7 @@ pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 /// Writes a checkpoint file atomically.
-fn save(path: &Path, payload: &Payload) -> Result<()> {
+fn save<S: Stage>(path: &Path, payload: &Payload<S>) -> Result<()> {
     let body = serde_json::to_vec(payload).expect("states serialise");
     let mut bytes = format!(
         "{MAGIC} {FORMAT} sha256={} bytes={}\n",
@@ -81,8 +81,8 @@ fn save(path: &Path, payload: &Payload) -> Result<()> {
     output::write_atomic(path, &bytes)
 }
 
-/// Reads and verifies a checkpoint file.
-fn load(path: &Path) -> Result<Payload> {
+/// Reads and verifies a checkpoint file of the model with stages `S`.
+fn load<S: Stage>(path: &Path) -> Result<Payload<S>> {
     let bad = |message: String| Error::Checkpoint {
         path: path.to_path_buf(),
         message,
@@ -126,7 +126,26 @@ fn load(path: &Path) -> Result<Payload> {
     if sha256_hex(body) != sha {
         return Err(bad("corrupted: the checksum does not match".into()));
     }
-    serde_json::from_slice(body).map_err(|e| bad(format!("unreadable state ({e})")))
+    // The model is read first: the other model's stages would not parse,
+    // and the file deserves to be refused by name.
+    #[derive(Deserialize)]
+    struct Head {
+        state: HeadState,
+    }
+    #[derive(Deserialize)]
+    struct HeadState {
+        model: ModelKind,
+    }
+    let unreadable = |e: serde_json::Error| bad(format!("unreadable state ({e})"));
+    let head: Head = serde_json::from_slice(body).map_err(unreadable)?;
+    if head.state.model != S::MODEL {
+        return Err(bad(format!(
+            "it holds the {} model's state, not the {} model's",
+            head.state.model,
+            S::MODEL
+        )));
+    }
+    serde_json::from_slice(body).map_err(unreadable)
 }
 
 /// The journal of one model in a run directory: its metrics part file and
@@ -139,7 +158,7 @@ pub(crate) struct DirJournal<'a> {
     pub(crate) control: &'a Control,
 }
 
-impl Journal for DirJournal<'_> {
+impl<S: Stage> Journal<S> for DirJournal<'_> {
     fn record(&mut self, rec: &Record) -> Result<()> {
         self.log.write(rec)
     }
@@ -154,7 +173,7 @@ impl Journal for DirJournal<'_> {
             .is_some_and(|every| step.is_multiple_of(every))
     }
 
-    fn checkpoint(&mut self, state: &ModelState) -> Result<()> {
+    fn checkpoint(&mut self, state: &ModelState<S>) -> Result<()> {
         debug_assert_eq!(state.model, self.model);
         // The records the state has seen must be on disk before the state is.
         let records_bytes = self.log.flushed_len()?;
@@ -175,7 +194,7 @@ impl Journal for DirJournal<'_> {
 }
 
 /// Loads a model's checkpoint and checks that it belongs to this run.
-pub(crate) fn checked(path: &Path, model: ModelKind, config_text: &str) -> Result<Payload> {
+pub(crate) fn checked<S: Stage>(path: &Path, config_text: &str) -> Result<Payload<S>> {
     let payload = load(path)?;
     let bad = |message: String| Error::Checkpoint {
         path: path.to_path_buf(),
@@ -186,12 +205,6 @@ pub(crate) fn checked(path: &Path, model: ModelKind, config_text: &str) -> Resul
             "it was written for another configuration than the directory's config.toml".into(),
         ));
     }
-    if payload.state.model != model {
-        return Err(bad(format!(
-            "it holds the {} model's state, not the {model} model's",
-            payload.state.model
-        )));
-    }
     Ok(payload)
 }
 
@@ -199,9 +212,9 @@ pub(crate) fn checked(path: &Path, model: ModelKind, config_text: &str) -> Resul
 mod tests {
     use super::*;
     use crate::numerics::rng::{stream, StreamId};
-    use crate::train::Stage;
+    use crate::train::{MoeStage, VanillaStage, VanillaTrainState};
 
-    fn payload() -> Payload {
+    fn payload() -> Payload<VanillaStage> {
         Payload {
             config_sha256: "abc".into(),
             records_bytes: 12,
@@ -211,7 +224,7 @@ mod tests {
                 samples: 640,
                 data: stream(1, StreamId::VanillaData),
                 init: stream(1, StreamId::VanillaInit),
-                stage: Stage::VanillaTrain {
+                stage: VanillaStage::Train(VanillaTrainState {
                     step: 10,
                     map: crate::model::InputMap {
                         centre: ndarray::array![0.1f32, -1e-30, 3.0],
@@ -222,7 +235,7 @@ mod tests {
                         correlation: vec![-0.1, 1e-300],
                         signs: vec![1.0, -1.0],
                     },
-                },
+                }),
             },
         }
     }
@@ -233,13 +246,13 @@ mod tests {
         let path = dir.path().join("checkpoint.vanilla");
         let original = payload();
         save(&path, &original).unwrap();
-        let back = load(&path).unwrap();
+        let back = load::<VanillaStage>(&path).unwrap();
         // Bit for bit: the serialised forms agree, floats and generators included.
         assert_eq!(
             serde_json::to_vec(&back).unwrap(),
             serde_json::to_vec(&original).unwrap()
         );
-        let Stage::VanillaTrain { w, .. } = &back.state.stage else {
+        let VanillaStage::Train(VanillaTrainState { w, .. }) = &back.state.stage else {
             panic!("stage changed")
         };
         assert_eq!(w[[1, 2]].to_bits(), (1.0f32 / 3.0).to_bits());
@@ -273,11 +286,18 @@ mod tests {
         ];
         for (bytes, reason) in cases {
             std::fs::write(&path, &bytes).unwrap();
-            let err = load(&path).err().expect("refused");
+            let err = load::<VanillaStage>(&path).err().expect("refused");
             assert_eq!(err.exit_status(), 2);
             let message = err.to_string();
             assert!(message.contains(reason), "{reason}: {message}");
             assert!(message.contains("checkpoint.vanilla"), "{message}");
         }
+        // The other model's checkpoint is refused by name, before its stage is read.
+        save(&path, &payload()).unwrap();
+        let message = load::<MoeStage>(&path).err().expect("refused").to_string();
+        assert!(
+            message.contains("the vanilla model's state, not the moe model's"),
+            "{message}"
+        );
     }
 }

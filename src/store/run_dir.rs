@@ -16,7 +16,7 @@ use crate::metrics::Record;
 use crate::phase::{ModelKind, Phase};
 use crate::store::checkpoint::{self, Control, DirJournal, Payload};
 use crate::store::output::{self, RecordWriter};
-use crate::train::Monitor;
+use crate::train::{ModelState, MoeStage, Monitor, Stage, VanillaStage};
 
 const CONFIG: &str = "config.toml";
 const METRICS: &str = "metrics.jsonl";
@@ -49,7 +49,7 @@ pub struct Inspection {
     pub config: ValidConfig,
     /// How far the run got.
     pub progress: Progress,
-    checkpoints: [Option<Payload>; 2],
+    checkpoints: (Option<Payload<MoeStage>>, Option<Payload<VanillaStage>>),
 }
 
 impl RunDir {
@@ -207,7 +207,7 @@ impl RunDir {
             cfg,
             monitor,
             control,
-            [(moe_log?, None), (vanilla_log?, None)],
+            ((moe_log?, None), (vanilla_log?, None)),
         )
     }
 
@@ -219,29 +219,38 @@ impl RunDir {
                 dir: self.clone(),
                 config,
                 progress: Progress::Complete,
-                checkpoints: [None, None],
+                checkpoints: (None, None),
             });
         }
         let text = config.config.to_toml();
-        let checkpoints = ModelKind::ALL.map(|model| {
-            let path = self.checkpoint_file(model);
-            path.exists()
-                .then(|| checkpoint::checked(&path, model, &text))
-                .transpose()
-        });
-        let [moe, vanilla] = checkpoints;
-        let checkpoints = [moe?, vanilla?];
-        let positions = ModelKind::ALL
-            .into_iter()
-            .zip(&checkpoints)
-            .map(|(m, p)| (m, p.as_ref().map(|p| p.state.stage.position())))
-            .collect();
+        let checkpoints = (
+            self.checkpoint::<MoeStage>(&text)?,
+            self.checkpoint::<VanillaStage>(&text)?,
+        );
+        let positions = vec![
+            (
+                ModelKind::Moe,
+                checkpoints.0.as_ref().map(|p| p.state.stage.position()),
+            ),
+            (
+                ModelKind::Vanilla,
+                checkpoints.1.as_ref().map(|p| p.state.stage.position()),
+            ),
+        ];
         Ok(Inspection {
             dir: self.clone(),
             config,
             progress: Progress::Resumable(positions),
             checkpoints,
         })
+    }
+
+    /// The checkpoint of the model with stages `S`, read and verified, if it has one.
+    fn checkpoint<S: Stage>(&self, config_text: &str) -> Result<Option<Payload<S>>> {
+        let path = self.checkpoint_file(S::MODEL);
+        path.exists()
+            .then(|| checkpoint::checked::<S>(&path, config_text))
+            .transpose()
     }
 
     /// Continues the run from its checkpoints; see [`Inspection::resume`].
@@ -267,10 +276,10 @@ impl RunDir {
         cfg: &ValidConfig,
         monitor: &dyn Monitor,
         control: &Control,
-        models: [(RecordWriter, Option<crate::train::ModelState>); 2],
+        models: (Resumed<MoeStage>, Resumed<VanillaStage>),
     ) -> Result<RunOutput> {
         let config_sha256 = checkpoint::sha256_hex(cfg.config.to_toml().as_bytes());
-        let [(moe_log, moe_state), (vanilla_log, vanilla_state)] = models;
+        let ((moe_log, moe_state), (vanilla_log, vanilla_state)) = models;
         let journal = |model: ModelKind, log: RecordWriter| DirJournal {
             model,
             log,
@@ -285,7 +294,7 @@ impl RunDir {
             &mut moe,
             &mut vanilla,
             monitor,
-            [moe_state, vanilla_state],
+            (moe_state, vanilla_state),
         );
         moe.log.flushed_len()?;
         vanilla.log.flushed_len()?;
@@ -314,23 +323,34 @@ impl Inspection {
             return Ok(None);
         }
         let mut control = control.clone();
-        let [moe, vanilla] = self.checkpoints;
-        let [moe, vanilla] =
-            [(ModelKind::Moe, moe), (ModelKind::Vanilla, vanilla)].map(|(model, payload)| {
-                let (state, records_bytes) = match payload {
-                    Some(p) => {
-                        if control.checkpoint_every.is_none() {
-                            control.checkpoint_every = p.checkpoint_every;
-                        }
-                        (Some(p.state), p.records_bytes)
-                    }
-                    None => (None, 0),
-                };
-                RecordWriter::resume(dir.part_file(model), records_bytes).map(|log| (log, state))
-            });
-        dir.train_from(&self.config, monitor, &control, [moe?, vanilla?])
+        let (moe, vanilla) = self.checkpoints;
+        let moe = resumed(&dir, moe, &mut control)?;
+        let vanilla = resumed(&dir, vanilla, &mut control)?;
+        dir.train_from(&self.config, monitor, &control, (moe, vanilla))
             .map(Some)
     }
+}
+
+/// A model's metrics part file, and its state to resume from if it has one.
+type Resumed<S> = (RecordWriter, Option<ModelState<S>>);
+
+/// Reopens a model's part file at its checkpoint's length and takes its
+/// state; without `control.checkpoint_every`, the checkpoint's interval.
+fn resumed<S: Stage>(
+    dir: &RunDir,
+    checkpoint: Option<Payload<S>>,
+    control: &mut Control,
+) -> Result<Resumed<S>> {
+    let (state, records_bytes) = match checkpoint {
+        Some(p) => {
+            if control.checkpoint_every.is_none() {
+                control.checkpoint_every = p.checkpoint_every;
+            }
+            (Some(p.state), p.records_bytes)
+        }
+        None => (None, 0),
+    };
+    RecordWriter::resume(dir.part_file(S::MODEL), records_bytes).map(|log| (log, state))
 }
 
 /// A sweep's directory: `sweep.json`, `runs/ID/`, `results.csv`, `results.jsonl`.

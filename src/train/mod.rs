@@ -2,39 +2,54 @@
 //! (the router learns), phase III (experts learn their cluster), phase IV
 //! (readout); and the vanilla baseline on the same sample budget.
 //!
-//! This file holds what every phase shares: the training context (`Run`:
-//! streams, sample count, journal, monitor, checkpoints), the checkpointable
-//! `Stage`s and `train_moe`, which runs the phases in order. One file per
-//! phase: `phase_one.rs` (with restarts and merging), `phase_two.rs`,
-//! `phase_three.rs` (with the sharing of neurons), and `vanilla.rs`.
+//! Training is a stage machine. Each model has its own stage type
+//! ([`MoeStage`], [`VanillaStage`]), each phase its own state struct, and a
+//! checkpoint is the model's state at a stage ([`ModelState`], generic over
+//! the stage type), so a vanilla checkpoint cannot even be handed to the
+//! MoE. `train_moe` and `train_vanilla` start at the first stage (or a
+//! checkpoint's) and move from stage to stage: each phase runs its state
+//! to the end, and the next stage's state starts from what it left.
+//!
+//! This file holds the stage types, what the phases share (the journal and
+//! monitor traits, the router's probe) and `train_moe`; `context.rs` the
+//! training context (`Run`: streams, sample count, save points, the
+//! spherical SGD loop); one file per phase: `phase_one.rs` (with restarts
+//! and merging), `phase_two.rs`, `phase_three.rs` (with the sharing of
+//! neurons), `readout.rs` (phase IV, and the vanilla readout), and
+//! `vanilla.rs`. Each phase's unit tests, on a small task where its outcome
+//! is known, sit beside it.
 
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis};
-use rand::Rng;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Allocation, Merge, ReadoutConfig, ValidConfig, ValidPhase};
+use crate::config::{Allocation, Merge, ValidConfig, ValidPhase};
 use crate::error::{Error, Result};
 use crate::metrics::{self, Record};
 use crate::model::router::{router_gradient, GateRule, Router};
-use crate::model::{self, Activation, InputMap, Moe, NeuronStats, SphereStep, TwoLayer, Vanilla};
+use crate::model::{self, Activation, InputMap, Moe, NeuronStats, SphereStep, Vanilla};
 use crate::numerics::linalg::matmul;
 use crate::numerics::rng::{stream, Stream, StreamId};
 use crate::phase::{ModelKind, Phase};
 use crate::task::{Batch, Task};
 
+mod context;
 mod phase_one;
 mod phase_three;
 mod phase_two;
 pub mod readout;
 mod vanilla;
 
+use context::{tick, Run};
 use phase_one::phase_one;
 use phase_three::phase_three;
 use phase_two::phase_two;
+use readout::phase_four;
 
-pub use phase_one::{merge_experts, PhaseOne};
-pub use phase_three::{allocate_by_load, PhaseThree, Routed};
-pub use vanilla::train_vanilla;
+pub use phase_one::{merge_experts, PhaseOne, PhaseOneState};
+pub use phase_three::{allocate_by_load, PhaseThreeState, Routed};
+pub use phase_two::PhaseTwoState;
+pub use vanilla::{train_vanilla, VanillaTrainState};
 
 /// Receives progress of the training loops (progress bars in the CLI).
 pub trait Monitor: Sync {
@@ -49,12 +64,12 @@ pub struct Silent;
 
 impl Monitor for Silent {}
 
-/// Where the metric records of one model go.
-pub type Sink<'a> = &'a mut dyn Journal;
+/// Where the records and checkpoints of the model with stages `S` go.
+pub type Sink<'a, S> = &'a mut dyn Journal<S>;
 
 /// Where one model's training reports: metric records as they come and,
-/// if asked for, checkpoints of its complete state.
-pub trait Journal: Send {
+/// if asked for, checkpoints of its complete state (a model with stages `S`).
+pub trait Journal<S>: Send {
     fn record(&mut self, rec: &Record) -> Result<()>;
     /// Whether checkpoints are written at all.
     fn checkpointing(&self) -> bool {
@@ -65,7 +80,7 @@ pub trait Journal: Send {
         false
     }
     /// Saves `state`; a resumed run continues from it exactly.
-    fn checkpoint(&mut self, _state: &ModelState) -> Result<()> {
+    fn checkpoint(&mut self, _state: &ModelState<S>) -> Result<()> {
         Ok(())
     }
     /// The signal that asked the run to stop, if one did: training then
@@ -75,285 +90,84 @@ pub trait Journal: Send {
     }
 }
 
-impl<F: FnMut(&Record) -> Result<()> + Send> Journal for F {
+impl<S, F: FnMut(&Record) -> Result<()> + Send> Journal<S> for F {
     fn record(&mut self, rec: &Record) -> Result<()> {
         self(rec)
     }
 }
 
+/// The stages of one model's training: where it is, with everything needed
+/// to go on from there.
+pub trait Stage: Clone + std::fmt::Debug + Serialize + DeserializeOwned + Send {
+    /// The model these are the stages of.
+    const MODEL: ModelKind;
+    /// The phase in progress and the step done in it; None once trained.
+    fn position(&self) -> Option<(Phase, u64)>;
+}
+
 /// Everything one model's training needs to go on exactly where it was:
 /// sample count, generator states, and the state of the current stage.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct ModelState {
+pub struct ModelState<S> {
+    /// Always `S::MODEL`. Written into checkpoints so that a file of the
+    /// other model is refused by name before its stage is read.
     pub model: ModelKind,
     pub samples: u64,
     pub data: Stream,
     pub init: Stream,
-    pub stage: Stage,
+    pub stage: S,
 }
 
-/// Where a model is: inside a phase (after `step` of its steps), or done.
+/// A checkpoint of the mixture of experts.
+pub type MoeState = ModelState<MoeStage>;
+/// A checkpoint of the vanilla network.
+pub type VanillaState = ModelState<VanillaStage>;
+
+/// Where the mixture of experts is: inside a phase, or trained. (Phase IV,
+/// the readout, is one solve and has no stage of its own.)
+///
+/// The serialised names are those the checkpoint format has always had.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub enum Stage {
-    PhaseOne {
-        step: u64,
-        one: PhaseOne,
-        neurons: NeuronStats,
-    },
-    PhaseTwo {
-        step: u64,
-        one: PhaseOne,
-        noise: Stream,
-        theta: Array2<f32>,
-    },
-    PhaseThree(Box<PhaseThree>),
-    MoeTrained(Box<Moe>),
-    VanillaTrain {
-        step: u64,
-        map: InputMap,
-        w: Array2<f32>,
-        neurons: NeuronStats,
-    },
-    VanillaTrained(Box<Vanilla>),
+pub enum MoeStage {
+    PhaseOne(PhaseOneState),
+    PhaseTwo(PhaseTwoState),
+    PhaseThree(Box<PhaseThreeState>),
+    #[serde(rename = "MoeTrained")]
+    Trained(Box<Moe>),
 }
 
-impl Stage {
-    /// The phase in progress and the step done in it; None once trained.
-    pub fn position(&self) -> Option<(Phase, u64)> {
+impl Stage for MoeStage {
+    const MODEL: ModelKind = ModelKind::Moe;
+
+    fn position(&self) -> Option<(Phase, u64)> {
         match self {
-            Stage::PhaseOne { step, .. } => Some((Phase::PhaseOne, *step)),
-            Stage::PhaseTwo { step, .. } => Some((Phase::PhaseTwo, *step)),
-            Stage::PhaseThree(p) => Some((Phase::PhaseThree, p.step)),
-            Stage::MoeTrained(_) | Stage::VanillaTrained(_) => None,
-            Stage::VanillaTrain { step, .. } => Some((Phase::Train, *step)),
+            MoeStage::PhaseOne(s) => Some((Phase::PhaseOne, s.step)),
+            MoeStage::PhaseTwo(s) => Some((Phase::PhaseTwo, s.step)),
+            MoeStage::PhaseThree(s) => Some((Phase::PhaseThree, s.step)),
+            MoeStage::Trained(_) => None,
         }
     }
 }
 
-/// Shared state of one model's training: its data stream, sample count,
-/// metric sink and monitor.
-struct Run<'a> {
-    cfg: &'a ValidConfig,
-    task: &'a Task,
-    model: ModelKind,
-    data: Stream,
-    init: Stream,
-    samples: u64,
-    journal: Sink<'a>,
-    monitor: &'a dyn Monitor,
+/// Where the vanilla network is: training its first layer, or trained.
+// A stage moves a handful of times per run: its size costs nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum VanillaStage {
+    #[serde(rename = "VanillaTrain")]
+    Train(VanillaTrainState),
+    #[serde(rename = "VanillaTrained")]
+    Trained(Box<Vanilla>),
 }
 
-impl<'a> Run<'a> {
-    /// A model's training from the start (the seed's `streams`: data,
-    /// initialisation) or from a checkpoint's state; also returns the stage
-    /// to go on from.
-    fn start(
-        cfg: &'a ValidConfig,
-        task: &'a Task,
-        model: ModelKind,
-        streams: (StreamId, StreamId),
-        journal: Sink<'a>,
-        monitor: &'a dyn Monitor,
-        resume: Option<ModelState>,
-    ) -> (Self, Option<Stage>) {
-        let (data, init, samples, stage) = match resume {
-            Some(s) => (s.data, s.init, s.samples, Some(s.stage)),
-            None => (
-                stream(cfg.seed, streams.0),
-                stream(cfg.seed, streams.1),
-                0,
-                None,
-            ),
-        };
-        let run = Run {
-            cfg,
-            task,
-            model,
-            data,
-            init,
-            samples,
-            journal,
-            monitor,
-        };
-        (run, stage)
-    }
+impl Stage for VanillaStage {
+    const MODEL: ModelKind = ModelKind::Vanilla;
 
-    fn draw(&mut self, batch: &mut Batch) {
-        self.task.sample_into(batch, &mut self.data);
-        self.samples += batch.len() as u64;
-    }
-
-    fn log_due(&self, step: u64, steps: u64) -> bool {
-        let every = self.cfg.metrics.log_every;
-        step == steps || (every > 0 && step.is_multiple_of(every))
-    }
-
-    fn record(&mut self, phase: Phase, step: u64, fill: impl FnOnce(&mut Record)) -> Result<()> {
-        let mut rec = Record {
-            model: self.model,
-            phase,
-            step,
-            samples: self.samples,
-            ..Record::default()
-        };
-        fill(&mut rec);
-        self.journal.record(&rec)
-    }
-
-    /// The model's state at `stage`.
-    fn state(&self, stage: Stage) -> ModelState {
-        ModelState {
-            model: self.model,
-            samples: self.samples,
-            data: self.data.clone(),
-            init: self.init.clone(),
-            stage,
+    fn position(&self) -> Option<(Phase, u64)> {
+        match self {
+            VanillaStage::Train(s) => Some((Phase::Train, s.step)),
+            VanillaStage::Trained(_) => None,
         }
-    }
-
-    /// After `step` of a phase: a checkpoint if one is due or a stop was
-    /// requested, and then the stop.
-    fn save_point(&mut self, step: u64, stage: impl FnOnce() -> Stage) -> Result<()> {
-        let stop = self.journal.stop_requested();
-        if stop.is_none() && !self.journal.checkpoint_due(step) {
-            return Ok(());
-        }
-        let state = self.state(stage());
-        self.journal.checkpoint(&state)?;
-        match stop {
-            Some(signal) => {
-                let (phase, step) = state
-                    .stage
-                    .position()
-                    .expect("save points lie inside a phase");
-                Err(Error::Interrupted {
-                    signal,
-                    model: self.model,
-                    phase,
-                    step: Some(step),
-                })
-            }
-            None => Ok(()),
-        }
-    }
-
-    /// Saves the trained model, so a resumed run does not train it again.
-    fn save_trained(&mut self, stage: Stage) -> Result<()> {
-        if self.journal.checkpointing() {
-            let state = self.state(stage);
-            self.journal.checkpoint(&state)?;
-        }
-        Ok(())
-    }
-
-    fn diverged(&self, phase: Phase, step: u64, quantity: &'static str) -> Error {
-        Error::Diverged {
-            model: self.model,
-            phase,
-            step,
-            quantity,
-        }
-    }
-
-    /// The input map (centre, optional whitening) estimated from `n` fresh inputs.
-    fn input_map(&mut self, n: usize, whiten: bool) -> InputMap {
-        let mut batch = Batch::new(n, self.task.d);
-        self.draw(&mut batch);
-        InputMap::estimate(batch.x.view(), whiten)
-    }
-
-    /// Spherical online SGD of the rows of `w` on all samples, through the
-    /// input map (phase I with tied experts, and the vanilla network),
-    /// from step `done + 1` on.
-    /// `stats` is the neurons' running correlations and signs to go on
-    /// from (None: from the start). `on_step` sees the directions after the step and
-    /// the step's state (the batch's pre-activations before it, the running
-    /// correlations after it).
-    #[allow(clippy::too_many_arguments)]
-    fn sphere_sgd(
-        &mut self,
-        phase: Phase,
-        p: &ValidPhase,
-        samples: u64,
-        done: u64,
-        w: &mut Array2<f32>,
-        stats: Option<NeuronStats>,
-        map: &InputMap,
-        mut on_step: impl FnMut(
-            &mut Self,
-            u64,
-            &mut Array2<f32>,
-            f64,
-            &Batch,
-            &mut SphereStep,
-        ) -> Result<()>,
-    ) -> Result<SphereStep> {
-        let mut sgd =
-            SphereStep::new(&p.activation, p.loss, p.sign, w.nrows()).with_max_step(p.max_step);
-        if let Some(stats) = stats {
-            sgd.set_stats(stats);
-        }
-        let mut batch = Batch::new(p.batch, self.task.d);
-        // Batches of p.batch samples; the last one takes what is left.
-        let steps = samples.div_ceil(p.batch as u64);
-        let last_batch = (samples - (steps - 1) * p.batch as u64) as usize;
-        self.monitor.phase(self.model, phase, steps);
-        self.monitor.advance(self.model, done);
-        for step in done + 1..=steps {
-            if step == steps && last_batch != batch.len() {
-                batch = Batch::new(last_batch, self.task.d);
-            }
-            self.draw(&mut batch);
-            crate::numerics::linalg::centre_rows(batch.x.view_mut(), &map.centre);
-            let lr = p.schedule.at(step - 1, steps);
-            let moved = sgd.step(
-                w,
-                map.whiten.as_ref(),
-                batch.x.view(),
-                &batch.y,
-                None,
-                lr as f32,
-            );
-            if !moved {
-                return Err(self.diverged(phase, step, "a first-layer weight"));
-            }
-            on_step(self, step, w, lr, &batch, &mut sgd)?;
-            tick(self.monitor, self.model, step, steps);
-        }
-        Ok(sgd)
-    }
-}
-
-/// Reports progress to the monitor every 64 steps and at the last step.
-fn tick(monitor: &dyn Monitor, model: ModelKind, step: u64, steps: u64) {
-    const EVERY: u64 = 64;
-    if step.is_multiple_of(EVERY) {
-        monitor.advance(model, EVERY);
-    } else if step == steps {
-        monitor.advance(model, step % EVERY);
-    }
-}
-
-fn gate_rule(cfg: &ValidConfig) -> GateRule {
-    GateRule {
-        kind: cfg.moe.gate,
-        top_k: cfg.moe.top_k,
-        noise: cfg.moe.gate_noise as f32,
-    }
-}
-
-/// The router's gate and what it needs beside the weights: the probe
-/// samples that measure purity, and the stream of the noisy gate.
-struct Routing {
-    rule: GateRule,
-    probe: Batch,
-    noise: Stream,
-}
-
-impl Routing {
-    fn confusion(&mut self, router: &Router, clusters: usize) -> Vec<Vec<u64>> {
-        let assigned = router.assign(self.probe.x.view(), &self.rule, &mut self.noise);
-        metrics::confusion(&self.probe.c, &assigned, clusters, router.experts())
     }
 }
 
@@ -362,101 +176,74 @@ impl Routing {
 pub fn train_moe(
     cfg: &ValidConfig,
     task: &Task,
-    journal: Sink,
+    journal: Sink<MoeStage>,
     monitor: &dyn Monitor,
-    resume: Option<ModelState>,
+    resume: Option<MoeState>,
 ) -> Result<Moe> {
     let streams = (StreamId::MoeData, StreamId::MoeInit);
-    let (mut run, stage) = Run::start(cfg, task, ModelKind::Moe, streams, journal, monitor, resume);
-    let (one, two, three) = match stage {
-        None => (phase_one(&mut run, None)?, None, None),
-        Some(Stage::PhaseOne { step, one, neurons }) => {
-            (phase_one(&mut run, Some((step, one, neurons)))?, None, None)
-        }
-        Some(Stage::PhaseTwo {
-            step,
-            one,
-            noise,
-            theta,
-        }) => (one, Some((step, noise, theta)), None),
-        Some(Stage::PhaseThree(p)) => (p.one.clone(), None, Some(p)),
-        Some(Stage::MoeTrained(moe)) => return Ok(*moe),
-        Some(other) => return Err(wrong_stage(ModelKind::Moe, &other)),
+    let (mut run, stage) = Run::start(cfg, task, streams, journal, monitor, resume);
+    let mut stage = match stage {
+        Some(stage) => stage,
+        None => MoeStage::PhaseOne(PhaseOneState::start(&mut run)),
     };
-    let (expert_group, k) = merge_experts(&one.u, cfg.moe.merge, cfg.moe.merge_threshold);
-    let probe = task.sample(
-        cfg.metrics.probe_samples,
-        &mut stream(cfg.seed, StreamId::Probe),
-    );
-    let mut routing = Routing {
-        rule: gate_rule(cfg),
-        probe,
-        noise: match (&two, &three) {
-            (Some((_, noise, _)), _) => noise.clone(),
-            (_, Some(p)) => p.noise.clone(),
-            _ => {
-                // Gate noise gets its own stream (a jump ahead of the initialisation's).
-                let mut noise = run.init.clone();
-                noise.jump();
-                noise
+    let routing = Routing::new(cfg, task);
+    loop {
+        stage = match stage {
+            MoeStage::PhaseOne(s) => {
+                let one = phase_one(&mut run, s)?;
+                MoeStage::PhaseTwo(PhaseTwoState::start(cfg, one.one, &run.init))
             }
-        },
-    };
-    let (router, learned) = match three {
-        Some(p) => {
-            let router = p.router.clone();
-            let learned = phase_three(
-                &mut run,
-                &router,
-                &expert_group,
-                &one,
-                &mut routing,
-                Some(*p),
-            )?;
-            (router, learned)
+            MoeStage::PhaseTwo(s) => {
+                let two = phase_two(&mut run, &routing, s)?;
+                let three = PhaseThreeState::start(&mut run, &routing, two);
+                MoeStage::PhaseThree(Box::new(three))
+            }
+            MoeStage::PhaseThree(s) => {
+                let three = phase_three(&mut run, &routing, *s)?;
+                let moe = phase_four(&mut run, &routing, three)?;
+                run.save_trained(|| MoeStage::Trained(Box::new(moe.clone())))?;
+                MoeStage::Trained(Box::new(moe))
+            }
+            MoeStage::Trained(moe) => return Ok(*moe),
         }
-        None => {
-            let router = phase_two(&mut run, &one, &expert_group, k, &mut routing, two)?;
-            let learned = phase_three(&mut run, &router, &expert_group, &one, &mut routing, None)?;
-            (router, learned)
-        }
-    };
-
-    // Phase IV: random biases, ReLU features, ridge readout.
-    let experts: Vec<TwoLayer> = learned
-        .into_iter()
-        .map(|(w, centre)| random_bias_network(w, centre, &cfg.readout, &mut run.init))
-        .collect();
-    let mut moe = Moe {
-        phase_one_directions: one.u,
-        input_map: one.map,
-        expert_group,
-        router,
-        gate: routing.rule,
-        experts,
-        phase1_weak_recovery_samples: one.recovery,
-        samples: 0,
-    };
-    monitor.phase(ModelKind::Moe, Phase::PhaseFour, 1);
-    readout::fit_moe(&mut moe, task, cfg, &mut run.data, &mut routing.noise)?;
-    run.samples += cfg.readout.samples as u64;
-    monitor.advance(ModelKind::Moe, 1);
-    moe.samples = run.samples;
-    run.save_trained(Stage::MoeTrained(Box::new(moe.clone())))?;
-    Ok(moe)
+    }
 }
 
-/// A checkpoint of one model handed to the other.
-fn wrong_stage(model: ModelKind, stage: &Stage) -> Error {
-    Error::Checkpoint {
-        path: std::path::PathBuf::new(),
-        message: format!(
-            "it holds a {} stage, not one of the {model} model",
-            stage
-                .position()
-                .map_or("trained", |(phase, _)| phase.name())
-        ),
+/// The router's gate, and the probe samples that measure routing purity
+/// while logging (their own stream, so logging never changes training).
+/// The noisy gate's stream is part of the phases' states: it moves on.
+struct Routing {
+    rule: GateRule,
+    probe: Batch,
+}
+
+impl Routing {
+    fn new(cfg: &ValidConfig, task: &Task) -> Self {
+        Routing {
+            rule: GateRule {
+                kind: cfg.moe.gate,
+                top_k: cfg.moe.top_k,
+                noise: cfg.moe.gate_noise as f32,
+            },
+            probe: task.sample(
+                cfg.metrics.probe_samples,
+                &mut stream(cfg.seed, StreamId::Probe),
+            ),
+        }
     }
+
+    /// Probe samples of cluster c (rows) routed to expert k (columns).
+    fn confusion(&self, router: &Router, clusters: usize, noise: &mut Stream) -> Vec<Vec<u64>> {
+        let assigned = router.assign(self.probe.x.view(), &self.rule, noise);
+        metrics::confusion(&self.probe.c, &assigned, clusters, router.experts())
+    }
+}
+
+/// The routed experts of phase-I directions `u` (see [`merge_experts`]).
+/// Each stage recomputes them from `u` rather than keeping them: they are
+/// a pure function of it, and the checkpoint format stays as it was.
+fn expert_groups(cfg: &ValidConfig, u: &Array2<f32>) -> (Vec<Option<usize>>, usize) {
+    merge_experts(u, cfg.moe.merge, cfg.moe.merge_threshold)
 }
 
 fn fill_cluster_overlaps(rec: &mut Record, task: &Task, serving: &[&Array2<f32>], threshold: f64) {
@@ -475,31 +262,155 @@ fn fill_cluster_overlaps(rec: &mut Record, task: &Task, serving: &[&Array2<f32>]
     }));
 }
 
-/// The readout network on learned directions: each direction repeated
-/// `readout.biases` times, each copy with its own bias from U[-b_max, b_max].
-fn random_bias_network(
-    w: Array2<f32>,
-    centre: Array1<f32>,
-    readout: &ReadoutConfig,
-    rng: &mut Stream,
-) -> TwoLayer {
-    let rows: Vec<usize> = (0..w.nrows())
-        .flat_map(|j| std::iter::repeat_n(j, readout.biases))
-        .collect();
-    let w = w.select(Axis(0), &rows);
-    let b = readout.bias_max;
-    let bias = Array1::from_shape_simple_fn(rows.len(), || {
-        if b > 0.0 {
-            rng.gen_range(-b..=b) as f32
-        } else {
-            0.0
+/// What the phases' unit tests share: a small task whose outcome is known.
+#[cfg(test)]
+mod testing {
+    use super::*;
+    use crate::config::Config;
+
+    /// The default task at d = 16 (two orthonormal clusters, h_3 links,
+    /// rho = 4), with `edit` applied to its configuration.
+    pub fn small_task(edit: impl FnOnce(&mut Config)) -> (ValidConfig, Task) {
+        let mut config = Config::default();
+        config.task.d = 16;
+        edit(&mut config);
+        let cfg = config.check().expect("a valid test configuration");
+        let task = Task::new(&cfg, &mut stream(cfg.seed, StreamId::Task));
+        (cfg, task)
+    }
+
+    /// A journal that drops every record.
+    pub fn no_records(_: &Record) -> Result<()> {
+        Ok(())
+    }
+
+    /// A model's training context from the start, on the model's streams.
+    pub fn context<'a, S: Stage>(
+        cfg: &'a ValidConfig,
+        task: &'a Task,
+        journal: Sink<'a, S>,
+    ) -> Run<'a, S> {
+        let streams = match S::MODEL {
+            ModelKind::Moe => (StreamId::MoeData, StreamId::MoeInit),
+            ModelKind::Vanilla => (StreamId::VanillaData, StreamId::VanillaInit),
+        };
+        Run::start(cfg, task, streams, journal, &Silent, None).0
+    }
+
+    /// What a perfect phase I leaves: one expert per cluster, on its w*_c
+    /// (with sign +1: every link's leading coefficient is +1), and the
+    /// exact global centre rho * mean(v_c).
+    pub fn perfect_phase_one(task: &Task) -> PhaseOne {
+        let c = task.clusters();
+        let centre = task.v.mean_axis(Axis(0)).expect("clusters") * task.rho;
+        PhaseOne {
+            map: InputMap {
+                centre: centre.mapv(|v| v as f32),
+                whiten: None,
+            },
+            u: task.w.mapv(|v| v as f32),
+            signs: vec![1.0; c],
+            recovery: vec![None; c],
         }
-    });
-    TwoLayer {
-        a: Array1::zeros(rows.len()),
-        w,
-        centre,
-        bias,
-        a0: 0.0,
+    }
+
+    /// For each cluster, the best |<w_j, w*_c>| over the rows of `w`.
+    pub fn local_overlaps(task: &Task, w: &Array2<f32>) -> Vec<f64> {
+        (0..task.clusters())
+            .map(|c| metrics::best_overlap(w.view(), task.w.row(c)))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::*;
+    use super::*;
+
+    /// Keeps a copy of every checkpoint, one every `every` steps of a phase.
+    struct Keep<S> {
+        every: u64,
+        states: Vec<ModelState<S>>,
+    }
+
+    impl<S: Stage> Journal<S> for Keep<S> {
+        fn record(&mut self, _: &Record) -> Result<()> {
+            Ok(())
+        }
+        fn checkpointing(&self) -> bool {
+            true
+        }
+        fn checkpoint_due(&self, step: u64) -> bool {
+            step.is_multiple_of(self.every)
+        }
+        fn checkpoint(&mut self, state: &ModelState<S>) -> Result<()> {
+            self.states.push(state.clone());
+            Ok(())
+        }
+    }
+
+    fn json(value: &impl Serialize) -> String {
+        serde_json::to_string(value).unwrap()
+    }
+
+    /// Where the checkpoints were taken: (phase name or "trained", step).
+    fn positions<S: Stage>(states: &[ModelState<S>]) -> Vec<(&'static str, u64)> {
+        states
+            .iter()
+            .map(|s| {
+                s.stage
+                    .position()
+                    .map_or(("trained", 0), |(p, s)| (p.name(), s))
+            })
+            .collect()
+    }
+
+    /// The stage machine's promise: from a checkpoint taken in any phase,
+    /// or once trained, training ends at exactly the same model.
+    #[test]
+    fn training_resumed_from_any_stage_gives_the_same_model() {
+        let (cfg, task) = small_task(|c| {
+            c.task.d = 8;
+            c.moe.experts = 4;
+            c.moe.neurons = 4;
+            c.phase_one.steps = 40.into();
+            c.phase_two.steps = 20;
+            c.phase_three.steps = 40.into();
+            c.readout.samples = 2000;
+        });
+        let mut moe_journal = Keep {
+            every: 20,
+            states: Vec::new(),
+        };
+        let moe = train_moe(&cfg, &task, &mut moe_journal, &Silent, None).unwrap();
+        assert_eq!(
+            positions(&moe_journal.states),
+            [
+                ("phase_one", 20),
+                ("phase_one", 40),
+                ("phase_two", 20),
+                ("phase_three", 20),
+                ("phase_three", 40),
+                ("trained", 0)
+            ]
+        );
+        for state in moe_journal.states {
+            let again = train_moe(&cfg, &task, &mut no_records, &Silent, Some(state)).unwrap();
+            assert_eq!(json(&again), json(&moe));
+        }
+        let mut vanilla_journal = Keep {
+            every: 40,
+            states: Vec::new(),
+        };
+        let vanilla = train_vanilla(&cfg, &task, &mut vanilla_journal, &Silent, None).unwrap();
+        let at = positions(&vanilla_journal.states);
+        assert!(
+            at.len() >= 3 && at.last() == Some(&("trained", 0)),
+            "{at:?}"
+        );
+        for state in vanilla_journal.states {
+            let again = train_vanilla(&cfg, &task, &mut no_records, &Silent, Some(state)).unwrap();
+            assert_eq!(json(&again), json(&vanilla));
+        }
     }
 }

@@ -125,53 +125,65 @@ pub struct PhaseOne {
     pub(super) recovery: Vec<Option<u64>>,
 }
 
-/// Phase I: one tied direction per expert, every sample to every expert,
-/// with restarts of stuck and redundant experts.
-pub(super) fn phase_one(
-    run: &mut Run,
-    resume: Option<(u64, PhaseOne, NeuronStats)>,
-) -> Result<PhaseOne> {
+/// Phase I after `step` of its steps.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PhaseOneState {
+    pub step: u64,
+    /// The experts so far (`signs` as of `step`).
+    pub one: PhaseOne,
+    /// The experts' running correlations and signs.
+    pub neurons: NeuronStats,
+}
+
+impl PhaseOneState {
+    /// Phase I before its first step: the global input map from fresh
+    /// samples, and a random direction per expert.
+    pub(super) fn start(run: &mut Run<MoeStage>) -> Self {
+        let (cfg, task) = (run.cfg, run.task);
+        let p1 = &cfg.phase_one;
+        let map = run.input_map(p1.centre_samples, cfg.moe.whiten);
+        let u = model::random_directions(cfg.moe.experts, task.d, &mut run.init);
+        PhaseOneState {
+            step: 0,
+            one: PhaseOne {
+                map,
+                u,
+                signs: Vec::new(),
+                recovery: vec![None; task.clusters()],
+            },
+            neurons: NeuronStats::new(p1.sign, cfg.moe.experts),
+        }
+    }
+}
+
+/// Phase I from `state` to its last step: one tied direction per expert,
+/// every sample to every expert, with restarts of stuck and redundant
+/// experts.
+pub(super) fn phase_one(run: &mut Run<MoeStage>, state: PhaseOneState) -> Result<PhaseOneState> {
     let (cfg, task) = (run.cfg, run.task);
     let p1 = &cfg.phase_one;
     let threshold = cfg.metrics.recovery_threshold;
     let restarts = Restarts {
         merge_threshold: cfg.moe.merge_threshold,
     };
-    let (
-        stats,
-        done,
-        PhaseOne {
-            map,
-            mut u,
-            mut recovery,
-            ..
-        },
-    ) = match resume {
-        Some((step, one, stats)) => (Some(stats), step, one),
-        None => {
-            let map = run.input_map(p1.centre_samples, cfg.moe.whiten);
-            let u = model::random_directions(cfg.moe.experts, task.d, &mut run.init);
-            let recovery = vec![None; task.clusters()];
-            let signs = Vec::new();
-            (
-                None,
-                0,
-                PhaseOne {
-                    map,
-                    u,
-                    signs,
-                    recovery,
-                },
-            )
-        }
-    };
+    let PhaseOneState {
+        step: done,
+        one:
+            PhaseOne {
+                map,
+                mut u,
+                mut recovery,
+                ..
+            },
+        neurons,
+    } = state;
     let sgd = run.sphere_sgd(
         Phase::PhaseOne,
         p1,
         p1.steps * p1.batch as u64,
         done,
         &mut u,
-        stats,
+        neurons,
         &map,
         |run, step, u, lr, _, sgd| {
             let every = cfg.restart_every;
@@ -193,30 +205,57 @@ pub(super) fn phase_one(
                         Some(metrics::overlap_matrix(u.view(), task.v.view()));
                 })?;
             }
-            run.save_point(step, || Stage::PhaseOne {
-                step,
-                one: PhaseOne {
-                    map: map.clone(),
-                    u: u.clone(),
-                    signs: sgd.signs().to_vec(),
-                    recovery: recovery.clone(),
-                },
-                neurons: sgd.stats().clone(),
+            run.save_point(step, || {
+                MoeStage::PhaseOne(PhaseOneState {
+                    step,
+                    one: PhaseOne {
+                        map: map.clone(),
+                        u: u.clone(),
+                        signs: sgd.signs().to_vec(),
+                        recovery: recovery.clone(),
+                    },
+                    neurons: sgd.stats().clone(),
+                })
             })
         },
     )?;
-    let signs = sgd.signs().to_vec();
-    Ok(PhaseOne {
-        map,
-        u,
-        signs,
-        recovery,
+    Ok(PhaseOneState {
+        step: p1.steps,
+        one: PhaseOne {
+            map,
+            u,
+            signs: sgd.signs().to_vec(),
+            recovery,
+        },
+        neurons: sgd.stats().clone(),
     })
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::testing::*;
     use super::*;
+
+    /// With sum_c s_c = 0 the global term cancels: each expert can only
+    /// find a local direction, and with 8 experts (and restarts) each of
+    /// the two clusters gets one.
+    #[test]
+    fn phase_one_finds_each_clusters_direction_and_not_the_global_one() {
+        let steps = 2000;
+        let (cfg, task) = small_task(|c| c.phase_one.steps = steps.into());
+        let mut journal = no_records;
+        let mut run = context(&cfg, &task, &mut journal);
+        let start = PhaseOneState::start(&mut run);
+        let before = local_overlaps(&task, &start.one.u);
+        let end = phase_one(&mut run, start).unwrap();
+        let after = local_overlaps(&task, &end.one.u);
+        assert!(after.iter().all(|&o| o >= 0.9), "{before:?} -> {after:?}");
+        let global = metrics::best_overlap(end.one.u.view(), task.wg.view());
+        assert!(global < 0.5, "an expert found w*_g: {global}");
+        assert!(end.one.recovery.iter().all(Option::is_some));
+        assert_eq!(end.step, steps);
+        assert_eq!(end.one.signs.len(), cfg.moe.experts);
+    }
 
     #[test]
     fn merging_groups_experts_by_direction() {

@@ -4,28 +4,88 @@
 
 use super::*;
 
-/// Phase III in progress.
+/// Phase III after `step` of its steps.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct PhaseThree {
+pub struct PhaseThreeState {
     pub step: u64,
+    /// What phase I left.
     pub one: PhaseOne,
+    /// The noisy gate's stream.
     pub noise: Stream,
+    /// The router phase II learned (frozen from here on).
     pub router: Router,
+    /// Each routed expert's input centre.
     pub centres: Vec<Array1<f32>>,
+    /// Each routed expert's neurons (rows).
     pub neurons: Vec<Array2<f32>>,
     /// Running correlation and sign of every neuron, per routed expert.
     pub stats: Vec<NeuronStats>,
+    /// Per cluster, the routed expert that serves most of it (for the records).
     pub serving: Vec<usize>,
+    /// Routing purity on the probe samples (for the records).
     pub purity: f64,
+}
+
+impl PhaseThreeState {
+    /// Phase III before its first step, after phase II's `two`: the
+    /// router it learned, per-expert centres from fresh routed samples,
+    /// and fresh neurons shared among the experts as configured.
+    pub(super) fn start(run: &mut Run<MoeStage>, routing: &Routing, two: PhaseTwoState) -> Self {
+        let (cfg, task) = (run.cfg, run.task);
+        let p3 = &cfg.phase_three;
+        let PhaseTwoState {
+            one,
+            mut noise,
+            theta,
+            ..
+        } = two;
+        let router = Router { theta };
+        let (expert_group, k) = expert_groups(cfg, &one.u);
+        let (centres, load) = routed_centres(
+            run,
+            &router,
+            &routing.rule,
+            &mut noise,
+            p3.centre_samples,
+            &one.map.centre,
+        );
+        let sizes = match cfg.moe.allocation {
+            Allocation::PerExpert => (0..k)
+                .map(|g| cfg.moe.neurons * expert_group.iter().filter(|&&e| e == Some(g)).count())
+                .collect(),
+            Allocation::ByLoad => allocate_by_load(cfg.moe.experts * cfg.moe.neurons, &load),
+        };
+        let neurons: Vec<Array2<f32>> = sizes
+            .iter()
+            .map(|&j| model::random_directions(j, task.d, &mut run.init))
+            .collect();
+        let confusion = routing.confusion(&router, task.clusters(), &mut noise);
+        let stats = neurons
+            .iter()
+            .map(|w| NeuronStats::new(p3.sign, w.nrows()))
+            .collect();
+        PhaseThreeState {
+            step: 0,
+            one,
+            noise,
+            router,
+            centres,
+            neurons,
+            stats,
+            serving: metrics::serving_expert(&confusion),
+            purity: metrics::routing_purity(&confusion),
+        }
+    }
 }
 
 /// Per routed expert, the gate-weighted mean of `n` fresh routed inputs and
 /// the total gate weight it received (its load); an expert that receives
 /// nothing keeps `fallback` as its centre.
-pub(super) fn routed_centres(
-    run: &mut Run,
+fn routed_centres(
+    run: &mut Run<MoeStage>,
     router: &Router,
-    routing: &mut Routing,
+    rule: &GateRule,
+    noise: &mut Stream,
     n: usize,
     fallback: &Array1<f32>,
 ) -> (Vec<Array1<f32>>, Vec<f64>) {
@@ -33,7 +93,7 @@ pub(super) fn routed_centres(
     let mut sum = Array2::<f64>::zeros((k, run.task.d));
     let mut load = vec![0.0f64; k];
     run.task.for_each_chunk(n, 4096, &mut run.data, |b| {
-        let gates = router.gates(b.x.view(), &routing.rule, &mut routing.noise);
+        let gates = router.gates(b.x.view(), rule, noise);
         for (row, g) in b.x.axis_iter(Axis(0)).zip(gates.axis_iter(Axis(0))) {
             for (e, &ge) in g.iter().enumerate().filter(|(_, &ge)| ge > 0.0) {
                 load[e] += ge as f64;
@@ -88,47 +148,27 @@ impl Routed {
     }
 }
 
-/// Phase III: per-expert centres, fresh neurons shared as configured, and
-/// spherical SGD of each expert on the samples routed to it. Returns each
-/// routed expert's neurons and centre.
+/// Phase III from `state` to its last step: spherical SGD of each routed
+/// expert's neurons on the samples routed to it, centred at its centre.
 pub(super) fn phase_three(
-    run: &mut Run,
-    router: &Router,
-    expert_group: &[Option<usize>],
-    one: &PhaseOne,
-    routing: &mut Routing,
-    resume: Option<PhaseThree>,
-) -> Result<Vec<(Array2<f32>, Array1<f32>)>> {
+    run: &mut Run<MoeStage>,
+    routing: &Routing,
+    state: PhaseThreeState,
+) -> Result<PhaseThreeState> {
     let (cfg, task) = (run.cfg, run.task);
     let p3 = &cfg.phase_three;
+    let PhaseThreeState {
+        step: done,
+        one,
+        mut noise,
+        router,
+        centres,
+        mut neurons,
+        stats,
+        serving,
+        purity,
+    } = state;
     let k = router.experts();
-    let (done, centres, mut neurons, stats, serving, purity) = match resume {
-        Some(p) => (p.step, p.centres, p.neurons, p.stats, p.serving, p.purity),
-        None => {
-            let (centres, load) =
-                routed_centres(run, router, routing, p3.centre_samples, &one.map.centre);
-            let sizes = match cfg.moe.allocation {
-                Allocation::PerExpert => (0..k)
-                    .map(|g| {
-                        cfg.moe.neurons * expert_group.iter().filter(|&&e| e == Some(g)).count()
-                    })
-                    .collect(),
-                Allocation::ByLoad => allocate_by_load(cfg.moe.experts * cfg.moe.neurons, &load),
-            };
-            let neurons: Vec<Array2<f32>> = sizes
-                .iter()
-                .map(|&j| model::random_directions(j, task.d, &mut run.init))
-                .collect();
-            let confusion = routing.confusion(router, task.clusters());
-            let serving = metrics::serving_expert(&confusion);
-            let purity = metrics::routing_purity(&confusion);
-            let stats = neurons
-                .iter()
-                .map(|w| NeuronStats::new(p3.sign, w.nrows()))
-                .collect();
-            (0, centres, neurons, stats, serving, purity)
-        }
-    };
     let mut sgd: Vec<SphereStep> = neurons
         .iter()
         .zip(stats)
@@ -142,16 +182,12 @@ pub(super) fn phase_three(
     let mut batch = Batch::new(p3.batch, task.d);
     let mut gates = Array2::zeros((p3.batch, k));
     let mut routed = Routed::default();
-    run.monitor.phase(run.model, Phase::PhaseThree, p3.steps);
-    run.monitor.advance(run.model, done);
+    run.monitor
+        .phase(ModelKind::Moe, Phase::PhaseThree, p3.steps);
+    run.monitor.advance(ModelKind::Moe, done);
     for step in done + 1..=p3.steps {
         run.draw(&mut batch);
-        router.gates_into(
-            batch.x.view(),
-            &routing.rule,
-            &mut routing.noise,
-            &mut gates,
-        );
+        router.gates_into(batch.x.view(), &routing.rule, &mut noise, &mut gates);
         let lr = p3.schedule.at(step - 1, p3.steps) as f32;
         for (e, w) in neurons.iter_mut().enumerate() {
             let rows = routed.gather(&batch, gates.column(e), &centres[e]);
@@ -180,10 +216,10 @@ pub(super) fn phase_three(
             })?;
         }
         run.save_point(step, || {
-            Stage::PhaseThree(Box::new(PhaseThree {
+            MoeStage::PhaseThree(Box::new(PhaseThreeState {
                 step,
                 one: one.clone(),
-                noise: routing.noise.clone(),
+                noise: noise.clone(),
                 router: router.clone(),
                 centres: centres.clone(),
                 neurons: neurons.clone(),
@@ -192,9 +228,19 @@ pub(super) fn phase_three(
                 purity,
             }))
         })?;
-        tick(run.monitor, run.model, step, p3.steps);
+        tick(run.monitor, ModelKind::Moe, step, p3.steps);
     }
-    Ok(neurons.into_iter().zip(centres).collect())
+    Ok(PhaseThreeState {
+        step: p3.steps,
+        one,
+        noise,
+        router,
+        centres,
+        neurons,
+        stats: sgd.iter().map(|s| s.stats().clone()).collect(),
+        serving,
+        purity,
+    })
 }
 
 /// Splits `total` neurons in proportion to `load` by largest remainders, so
@@ -223,7 +269,51 @@ pub fn allocate_by_load(total: usize, load: &[f64]) -> Vec<usize> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::testing::*;
     use super::*;
+
+    /// The router sends cluster c to expert c (Theta = rho V): inside its
+    /// cluster an expert sees f*_c(<w*_c, x>) + s_c g*(<w*_g, x>), so its
+    /// neurons find w*_c and w*_g, and never the other cluster's w*.
+    #[test]
+    fn phase_three_given_true_routing_learns_the_local_and_global_directions() {
+        let steps = 3000;
+        let (cfg, task) = small_task(|c| {
+            c.moe.experts = 2;
+            c.moe.neurons = 8;
+            c.phase_three.steps = steps.into();
+        });
+        let mut journal = no_records;
+        let mut run = context(&cfg, &task, &mut journal);
+        let routing = Routing::new(&cfg, &task);
+        let mut noise = run.init.clone();
+        noise.jump();
+        let two = PhaseTwoState {
+            step: cfg.phase_two.steps,
+            one: perfect_phase_one(&task),
+            noise,
+            theta: task.v.mapv(|v| (v * task.rho) as f32),
+        };
+        let start = PhaseThreeState::start(&mut run, &routing, two);
+        assert!(start.purity >= 0.99, "purity {}", start.purity);
+        assert_eq!(start.serving, vec![0, 1]);
+        let sizes: Vec<usize> = start.neurons.iter().map(|w| w.nrows()).collect();
+        assert!(
+            sizes.iter().all(|&j| j >= 6),
+            "neurons per expert {sizes:?}"
+        );
+        let end = phase_three(&mut run, &routing, start).unwrap();
+        assert_eq!(end.step, steps);
+        for (c, w) in end.neurons.iter().enumerate() {
+            let local = metrics::best_overlap(w.view(), task.w.row(c));
+            let global = metrics::best_overlap(w.view(), task.wg.view());
+            let other = metrics::best_overlap(w.view(), task.w.row(1 - c));
+            assert!(
+                local >= 0.9 && global >= 0.9 && other < 0.5,
+                "expert {c}: w*_c {local}, w*_g {global}, other w* {other}"
+            );
+        }
+    }
 
     #[test]
     fn allocation_by_load_is_proportional_and_exact() {
