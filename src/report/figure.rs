@@ -1,9 +1,13 @@
 //! Figures of the reproduction report: line and point charts drawn with
-//! `plotters` into self-contained SVG text. Logarithmic axes are drawn as
-//! log10 of the data with tick labels showing the original values.
+//! `plotters` into self-contained SVG text, on the axes of `axis.rs` (round
+//! ticks, log scales labelled with the data's values). The legend goes
+//! where it hides the least data, and shows each series as it is drawn (a
+//! point, a line, a dashed line).
 
+use plotters::element::DashedPathElement;
 use plotters::prelude::*;
 
+use super::axis::{padded, tick, ticks, transform, Axis};
 use crate::error::{Error, Result};
 
 /// How a series is drawn.
@@ -23,7 +27,8 @@ pub struct Series {
     pub mark: Mark,
 }
 
-/// Where the legend goes (the corner with the least data).
+/// Where the legend should go. It goes there when it hides no data there,
+/// else to the place of the plot where it hides the least.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Legend {
     #[default]
@@ -48,7 +53,8 @@ pub struct Chart {
     pub legend: Legend,
 }
 
-/// Okabe–Ito colours (distinguishable with colour-blindness), then greys.
+/// Okabe–Ito colours (distinguishable with colour-blindness), with a brown
+/// in place of their yellow, which a thin line on white hides; then grey.
 const PALETTE: [RGBColor; 9] = [
     RGBColor(0, 114, 178),
     RGBColor(213, 94, 0),
@@ -57,156 +63,23 @@ const PALETTE: [RGBColor; 9] = [
     RGBColor(86, 180, 233),
     RGBColor(230, 159, 0),
     RGBColor(0, 0, 0),
-    RGBColor(240, 228, 66),
+    RGBColor(140, 86, 75),
     RGBColor(120, 120, 120),
 ];
 
-fn transform(v: f64, log: bool) -> Option<f64> {
-    match log {
-        true if v > 0.0 => Some(v.log10()),
-        true => None,
-        false => v.is_finite().then_some(v),
-    }
-}
-
-fn padded(lo: f64, hi: f64) -> (f64, f64) {
-    if (hi - lo).abs() < 1e-12 {
-        (lo - 0.5, hi + 0.5)
-    } else {
-        let pad = 0.05 * (hi - lo);
-        (lo - pad, hi + pad)
-    }
-}
-
-/// Tick positions, in drawn coordinates (log10 of the value on a log
-/// axis), for the drawn range `lo..hi`; `values` are the data's own values.
-/// Linear axes step by 1, 2 or 5 times a power of ten (by whole numbers
-/// when every value is one, as seeds are); log axes sit on round values:
-/// powers of two when every value is one (d = 32, 64, 128), else 1, 2 and 5
-/// times powers of ten.
-fn ticks(lo: f64, hi: f64, log: bool, values: &[f64]) -> Vec<f64> {
-    let whole = |v: f64| v == v.round();
-    if log {
-        let (a, b) = (10f64.powf(lo), 10f64.powf(hi));
-        let powers_of_two = !values.is_empty()
-            && values
-                .iter()
-                .all(|&v| v > 0.0 && whole(v.log2()) && v.log2().abs() < 60.0);
-        let mut out: Vec<f64> = if powers_of_two {
-            (a.log2().ceil() as i32..=b.log2().floor() as i32)
-                .map(|k| 2f64.powi(k))
-                .collect()
-        } else {
-            let decades = lo.floor() as i32..=hi.ceil() as i32;
-            let mut round: Vec<f64> = decades
-                .clone()
-                .flat_map(|k| [1.0, 2.0, 5.0].map(|m| m * 10f64.powi(k)))
-                .filter(|v| (a..=b).contains(v))
-                .collect();
-            if round.len() < 3 {
-                round = decades
-                    .flat_map(|k| (1..10).map(move |m| m as f64 * 10f64.powi(k)))
-                    .filter(|v| (a..=b).contains(v))
-                    .collect();
-            } else if round.len() > 9 {
-                round.retain(|v| whole(v.log10()));
-            }
-            round
-        };
-        if out.len() > 9 {
-            let keep = out.len().div_ceil(9);
-            out = out.into_iter().step_by(keep).collect();
-        }
-        return out.into_iter().map(f64::log10).collect();
-    }
-    let span = hi - lo;
-    if !(span > 0.0 && span.is_finite()) {
-        return vec![lo];
-    }
-    let raw = span / 6.0;
-    let magnitude = 10f64.powf(raw.log10().floor());
-    let mut step = [1.0, 2.0, 5.0, 10.0]
-        .iter()
-        .map(|m| m * magnitude)
-        .find(|&s| s >= raw)
-        .unwrap_or(10.0 * magnitude);
-    if values.iter().all(|&v| whole(v)) {
-        step = step.max(1.0).round();
-    }
-    let first = (lo / step).ceil() as i64;
-    let last = (hi / step).floor() as i64;
-    (first..=last).map(|k| k as f64 * step).collect()
-}
-
-/// A tick label: on a log axis the original value (large and small powers
-/// of ten as 10 with a superscript exponent).
-fn tick(v: f64, log: bool) -> String {
-    let x = if log { 10f64.powf(v) } else { v };
-    if x != 0.0 && (x.abs() >= 1e4 || x.abs() < 1e-3) {
-        let exponent = (x.abs().log10() + 1e-9).floor() as i32;
-        let mantissa = x / 10f64.powi(exponent);
-        let superscript: String = exponent
-            .to_string()
-            .chars()
-            .map(|c| match c {
-                '-' => '⁻',
-                d => ['⁰', '¹', '²', '³', '⁴', '⁵', '⁶', '⁷', '⁸', '⁹'][d as usize - '0' as usize],
-            })
-            .collect();
-        if (mantissa - 1.0).abs() < 1e-9 {
-            format!("10{superscript}")
-        } else {
-            format!("{}×10{superscript}", trimmed(mantissa))
-        }
-    } else if x.abs() >= 100.0 {
-        format!("{x:.0}")
-    } else {
-        trimmed(x)
-    }
-}
-
-fn trimmed(x: f64) -> String {
-    format!("{x:.3}")
-        .trim_end_matches('0')
-        .trim_end_matches('.')
-        .to_string()
-}
-
-/// A linear axis over drawn coordinates with the tick positions of
-/// [`ticks`] (plotters' own choice falls on 1.5 for seeds and on 63, 79 on
-/// a log axis of d).
-struct Axis {
-    lo: f64,
-    hi: f64,
-    ticks: Vec<f64>,
-}
-
-impl Ranged for Axis {
-    type FormatOption = plotters::coord::ranged1d::NoDefaultFormatting;
-    type ValueType = f64;
-
-    fn map(&self, value: &f64, limit: (i32, i32)) -> i32 {
-        let share = (value - self.lo) / (self.hi - self.lo);
-        let length = (limit.1 - limit.0) as f64;
-        limit.0 + (length * share + 1e-3).floor() as i32
-    }
-
-    fn key_points<Hint: plotters::coord::ranged1d::KeyPointHint>(&self, hint: Hint) -> Vec<f64> {
-        // The light mesh asks for more points than the bold one: only the
-        // ticks, once each.
-        if hint.max_num_points() == 0 || !hint.weight().allow_light_points() {
-            self.ticks.clone()
-        } else {
-            Vec::new()
-        }
-    }
-
-    fn range(&self) -> std::ops::Range<f64> {
-        self.lo..self.hi
-    }
-}
-
-impl plotters::coord::ranged1d::ValueFormatter<f64> for Axis {}
+/// Font sizes in plotters' points (the SVG's pixels are 1/1.24 of them):
+/// in a page the figure is 720 pixels wide, so its text should not be much
+/// smaller than the page's.
+const TITLE_FONT: u32 = 22;
+const TICK_FONT: u32 = 15;
+const AXIS_FONT: u32 = 16;
+const LEGEND_FONT: u32 = 15;
+/// The legend's inner margin and the width of its sample marks, as plotters
+/// lays it out.
+const LEGEND_MARGIN: i32 = 10;
+const LEGEND_MARK: i32 = 30;
+/// A point's radius in pixels.
+const POINT: i32 = 4;
 
 impl Chart {
     /// The chart as an SVG document.
@@ -216,6 +89,96 @@ impl Chart {
             message: format!("`{}`: {e}", self.title),
         })?;
         Ok(svg)
+    }
+
+    /// Where the legend goes, in pixels of the plotting area: the preferred
+    /// place if it hides no data there, else the place along the right, the
+    /// left or the middle of the plot that hides the least. A hidden point
+    /// weighs 100, each 2 pixels of a hidden line 2, of a dashed reference
+    /// line 1: a legend may cross a line rather than hide a point.
+    fn legend_position<DB: DrawingBackend>(
+        &self,
+        chart: &ChartContext<'_, DB, Cartesian2d<Axis, Axis>>,
+        data: &[Vec<(f64, f64)>],
+    ) -> std::result::Result<SeriesLabelPosition, Box<dyn std::error::Error>> {
+        let font: TextStyle = ("sans-serif", LEGEND_FONT).into_font().into();
+        let mut text = MultiLineText::<(i32, i32), &str>::new((0, 0), &font);
+        for s in self.series.iter().filter(|s| !s.label.is_empty()) {
+            text.push_line(s.label.as_str());
+        }
+        let (text_w, text_h) = text
+            .estimate_dimension()
+            .map_err(|e| format!("cannot measure the legend: {e:?}"))?;
+        let (w, h) = (
+            text_w + LEGEND_MARK + 2 * LEGEND_MARGIN,
+            text_h + 2 * LEGEND_MARGIN,
+        );
+        let area = chart.plotting_area();
+        let base = area.get_base_pixel();
+        let (area_w, area_h) = area.dim_in_pixel();
+        let (area_w, area_h) = (area_w as i32, area_h as i32);
+        // What the legend could hide: points, and lines every 2 pixels.
+        let mut marks: Vec<(i32, i32, u32)> = Vec::new();
+        for (series, points) in self.series.iter().zip(data) {
+            let pixels: Vec<(i32, i32)> = points
+                .iter()
+                .map(|p| {
+                    let (x, y) = chart.backend_coord(p);
+                    (x - base.0, y - base.1)
+                })
+                .collect();
+            let weight = match series.mark {
+                Mark::Points => 0,
+                Mark::Dashed => 1,
+                Mark::Line | Mark::LineAndPoints => 2,
+            };
+            if weight > 0 {
+                for pair in pixels.windows(2) {
+                    let ((x0, y0), (x1, y1)) = (pair[0], pair[1]);
+                    let steps = ((x1 - x0).abs().max((y1 - y0).abs()) / 2).max(1);
+                    marks.extend(
+                        (0..=steps)
+                            .map(|k| (x0 + (x1 - x0) * k / steps, y0 + (y1 - y0) * k / steps, 1)),
+                    );
+                }
+            }
+            if matches!(series.mark, Mark::Points | Mark::LineAndPoints) {
+                marks.extend(pixels.iter().map(|&(x, y)| (x, y, 100)));
+            }
+        }
+        // plotters' layout of a legend of w x h pixels, 5 from the edges.
+        let (left, centre, right) = (5, (area_w - w) / 2, area_w - w - 5);
+        let (top, middle, bottom) = (5, (area_h - h) / 2, area_h - h - 5);
+        let place = |legend: Legend| match legend {
+            Legend::UpperRight => (right, top),
+            Legend::MiddleRight => (right, middle),
+            Legend::LowerRight => (right, bottom),
+            Legend::UpperLeft => (left, top),
+            Legend::LowerLeft => (left, bottom),
+        };
+        // The preferred place first (it wins a tie), then down the right,
+        // the left and the middle in tenths of the free height.
+        let mut candidates = vec![place(self.legend)];
+        for x in [right, left, centre] {
+            candidates.extend((0..=10).map(|k| (x, top + (bottom - top) * k / 10)));
+        }
+        let hidden = |&(x, y): &(i32, i32)| -> u32 {
+            let pad = POINT + 1;
+            marks
+                .iter()
+                .filter(|m| {
+                    (x - pad..=x + w + pad).contains(&m.0) && (y - pad..=y + h + pad).contains(&m.1)
+                })
+                .map(|m| m.2)
+                .sum()
+        };
+        // The first of the least hidden: the preferred place on a tie.
+        let best = candidates
+            .iter()
+            .min_by_key(|c| hidden(c))
+            .copied()
+            .unwrap_or(candidates[0]);
+        Ok(SeriesLabelPosition::Coordinate(best.0, best.1))
     }
 
     fn draw(&self, svg: &mut String) -> std::result::Result<(), Box<dyn std::error::Error + '_>> {
@@ -261,10 +224,10 @@ impl Chart {
         let root = SVGBackend::with_string(svg, (720, 450)).into_drawing_area();
         root.fill(&WHITE)?;
         let mut chart = ChartBuilder::on(&root)
-            .caption(&self.title, ("sans-serif", 20))
+            .caption(&self.title, ("sans-serif", TITLE_FONT))
             .margin(12)
-            .x_label_area_size(45)
-            .y_label_area_size(65)
+            .x_label_area_size(50)
+            .y_label_area_size(75)
             .build_cartesian_2d(
                 Axis {
                     lo: x0,
@@ -284,12 +247,14 @@ impl Chart {
             .y_desc(self.y_label.as_str())
             .x_label_formatter(&|v| tick(*v, log_x))
             .y_label_formatter(&|v| tick(*v, log_y))
+            .label_style(("sans-serif", TICK_FONT))
+            .axis_desc_style(("sans-serif", AXIS_FONT))
             .light_line_style(RGBColor(235, 235, 235))
             .draw()?;
+        let legend_at = self.legend_position(&chart, &data)?;
         for (i, (series, points)) in self.series.iter().zip(&data).enumerate() {
             let color = PALETTE[i % PALETTE.len()];
             let style = color.stroke_width(2);
-            let legend_style = style;
             match series.mark {
                 Mark::Line | Mark::LineAndPoints => {
                     chart.draw_series(LineSeries::new(points.clone(), style))?;
@@ -300,34 +265,38 @@ impl Chart {
                 Mark::Points => {}
             }
             let anno = match series.mark {
-                Mark::Points | Mark::LineAndPoints => {
-                    chart.draw_series(points.iter().map(|&p| Circle::new(p, 4, color.filled())))?
-                }
+                Mark::Points | Mark::LineAndPoints => chart.draw_series(
+                    points
+                        .iter()
+                        .map(|&p| Circle::new(p, POINT, color.filled())),
+                )?,
                 _ => chart.draw_series(std::iter::empty::<Circle<(f64, f64), i32>>())?,
             };
             if !series.label.is_empty() {
-                // Series drawn as points show a point in the legend.
-                let points_only = series.mark == Mark::Points;
-                anno.label(series.label.as_str()).legend(move |(x, y)| {
-                    if points_only {
-                        Circle::new((x + 10, y), 4, color.filled()).into_dyn()
-                    } else {
-                        PathElement::new(vec![(x, y), (x + 20, y)], legend_style).into_dyn()
-                    }
-                });
+                // The legend shows a point for points, a dashed line for a
+                // dashed series (a line with points shows its line).
+                let mark = series.mark;
+                anno.label(series.label.as_str())
+                    .legend(move |(x, y)| match mark {
+                        Mark::Points => Circle::new((x + 10, y), POINT, color.filled()).into_dyn(),
+                        Mark::Dashed => {
+                            DashedPathElement::new(vec![(x, y), (x + 20, y)], 6, 4, style)
+                                .into_dyn()
+                        }
+                        Mark::Line | Mark::LineAndPoints => {
+                            PathElement::new(vec![(x, y), (x + 20, y)], style).into_dyn()
+                        }
+                    });
             }
         }
         chart
             .configure_series_labels()
+            .label_font(("sans-serif", LEGEND_FONT))
+            .margin(LEGEND_MARGIN)
+            .legend_area_size(LEGEND_MARK)
             .background_style(WHITE.mix(0.85))
             .border_style(BLACK)
-            .position(match self.legend {
-                Legend::UpperRight => SeriesLabelPosition::UpperRight,
-                Legend::MiddleRight => SeriesLabelPosition::MiddleRight,
-                Legend::LowerRight => SeriesLabelPosition::LowerRight,
-                Legend::UpperLeft => SeriesLabelPosition::UpperLeft,
-                Legend::LowerLeft => SeriesLabelPosition::LowerLeft,
-            })
+            .position(legend_at)
             .draw()?;
         root.present()?;
         Ok(())
@@ -424,40 +393,77 @@ mod tests {
         assert!(png.len() > 10_000, "a real picture, not an empty canvas");
     }
 
+    /// The numbers of `attribute="..."` in an SVG element's text.
+    fn attribute(element: &str, name: &str) -> f64 {
+        let start = element.find(&format!(" {name}=\"")).unwrap() + name.len() + 3;
+        let len = element[start..].find('"').unwrap();
+        element[start..start + len].parse().unwrap()
+    }
+
     #[test]
-    fn ticks_sit_on_whole_seeds_powers_of_two_and_round_values() {
-        let seeds: Vec<f64> = (1..=10).map(f64::from).collect();
-        let (lo, hi) = padded(1.0, 10.0);
-        let t = ticks(lo, hi, false, &seeds);
-        assert!(t.iter().all(|v| v.fract() == 0.0), "{t:?}");
-        assert!(t.len() >= 4, "{t:?}");
-
-        let dims = [32.0f64, 64.0, 128.0, 256.0];
-        let (lo, hi) = padded(32f64.log10(), 256f64.log10());
-        let labels: Vec<String> = ticks(lo, hi, true, &dims)
-            .iter()
-            .map(|&v| tick(v, true))
+    fn the_legend_leaves_the_preferred_corner_when_data_is_there() {
+        // Points fill the upper half and the lower left; the lower right
+        // is free.
+        let grid = |x0: f64, y0: f64| {
+            (0..10).flat_map(move |i| {
+                (0..10).map(move |j| (x0 + 0.5 * i as f64, y0 + 0.05 * j as f64))
+            })
+        };
+        let points: Vec<(f64, f64)> = grid(0.0, 0.55)
+            .chain(grid(5.0, 0.55))
+            .chain(grid(0.0, 0.0))
             .collect();
-        assert_eq!(labels, ["32", "64", "128", "256"]);
-
-        let samples = [2.0e3, 3.0e4, 6.0e5];
-        let (lo, hi) = padded(2e3f64.log10(), 6e5f64.log10());
-        let labels: Vec<String> = ticks(lo, hi, true, &samples)
-            .iter()
-            .map(|&v| tick(v, true))
+        let chart = Chart {
+            title: "legend".into(),
+            x_label: "x".into(),
+            y_label: "y".into(),
+            log_x: false,
+            log_y: false,
+            y_range: Some((0.0, 1.0)),
+            series: vec![
+                Series {
+                    label: "data".into(),
+                    points,
+                    mark: Mark::Points,
+                },
+                Series {
+                    label: "bar".into(),
+                    points: vec![(0.0, 0.52), (9.5, 0.52)],
+                    mark: Mark::Dashed,
+                },
+            ],
+            legend: Legend::UpperRight,
+        };
+        let svg = chart.to_svg().unwrap();
+        let legend = svg
+            .lines()
+            .find(|l| l.starts_with("<rect") && l.contains("opacity=\"0.85\""))
+            .expect("a legend box");
+        let (x, y) = (attribute(legend, "x"), attribute(legend, "y"));
+        let (w, h) = (attribute(legend, "width"), attribute(legend, "height"));
+        let inside: Vec<(f64, f64)> = svg
+            .lines()
+            .filter(|l| l.starts_with("<circle"))
+            .map(|l| (attribute(l, "cx"), attribute(l, "cy")))
+            .filter(|&(cx, cy)| cx >= x && cx <= x + w && cy >= y && cy <= y + h)
             .collect();
-        assert_eq!(
-            labels,
-            ["2000", "5000", "10⁴", "2×10⁴", "5×10⁴", "10⁵", "2×10⁵", "5×10⁵"]
-        );
-
-        let (lo, hi) = padded(0.0, 1.0);
-        let t = ticks(lo, hi, false, &[0.1, 0.55]);
-        let wanted = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0];
-        assert_eq!(t.len(), wanted.len(), "{t:?}");
-        assert!(
-            t.iter().zip(wanted).all(|(a, b)| (a - b).abs() < 1e-12),
-            "{t:?}"
-        );
+        // Only the legend's own sample point.
+        assert_eq!(inside.len(), 1, "legend at {x},{y} hides {inside:?}");
+        // The lower right: right of the middle, below the bar (y = 0.52 is
+        // about pixel 206 of 450).
+        assert!(x > 360.0 && y > 200.0, "the free lower right: {x},{y}");
+        // A dashed series is dashed in the legend too: more than one piece
+        // of its colour in the legend box.
+        let legend_dashes = svg
+            .lines()
+            .filter(|l| l.starts_with("<polyline") && l.contains("#D55E00"))
+            .filter(|l| {
+                let start = l.find("points=\"").unwrap() + 8;
+                let first = l[start..].split([',', ' ']).collect::<Vec<_>>();
+                let (px, py): (f64, f64) = (first[0].parse().unwrap(), first[1].parse().unwrap());
+                px >= x && px <= x + w && py >= y && py <= y + h
+            })
+            .count();
+        assert!(legend_dashes > 1, "{legend_dashes} pieces");
     }
 }

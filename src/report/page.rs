@@ -143,20 +143,31 @@ fn describe(measured: &Value) -> String {
 /// Writes the sections' figures and tables, both reports and `claims.json`
 /// under `out`; returns the claims in report order.
 pub(crate) fn write(out: &Path, sections: &[Section], quick: bool) -> Result<Vec<Claim>> {
-    let mut md = format!(
-        "# clustermoe reproduction report\n\nMode: {}. Every number below comes from the runs under `sweeps/`; \
-         every figure is also an `.svg` and a `.png` file and every table a `.csv` file beside this report.\n\n",
+    let intro = format!(
+        "Mode: {}. Every number below comes from the runs under `sweeps/`; every figure is also an `.svg` and a \
+         `.png` file and every table a `.csv` file beside this report.",
         if quick { "quick" } else { "full" }
     );
-    let mut html = String::from(
+    let mut md = format!("# clustermoe reproduction report\n\n{intro}\n\n");
+    // Figures scale down with a narrow window; text columns read from the
+    // left, numbers from the right.
+    let mut html = format!(
         "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>clustermoe reproduction report</title>\
-         <style>body{font-family:sans-serif;max-width:900px;margin:2em auto;line-height:1.4}\
-         table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}\
-         .held{color:#060}.failed{color:#b00}</style></head><body><h1>clustermoe reproduction report</h1>",
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <style>body{{font-family:sans-serif;max-width:900px;margin:2em auto;padding:0 1em;line-height:1.4}}\
+         table{{border-collapse:collapse;margin-bottom:1em}}td,th{{border:1px solid #ccc;padding:2px 8px;text-align:right}}\
+         th{{background:#f4f4f4}}table.claims td,table.claims th{{text-align:left}}\
+         figure{{margin:1.5em 0 0.5em}}figure svg{{max-width:100%;height:auto}}\
+         figcaption{{color:#555;font-size:90%}}\
+         .held{{color:#060}}.failed{{color:#b00;font-weight:bold}}</style></head>\
+         <body><h1>clustermoe reproduction report</h1>{}",
+        text_html(&intro)
     );
     let claims: Vec<Claim> = sections.iter().flat_map(|s| s.claims.clone()).collect();
     md.push_str("## Claims\n\n| claim | measured | held |\n|---|---|---|\n");
-    html.push_str("<h2>Claims</h2><table><tr><th>claim</th><th>measured</th><th>held</th></tr>");
+    html.push_str(
+        "<h2>Claims</h2><table class=\"claims\"><tr><th>claim</th><th>measured</th><th>held</th></tr>",
+    );
     for c in &claims {
         md.push_str(&format!(
             "| {} | {} | {} |\n",
@@ -165,7 +176,7 @@ pub(crate) fn write(out: &Path, sections: &[Section], quick: bool) -> Result<Vec
             if c.held { "yes" } else { "**no**" }
         ));
         html.push_str(&format!(
-            "<tr><td style=\"text-align:left\">{}</td><td style=\"text-align:left\">{}</td><td class=\"{}\">{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td class=\"{}\">{}</td></tr>",
             inline_html(&c.claim),
             html_escape(&describe(&c.measured)),
             if c.held { "held" } else { "failed" },
@@ -181,39 +192,31 @@ pub(crate) fn write(out: &Path, sections: &[Section], quick: bool) -> Result<Vec
             html_escape(&s.title),
             text_html(&s.text)
         ));
-        for (name, chart) in &s.figures {
+        // Each table right after the last figure drawn from it (a figure
+        // named like the table, or like it with a suffix), so a reader
+        // finds the numbers under their picture; the rest at the end.
+        let mut tables: Vec<&Table> = s.tables.iter().collect();
+        for (i, (name, chart)) in s.figures.iter().enumerate() {
             let svg = chart.to_svg()?;
             output::write_atomic(&out.join(format!("{name}.svg")), svg.as_bytes())?;
             output::write_atomic(&out.join(format!("{name}.png")), &svg_to_png(&svg)?)?;
             md.push_str(&format!("![{}]({name}.svg)\n\n", chart.title));
             html.push_str(&format!(
-                "<figure>{svg}<figcaption>{}</figcaption></figure>",
-                html_escape(&chart.title)
+                "<figure>{svg}<figcaption><code>{name}.svg</code>, <code>{name}.png</code></figcaption></figure>"
             ));
+            let drawn_from = |t: &Table, figure: &str| {
+                figure == t.name || figure.starts_with(&format!("{}_", t.name))
+            };
+            let (now, later): (Vec<&Table>, Vec<&Table>) = tables.into_iter().partition(|t| {
+                drawn_from(t, name) && !s.figures[i + 1..].iter().any(|(f, _)| drawn_from(t, f))
+            });
+            tables = later;
+            for t in now {
+                write_table(out, t, &mut md, &mut html)?;
+            }
         }
-        for t in &s.tables {
-            output::write_atomic(&out.join(format!("{}.csv", t.name)), csv_text(t).as_bytes())?;
-            md.push_str(&format!(
-                "Table `{}.csv`:\n\n{}\n",
-                t.name,
-                markdown_table(t)
-            ));
-            html.push_str(&format!(
-                "<p>Table <code>{}.csv</code></p><table><tr>",
-                t.name
-            ));
-            for h in &t.header {
-                html.push_str(&format!("<th>{}</th>", html_escape(h)));
-            }
-            html.push_str("</tr>");
-            for row in &t.rows {
-                html.push_str("<tr>");
-                for cell in row {
-                    html.push_str(&format!("<td>{}</td>", html_escape(cell)));
-                }
-                html.push_str("</tr>");
-            }
-            html.push_str("</table>");
+        for t in tables {
+            write_table(out, t, &mut md, &mut html)?;
         }
     }
     html.push_str("</body></html>\n");
@@ -223,9 +226,94 @@ pub(crate) fn write(out: &Path, sections: &[Section], quick: bool) -> Result<Vec
     Ok(claims)
 }
 
+/// Writes `t` as CSV beside the report and appends it to both reports.
+fn write_table(out: &Path, t: &Table, md: &mut String, html: &mut String) -> Result<()> {
+    output::write_atomic(&out.join(format!("{}.csv", t.name)), csv_text(t).as_bytes())?;
+    md.push_str(&format!(
+        "Table `{}.csv`:\n\n{}\n",
+        t.name,
+        markdown_table(t)
+    ));
+    html.push_str(&format!(
+        "<p>Table <code>{}.csv</code></p><table><tr>",
+        t.name
+    ));
+    for h in &t.header {
+        html.push_str(&format!("<th>{}</th>", html_escape(h)));
+    }
+    html.push_str("</tr>");
+    for row in &t.rows {
+        html.push_str("<tr>");
+        for cell in row {
+            html.push_str(&format!("<td>{}</td>", html_escape(cell)));
+        }
+        html.push_str("</tr>");
+    }
+    html.push_str("</table>");
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_table_follows_the_last_figure_drawn_from_it() {
+        use crate::report::figure::{Chart, Legend, Mark, Series};
+        let chart = |title: &str| Chart {
+            title: title.into(),
+            x_label: "x".into(),
+            y_label: "y".into(),
+            log_x: false,
+            log_y: false,
+            y_range: None,
+            series: vec![Series {
+                label: "s".into(),
+                points: vec![(0.0, 0.0), (1.0, 1.0)],
+                mark: Mark::Line,
+            }],
+            legend: Legend::UpperLeft,
+        };
+        let table = |name: &str| Table {
+            name: name.into(),
+            header: vec!["a".into()],
+            rows: vec![vec!["1".into()]],
+        };
+        let section = Section {
+            title: "S".into(),
+            text: "Text.".into(),
+            figures: vec![
+                ("s_a".into(), chart("A")),
+                ("s_a_more".into(), chart("A more")),
+                ("s_b".into(), chart("B")),
+            ],
+            tables: vec![table("s_b"), table("s_a"), table("other")],
+            claims: vec![],
+        };
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), &[section], true).unwrap();
+        let md = std::fs::read_to_string(dir.path().join("report.md")).unwrap();
+        let order: Vec<&str> = md
+            .lines()
+            .filter(|l| l.starts_with("![") || l.starts_with("Table"))
+            .collect();
+        assert_eq!(
+            order,
+            [
+                "![A](s_a.svg)",
+                "![A more](s_a_more.svg)",
+                "Table `s_a.csv`:",
+                "![B](s_b.svg)",
+                "Table `s_b.csv`:",
+                "Table `other.csv`:",
+            ]
+        );
+        for file in ["s_a.svg", "s_a.png", "s_a_more.svg", "s_b.png", "other.csv"] {
+            assert!(dir.path().join(file).exists(), "{file}");
+        }
+        let html = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
+        assert!(html.contains("Mode: quick."));
+    }
 
     #[test]
     fn markdown_text_becomes_html_for_a_reader() {

@@ -116,7 +116,8 @@ pub(super) fn experts_needed(opts: &Options, progress: &(dyn Fn(&str) + Sync)) -
                 y_label: "probability (share of seeds)".into(),
                 log_x: false,
                 log_y: false,
-                y_range: Some((0.0, 1.05)),
+                // A little below 0: points at probability 0 are drawn whole.
+                y_range: Some((-0.03, 1.05)),
                 legend: Legend::LowerRight,
                 series: vec![
                     Series {

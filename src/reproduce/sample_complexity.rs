@@ -179,7 +179,7 @@ pub(super) fn sample_complexity(
                         mark: Mark::Points,
                     },
                     Series {
-                        label: format!("fit: slope {slope:.2} +- {half:.2}"),
+                        label: format!("fit: slope {slope:.2} ± {half:.2}"),
                         points: fitted,
                         mark: Mark::Line,
                     },
