@@ -10,8 +10,8 @@
 //! theory), [`task`] (data model), [`numerics`] (Hermite polynomials, link
 //! functions, the Gaussian sampler, random streams), [`model`] (activations,
 //! the sphere step, two-layer networks, the router and its gates, the trained
-//! models), [`train`] (one file per phase, the readout, and the vanilla
-//! baseline), [`metrics`], [`experiment`] (a whole run), [`store`] (run
+//! models), [`train`] (the stage machine, one file per phase, the
+//! readout, and the vanilla baseline), [`metrics`], [`experiment`] (a whole run), [`store`] (run
 //! directories and checkpoints), [`sweep`] (grids of runs). [`phase`] names
 //! the models and phases. Without the default features `cli` and `report`
 //! the crate is the numerics alone.

@@ -7,12 +7,43 @@
 
 use std::path::Path;
 
+use serde::Serialize;
 use serde_json::Value;
 
 use crate::error::Result;
 use crate::report::figure::svg_to_png;
-use crate::reproduce::{Claim, Section, Table};
+use crate::report::figure::Chart;
 use crate::store::output;
+
+/// A claim, the figure measured for it and whether it held.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Claim {
+    pub id: String,
+    pub claim: String,
+    pub measured: Value,
+    pub held: bool,
+}
+
+/// A table of the report, also written as CSV.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Table {
+    /// The CSV file's name, without `.csv`.
+    pub(crate) name: String,
+    pub(crate) header: Vec<String>,
+    pub(crate) rows: Vec<Vec<String>>,
+}
+
+/// One experiment's part of the report.
+#[derive(Debug, Default)]
+pub(crate) struct Section {
+    pub(crate) title: String,
+    /// Markdown: paragraphs, and lists of `* ` lines.
+    pub(crate) text: String,
+    /// Figures by file name (without `.svg`/`.png`), in reading order.
+    pub(crate) figures: Vec<(String, Chart)>,
+    pub(crate) tables: Vec<Table>,
+    pub(crate) claims: Vec<Claim>,
+}
 
 fn csv_text(t: &Table) -> String {
     let mut out = t.header.join(",");

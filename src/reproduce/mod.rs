@@ -25,12 +25,12 @@ pub use sample_complexity::fit_line;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::experiment::Summary;
-use crate::report::figure::Chart;
+pub use crate::report::page::Claim;
+use crate::report::page::{Section, Table};
 use crate::store::{Control, RunDir, SweepDir};
 use crate::sweep::{self, GridFile, Shard};
 
@@ -42,36 +42,6 @@ pub struct Options {
     pub out: PathBuf,
     /// Runs at a time.
     pub jobs: usize,
-}
-
-/// A claim, the figure measured for it and whether it held.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Claim {
-    pub id: String,
-    pub claim: String,
-    pub measured: Value,
-    pub held: bool,
-}
-
-/// A table of the report, also written as CSV.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct Table {
-    /// The CSV file's name, without `.csv`.
-    pub(crate) name: String,
-    pub(crate) header: Vec<String>,
-    pub(crate) rows: Vec<Vec<String>>,
-}
-
-/// One experiment's part of the report.
-#[derive(Debug, Default)]
-pub(crate) struct Section {
-    pub(crate) title: String,
-    /// Markdown: paragraphs, and lists of `* ` lines.
-    pub(crate) text: String,
-    /// Figures by file name (without `.svg`/`.png`), in reading order.
-    pub(crate) figures: Vec<(String, Chart)>,
-    pub(crate) tables: Vec<Table>,
-    pub(crate) claims: Vec<Claim>,
 }
 
 /// A sweep's runs: run directory, grid values and summary, in grid order.
