@@ -11,12 +11,11 @@ use std::time::Duration;
 use clustermoe::{
     config::{Config, Loss},
     internals::centre_rows,
-    internals::fill_normal,
+    internals::{fill_normal, fit_readout},
     model::router::{router_gradient, GateRule, Router},
     model::{random_directions, InputMap, NeuronSign, SphereStep, TwoLayer},
     numerics::rng::{stream, Stream, StreamId},
     task::{Batch, Task},
-    train::readout,
     train::Routed,
     ValidConfig,
 };
@@ -221,7 +220,7 @@ fn readout_solve(c: &mut Criterion) {
         };
         g.bench_with_input(BenchmarkId::from_parameter(d), &d, |b, _| {
             b.iter(|| {
-                readout::fit_single(&mut net, &task, &cfg, &mut rng).expect("solvable");
+                fit_readout(&mut net, &task, &cfg, &mut rng).expect("solvable");
                 black_box(net.a0)
             })
         });

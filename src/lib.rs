@@ -50,6 +50,7 @@ pub mod train;
 pub mod internals {
     pub use crate::numerics::linalg::centre_rows;
     pub use crate::numerics::normal::fill as fill_normal;
+    pub use crate::train::readout::fit_single as fit_readout;
 }
 
 pub use config::{Config, ValidConfig};

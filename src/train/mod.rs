@@ -37,7 +37,7 @@ mod context;
 mod phase_one;
 mod phase_three;
 mod phase_two;
-pub mod readout;
+pub(crate) mod readout;
 mod vanilla;
 
 use context::{tick, Run};
@@ -46,8 +46,9 @@ use phase_three::phase_three;
 use phase_two::phase_two;
 use readout::phase_four;
 
-pub use phase_one::{merge_experts, PhaseOne, PhaseOneState};
-pub use phase_three::{allocate_by_load, PhaseThreeState, Routed};
+pub(crate) use phase_one::merge_experts;
+pub use phase_one::{PhaseOne, PhaseOneState};
+pub use phase_three::{PhaseThreeState, Routed};
 pub use phase_two::PhaseTwoState;
 pub use vanilla::{train_vanilla, VanillaTrainState};
 
