@@ -16,6 +16,20 @@ impl FromStr for Link {
 
 /// Parses a link spec (grammar in the module doc). Every error is
 /// [`Error::Invalid`] naming `field`, the spec and what is allowed.
+///
+/// ```
+/// use clustermoe::numerics::link::parse;
+///
+/// let link = parse("task.global_link", "h3 - 0.5*h5")?;
+/// assert_eq!(link.information_exponent(), Some(3));
+/// let d = link.describe(5)?;
+/// assert!((d.hermite_coefficients[5] + 0.5).abs() < 1e-12);
+/// assert!((d.variance - 1.25).abs() < 1e-12);
+///
+/// let e = parse("task.global_link", "h3 -- h5").unwrap_err();
+/// assert!(e.to_string().contains("task.global_link"));
+/// # Ok::<(), clustermoe::Error>(())
+/// ```
 pub fn parse(field: &str, spec: &str) -> Result<Link, Error> {
     let invalid = |allowed: String| Error::Invalid {
         field: field.to_string(),
