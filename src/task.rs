@@ -108,11 +108,11 @@ impl Task {
             v,
             w,
             wg,
-            s: config.signs.clone(),
-            local_fast: config.local_links.iter().map(Link::fast).collect(),
-            global_fast: config.global_link.fast(),
-            local_links: config.local_links.clone(),
-            global_link: config.global_link.clone(),
+            s: config.task.signs.clone(),
+            local_fast: config.task.local_links.iter().map(Link::fast).collect(),
+            global_fast: config.task.global_link.fast(),
+            local_links: config.task.local_links.clone(),
+            global_link: config.task.global_link.clone(),
         }
     }
 

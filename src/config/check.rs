@@ -7,6 +7,7 @@
 use crate::budget::{Budget, TaskShape};
 use crate::config::{
     Config, Gate, Geometry, Links, LrSchedule, PhaseConfig, Schedule, ValidConfig, ValidPhase,
+    ValidTask,
 };
 use crate::error::{Error, Result};
 use crate::numerics::link::{self, Link};
@@ -361,10 +362,16 @@ pub fn check(config: &Config) -> Result<ValidConfig> {
 
     Ok(ValidConfig {
         seed: config.seed,
-        task: t.clone(),
-        signs,
-        local_links,
-        global_link,
+        task: ValidTask {
+            d: t.d,
+            clusters: t.clusters,
+            rho: t.rho,
+            noise: t.noise,
+            geometry: t.geometry,
+            signs,
+            local_links,
+            global_link,
+        },
         information_exponent,
         warnings,
         moe: m.clone(),
@@ -496,7 +503,7 @@ mod tests {
         let valid = Config::default().check().unwrap();
         assert!(valid.warnings.is_empty(), "{:?}", valid.warnings);
         assert_eq!(valid.information_exponent, 3);
-        assert_eq!(valid.signs, vec![1.0, -1.0]);
+        assert_eq!(valid.task.signs, vec![1.0, -1.0]);
         assert!(valid.total_samples() <= 3_000_000);
         assert_eq!(valid.vanilla_neurons, valid.moe.experts * valid.moe.neurons);
     }

@@ -13,7 +13,7 @@ mod check;
 mod overrides;
 mod valid;
 
-pub use valid::{LrSchedule, ValidConfig, ValidPhase};
+pub use valid::{LrSchedule, ValidConfig, ValidPhase, ValidTask};
 
 /// Every knob of one run. `Config::default()` is the paper's default task
 /// with the tuned staged algorithm.

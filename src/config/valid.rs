@@ -1,6 +1,6 @@
 //! The checked form of a configuration, which only [`Config::check`] makes.
 
-use super::{Config, MetricsConfig, MoeConfig, ReadoutConfig, RouterConfig, Schedule, TaskConfig};
+use super::{Config, Geometry, MetricsConfig, MoeConfig, ReadoutConfig, RouterConfig, Schedule};
 use crate::model::{Loss, NeuronSign};
 use crate::numerics::link::Link;
 
@@ -50,6 +50,22 @@ pub struct ValidPhase {
     pub max_step: f32,
 }
 
+/// The data model of a checked configuration: the signs filled in (+1, -1,
+/// +1, ... when none were given) and the links parsed.
+#[derive(Clone, Debug)]
+pub struct ValidTask {
+    pub d: usize,
+    pub clusters: usize,
+    pub rho: f64,
+    pub noise: f64,
+    pub geometry: Geometry,
+    /// s_c, one per cluster.
+    pub signs: Vec<f64>,
+    /// f*_c, one per cluster.
+    pub local_links: Vec<Link>,
+    pub global_link: Link,
+}
+
 /// A configuration that passed [`Config::check`]: links parsed, signs and
 /// budgets resolved. Only `check` makes one, so training never meets an
 /// invalid value; its fields are read through the methods below.
@@ -58,10 +74,7 @@ pub struct ValidConfig {
     pub(crate) seed: u64,
     /// The data model as configured; `signs` and the links below are its
     /// resolved forms.
-    pub(crate) task: TaskConfig,
-    pub(crate) signs: Vec<f64>,
-    pub(crate) local_links: Vec<Link>,
-    pub(crate) global_link: Link,
+    pub(crate) task: ValidTask,
     /// Information exponent of the task (smallest over its links).
     pub(crate) information_exponent: usize,
     /// Assumptions of the paper's theorem that this task violates.
@@ -94,24 +107,24 @@ impl ValidConfig {
         self.seed
     }
 
-    /// The data model as configured.
-    pub fn task(&self) -> &TaskConfig {
+    /// The data model, resolved.
+    pub fn task(&self) -> &ValidTask {
         &self.task
     }
 
     /// The signs s_c of the global term, resolved.
     pub fn signs(&self) -> &[f64] {
-        &self.signs
+        &self.task.signs
     }
 
     /// The local links f*_c, parsed.
     pub fn local_links(&self) -> &[Link] {
-        &self.local_links
+        &self.task.local_links
     }
 
     /// The global link g*, parsed.
     pub fn global_link(&self) -> &Link {
-        &self.global_link
+        &self.task.global_link
     }
 
     /// Information exponent of the task (smallest over its links).
