@@ -142,7 +142,7 @@ fn uniform(rng: &mut Stream) -> f64 {
 /// use rand::SeedableRng;
 /// let mut rng = clustermoe::numerics::rng::Stream::seed_from_u64(7);
 /// let mut x = vec![0.0f32; 10_000];
-/// clustermoe::numerics::normal::fill(&mut rng, &mut x);
+/// clustermoe::internals::fill_normal(&mut rng, &mut x);
 /// let mean = x.iter().sum::<f32>() / 1e4;
 /// assert!(mean.abs() < 0.05);
 /// ```
