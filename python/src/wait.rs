@@ -36,12 +36,20 @@ pub fn blocking<T: Send>(
     let done = AtomicBool::new(false);
     let finished = &done;
     let (result, pending) = std::thread::scope(|s| {
-        let handle = s.spawn(move || {
-            let out = work();
-            finished.store(true, Ordering::SeqCst);
-            caller.unpark();
-            out
-        });
+        // The main thread's stack size, which the CLI runs the library on.
+        let spawned = std::thread::Builder::new()
+            .name("clustermoe".into())
+            .stack_size(8 << 20)
+            .spawn_scoped(s, move || {
+                let out = work();
+                finished.store(true, Ordering::SeqCst);
+                caller.unpark();
+                out
+            });
+        let handle = match spawned {
+            Ok(h) => h,
+            Err(e) => return (Err(Box::new(e.to_string()) as _), None),
+        };
         let mut pending: Option<PyErr> = None;
         // A panic ends the thread without setting `done`.
         let over = || done.load(Ordering::SeqCst) || handle.is_finished();
@@ -60,6 +68,7 @@ pub fn blocking<T: Send>(
         (handle.join(), pending)
     });
     let result = result.map_err(|panic| {
+        // A panic's payload, or why the thread could not start.
         let what = panic
             .downcast_ref::<&str>()
             .map(|s| s.to_string())
