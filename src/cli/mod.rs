@@ -231,6 +231,7 @@ fn run_reproduce(quick: bool, out: PathBuf, jobs: usize, quiet: bool) -> Result<
         quick,
         out: out.clone(),
         jobs,
+        control: Control::default(),
     };
     let claims = reproduce::reproduce(&options, &|message| steps.report(message))?;
     steps.finish();

@@ -42,6 +42,10 @@ pub struct Options {
     pub out: PathBuf,
     /// Runs at a time.
     pub jobs: usize,
+    /// Checkpoints and stops for every run: a stop flag set to a signal
+    /// number stops the reproduction with [`Error::SweepStopped`] after the
+    /// runs in progress are checkpointed; running it again resumes them.
+    pub control: Control,
 }
 
 /// A sweep's runs: run directory, grid values and summary, in grid order.
@@ -93,20 +97,20 @@ fn run(
 ) -> Result<Runs> {
     let dir = SweepDir::new(opts.out.join("sweeps").join(name));
     let runs = grid.expand(Path::new("."))?;
-    let control = Control::default();
+    let control = &opts.control;
     let report = sweep::run_grid(
         grid,
         Path::new("."),
         dir.path(),
         opts.jobs,
         Shard::ALL,
-        &control,
+        control,
         &|done, planned, _| progress(&format!("{name}: run {done}/{planned}")),
     )?;
     for (id, e) in &report.failed {
         progress(&format!("{name}: run {id} failed: {e}"));
     }
-    report.outcome(&control)?;
+    report.outcome(control)?;
     let rows = runs
         .into_iter()
         .map(|(run, values)| {

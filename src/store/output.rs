@@ -7,7 +7,7 @@ use std::fs::{self, File};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use ndarray::{Array1, Array2};
+use ndarray::{Array1, Array2, ArrayD};
 use ndarray_npy::NpzWriter;
 use zip::{write::SimpleFileOptions, CompressionMethod, DateTime};
 
@@ -129,6 +129,31 @@ pub fn join_metrics(metrics: &Path, parts: &[PathBuf]) -> Result<()> {
     write_atomic(metrics, &all)
 }
 
+/// One array of an `.npz` file: float64, or int64 for indices.
+#[derive(Clone, Debug, PartialEq)]
+pub enum NpzArray {
+    F64(ArrayD<f64>),
+    I64(ArrayD<i64>),
+}
+
+impl From<Array1<f64>> for NpzArray {
+    fn from(a: Array1<f64>) -> Self {
+        NpzArray::F64(a.into_dyn())
+    }
+}
+
+impl From<Array2<f64>> for NpzArray {
+    fn from(a: Array2<f64>) -> Self {
+        NpzArray::F64(a.into_dyn())
+    }
+}
+
+impl From<Array1<i64>> for NpzArray {
+    fn from(a: Array1<i64>) -> Self {
+        NpzArray::I64(a.into_dyn())
+    }
+}
+
 /// An `.npz` writer with fixed timestamps, so equal arrays give equal bytes.
 struct Npz {
     writer: NpzWriter<std::io::Cursor<Vec<u8>>>,
@@ -144,14 +169,12 @@ impl Npz {
         }
     }
 
-    fn add<A: ndarray_npy::WritableElement, D: ndarray::Dimension>(
-        &mut self,
-        name: &str,
-        a: &ndarray::Array<A, D>,
-    ) {
-        self.writer
-            .add_array(name, a)
-            .expect("writing to memory cannot fail");
+    fn add(&mut self, name: &str, a: &NpzArray) {
+        match a {
+            NpzArray::F64(a) => self.writer.add_array(name, a),
+            NpzArray::I64(a) => self.writer.add_array(name, a),
+        }
+        .expect("writing to memory cannot fail");
     }
 
     fn finish(self, path: &Path) -> Result<()> {
@@ -163,11 +186,12 @@ impl Npz {
         write_atomic(path, &bytes)
     }
 
-    fn add_task(&mut self, task: &Task) {
-        self.add("v", &task.v);
-        self.add("w", &task.w);
-        self.add("wg", &task.wg);
-        self.add("s", &Array1::from(task.s.clone()));
+    fn write(path: &Path, arrays: &[(String, NpzArray)]) -> Result<()> {
+        let mut npz = Npz::new();
+        for (name, a) in arrays {
+            npz.add(name, a);
+        }
+        npz.finish(path)
     }
 }
 
@@ -175,50 +199,85 @@ fn f64s(a: &Array2<f32>) -> Array2<f64> {
     a.mapv(|v| v as f64)
 }
 
-/// Writes `model.npz`: the ground truth and every learned array.
-pub fn write_model(path: &Path, out: &RunOutput) -> Result<()> {
-    let mut npz = Npz::new();
-    npz.add_task(&out.task);
+/// The ground truth of a task, as `.npz` files hold it: `v`, `w`, `wg`, `s`.
+pub fn task_arrays(task: &Task) -> Vec<(String, NpzArray)> {
+    vec![
+        ("v".into(), task.v.clone().into()),
+        ("w".into(), task.w.clone().into()),
+        ("wg".into(), task.wg.clone().into()),
+        ("s".into(), Array1::from(task.s.clone()).into()),
+    ]
+}
+
+/// The arrays of `model.npz`, in the file's order: the ground truth and
+/// every learned array (see the README's "Output files").
+pub fn model_arrays(out: &RunOutput) -> Vec<(String, NpzArray)> {
+    let mut arrays = task_arrays(&out.task);
+    let mut add = |name: String, a: NpzArray| arrays.push((name, a));
     let moe = &out.moe;
-    npz.add("moe_u", &f64s(&moe.phase_one_directions));
-    npz.add(
-        "moe_global_centre",
-        &moe.input_map.centre.mapv(|v| v as f64),
+    add("moe_u".into(), f64s(&moe.phase_one_directions).into());
+    add(
+        "moe_global_centre".into(),
+        moe.input_map.centre.mapv(|v| v as f64).into(),
     );
     if let Some(w) = &moe.input_map.whiten {
-        npz.add("moe_whitening", &f64s(w));
+        add("moe_whitening".into(), f64s(w).into());
     }
-    npz.add(
-        "moe_expert_group",
-        &Array1::from_iter(moe.expert_group.iter().map(|g| g.map_or(-1, |g| g as i64))),
+    add(
+        "moe_expert_group".into(),
+        Array1::from_iter(moe.expert_group.iter().map(|g| g.map_or(-1, |g| g as i64))).into(),
     );
-    npz.add("router_theta", &f64s(&moe.router.theta));
+    add("router_theta".into(), f64s(&moe.router.theta).into());
     for (k, e) in moe.experts.iter().enumerate() {
-        npz.add(&format!("expert{k}_w"), &f64s(&e.w));
-        npz.add(&format!("expert{k}_centre"), &e.centre.mapv(|v| v as f64));
-        npz.add(&format!("expert{k}_bias"), &e.bias.mapv(|v| v as f64));
-        npz.add(&format!("expert{k}_a"), &e.a);
-        npz.add(&format!("expert{k}_a0"), &Array1::from(vec![e.a0]));
+        add(format!("expert{k}_w"), f64s(&e.w).into());
+        add(
+            format!("expert{k}_centre"),
+            e.centre.mapv(|v| v as f64).into(),
+        );
+        add(format!("expert{k}_bias"), e.bias.mapv(|v| v as f64).into());
+        add(format!("expert{k}_a"), e.a.clone().into());
+        add(format!("expert{k}_a0"), Array1::from(vec![e.a0]).into());
     }
     if let Some(v) = &out.vanilla {
         let net = &v.net;
-        npz.add("vanilla_w", &f64s(&net.w));
-        npz.add("vanilla_centre", &net.centre.mapv(|v| v as f64));
-        npz.add("vanilla_bias", &net.bias.mapv(|v| v as f64));
-        npz.add("vanilla_a", &net.a);
-        npz.add("vanilla_a0", &Array1::from(vec![net.a0]));
+        add("vanilla_w".into(), f64s(&net.w).into());
+        add(
+            "vanilla_centre".into(),
+            net.centre.mapv(|v| v as f64).into(),
+        );
+        add("vanilla_bias".into(), net.bias.mapv(|v| v as f64).into());
+        add("vanilla_a".into(), net.a.clone().into());
+        add("vanilla_a0".into(), Array1::from(vec![net.a0]).into());
     }
-    npz.finish(path)
+    arrays
+}
+
+/// Writes `model.npz`: the ground truth and every learned array.
+pub fn write_model(path: &Path, out: &RunOutput) -> Result<()> {
+    Npz::write(path, &model_arrays(out))
+}
+
+/// The arrays of a data set file, in the file's order: `x`, `y`, `c` and
+/// the ground truth.
+pub fn dataset_arrays(task: &Task, data: &Batch) -> Vec<(String, NpzArray)> {
+    let mut arrays = vec![
+        ("x".into(), data.x.mapv(|v| v as f64).into()),
+        (
+            "y".into(),
+            Array1::from_iter(data.y.iter().map(|&v| v as f64)).into(),
+        ),
+        (
+            "c".into(),
+            Array1::from_iter(data.c.iter().map(|&c| c as i64)).into(),
+        ),
+    ];
+    arrays.extend(task_arrays(task));
+    arrays
 }
 
 /// Writes a data set: `x`, `y`, `c` and the ground truth.
 pub fn write_dataset(path: &Path, task: &Task, data: &Batch) -> Result<()> {
-    let mut npz = Npz::new();
-    npz.add("x", &data.x.mapv(|v| v as f64));
-    npz.add("y", &Array1::from_iter(data.y.iter().map(|&v| v as f64)));
-    npz.add("c", &Array1::from_iter(data.c.iter().map(|&c| c as i64)));
-    npz.add_task(task);
-    npz.finish(path)
+    Npz::write(path, &dataset_arrays(task, data))
 }
 
 /// Writes `summary.json` (pretty, atomically).
