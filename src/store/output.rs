@@ -179,26 +179,33 @@ fn f64s(a: &Array2<f32>) -> Array2<f64> {
 pub fn write_model(path: &Path, out: &RunOutput) -> Result<()> {
     let mut npz = Npz::new();
     npz.add_task(&out.task);
-    let moe = &out.moe;
-    npz.add("moe_u", &f64s(&moe.phase_one_directions));
-    npz.add(
-        "moe_global_centre",
-        &moe.input_map.centre.mapv(|v| v as f64),
-    );
-    if let Some(w) = &moe.input_map.whiten {
-        npz.add("moe_whitening", &f64s(w));
+    if let Some(moe) = &out.moe {
+        npz.add("moe_u", &f64s(&moe.phase_one_directions));
+        npz.add(
+            "moe_global_centre",
+            &moe.input_map.centre.mapv(|v| v as f64),
+        );
+        if let Some(w) = &moe.input_map.whiten {
+            npz.add("moe_whitening", &f64s(w));
+        }
+        npz.add(
+            "moe_expert_group",
+            &Array1::from_iter(moe.expert_group.iter().map(|g| g.map_or(-1, |g| g as i64))),
+        );
+        npz.add("router_theta", &f64s(&moe.router.theta));
+        for (k, e) in moe.experts.iter().enumerate() {
+            npz.add(&format!("expert{k}_w"), &f64s(&e.w));
+            npz.add(&format!("expert{k}_centre"), &e.centre.mapv(|v| v as f64));
+            npz.add(&format!("expert{k}_bias"), &e.bias.mapv(|v| v as f64));
+            npz.add(&format!("expert{k}_a"), &e.a);
+            npz.add(&format!("expert{k}_a0"), &Array1::from(vec![e.a0]));
+        }
     }
-    npz.add(
-        "moe_expert_group",
-        &Array1::from_iter(moe.expert_group.iter().map(|g| g.map_or(-1, |g| g as i64))),
-    );
-    npz.add("router_theta", &f64s(&moe.router.theta));
-    for (k, e) in moe.experts.iter().enumerate() {
-        npz.add(&format!("expert{k}_w"), &f64s(&e.w));
-        npz.add(&format!("expert{k}_centre"), &e.centre.mapv(|v| v as f64));
-        npz.add(&format!("expert{k}_bias"), &e.bias.mapv(|v| v as f64));
-        npz.add(&format!("expert{k}_a"), &e.a);
-        npz.add(&format!("expert{k}_a0"), &Array1::from(vec![e.a0]));
+    if let Some(joint) = &out.joint {
+        add_joint(&mut npz, "joint_moe", &joint.moe);
+        if let Some(v) = &joint.vanilla {
+            add_joint(&mut npz, "joint_vanilla", v);
+        }
     }
     if let Some(v) = &out.vanilla {
         let net = &v.net;
@@ -209,6 +216,31 @@ pub fn write_model(path: &Path, out: &RunOutput) -> Result<()> {
         npz.add("vanilla_a0", &Array1::from(vec![net.a0]));
     }
     npz.finish(path)
+}
+
+/// A jointly trained model's arrays, named `{prefix}_w` (M*J x d),
+/// `_centre`, `_bias`, `_a` (M*J), `_a0` (M) and `_theta` (M x d).
+fn add_joint(npz: &mut Npz, prefix: &str, m: &crate::model::joint::JointModel) {
+    let r = m.ranges();
+    let units = m.experts * m.neurons;
+    let w = Array2::from_shape_vec((units, m.d), m.params[r.w].to_vec()).expect("sized");
+    npz.add(&format!("{prefix}_w"), &w);
+    npz.add(&format!("{prefix}_centre"), &m.centre);
+    npz.add(
+        &format!("{prefix}_bias"),
+        &Array1::from(m.params[r.b].to_vec()),
+    );
+    npz.add(
+        &format!("{prefix}_a"),
+        &Array1::from(m.params[r.a].to_vec()),
+    );
+    npz.add(
+        &format!("{prefix}_a0"),
+        &Array1::from(m.params[r.a0].to_vec()),
+    );
+    let theta =
+        Array2::from_shape_vec((m.experts, m.d), m.params[r.theta].to_vec()).expect("sized");
+    npz.add(&format!("{prefix}_theta"), &theta);
 }
 
 /// Writes a data set: `x`, `y`, `c` and the ground truth.

@@ -1,0 +1,253 @@
+//! Joint training (SPEC §8, `moe.training = "joint"`): every parameter of
+//! the MoE at once (router, first layers, biases, second layers) by
+//! minibatch SGD or Adam on the squared loss with the auxiliary losses, and
+//! the vanilla network of M x J neurons the same way. Both models draw
+//! their training samples from the same stream (the MoE's data stream), so
+//! they see exactly the same samples; each has its own initialisation
+//! stream, and the noisy gates their own stream (a long jump from the
+//! MoE's initialisation stream), carried in the state.
+//!
+//! Joint training is one stage ([`JointState`]) of each model's stage type,
+//! so checkpoints, resuming and interruption work as for the staged phases.
+
+use super::*;
+use crate::metrics::JointRouting;
+use crate::model::joint::{logit_noise, JointLoss, JointModel, TermsMean};
+use crate::model::optim::OptimizerState;
+
+/// A model inside joint training, after `step` of its steps.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct JointState {
+    pub step: u64,
+    pub model: JointModel,
+    pub optimizer: OptimizerState,
+    /// The noisy gates' stream (drawn from only by a noisy MoE gate).
+    pub noise: Stream,
+    /// The loss terms since the last record.
+    pub terms: TermsMean,
+}
+
+/// Where joint training of a model stands.
+pub enum JointPoint {
+    Training(Box<JointState>),
+    Trained(Box<JointModel>),
+}
+
+/// A model's stage type that can hold joint training.
+pub trait JointStages: Stage {
+    fn training(state: JointState) -> Self;
+    fn trained(model: JointModel) -> Self;
+    /// The joint stage this is, or None for a stage of staged training.
+    fn joint_point(self) -> Option<JointPoint>;
+}
+
+impl JointStages for MoeStage {
+    fn training(state: JointState) -> Self {
+        MoeStage::Joint(Box::new(state))
+    }
+    fn trained(model: JointModel) -> Self {
+        MoeStage::JointTrained(Box::new(model))
+    }
+    fn joint_point(self) -> Option<JointPoint> {
+        match self {
+            MoeStage::Joint(s) => Some(JointPoint::Training(s)),
+            MoeStage::JointTrained(m) => Some(JointPoint::Trained(m)),
+            _ => None,
+        }
+    }
+}
+
+impl JointStages for VanillaStage {
+    fn training(state: JointState) -> Self {
+        VanillaStage::Joint(Box::new(state))
+    }
+    fn trained(model: JointModel) -> Self {
+        VanillaStage::JointTrained(Box::new(model))
+    }
+    fn joint_point(self) -> Option<JointPoint> {
+        match self {
+            VanillaStage::Joint(s) => Some(JointPoint::Training(s)),
+            VanillaStage::JointTrained(m) => Some(JointPoint::Trained(m)),
+            _ => None,
+        }
+    }
+}
+
+/// The loss a model of kind `model` trains on.
+pub fn joint_loss(cfg: &ValidConfig, model: ModelKind) -> JointLoss {
+    match model {
+        ModelKind::Moe => cfg.joint.loss.clone(),
+        ModelKind::Vanilla => cfg.joint.vanilla_loss(),
+    }
+}
+
+/// The error of a checkpoint of one training handed to the other.
+pub(super) fn wrong_training(found: &str) -> Error {
+    Error::invalid(
+        "moe.training",
+        format!("a checkpoint of {found} training"),
+        "a checkpoint of the training the configuration asks for",
+    )
+}
+
+impl JointState {
+    /// Before the first step: the input centre from fresh samples, the
+    /// model drawn from the initialisation stream, zero moments.
+    fn start<S: Stage>(run: &mut Run<S>) -> Self {
+        let cfg = run.cfg;
+        let p = &cfg.joint;
+        let centre = run.input_map(p.centre_samples, false).centre;
+        let (experts, neurons) = match S::MODEL {
+            ModelKind::Moe => (cfg.moe.experts, cfg.moe.neurons),
+            ModelKind::Vanilla => (1, cfg.vanilla_neurons),
+        };
+        let model = JointModel::new(
+            experts,
+            neurons,
+            centre.mapv(f64::from),
+            &p.init,
+            &mut run.init,
+        );
+        let mut noise = stream(cfg.seed, StreamId::MoeInit);
+        noise.long_jump();
+        JointState {
+            step: 0,
+            optimizer: OptimizerState::new(&p.optimizer, model.params.len()),
+            model,
+            noise,
+            terms: TermsMean::default(),
+        }
+    }
+}
+
+/// Trains a model (the MoE or the vanilla network, by its stage type)
+/// jointly, from the start or from a checkpoint's `resume` state.
+pub fn train_joint<S: JointStages>(
+    cfg: &ValidConfig,
+    task: &Task,
+    journal: Sink<S>,
+    monitor: &dyn Monitor,
+    resume: Option<ModelState<S>>,
+) -> Result<JointModel> {
+    let init = match S::MODEL {
+        ModelKind::Moe => StreamId::MoeInit,
+        ModelKind::Vanilla => StreamId::VanillaInit,
+    };
+    let (mut run, stage) = Run::start(
+        cfg,
+        task,
+        (StreamId::MoeData, init),
+        journal,
+        monitor,
+        resume,
+    );
+    let state = match stage.map(S::joint_point) {
+        None => JointState::start(&mut run),
+        Some(Some(JointPoint::Training(s))) => *s,
+        Some(Some(JointPoint::Trained(m))) => return Ok(*m),
+        Some(None) => return Err(wrong_training("staged")),
+    };
+    let model = joint_steps(&mut run, state)?;
+    run.save_trained(|| S::trained(model.clone()))?;
+    Ok(model)
+}
+
+/// The steps from `state` to the last, with records and save points.
+fn joint_steps<S: JointStages>(run: &mut Run<S>, mut state: JointState) -> Result<JointModel> {
+    let (cfg, task) = (run.cfg, run.task);
+    let p = &cfg.joint;
+    let loss = joint_loss(cfg, S::MODEL);
+    let steps = p.steps;
+    let last_batch = (p.train_samples() - (steps - 1) * p.batch as u64) as usize;
+    let probe = task.sample(
+        cfg.metrics.probe_samples,
+        &mut stream(cfg.seed, StreamId::Probe),
+    );
+    let experts = state.model.experts;
+    let mut grad = vec![0.0; state.model.params.len()];
+    let mut batch = Batch::new(p.batch, task.d);
+    run.monitor.phase(S::MODEL, Phase::Joint, steps);
+    run.monitor.advance(S::MODEL, state.step);
+    for step in state.step + 1..=steps {
+        if step == steps && last_batch != batch.len() {
+            batch = Batch::new(last_batch, task.d);
+        }
+        run.draw(&mut batch);
+        let x = batch.x.mapv(f64::from);
+        let y: Vec<f64> = batch.y.iter().map(|&v| f64::from(v)).collect();
+        let noise = loss
+            .gate
+            .noisy()
+            .then(|| logit_noise(y.len(), experts, loss.gate.noise, &mut state.noise));
+        let fwd = state.model.forward(
+            x.view(),
+            &y,
+            &loss,
+            noise.as_ref().map(|z| z.view()),
+            Some(&mut grad),
+        );
+        if !fwd.terms.total.is_finite() || grad.iter().any(|g| !g.is_finite()) {
+            return Err(run.diverged(Phase::Joint, step, "the joint loss"));
+        }
+        if p.sphere {
+            state.model.project_tangent(&mut grad);
+        }
+        let lr = p.schedule.at(step - 1, steps);
+        state
+            .optimizer
+            .update(&p.optimizer, &mut state.model.params, &grad, lr);
+        if p.sphere {
+            state.model.retract();
+        }
+        state.terms.add(&fwd.terms, y.len());
+        state.step = step;
+        if run.log_due(step, steps) {
+            let terms = state.terms.take();
+            let model = &state.model;
+            run.record(Phase::Joint, step, |rec| {
+                rec.lr = Some(lr);
+                rec.loss = Some(terms.total);
+                rec.loss_main = Some(terms.main);
+                if S::MODEL == ModelKind::Moe {
+                    rec.loss_balance = Some(terms.balance);
+                    rec.loss_z = Some(terms.z);
+                }
+                fill_joint(rec, cfg, task, model, &loss, &probe);
+            })?;
+        }
+        run.save_point(step, || S::training(state.clone()))?;
+        tick(run.monitor, S::MODEL, step, steps);
+    }
+    Ok(state.model)
+}
+
+/// The routing (on `probe`, noise-free gates) and the overlaps of a jointly
+/// trained model: per cluster, of the neurons of the expert serving it
+/// (all neurons for the vanilla network).
+pub(crate) fn fill_joint(
+    rec: &mut Record,
+    cfg: &ValidConfig,
+    task: &Task,
+    model: &JointModel,
+    loss: &JointLoss,
+    probe: &Batch,
+) {
+    let x = probe.x.mapv(f64::from);
+    let y: Vec<f64> = probe.y.iter().map(|&v| f64::from(v)).collect();
+    let fwd = model.forward(x.view(), &y, loss, None, None);
+    let c = task.clusters();
+    let threshold = cfg.metrics.recovery_threshold;
+    if model.experts > 1 {
+        let routing = JointRouting::measure(&fwd, &probe.c, c);
+        let serving = metrics::serving_expert(&routing.confusion);
+        let dirs: Vec<Array2<f32>> = serving
+            .iter()
+            .map(|&m| model.expert_directions(m))
+            .collect();
+        fill_cluster_overlaps(rec, task, &dirs.iter().collect::<Vec<_>>(), threshold);
+        routing.fill(rec);
+    } else {
+        let all = model.all_directions();
+        fill_cluster_overlaps(rec, task, &vec![&all; c], threshold);
+    }
+}
