@@ -317,14 +317,14 @@ impl JointModel {
         let act = pre;
         // Expert outputs (n x M).
         let mut f = Array2::<f64>::zeros((n, m_count));
-        for i in 0..n {
-            let row = act.row(i);
-            for m in 0..m_count {
-                let mut sum = a0[m];
-                for k in m * j..(m + 1) * j {
-                    sum += a[k] * row[k];
-                }
-                f[[i, m]] = sum;
+        for (row, mut out) in act.rows().into_iter().zip(f.rows_mut()) {
+            let row = row.as_slice().expect("contiguous activations");
+            for (m, o) in out.iter_mut().enumerate() {
+                let span = m * j..(m + 1) * j;
+                *o = a[span.clone()]
+                    .iter()
+                    .zip(&row[span])
+                    .fold(a0[m], |acc, (w, v)| acc + w * v);
             }
         }
         // Logits, probabilities, gates.
@@ -339,6 +339,7 @@ impl JointModel {
         let mut lse = vec![0.0; n];
         let mut assigned = vec![0; n];
         let mut chosen = vec![0.0; m_count];
+        let mut order: Vec<usize> = (0..m_count).collect();
         for i in 0..n {
             let h = logits.row(i);
             let max = h.iter().copied().fold(f64::NEG_INFINITY, f64::max);
@@ -347,7 +348,6 @@ impl JointModel {
             for m in 0..m_count {
                 probs[[i, m]] = (h[m] - lse[i]).exp();
             }
-            let mut order: Vec<usize> = (0..m_count).collect();
             order.sort_by(|&p, &q| h[q].total_cmp(&h[p]).then(p.cmp(&q)));
             for &m in &order[..kept] {
                 masks[[i, m]] = 1.0;
