@@ -293,7 +293,7 @@ pub fn bench(options: &BenchOptions, progress: &dyn Fn(&str)) -> Result<Vec<DimB
                 ),
                 (ModelKind::Moe, Phase::PhaseTwo) => (
                     cfg.phase_two.batch,
-                    result.moe.experts.len(),
+                    result.moe.as_ref().map_or(0, |m| m.experts.len()),
                     steps * cfg.phase_two.batch as u64,
                 ),
                 (ModelKind::Moe, Phase::PhaseThree) => (
@@ -305,6 +305,14 @@ pub fn bench(options: &BenchOptions, progress: &dyn Fn(&str)) -> Result<Vec<DimB
                     cfg.vanilla.batch,
                     cfg.vanilla_neurons,
                     cfg.train_samples - cfg.vanilla.centre_samples as u64,
+                ),
+                (_, Phase::Joint) => (
+                    cfg.joint.batch,
+                    match model {
+                        ModelKind::Moe => cfg.moe.experts * cfg.moe.neurons,
+                        ModelKind::Vanilla => cfg.vanilla_neurons,
+                    },
+                    steps * cfg.joint.batch as u64,
                 ),
                 // The readouts and the evaluation: no per-step limit.
                 (_, Phase::PhaseFour | Phase::Readout | Phase::Test)

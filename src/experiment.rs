@@ -4,9 +4,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::ValidConfig;
+use crate::config::{Training, ValidConfig};
 use crate::error::{Error, Result};
-use crate::metrics::{self, Record, TestError};
+use crate::metrics::{self, JointRouting, Record, TestError};
+use crate::model::joint::JointModel;
 use crate::model::{Moe, Vanilla};
 use crate::numerics::rng::{stream, StreamId};
 use crate::phase::{ModelKind, Phase};
@@ -33,6 +34,30 @@ pub struct Summary {
     pub moe: MoeSummary,
     /// Absent when `vanilla.enabled = false`.
     pub vanilla: Option<ModelSummary>,
+    /// Joint training's own measures; absent for staged runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub joint: Option<JointSummary>,
+}
+
+/// What a jointly trained run adds to its summary. (Its `moe` section has
+/// the test error, the overlaps of the neurons of the expert serving each
+/// cluster, the purity and the confusion; the phase-I fields are empty.)
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JointSummary {
+    /// Steps of each model, and samples each drew (the same samples).
+    pub steps: u64,
+    pub samples: u64,
+    /// The MoE's routing on the test samples (noise-free gates; a sample
+    /// counts for its largest gate): confusion, purity, expert load,
+    /// router entropy, dead experts.
+    pub routing: JointRouting,
+    /// Per expert and cluster: best |<w, w*_c>| among its neurons (M x C).
+    pub expert_local_overlap: Vec<Vec<f64>>,
+    /// Per expert: best |<w, w*_g>| among its neurons.
+    pub expert_global_overlap: Vec<f64>,
+    /// The squared loss (y - F)^2 / 2 of each model on the test samples.
+    pub moe_test_loss: f64,
+    pub vanilla_test_loss: Option<f64>,
 }
 
 impl Summary {
@@ -128,9 +153,21 @@ pub struct MoeSummary {
 #[derive(Clone, Debug)]
 pub struct RunOutput {
     pub task: Task,
-    pub moe: Moe,
+    /// The MoE of staged training (None for joint training).
+    pub moe: Option<Moe>,
+    /// The vanilla network of staged training (None when disabled, or for
+    /// joint training).
     pub vanilla: Option<Vanilla>,
+    /// The models of joint training.
+    pub joint: Option<JointModels>,
     pub summary: Summary,
+}
+
+/// The jointly trained models.
+#[derive(Clone, Debug)]
+pub struct JointModels {
+    pub moe: JointModel,
+    pub vanilla: Option<JointModel>,
 }
 
 /// The most samples `generate` draws at once (2^28, 8 GiB of f32 at d = 8).
@@ -241,12 +278,33 @@ pub(crate) fn run_from(
 ) -> Result<RunOutput> {
     let task = Task::new(cfg, &mut stream(cfg.seed, StreamId::Task));
     let (moe_resume, vanilla_resume) = resume;
+    let staged = cfg.training == Training::Staged;
     let (moe, vanilla) = rayon::join(
-        || train::train_moe(cfg, &task, &mut *moe_journal, monitor, moe_resume),
+        || match staged {
+            true => train::train_moe(cfg, &task, &mut *moe_journal, monitor, moe_resume)
+                .map(Trained::Staged),
+            false => train::train_joint(cfg, &task, &mut *moe_journal, monitor, moe_resume)
+                .map(Trained::Joint),
+        },
         || {
             cfg.vanilla_enabled
-                .then(|| {
-                    train::train_vanilla(cfg, &task, &mut *vanilla_journal, monitor, vanilla_resume)
+                .then(|| match staged {
+                    true => train::train_vanilla(
+                        cfg,
+                        &task,
+                        &mut *vanilla_journal,
+                        monitor,
+                        vanilla_resume,
+                    )
+                    .map(Trained::Staged),
+                    false => train::train_joint(
+                        cfg,
+                        &task,
+                        &mut *vanilla_journal,
+                        monitor,
+                        vanilla_resume,
+                    )
+                    .map(Trained::Joint),
                 })
                 .transpose()
         },
@@ -257,6 +315,45 @@ pub(crate) fn run_from(
         &mut stream(cfg.seed, StreamId::Test),
     );
     let var_y = metrics::label_variance(&test.y);
+    let (samples, moe_summary, vanilla_summary, joint_summary, (moe, vanilla, joint)) =
+        match (moe, vanilla) {
+            (Trained::Staged(moe), vanilla) => {
+                let vanilla = vanilla.map(|v| match v {
+                    Trained::Staged(v) => v,
+                    Trained::Joint(_) => unreachable!("both models train the same way"),
+                });
+                (
+                    Samples {
+                        moe: moe.samples,
+                        vanilla: vanilla.as_ref().map(|v| v.samples),
+                    },
+                    summarise_moe(cfg, &task, &moe, &test, var_y),
+                    vanilla
+                        .as_ref()
+                        .map(|v| summarise_vanilla(&task, v, &test, var_y)),
+                    None,
+                    (Some(moe), vanilla, None),
+                )
+            }
+            (Trained::Joint(moe), vanilla) => {
+                let vanilla = vanilla.map(|v| match v {
+                    Trained::Joint(v) => v,
+                    Trained::Staged(_) => unreachable!("both models train the same way"),
+                });
+                let n = cfg.joint.samples;
+                let (m, v, j) = summarise_joint(cfg, &task, &moe, vanilla.as_ref(), &test, var_y);
+                (
+                    Samples {
+                        moe: n,
+                        vanilla: vanilla.as_ref().map(|_| n),
+                    },
+                    m,
+                    v,
+                    Some(j),
+                    (None, None, Some(JointModels { moe, vanilla })),
+                )
+            }
+        };
     let summary = Summary {
         seed: cfg.seed,
         var_y,
@@ -268,14 +365,10 @@ pub(crate) fn run_from(
         best_linear_router_purity: best_linear_router_purity(&task),
         warnings: cfg.warnings.clone(),
         budget: cfg.resolved_budget(),
-        samples: Samples {
-            moe: moe.samples,
-            vanilla: vanilla.as_ref().map(|v| v.samples),
-        },
-        moe: summarise_moe(cfg, &task, &moe, &test, var_y),
-        vanilla: vanilla
-            .as_ref()
-            .map(|v| summarise_vanilla(&task, v, &test, var_y)),
+        samples,
+        moe: moe_summary,
+        vanilla: vanilla_summary,
+        joint: joint_summary,
     };
     if let Some((field, value)) = summary.first_non_finite() {
         return Err(Error::NonFinite { field, value });
@@ -292,8 +385,89 @@ pub(crate) fn run_from(
         task,
         moe,
         vanilla,
+        joint,
         summary,
     })
+}
+
+/// A trained model of either training.
+enum Trained<S> {
+    Staged(S),
+    Joint(JointModel),
+}
+
+/// The summaries of jointly trained models on the test samples.
+fn summarise_joint(
+    cfg: &ValidConfig,
+    task: &Task,
+    moe: &JointModel,
+    vanilla: Option<&JointModel>,
+    test: &Batch,
+    var_y: f64,
+) -> (MoeSummary, Option<ModelSummary>, JointSummary) {
+    let c = task.clusters();
+    let x = test.x.mapv(f64::from);
+    let y: Vec<f64> = test.y.iter().map(|&v| f64::from(v)).collect();
+    let fwd = moe.forward(
+        x.view(),
+        &y,
+        &train::joint::joint_loss(cfg, ModelKind::Moe),
+        None,
+        None,
+    );
+    let routing = JointRouting::measure(&fwd, &test.c, c);
+    let serving = metrics::serving_expert(&routing.confusion);
+    let experts: Vec<_> = (0..moe.experts).map(|m| moe.expert_directions(m)).collect();
+    let summary = MoeSummary {
+        model: ModelSummary {
+            error: metrics::test_error(&fwd.output, test, c, var_y),
+            local_overlap_per_cluster: (0..c)
+                .map(|k| metrics::best_overlap(experts[serving[k]].view(), task.w.row(k)))
+                .collect(),
+            global_overlap_per_cluster: (0..c)
+                .map(|k| metrics::best_overlap(experts[serving[k]].view(), task.wg.view()))
+                .collect(),
+        },
+        routing_purity: routing.purity,
+        confusion: routing.confusion.clone(),
+        expert_cluster: Vec::new(),
+        expert_group: Vec::new(),
+        phase1_local_overlap_per_cluster: Vec::new(),
+        phase1_weak_recovery_samples: Vec::new(),
+    };
+    let vanilla_fwd = vanilla.map(|v| {
+        let loss = train::joint::joint_loss(cfg, ModelKind::Vanilla);
+        (v, v.forward(x.view(), &y, &loss, None, None))
+    });
+    let vanilla_summary = vanilla_fwd.as_ref().map(|(v, f)| {
+        let (local, global) = metrics::neuron_overlaps(task, v.all_directions().view());
+        ModelSummary {
+            error: metrics::test_error(&f.output, test, c, var_y),
+            local_overlap_per_cluster: local,
+            global_overlap_per_cluster: vec![global; c],
+        }
+    });
+    let joint = JointSummary {
+        steps: cfg.joint.steps,
+        samples: cfg.joint.samples,
+        routing,
+        expert_local_overlap: experts
+            .iter()
+            .map(|w| metrics::overlap_matrix(w.view(), task.w.view()))
+            .map(|o| {
+                (0..c)
+                    .map(|k| o.iter().map(|r| r[k]).fold(0.0, f64::max))
+                    .collect()
+            })
+            .collect(),
+        expert_global_overlap: experts
+            .iter()
+            .map(|w| metrics::best_overlap(w.view(), task.wg.view()))
+            .collect(),
+        moe_test_loss: fwd.terms.main,
+        vanilla_test_loss: vanilla_fwd.map(|(_, f)| f.terms.main),
+    };
+    (summary, vanilla_summary, joint)
 }
 
 /// The last record of a model: its test error and final overlaps.

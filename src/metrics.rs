@@ -192,6 +192,84 @@ pub struct Record {
     pub test_rel_mse: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub per_cluster_rel_mse: Option<Vec<f64>>,
+    /// Joint training: the mean total loss since the last record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss: Option<f64>,
+    /// Joint training: the squared loss (y - F)^2 / 2 since the last record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_main: Option<f64>,
+    /// Joint training: the weighted load-balancing loss since the last record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_balance: Option<f64>,
+    /// Joint training: the weighted router z-loss since the last record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_z: Option<f64>,
+    /// Joint training: probe samples of cluster c (rows) whose largest gate is expert m (columns).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confusion: Option<Vec<Vec<u64>>>,
+    /// Joint training: share of the probe samples whose largest gate is each expert.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expert_load: Option<Vec<f64>>,
+    /// Joint training: mean entropy (nats) of the router's softmax on the probe samples.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub router_entropy: Option<f64>,
+    /// Joint training: experts that are the largest gate of no probe sample.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dead_experts: Option<Vec<usize>>,
+}
+
+/// The routing of a jointly trained MoE on a batch (noise-free gates):
+/// each sample counts for the expert with its largest gate.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JointRouting {
+    /// Samples of cluster c (rows) sent to expert m (columns).
+    pub confusion: Vec<Vec<u64>>,
+    pub purity: f64,
+    /// Share of the samples sent to each expert.
+    pub expert_load: Vec<f64>,
+    /// Mean entropy (nats) of softmax(Theta (x - c)); ln M is uniform.
+    pub router_entropy: f64,
+    /// Experts sent no sample.
+    pub dead_experts: Vec<usize>,
+}
+
+impl JointRouting {
+    /// Measures the routing of a forward pass over samples of `clusters`.
+    pub fn measure(fwd: &crate::model::joint::Forward, clusters: &[usize], c: usize) -> Self {
+        let m = fwd.probs.ncols();
+        let confusion = confusion(clusters, &fwd.assigned, c, m);
+        let n = fwd.assigned.len().max(1) as f64;
+        let expert_load: Vec<f64> = (0..m)
+            .map(|e| confusion.iter().map(|r| r[e]).sum::<u64>() as f64 / n)
+            .collect();
+        let router_entropy = fwd
+            .probs
+            .axis_iter(Axis(0))
+            .map(|p| {
+                -p.iter()
+                    .filter(|&&v| v > 0.0)
+                    .map(|&v| v * v.ln())
+                    .sum::<f64>()
+            })
+            .sum::<f64>()
+            / n;
+        JointRouting {
+            purity: routing_purity(&confusion),
+            dead_experts: (0..m).filter(|&e| expert_load[e] == 0.0).collect(),
+            confusion,
+            expert_load,
+            router_entropy,
+        }
+    }
+
+    /// Writes the routing into a metric record.
+    pub fn fill(self, rec: &mut Record) {
+        rec.routing_purity = Some(self.purity);
+        rec.confusion = Some(self.confusion);
+        rec.expert_load = Some(self.expert_load);
+        rec.router_entropy = Some(self.router_entropy);
+        rec.dead_experts = Some(self.dead_experts);
+    }
 }
 
 /// Share of rows of `w` whose |<w, target>| reaches `threshold`.

@@ -53,6 +53,8 @@ pub enum Phase {
     Readout,
     /// The final evaluation of either model.
     Test,
+    /// Joint training of either model (`moe.training = "joint"`).
+    Joint,
 }
 
 impl Phase {
@@ -66,6 +68,7 @@ impl Phase {
             Phase::Train => "train",
             Phase::Readout => "readout",
             Phase::Test => "test",
+            Phase::Joint => "joint",
         }
     }
 }
@@ -99,6 +102,7 @@ mod tests {
             Phase::Train,
             Phase::Readout,
             Phase::Test,
+            Phase::Joint,
         ] {
             assert_eq!(serde_json::to_string(&p).unwrap(), format!("\"{p}\""));
             let back: Phase = serde_json::from_str(&format!("\"{}\"", p.name())).unwrap();

@@ -485,3 +485,94 @@ fn a_sweep_stopped_by_sigterm_resumes_run_by_run_to_the_runs_alone() {
         assert_same_outputs(&alone, &dir, &dir.display().to_string());
     }
 }
+
+/// A jointly trained run (`moe.training = "joint"`): the same bytes with
+/// one thread or several, and killed at random moments during joint
+/// training and resumed, the same bytes as the uninterrupted run.
+#[test]
+fn a_joint_run_killed_and_resumed_gives_identical_bytes() {
+    const JOINT: [&str; 7] = [
+        "task.d=16",
+        "moe.training=joint",
+        "moe.gate=noisy_top_k",
+        "joint.steps=6000",
+        "metrics.test_samples=2000",
+        "metrics.probe_samples=500",
+        "metrics.log_every=100",
+    ];
+    let joint_args = |out: &Path, extra: &[&str]| {
+        let mut a: Vec<String> = vec![
+            "run".into(),
+            "-q".into(),
+            "--out".into(),
+            out.display().to_string(),
+        ];
+        for s in JOINT {
+            a.push("--set".into());
+            a.push(s.into());
+        }
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let reference = tmp.path().join("reference");
+    let start = Instant::now();
+    let out = output(&joint_args(&reference, &[]));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let whole = start.elapsed();
+    let one_thread = tmp.path().join("one_thread");
+    let status = common::clustermoe()
+        .args(joint_args(&one_thread, &[]))
+        .env("RAYON_NUM_THREADS", "1")
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_same_outputs(&reference, &one_thread, "one thread");
+    let summary = std::fs::read_to_string(reference.join("summary.json")).unwrap();
+    assert!(summary.contains("\"joint\""), "{summary}");
+
+    let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(8);
+    let mut joint_kills = 0;
+    let mut chains = 0;
+    while joint_kills < 6 {
+        chains += 1;
+        assert!(
+            chains <= 30,
+            "only {joint_kills} kills inside joint training"
+        );
+        let dir = tmp.path().join(format!("run{chains}"));
+        let mut next = joint_args(&dir, &["--checkpoint-every", "50"]);
+        loop {
+            let mut child = spawn(&next);
+            let deadline = Instant::now() + whole.mul_f64(rng.gen_range(0.05..0.7));
+            let mut finished = None;
+            while Instant::now() < deadline {
+                if let Some(status) = child.try_wait().unwrap() {
+                    finished = Some(status);
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            match finished {
+                Some(status) => {
+                    assert!(status.success(), "run failed: {status}");
+                    break;
+                }
+                None => {
+                    child.kill().unwrap();
+                    child.wait().unwrap();
+                    if stage(&dir.join("checkpoint.moe")).is_some_and(|(s, _)| s == "MoeJoint") {
+                        joint_kills += 1;
+                    }
+                    next = resume_args(&dir);
+                }
+            }
+        }
+        assert_same_outputs(&reference, &dir, &format!("joint run {chains}"));
+    }
+}

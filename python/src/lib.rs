@@ -139,7 +139,7 @@ struct Memory {
     stop: Arc<AtomicUsize>,
 }
 
-impl Journal for Memory {
+impl<S> Journal<S> for Memory {
     fn record(&mut self, rec: &Record) -> Result<()> {
         self.records.push(rec.clone());
         Ok(())

@@ -6,6 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::model::optim::OptimizerKind;
 pub use crate::model::router::Gate;
 pub use crate::model::{Loss, NeuronSign};
 
@@ -13,7 +14,7 @@ mod check;
 mod overrides;
 mod valid;
 
-pub use valid::{LrSchedule, ValidConfig, ValidPhase, ValidTask};
+pub use valid::{LrSchedule, ValidConfig, ValidJoint, ValidPhase, ValidTask};
 
 /// Every knob of one run. `Config::default()` is the paper's default task
 /// with the tuned staged algorithm.
@@ -30,6 +31,10 @@ pub struct Config {
     pub readout: ReadoutConfig,
     pub vanilla: VanillaConfig,
     pub metrics: MetricsConfig,
+    /// Joint training (`moe.training = "joint"`); left out of `config.toml`
+    /// while it holds the defaults, so staged runs' files are unchanged.
+    #[serde(skip_serializing_if = "JointConfig::is_default")]
+    pub joint: JointConfig,
 }
 
 /// The data model (SPEC §2).
@@ -147,6 +152,113 @@ pub struct MoeConfig {
     /// restart orthogonally to the directions already found; 0 disables.
     /// "auto": from the budget laws ([`crate::budget`]).
     pub restart_every: Auto<u64>,
+    /// How the MoE (and the vanilla network) are trained: the staged
+    /// algorithm, or every parameter at once ([`JointConfig`]).
+    #[serde(skip_serializing_if = "Training::is_staged")]
+    pub training: Training,
+}
+
+/// How the models are trained.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Training {
+    /// The staged algorithm of the paper (SPEC §4).
+    #[default]
+    Staged,
+    /// Every parameter at once by SGD or Adam on the squared loss (SPEC §8),
+    /// both models the same way on the same samples.
+    Joint,
+}
+
+impl Training {
+    /// Whether this is the default, staged training.
+    pub fn is_staged(&self) -> bool {
+        *self == Training::Staged
+    }
+}
+
+/// Joint training (SPEC §8): the MoE's router, first layers, biases and
+/// second layers all at once, and the vanilla network of M x J neurons the
+/// same way, by minibatch SGD or Adam on (y - F(x))^2 / 2 over fresh samples.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JointConfig {
+    pub optimizer: OptimizerKind,
+    /// Learning rate until `decay_start`.
+    pub lr: f64,
+    /// Learning rate at the last step.
+    pub lr_end: f64,
+    /// Fraction of the steps after which the rate decays from `lr` to `lr_end`.
+    pub decay_start: f64,
+    pub schedule: Schedule,
+    /// SGD's momentum (0: plain SGD).
+    pub momentum: f64,
+    /// Adam's moment decay rates and denominator floor.
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    pub batch: usize,
+    /// Steps; "auto": as many samples as the staged algorithm's whole budget
+    /// (training and readout), so the joint and staged runs are comparable.
+    pub steps: Auto<u64>,
+    /// Samples (counted in the budget) that estimate the input centre c.
+    pub centre_samples: usize,
+    /// Weight of the load-balancing loss M sum_m f_m P_m (Switch Transformer).
+    pub lambda_bal: f64,
+    /// Weight of the router z-loss mean logsumexp(h)^2 (ST-MoE).
+    pub lambda_z: f64,
+    /// top-k gates: weigh the kept experts by the softmax among them
+    /// (GShard) rather than by their softmax over all experts (Switch).
+    pub renormalise: bool,
+    /// Keep first-layer rows on the unit sphere (projected gradient and
+    /// retraction) rather than free.
+    pub sphere: bool,
+    /// Any link with a derivative: "relu", "tanh", "h3", "auto" (h_k*) ...
+    pub activation: String,
+    /// Norm of each first-layer row at initialisation.
+    pub init_first: f64,
+    /// Standard deviation of the initial biases.
+    pub init_bias: f64,
+    /// Second-layer weights start N(0, init_second^2 / J) (J: neurons per
+    /// expert, or the vanilla network's).
+    pub init_second: f64,
+    /// Router weights start N(0, init_router^2 / d).
+    pub init_router: f64,
+}
+
+impl JointConfig {
+    /// Whether every field holds its default.
+    pub fn is_default(&self) -> bool {
+        *self == JointConfig::default()
+    }
+}
+
+impl Default for JointConfig {
+    fn default() -> Self {
+        JointConfig {
+            optimizer: OptimizerKind::Adam,
+            lr: 1e-3,
+            lr_end: 1e-5,
+            decay_start: 0.5,
+            schedule: Schedule::Cosine,
+            momentum: 0.9,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            batch: 64,
+            steps: Auto::Auto,
+            centre_samples: 4_096,
+            lambda_bal: 0.01,
+            lambda_z: 0.0,
+            renormalise: false,
+            sphere: false,
+            activation: "relu".into(),
+            init_first: 1.0,
+            init_bias: 0.0,
+            init_second: 1.0,
+            init_router: 0.1,
+        }
+    }
 }
 
 /// Sharing of the M x J phase-III neurons among routed experts.
@@ -319,6 +431,7 @@ impl Default for Config {
             readout: ReadoutConfig::default(),
             vanilla: VanillaConfig::default(),
             metrics: MetricsConfig::default(),
+            joint: JointConfig::default(),
         }
     }
 }
@@ -351,6 +464,7 @@ impl Default for MoeConfig {
             allocation: Allocation::ByLoad,
             whiten: true,
             restart_every: Auto::Auto,
+            training: Training::Staged,
         }
     }
 }

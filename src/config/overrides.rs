@@ -46,7 +46,7 @@ impl Config {
         };
         // The `--set` behind each field it gave, to blame it for a type error.
         let mut set_fields: Vec<(String, &String)> = Vec::new();
-        let mut table = toml::Table::try_from(Config::default()).expect("the defaults serialise");
+        let mut table = known_table();
         let file: toml::Table = toml::from_str(text).map_err(|e| parse_error(e.to_string()))?;
         check_known_fields(&table, &file, "")?;
         merge_tables(&mut table, file);
@@ -113,6 +113,25 @@ impl Config {
     pub fn check(&self) -> Result<ValidConfig> {
         super::check::check(self)
     }
+}
+
+/// The defaults as a TOML table with every field, including those a
+/// default configuration leaves out of its `config.toml` (`moe.training`
+/// and the `[joint]` section), so that they are known fields.
+fn known_table() -> toml::Table {
+    let defaults = Config::default();
+    let mut table = toml::Table::try_from(&defaults).expect("the defaults serialise");
+    if let Some(toml::Value::Table(moe)) = table.get_mut("moe") {
+        moe.insert(
+            "training".into(),
+            toml::Value::try_from(defaults.moe.training).expect("serialises"),
+        );
+    }
+    table.insert(
+        "joint".into(),
+        toml::Value::try_from(&defaults.joint).expect("the defaults serialise"),
+    );
+    table
 }
 
 /// Most parts of a `--set` field name: `section.field`, with room for the

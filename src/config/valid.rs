@@ -1,6 +1,10 @@
 //! The checked form of a configuration, which only [`Config::check`] makes.
 
-use super::{Config, Geometry, MetricsConfig, MoeConfig, ReadoutConfig, RouterConfig, Schedule};
+use super::{
+    Config, Geometry, MetricsConfig, MoeConfig, ReadoutConfig, RouterConfig, Schedule, Training,
+};
+use crate::model::joint::{JointGate, JointInit, JointLoss};
+use crate::model::optim::OptimizerRule;
 use crate::model::{Loss, NeuronSign};
 use crate::numerics::link::Link;
 
@@ -66,6 +70,46 @@ pub struct ValidTask {
     pub global_link: Link,
 }
 
+/// Validated settings of joint training.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ValidJoint {
+    pub steps: u64,
+    pub batch: usize,
+    pub schedule: LrSchedule,
+    pub optimizer: OptimizerRule,
+    pub centre_samples: usize,
+    /// The MoE's loss (activation, gate, auxiliary weights).
+    pub loss: JointLoss,
+    pub sphere: bool,
+    pub init: JointInit,
+    /// Samples each model draws: the centre's and `steps` batches (the
+    /// last one takes what is left).
+    pub samples: u64,
+}
+
+impl ValidJoint {
+    /// The vanilla network's loss: the same activation, gate 1, no
+    /// auxiliary terms.
+    pub fn vanilla_loss(&self) -> JointLoss {
+        JointLoss {
+            activation: self.loss.activation.clone(),
+            gate: JointGate {
+                kind: crate::model::router::Gate::Softmax,
+                k: 1,
+                noise: 0.0,
+                renormalise: false,
+            },
+            balance: 0.0,
+            z: 0.0,
+        }
+    }
+
+    /// Samples of training after the centre's.
+    pub fn train_samples(&self) -> u64 {
+        self.samples - self.centre_samples as u64
+    }
+}
+
 /// A configuration that passed [`Config::check`]: links parsed, signs and
 /// budgets resolved. Only `check` makes one, so training never meets an
 /// invalid value; its fields are read through the methods below.
@@ -99,6 +143,10 @@ pub struct ValidConfig {
     pub(crate) train_samples: u64,
     /// The original configuration, for `config.toml`.
     pub(crate) config: Config,
+    /// How the models are trained.
+    pub(crate) training: Training,
+    /// Joint training's settings (checked whatever `training` is).
+    pub(crate) joint: ValidJoint,
 }
 
 impl ValidConfig {
@@ -190,6 +238,16 @@ impl ValidConfig {
     /// Training samples of each model (readout excluded).
     pub fn train_samples(&self) -> u64 {
         self.train_samples
+    }
+
+    /// How the models are trained.
+    pub fn training(&self) -> Training {
+        self.training
+    }
+
+    /// Joint training's settings.
+    pub fn joint(&self) -> &ValidJoint {
+        &self.joint
     }
 
     /// The configuration as given, which `config.toml` holds.

@@ -11,6 +11,8 @@ use crate::numerics::normal;
 use crate::numerics::rng::Stream;
 
 pub mod activation;
+pub mod joint;
+pub mod optim;
 pub mod router;
 pub mod sphere;
 

@@ -20,6 +20,9 @@ pub enum Gate {
     TopK,
     /// argmax of the logits plus Gaussian noise.
     NoisyTop1,
+    /// The k largest of the logits plus Gaussian noise, softmax-renormalised
+    /// among them (Shazeer et al. 2017).
+    NoisyTopK,
 }
 
 /// A gate with its parameters.
@@ -112,7 +115,12 @@ impl Router {
                     row.fill(0.0);
                     row[best] = 1.0;
                 }
-                Gate::TopK => {
+                Gate::TopK | Gate::NoisyTopK => {
+                    if rule.kind == Gate::NoisyTopK {
+                        for v in row.iter_mut() {
+                            *v += rule.noise * normal::sample(rng);
+                        }
+                    }
                     let mut order: Vec<usize> = (0..row.len()).collect();
                     order.sort_by(|&a, &b| row[b].total_cmp(&row[a]).then(a.cmp(&b)));
                     for &i in &order[rule.top_k.min(row.len())..] {
@@ -208,7 +216,13 @@ mod tests {
         };
         let x = Array2::<f32>::from_shape_simple_fn((50, 3), || rng.sample(StandardNormal));
         let logits = router.logits(x.view());
-        for kind in [Gate::Softmax, Gate::Top1, Gate::TopK, Gate::NoisyTop1] {
+        for kind in [
+            Gate::Softmax,
+            Gate::Top1,
+            Gate::TopK,
+            Gate::NoisyTop1,
+            Gate::NoisyTopK,
+        ] {
             let rule = GateRule {
                 kind,
                 top_k: 2,
@@ -227,6 +241,7 @@ mod tests {
                         assert!(row[best] >= 0.5);
                     }
                     Gate::NoisyTop1 => assert_eq!(nonzero, 1),
+                    Gate::NoisyTopK => assert_eq!(nonzero, 2),
                 }
             }
         }

@@ -214,29 +214,36 @@ pub fn task_arrays(task: &Task) -> Vec<(String, NpzArray)> {
 pub fn model_arrays(out: &RunOutput) -> Vec<(String, NpzArray)> {
     let mut arrays = task_arrays(&out.task);
     let mut add = |name: String, a: NpzArray| arrays.push((name, a));
-    let moe = &out.moe;
-    add("moe_u".into(), f64s(&moe.phase_one_directions).into());
-    add(
-        "moe_global_centre".into(),
-        moe.input_map.centre.mapv(|v| v as f64).into(),
-    );
-    if let Some(w) = &moe.input_map.whiten {
-        add("moe_whitening".into(), f64s(w).into());
-    }
-    add(
-        "moe_expert_group".into(),
-        Array1::from_iter(moe.expert_group.iter().map(|g| g.map_or(-1, |g| g as i64))).into(),
-    );
-    add("router_theta".into(), f64s(&moe.router.theta).into());
-    for (k, e) in moe.experts.iter().enumerate() {
-        add(format!("expert{k}_w"), f64s(&e.w).into());
+    if let Some(moe) = &out.moe {
+        add("moe_u".into(), f64s(&moe.phase_one_directions).into());
         add(
-            format!("expert{k}_centre"),
-            e.centre.mapv(|v| v as f64).into(),
+            "moe_global_centre".into(),
+            moe.input_map.centre.mapv(|v| v as f64).into(),
         );
-        add(format!("expert{k}_bias"), e.bias.mapv(|v| v as f64).into());
-        add(format!("expert{k}_a"), e.a.clone().into());
-        add(format!("expert{k}_a0"), Array1::from(vec![e.a0]).into());
+        if let Some(w) = &moe.input_map.whiten {
+            add("moe_whitening".into(), f64s(w).into());
+        }
+        add(
+            "moe_expert_group".into(),
+            Array1::from_iter(moe.expert_group.iter().map(|g| g.map_or(-1, |g| g as i64))).into(),
+        );
+        add("router_theta".into(), f64s(&moe.router.theta).into());
+        for (k, e) in moe.experts.iter().enumerate() {
+            add(format!("expert{k}_w"), f64s(&e.w).into());
+            add(
+                format!("expert{k}_centre"),
+                e.centre.mapv(|v| v as f64).into(),
+            );
+            add(format!("expert{k}_bias"), e.bias.mapv(|v| v as f64).into());
+            add(format!("expert{k}_a"), e.a.clone().into());
+            add(format!("expert{k}_a0"), Array1::from(vec![e.a0]).into());
+        }
+    }
+    if let Some(joint) = &out.joint {
+        joint_arrays("joint_moe", &joint.moe, &mut add);
+        if let Some(v) = &joint.vanilla {
+            joint_arrays("joint_vanilla", v, &mut add);
+        }
     }
     if let Some(v) = &out.vanilla {
         let net = &v.net;
@@ -250,6 +257,35 @@ pub fn model_arrays(out: &RunOutput) -> Vec<(String, NpzArray)> {
         add("vanilla_a0".into(), Array1::from(vec![net.a0]).into());
     }
     arrays
+}
+
+/// A jointly trained model's arrays, named `{prefix}_w` (M*J x d), `_centre`,
+/// `_bias`, `_a` (M*J), `_a0` (M) and `_theta` (M x d).
+fn joint_arrays(
+    prefix: &str,
+    m: &crate::model::joint::JointModel,
+    add: &mut impl FnMut(String, NpzArray),
+) {
+    let r = m.ranges();
+    let units = m.experts * m.neurons;
+    let w = Array2::from_shape_vec((units, m.d), m.params[r.w].to_vec()).expect("sized");
+    add(format!("{prefix}_w"), w.into());
+    add(format!("{prefix}_centre"), m.centre.clone().into());
+    add(
+        format!("{prefix}_bias"),
+        Array1::from(m.params[r.b].to_vec()).into(),
+    );
+    add(
+        format!("{prefix}_a"),
+        Array1::from(m.params[r.a].to_vec()).into(),
+    );
+    add(
+        format!("{prefix}_a0"),
+        Array1::from(m.params[r.a0].to_vec()).into(),
+    );
+    let theta =
+        Array2::from_shape_vec((m.experts, m.d), m.params[r.theta].to_vec()).expect("sized");
+    add(format!("{prefix}_theta"), theta.into());
 }
 
 /// Writes `model.npz`: the ground truth and every learned array.

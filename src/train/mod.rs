@@ -34,6 +34,7 @@ use crate::phase::{ModelKind, Phase};
 use crate::task::{Batch, Task};
 
 mod context;
+pub mod joint;
 mod phase_one;
 mod phase_three;
 mod phase_two;
@@ -46,6 +47,7 @@ use phase_three::phase_three;
 use phase_two::phase_two;
 use readout::phase_four;
 
+pub use joint::{train_joint, JointState};
 pub(crate) use phase_one::merge_experts;
 pub use phase_one::{PhaseOne, PhaseOneState};
 pub use phase_three::{PhaseThreeState, Routed};
@@ -135,6 +137,11 @@ pub enum MoeStage {
     PhaseThree(Box<PhaseThreeState>),
     #[serde(rename = "MoeTrained")]
     Trained(Box<Moe>),
+    /// Joint training (`moe.training = "joint"`).
+    #[serde(rename = "MoeJoint")]
+    Joint(Box<JointState>),
+    #[serde(rename = "MoeJointTrained")]
+    JointTrained(Box<crate::model::joint::JointModel>),
 }
 
 impl Stage for MoeStage {
@@ -145,7 +152,8 @@ impl Stage for MoeStage {
             MoeStage::PhaseOne(s) => Some((Phase::PhaseOne, s.step)),
             MoeStage::PhaseTwo(s) => Some((Phase::PhaseTwo, s.step)),
             MoeStage::PhaseThree(s) => Some((Phase::PhaseThree, s.step)),
-            MoeStage::Trained(_) => None,
+            MoeStage::Joint(s) => Some((Phase::Joint, s.step)),
+            MoeStage::Trained(_) | MoeStage::JointTrained(_) => None,
         }
     }
 }
@@ -159,6 +167,11 @@ pub enum VanillaStage {
     Train(VanillaTrainState),
     #[serde(rename = "VanillaTrained")]
     Trained(Box<Vanilla>),
+    /// Joint training (`moe.training = "joint"`).
+    #[serde(rename = "VanillaJoint")]
+    Joint(Box<JointState>),
+    #[serde(rename = "VanillaJointTrained")]
+    JointTrained(Box<crate::model::joint::JointModel>),
 }
 
 impl Stage for VanillaStage {
@@ -167,7 +180,8 @@ impl Stage for VanillaStage {
     fn position(&self) -> Option<(Phase, u64)> {
         match self {
             VanillaStage::Train(s) => Some((Phase::Train, s.step)),
-            VanillaStage::Trained(_) => None,
+            VanillaStage::Joint(s) => Some((Phase::Joint, s.step)),
+            VanillaStage::Trained(_) | VanillaStage::JointTrained(_) => None,
         }
     }
 }
@@ -206,6 +220,9 @@ pub fn train_moe(
                 MoeStage::Trained(Box::new(moe))
             }
             MoeStage::Trained(moe) => return Ok(*moe),
+            MoeStage::Joint(_) | MoeStage::JointTrained(_) => {
+                return Err(joint::wrong_training("joint"))
+            }
         }
     }
 }
