@@ -466,3 +466,52 @@ fn divergence_names_phase_and_step_and_keeps_the_metrics() {
     );
     assert!(!dir.join("summary.json").exists());
 }
+
+/// `moe.training = "joint"` through the binary: a run directory with the
+/// joint summary and records; a bad joint field exits 2 naming it, and
+/// writes nothing.
+#[test]
+fn a_joint_run_writes_its_summary_and_records_and_bad_joint_fields_exit_2() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = run_small(
+        tmp.path(),
+        "joint",
+        3,
+        &[
+            "--set",
+            "moe.training=joint",
+            "--set",
+            "joint.steps=300",
+            "--set",
+            "metrics.log_every=100",
+        ],
+    );
+    let s = summary(&dir);
+    assert_eq!(s["joint"]["steps"], 300);
+    assert!(s["joint"]["routing"]["expert_load"].is_array(), "{s}");
+    assert!(s["moe"]["test_rel_mse"].as_f64().unwrap().is_finite());
+    assert_eq!(s["samples"]["moe"], s["samples"]["vanilla"]);
+    let config = std::fs::read_to_string(dir.join("config.toml")).unwrap();
+    assert!(config.contains("training = \"joint\""), "{config}");
+    let metrics = std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap();
+    let joint: Vec<Value> = metrics
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|r| r["phase"] == "joint")
+        .collect();
+    // Three records per model, the MoE's with its routing and loss terms.
+    assert_eq!(joint.len(), 6, "{metrics}");
+    assert!(joint[0]["loss_balance"].is_number() && joint[0]["router_entropy"].is_number());
+    for (set, field) in [
+        ("joint.lr=0", "joint.lr"),
+        ("joint.optimizer=lbfgs", "joint.optimizer"),
+        ("moe.training=both", "moe.training"),
+        ("joint.activation=sign", "joint.activation"),
+    ] {
+        let out_dir = tmp.path().join("bad");
+        let out = clustermoe(&["run", "--set", set, "--out", out_dir.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(2), "{set}: {}", stderr(&out));
+        assert!(stderr(&out).contains(field), "{set}: {}", stderr(&out));
+        assert!(!out_dir.exists(), "{set}");
+    }
+}

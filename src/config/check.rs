@@ -693,7 +693,8 @@ mod tests {
         rejects("[joint]\nlambda_z = nan\n", "joint.lambda_z");
         rejects("[joint]\nactivation = \"sign\"\n", "joint.activation");
         rejects("[joint]\ninit_first = 0.0\n", "joint.init_first");
-        rejects("[joint]\nlearning_rate = 0.1\n", "did you mean `joint.");
+        rejects("[joint]\nlearning_rate = 0.1\n", "joint.learning_rate");
+        rejects("[joint]\nlr_ned = 0.1\n", "did you mean `joint.lr_end`");
         rejects("seed = -1\n", "seed");
         let huge_seed = Config {
             seed: u64::MAX,
