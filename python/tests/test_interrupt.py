@@ -18,6 +18,15 @@ from conftest import SMALL, read_json
 LONG = {**SMALL, "phase_three": {"steps": 5_000_000}}
 
 
+@pytest.fixture(autouse=True)
+def sigint_raises_keyboard_interrupt():
+    """Python's own SIGINT handler, as in a terminal or a notebook, also
+    where the tests were started with SIGINT ignored (in the background)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 def interrupt_when(ready, done: threading.Event, timeout: float = 60.0) -> threading.Thread:
     """Sends SIGINT to this process once `ready()` holds, unless the call
     under test has returned (`done`)."""
