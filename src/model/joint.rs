@@ -4,7 +4,9 @@
 //! F(x) = sum_m g_m(x) f_m(x) with the gate g of the configured rule. The
 //! loss of a batch, its auxiliary terms and the exact gradient of every
 //! parameter are computed here, in f64, over a flat parameter vector that
-//! the optimizers ([`super::optim`]) update.
+//! the optimizers ([`super::optim`]) update. One file past 500 lines (a
+//! fifth of it tests): the forward pass and its gradient are read together,
+//! line against line.
 //!
 //! Stated choices:
 //! - The router sees centred inputs x - c (c the global input centre,
