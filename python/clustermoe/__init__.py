@@ -36,7 +36,7 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from . import _native, _progress
+from . import _native, _progress, errors
 from .errors import (
     AssumptionWarning,
     CheckpointError,
@@ -70,21 +70,7 @@ __all__ = [
     "merge",
     "reproduce",
     "columns",
-    "Error",
-    "InputError",
-    "InvalidValueError",
-    "UnknownFieldError",
-    "ParseError",
-    "UnreadableError",
-    "CheckpointError",
-    "RunError",
-    "DivergedError",
-    "ReadoutError",
-    "NonFiniteError",
-    "FileError",
-    "FigureError",
-    "RunsFailedError",
-    "AssumptionWarning",
+    *errors.__all__,
 ]
 
 PathLike = Union[str, "os.PathLike[str]"]

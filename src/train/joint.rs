@@ -313,28 +313,6 @@ mod tests {
         }
     }
 
-    /// Keeps every checkpoint's state.
-    struct Keep<S> {
-        every: u64,
-        states: Vec<ModelState<S>>,
-    }
-
-    impl<S: Stage> Journal<S> for Keep<S> {
-        fn record(&mut self, _: &Record) -> Result<()> {
-            Ok(())
-        }
-        fn checkpointing(&self) -> bool {
-            true
-        }
-        fn checkpoint_due(&self, step: u64) -> bool {
-            step.is_multiple_of(self.every)
-        }
-        fn checkpoint(&mut self, state: &ModelState<S>) -> Result<()> {
-            self.states.push(state.clone());
-            Ok(())
-        }
-    }
-
     /// Joint training is deterministic, and resumed from any checkpoint
     /// (through its JSON form) ends at exactly the same model, for both
     /// models and a noisy gate (whose stream the state carries).

@@ -286,6 +286,28 @@ mod testing {
     use super::*;
     use crate::config::Config;
 
+    /// Keeps a copy of every checkpoint, one every `every` steps of a phase.
+    pub struct Keep<S> {
+        pub every: u64,
+        pub states: Vec<ModelState<S>>,
+    }
+
+    impl<S: Stage> Journal<S> for Keep<S> {
+        fn record(&mut self, _: &Record) -> Result<()> {
+            Ok(())
+        }
+        fn checkpointing(&self) -> bool {
+            true
+        }
+        fn checkpoint_due(&self, step: u64) -> bool {
+            step.is_multiple_of(self.every)
+        }
+        fn checkpoint(&mut self, state: &ModelState<S>) -> Result<()> {
+            self.states.push(state.clone());
+            Ok(())
+        }
+    }
+
     /// The default task at d = 16 (two orthonormal clusters, h_3 links,
     /// rho = 4), with `edit` applied to its configuration.
     pub fn small_task(edit: impl FnOnce(&mut Config)) -> (ValidConfig, Task) {
@@ -344,28 +366,6 @@ mod testing {
 mod tests {
     use super::testing::*;
     use super::*;
-
-    /// Keeps a copy of every checkpoint, one every `every` steps of a phase.
-    struct Keep<S> {
-        every: u64,
-        states: Vec<ModelState<S>>,
-    }
-
-    impl<S: Stage> Journal<S> for Keep<S> {
-        fn record(&mut self, _: &Record) -> Result<()> {
-            Ok(())
-        }
-        fn checkpointing(&self) -> bool {
-            true
-        }
-        fn checkpoint_due(&self, step: u64) -> bool {
-            step.is_multiple_of(self.every)
-        }
-        fn checkpoint(&mut self, state: &ModelState<S>) -> Result<()> {
-            self.states.push(state.clone());
-            Ok(())
-        }
-    }
 
     fn json(value: &impl Serialize) -> String {
         serde_json::to_string(value).unwrap()
