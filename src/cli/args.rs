@@ -108,7 +108,7 @@ pub enum Command {
         #[arg(long, short)]
         quiet: bool,
     },
-    /// Reproduce the paper's claims: experiments E1 to E5 (E1 on five task families) through sweeps, then
+    /// Reproduce the paper's claims: experiments E1 to E6 (E1 on five task families, E6 joint training) through sweeps, then
     /// DIR/report.md, DIR/report.html, figures (.svg), tables (.csv) and DIR/claims.json.
     /// Resumable: runs already complete under DIR/sweeps are reused.
     Reproduce {

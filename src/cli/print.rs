@@ -43,6 +43,24 @@ pub fn summary(s: &Summary) {
         "routing purity {:.4}{best}, var(y) {:.4}",
         s.moe.routing_purity, s.var_y
     );
+    if let Some(j) = &s.joint {
+        let r = &j.routing;
+        let dead = if r.dead_experts.is_empty() {
+            "none".to_string()
+        } else {
+            r.dead_experts
+                .iter()
+                .map(|m| m.to_string())
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        println!(
+            "joint: expert load {}, router entropy {:.3} (uniform {:.3}), dead experts (0-based): {dead}",
+            fmt_list(&r.expert_load),
+            r.router_entropy,
+            (r.expert_load.len() as f64).ln(),
+        );
+    }
 }
 
 /// One table per dimension: every phase against the limit.

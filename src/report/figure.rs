@@ -226,6 +226,8 @@ impl Chart {
         let mut chart = ChartBuilder::on(&root)
             .caption(&self.title, ("sans-serif", TITLE_FONT))
             .margin(12)
+            // Room for the last x tick's label, centred on the plot's edge.
+            .margin_right(30)
             .x_label_area_size(50)
             .y_label_area_size(75)
             .build_cartesian_2d(

@@ -6,7 +6,7 @@
 //! of the report (its text, figures, tables and claims), so that an
 //! experiment can be read, and changed, without the others:
 //! `separation.rs` (E1), `dynamics.rs` (E2), `sample_complexity.rs` (E3),
-//! `experts_needed.rs` (E4), `routing.rs` (E5). This file holds what they
+//! `experts_needed.rs` (E4), `routing.rs` (E5), `joint.rs` (E6). This file holds what they
 //! share: the options, the claim and section types, building a grid and
 //! running it through [`crate::sweep`], and the entry point [`reproduce`].
 //! How a section is shown to a reader (Markdown, HTML, the figure and
@@ -15,6 +15,7 @@
 
 mod dynamics;
 mod experts_needed;
+mod joint;
 mod routing;
 mod sample_complexity;
 mod separation;
@@ -142,14 +143,24 @@ fn min(v: &[f64]) -> f64 {
 /// Runs every experiment (resuming runs already on disk) and writes the report.
 pub fn reproduce(opts: &Options, progress: &(dyn Fn(&str) + Sync)) -> Result<Vec<Claim>> {
     std::fs::create_dir_all(&opts.out).map_err(|e| Error::io("cannot create", &opts.out, e))?;
-    // E2 reads the metrics of one of E1's runs: the default task, seed 1.
-    let (e1, seed_one) = separation::separation(opts, progress)?;
+    // E2 reads the metrics of one of E1's runs (the default task, seed 1),
+    // E6 the summaries of the default task's runs.
+    let (e1, default_task) = separation::separation(opts, progress)?;
+    let seed_one = default_task
+        .rows
+        .iter()
+        .find(|r| r.2.seed == 1)
+        .map(|r| r.0.clone())
+        .ok_or_else(|| Error::Figure {
+            message: "E2 plots seed 1 of the default task, which E1 did not run".into(),
+        })?;
     let sections = vec![
         e1,
         dynamics::dynamics(&seed_one)?,
         sample_complexity::sample_complexity(opts, progress)?,
         experts_needed::experts_needed(opts, progress)?,
         routing::routing(opts, progress)?,
+        joint::joint(opts, &default_task, progress)?,
     ];
     progress("writing the report");
     crate::report::page::write(&opts.out, &sections, opts.quick)

@@ -5,11 +5,9 @@
 //! Its own file because its families and bars are what a reader changes
 //! to test the claim elsewhere.
 
-use crate::store::RunDir;
-
 use serde_json::Value;
 
-use super::{fmt, grid, mean, min, round4, run, Claim, Options, Section, Table};
+use super::{fmt, grid, mean, min, round4, run, Claim, Options, Runs, Section, Table};
 use crate::error::{Error, Result};
 use crate::report::figure::{Chart, Legend, Mark, Series};
 
@@ -75,18 +73,18 @@ const VANILLA_BAR: f64 = 0.40;
 const OVERLAP_BAR: f64 = 0.9;
 
 /// E1: MoE against vanilla at the same budget, per task family. Also
-/// returns the directory of the default task's seed-1 run, whose metrics E2
-/// plots.
+/// returns the default task's runs: E2 plots seed 1's metrics, E6 sets
+/// joint training beside them.
 pub(super) fn separation(
     opts: &Options,
     progress: &(dyn Fn(&str) + Sync),
-) -> Result<(Section, RunDir)> {
+) -> Result<(Section, Runs)> {
     let mut section = Section {
         title: "E1 Separation: MoE against a vanilla network at the same sample budget".into(),
         ..Section::default()
     };
     let mut lines = Vec::new();
-    let mut seed_one = None;
+    let mut default_task = None;
     for family in families() {
         let seeds = if opts.quick {
             family.seeds.0
@@ -95,13 +93,6 @@ pub(super) fn separation(
         };
         let name = format!("e1_{}", family.key);
         let runs = run(opts, &name, &grid(1..=seeds, &family.sets, &[]), progress)?;
-        if family.sets.is_empty() {
-            seed_one = runs
-                .rows
-                .iter()
-                .find(|r| r.2.seed == 1)
-                .map(|r| r.0.clone());
-        }
         let label = family.label;
         let moe: Vec<f64> = runs
             .rows
@@ -241,10 +232,13 @@ pub(super) fn separation(
                 ],
             },
         ));
+        if family.sets.is_empty() {
+            default_task = Some(runs);
+        }
     }
     section.text = lines.join("\n");
-    let seed_one = seed_one.ok_or_else(|| Error::Figure {
-        message: "E2 plots seed 1 of the default task, which E1 did not run".into(),
+    let default_task = default_task.ok_or_else(|| Error::Figure {
+        message: "E2 and E6 read the default task's runs, which E1 did not run".into(),
     })?;
-    Ok((section, seed_one))
+    Ok((section, default_task))
 }
