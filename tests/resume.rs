@@ -136,39 +136,50 @@ fn killed_at_random_moments_and_resumed_gives_identical_bytes() {
             "not enough kills in every phase after 60 runs: {kills:?}"
         );
         let dir = tmp.path().join(format!("run{chains}"));
-        let mut next = args(&dir, &["--checkpoint-every", "25"]);
-        // Kill, resume, kill again... until the run gets to its end.
-        loop {
-            let mut child = spawn(&next);
-            let wait = whole.mul_f64(rng.gen_range(0.02..0.6));
-            let deadline = Instant::now() + wait;
-            let mut finished = None;
-            while Instant::now() < deadline {
-                if let Some(status) = child.try_wait().unwrap() {
-                    finished = Some(status);
-                    break;
+        let first = args(&dir, &["--checkpoint-every", "25"]);
+        kill_until_done(
+            first,
+            &dir,
+            whole.mul_f64(0.02)..whole.mul_f64(0.6),
+            &mut rng,
+            |dir| {
+                for phase in phases_at_kill(dir) {
+                    *kills.entry(phase).or_default() += 1;
                 }
-                std::thread::sleep(Duration::from_millis(2));
-            }
-            match finished {
-                Some(status) => {
-                    assert!(status.success(), "run failed: {status}");
-                    break;
-                }
-                None => {
-                    child.kill().unwrap(); // SIGKILL
-                    child.wait().unwrap();
-                    for phase in phases_at_kill(&dir) {
-                        *kills.entry(phase).or_default() += 1;
-                    }
-                    next = resume_args(&dir);
-                }
-            }
-        }
+            },
+        );
         assert_same_outputs(&reference, &dir, &format!("run {chains}"));
         completed += 1;
     }
     eprintln!("{completed} killed-and-resumed runs; kills by phase: {kills:?}");
+}
+
+/// Runs `first`, kills it (SIGKILL) after a random time in `wait`, resumes
+/// it, kills it again... until a run gets to its end; `killed` looks at the
+/// run directory after each kill.
+fn kill_until_done(
+    first: Vec<String>,
+    dir: &Path,
+    wait: std::ops::Range<Duration>,
+    rng: &mut impl Rng,
+    mut killed: impl FnMut(&Path),
+) {
+    let mut next = first;
+    loop {
+        let mut child = spawn(&next);
+        let deadline = Instant::now() + rng.gen_range(wait.clone());
+        while Instant::now() < deadline {
+            if let Some(status) = child.try_wait().unwrap() {
+                assert!(status.success(), "run failed: {status}");
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        killed(dir);
+        next = resume_args(dir);
+    }
 }
 
 /// A run directory stopped by SIGTERM in phase I, with its checkpoints.
@@ -546,33 +557,18 @@ fn a_joint_run_killed_and_resumed_gives_identical_bytes() {
             "only {joint_kills} kills inside joint training"
         );
         let dir = tmp.path().join(format!("run{chains}"));
-        let mut next = joint_args(&dir, &["--checkpoint-every", "50"]);
-        loop {
-            let mut child = spawn(&next);
-            let deadline = Instant::now() + whole.mul_f64(rng.gen_range(0.05..0.7));
-            let mut finished = None;
-            while Instant::now() < deadline {
-                if let Some(status) = child.try_wait().unwrap() {
-                    finished = Some(status);
-                    break;
+        let first = joint_args(&dir, &["--checkpoint-every", "50"]);
+        kill_until_done(
+            first,
+            &dir,
+            whole.mul_f64(0.05)..whole.mul_f64(0.7),
+            &mut rng,
+            |dir| {
+                if stage(&dir.join("checkpoint.moe")).is_some_and(|(s, _)| s == "MoeJoint") {
+                    joint_kills += 1;
                 }
-                std::thread::sleep(Duration::from_millis(2));
-            }
-            match finished {
-                Some(status) => {
-                    assert!(status.success(), "run failed: {status}");
-                    break;
-                }
-                None => {
-                    child.kill().unwrap();
-                    child.wait().unwrap();
-                    if stage(&dir.join("checkpoint.moe")).is_some_and(|(s, _)| s == "MoeJoint") {
-                        joint_kills += 1;
-                    }
-                    next = resume_args(&dir);
-                }
-            }
-        }
+            },
+        );
         assert_same_outputs(&reference, &dir, &format!("joint run {chains}"));
     }
 }
