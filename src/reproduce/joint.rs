@@ -401,6 +401,16 @@ pub(super) fn joint(
         .find(|p| median(&p.moe) <= target)
         .map(|p| (p.multiple, p.samples));
     let largest = points.last().map_or(f64::NAN, |p| p.multiple);
+    // Median error against samples on log-log axes: its slope, and where the
+    // line meets the staged error (an extrapolation when beyond the sweep).
+    let (intercept, slope, _) = super::fit_line(
+        &points
+            .iter()
+            .map(|p| (p.samples as f64).ln())
+            .zip(points.iter().map(|p| median(&p.moe).ln()))
+            .collect::<Vec<_>>(),
+    );
+    let meets = ((target.ln() - intercept) / slope).exp();
     claims.push(Claim {
         id: "E6.budget".into(),
         claim: format!("joint training (top-1 + balancing) reaches the staged MoE's median test error within {largest} times the staged budget"),
@@ -409,6 +419,8 @@ pub(super) fn joint(
             "smallest_multiple_reaching_it": reached.map(|r| round4(r.0)),
             "samples": reached.map(|r| r.1),
             "median_rel_mse_by_multiple": points.iter().map(|p| json!([round4(p.multiple), round4(median(&p.moe))])).collect::<Vec<_>>(),
+            "log_log_slope": round4(slope),
+            "fitted_samples_to_staged_error": meets.round(),
         }),
         held: reached.is_some(),
     });
@@ -418,6 +430,12 @@ pub(super) fn joint(
             Some((m, n)) => format!("the joint MoE's median error reaches the staged MoE's ({target:.3}) at {m} times the staged budget ({n} samples)"),
             None => format!("the joint MoE's median error does not reach the staged MoE's ({target:.3}) within {largest} times the staged budget"),
         }
+    ));
+    text.push(format!(
+        "On log-log axes the joint MoE's median error falls with slope {slope:.2} against samples; the fitted line meets the staged MoE's error at {:.2e} samples, {:.1} times the staged budget{}.",
+        meets,
+        meets / staged_samples as f64,
+        if reached.is_none() { " (an extrapolation beyond the sweep)" } else { "" }
     ));
     let budget_table = Table {
         name: "e6_budget".into(),
