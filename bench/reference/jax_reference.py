@@ -142,7 +142,8 @@ def sample(task, key, shape):
     x = jax.random.normal(kx, shape + (d,), F32) + RHO * task["v"][c]
     p = x @ task["proj"]
     pc = jnp.take_along_axis(p, c[..., None], axis=-1)[..., 0]
-    y = h3(pc) + jnp.asarray(SIGNS, F32)[c] * h3(p[..., C]) + ZETA * jax.random.normal(ke, shape, F32)
+    eps = jax.random.normal(ke, shape, F32)
+    y = h3(pc) + jnp.asarray(SIGNS, F32)[c] * h3(p[..., C]) + ZETA * eps
     return x, y
 
 
@@ -506,7 +507,8 @@ def main():
     moe_net = compiled["readout"](task, keys["readout"], w, owner, centres, theta, active)
     timer("readout", moe_net)
     w, mu = compiled["vanilla"](task, keys["vanilla"])
-    vanilla_net = compiled["readout"](task, keys["vanilla_readout"], w, *compiled["as_one_expert"](w, mu))
+    one_expert = compiled["as_one_expert"](w, mu)
+    vanilla_net = compiled["readout"](task, keys["vanilla_readout"], w, *one_expert)
     timer("vanilla", vanilla_net)
     moe_rel, vanilla_rel = compiled["evaluate"](task, keys["test"], moe_net, vanilla_net)
     moe_rel, vanilla_rel = float(moe_rel), float(vanilla_rel)
