@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Times clustermoe against the NumPy and PyTorch references on this machine,
-# same thread count, same configuration. See README.md.
+# Times clustermoe against the NumPy, PyTorch and JAX references on this
+# machine, same thread count, same configuration. See README.md.
 #
 #   bench/reference/run.sh [--d D] [--threads N] [--repeats R] [--seed S]
-#                          [--skip-torch] [--torch-analytic] [--bin PATH]
+#                          [--skip-torch] [--torch-analytic] [--skip-jax] [--bin PATH]
 #
 # --bin PATH uses an existing clustermoe binary instead of `cargo build --release`
 # (the build honours CARGO_TARGET_DIR).
@@ -17,6 +17,7 @@ REPEATS=3
 SEED=1
 SKIP_TORCH=0
 TORCH_ANALYTIC=0
+SKIP_JAX=0
 BIN=""
 
 usage() { sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; }
@@ -28,6 +29,7 @@ while [ $# -gt 0 ]; do
         --seed) SEED="$2"; shift 2 ;;
         --skip-torch) SKIP_TORCH=1; shift ;;
         --torch-analytic) TORCH_ANALYTIC=1; shift ;;
+        --skip-jax) SKIP_JAX=1; shift ;;
         --bin) BIN="$2"; shift 2 ;;
         -h|--help) usage; exit 0 ;;
         *) echo "run.sh: unknown argument $1" >&2; usage >&2; exit 2 ;;
@@ -52,6 +54,10 @@ if [ "$SKIP_TORCH" = 0 ] && ! "$PY" -c "import torch" 2>/dev/null; then
     # is ~5.4 GB and takes a minute or two here; CUDA is simply unused on CPU.
     echo "== pip install torch (CUDA wheel from PyPI, used on CPU; ~5 GB)" >&2
     "$PY" -m pip install -q torch
+fi
+if [ "$SKIP_JAX" = 0 ] && ! "$PY" -c "import jax" 2>/dev/null; then
+    echo "== pip install jax[cpu]" >&2
+    "$PY" -m pip install -q "jax[cpu]"
 fi
 
 if [ -z "$BIN" ]; then
@@ -118,6 +124,10 @@ for rep in $(seq 1 "$REPEATS"); do
             run_script torch-analytic "$rep" torch_reference.py --grad analytic
         fi
     fi
+    if [ "$SKIP_JAX" = 0 ]; then
+        echo "== repeat $rep/$REPEATS: jax" >&2
+        run_script jax "$rep" jax_reference.py
+    fi
 done
 LOAD_AFTER="$(cut -d' ' -f1-3 /proc/loadavg)"
 
@@ -144,14 +154,21 @@ for impl in impls:
     if "wall_s" in res[0]:  # the script's own timer: no interpreter start-up or imports
         s["in_script_wall_s"] = med(x["wall_s"] for x in res)
         s["phase_s"] = {k: med(x["phase_s"][k] for x in res) for k in res[0]["phase_s"]}
+    if "run_s" in res[0]:  # JAX: ahead-of-time compilation timed apart from the run
+        s["compile_s"] = med(x["compile_s"] for x in res)
+        s["run_s"] = med(x["run_s"] for x in res)
+        s["all_compile_s"] = [x["compile_s"] for x in res]
+        s["all_run_s"] = [x["run_s"] for x in res]
     summary[impl] = s
 base = summary["clustermoe"]["wall_s"]
 for s in summary.values():
     s["ratio_to_clustermoe"] = s["wall_s"] / base
+    if "run_s" in s:
+        s["run_ratio_to_clustermoe"] = s["run_s"] / base
 
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
 versions = {"python": platform.python_version()}
-for mod in ("numpy", "torch"):
+for mod in ("numpy", "torch", "jax", "jaxlib"):
     try:
         versions[mod] = __import__(mod).__version__
     except ImportError:
@@ -169,11 +186,22 @@ with open(out_path, "w") as f:
 
 print(f"\nd={d}, threads={threads}, seed={seed}, median of {repeats} runs; "
       f"load average before/after: {load_before} / {load_after}")
-print(f"{'implementation':<16}{'wall s':>9}{'in-script s':>13}{'MoE rel.MSE':>13}"
+print(f"{'implementation':<22}{'wall s':>9}{'in-script s':>13}{'MoE rel.MSE':>13}"
       f"{'vanilla rel.MSE':>17}{'x clustermoe':>14}")
+
+def row(name, wall, ins, s, ratio):
+    print(f"{name:<22}{wall:>9}{ins:>13}{s['moe_rel_mse']:>13.4f}"
+          f"{s['vanilla_rel_mse']:>17.4f}{ratio:>14.2f}")
+
 for impl, s in summary.items():
     ins = f"{s['in_script_wall_s']:.2f}" if "in_script_wall_s" in s else "-"
-    print(f"{impl:<16}{s['wall_s']:>9.2f}{ins:>13}{s['moe_rel_mse']:>13.4f}"
-          f"{s['vanilla_rel_mse']:>17.4f}{s['ratio_to_clustermoe']:>14.2f}")
+    if "run_s" in s:  # once compiled (the run after AOT compilation), then the whole process
+        row(f"{impl} (compiled)", "-", f"{s['run_s']:.2f}", s, s["run_ratio_to_clustermoe"])
+        impl = f"{impl} (with compile)"
+    row(impl, f"{s['wall_s']:.2f}", ins, s, s["ratio_to_clustermoe"])
+for impl, s in summary.items():
+    if "compile_s" in s:
+        print(f"{impl}: compilation {s['compile_s']:.2f} s (median; in the 'with compile' "
+              f"times, not in 'compiled', whose x clustermoe is run time / clustermoe wall)")
 print(f"\nwrote {out_path}")
 EOF
