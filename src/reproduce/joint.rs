@@ -172,7 +172,8 @@ pub(super) fn joint(
          on the same samples. Hypotheses, stated before measuring: the jointly trained MoE specialises (routing purity >= {PURITY_BAR}) \
          and beats the jointly trained vanilla network in 90 % of seeds; the vanilla network trained jointly still fails as in E1 \
          (relative MSE >= {VANILLA_BAR:.2} with w*_g overlap < 0.5 in every seed); joint training reaches the staged MoE's median error \
-         within the largest budget swept."
+         within the largest budget swept. (A five-seed pilot, `cargo run --release --example joint`, had measured the joint \
+         vanilla network before E6 was written; the third hypothesis is the paper's expectation, kept as it would state it.)"
     )];
     let staged_moe = Measured::moe(staged, seeds);
     let staged_vanilla = Measured::vanilla(staged, seeds);
