@@ -165,8 +165,9 @@ fn joint_steps<S: JointStages>(run: &mut Run<S>, mut state: JointState) -> Resul
     );
     let experts = state.model.experts;
     // Buffers reused by every step: the pass's, the gradient (in the
-    // pass's f32) and the logit noise.
+    // pass's f32), the logit noise, and the records' pass over the probe.
     let mut pass = Pass::<f32>::default();
+    let mut probe_pass = Pass::<f32>::default();
     let mut grad = vec![0.0f32; state.model.params.len()];
     let mut noise = Array2::<f32>::zeros((p.batch, experts));
     let mut batch = Batch::new(p.batch, task.d);
@@ -217,7 +218,7 @@ fn joint_steps<S: JointStages>(run: &mut Run<S>, mut state: JointState) -> Resul
                     rec.loss_balance = Some(terms.balance);
                     rec.loss_z = Some(terms.z);
                 }
-                fill_joint(rec, cfg, task, model, &loss, &probe);
+                fill_joint(rec, cfg, task, model, &loss, &probe, &mut probe_pass);
             })?;
         }
         run.save_point(step, || S::training(state.clone()))?;
@@ -226,9 +227,10 @@ fn joint_steps<S: JointStages>(run: &mut Run<S>, mut state: JointState) -> Resul
     Ok(state.model)
 }
 
-/// The routing (on `probe`, noise-free gates) and the overlaps of a jointly
-/// trained model: per cluster, of the neurons of the expert serving it
-/// (all neurons for the vanilla network).
+/// The routing (on `probe`, noise-free gates, computed in f32 like the
+/// training steps, through `pass`) and the overlaps of a jointly trained
+/// model: per cluster, of the neurons of the expert serving it (all neurons
+/// for the vanilla network).
 pub(crate) fn fill_joint(
     rec: &mut Record,
     cfg: &ValidConfig,
@@ -236,13 +238,13 @@ pub(crate) fn fill_joint(
     model: &JointModel,
     loss: &JointLoss,
     probe: &Batch,
+    pass: &mut Pass<f32>,
 ) {
-    let x = probe.x.mapv(f64::from);
-    let y: Vec<f64> = probe.y.iter().map(|&v| f64::from(v)).collect();
-    let fwd = model.forward(x.view(), &y, loss, None, None);
     let c = task.clusters();
     let threshold = cfg.metrics.recovery_threshold;
     if model.experts > 1 {
+        let terms = pass.run(model, probe.x.view(), &probe.y, loss, None, None);
+        let fwd = pass.forward(terms);
         let routing = JointRouting::measure(&fwd, &probe.c, c);
         let serving = metrics::serving_expert(&routing.confusion);
         let dirs: Vec<Array2<f32>> = serving

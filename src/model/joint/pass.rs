@@ -42,9 +42,8 @@ pub struct Pass<T> {
     /// The kept pairs' gates and slots (n x kept).
     gates: Vec<T>,
     slot: Vec<usize>,
-    /// Per slot: its sample, its expert and r_i g_im (the gradient of the
-    /// loss with respect to the expert's output).
-    slot_sample: Vec<usize>,
+    /// Per slot: its expert and r_i g_im (the gradient of the loss with
+    /// respect to the expert's output).
     slot_expert: Vec<usize>,
     delta: Vec<T>,
     /// Grouped layout: expert m's slots are start[m]..start[m + 1].
@@ -117,7 +116,6 @@ impl<T: Scalar> Pass<T> {
             kept,
             gates,
             slot,
-            slot_sample,
             slot_expert,
             delta,
             start,
@@ -158,11 +156,19 @@ impl<T: Scalar> Pass<T> {
         let theta = ArrayView2::from_shape((m_count, d), &params[r.theta.clone()]).expect("sized");
 
         // Logits h = Theta (x - c) + noise, the selection, softmax(h), gates.
+        // One expert without a z-loss (the vanilla network) has gate 1 and
+        // a router gradient of exactly 0 (p (u - <p, u>) with p = 1): its
+        // router is skipped.
+        let router = m_count > 1 || loss.z != 0.0;
         let mut h =
             ArrayViewMut2::from_shape((n, m_count), sized(probs, n * m_count)).expect("sized");
-        matmul(&mut h, &xcm, &theta.t(), T::one(), false);
-        if let Some(z) = noise {
-            h += &z;
+        if router {
+            matmul(&mut h, &xcm, &theta.t(), T::one(), false);
+            if let Some(z) = noise {
+                h += &z;
+            }
+        } else {
+            h.fill(T::one());
         }
         sized(kept, slots);
         sized(gates, slots);
@@ -172,6 +178,10 @@ impl<T: Scalar> Pass<T> {
         chosen.resize(m_count, 0.0);
         mean_p.clear();
         mean_p.resize(m_count, 0.0);
+        // Results below T's smallest normal flush to 0: glibc's expf takes
+        // a slow path (~60 ns) to underflow, which is where a confident
+        // router sends most of its logits.
+        let floor = T::min_positive_value().ln();
         for i in 0..n {
             let h = &mut probs[i * m_count..(i + 1) * m_count];
             let sel = &mut kept[i * per..(i + 1) * per];
@@ -195,20 +205,20 @@ impl<T: Scalar> Pass<T> {
                 }
                 assigned[i] = sel[0];
             }
-            let max = h.iter().copied().fold(T::neg_infinity(), T::max);
-            // Results below T's smallest normal flush to 0: glibc's expf
-            // takes a slow path (~60 ns) to underflow, which is where a
-            // confident router sends most of its logits.
-            let floor = T::min_positive_value().ln();
-            let mut sum = zero;
-            for v in h.iter_mut() {
-                let t = *v - max;
-                *v = if t < floor { zero } else { t.exp() };
-                sum += *v;
+            if router {
+                let max = h.iter().copied().fold(T::neg_infinity(), T::max);
+                let mut sum = zero;
+                for v in h.iter_mut() {
+                    let t = *v - max;
+                    *v = if t < floor { zero } else { t.exp() };
+                    sum += *v;
+                }
+                lse[i] = max + sum.ln();
+                h.iter_mut().for_each(|p| *p /= sum);
+            } else {
+                lse[i] = zero;
             }
-            lse[i] = max + sum.ln();
-            for (p, m) in h.iter_mut().zip(mean_p.iter_mut()) {
-                *p /= sum;
+            for (p, m) in h.iter().zip(mean_p.iter_mut()) {
                 *m += p.widen();
             }
             let p = &*h;
@@ -226,13 +236,11 @@ impl<T: Scalar> Pass<T> {
 
         // The kept pairs' slots and pre-activations <w_mj, x_i - c>.
         sized(slot, slots);
-        sized(slot_sample, slots);
         sized(slot_expert, slots);
         let act = sized(act, slots * j);
         if dense {
             for s in 0..slots {
                 slot[s] = s;
-                slot_sample[s] = s / m_count;
                 slot_expert[s] = s % m_count;
             }
             let mut pre = ArrayViewMut2::from_shape((n, m_count * j), &mut act[..]).expect("sized");
@@ -252,7 +260,6 @@ impl<T: Scalar> Pass<T> {
                     let s = cursor[m];
                     cursor[m] += 1;
                     slot[i * per + t] = s;
-                    slot_sample[s] = i;
                     slot_expert[s] = m;
                     gathered[s * d..(s + 1) * d].copy_from_slice(&xc[i * d..(i + 1) * d]);
                 }
@@ -370,6 +377,9 @@ impl<T: Scalar> Pass<T> {
             }
         }
 
+        if !router {
+            return terms;
+        }
         // Router: dL/dh_i through the gates (with u_m = r_i f_im on the kept
         // experts: p (u - <p, u>), or g (u - <g, u>) renormalised), the
         // balance loss (p (b - <p, b>), b its constants) and the z-loss
