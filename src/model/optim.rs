@@ -52,8 +52,15 @@ impl OptimizerState {
         }
     }
 
-    /// One step on `params` along the gradient `grad` with learning rate `lr`.
-    pub fn update(&mut self, rule: &OptimizerRule, params: &mut [f64], grad: &[f64], lr: f64) {
+    /// One step on `params` along the gradient `grad` (f32 from training,
+    /// f64 in tests) with learning rate `lr`; the moments are f64 either way.
+    pub fn update<G: Copy + Into<f64>>(
+        &mut self,
+        rule: &OptimizerRule,
+        params: &mut [f64],
+        grad: &[G],
+        lr: f64,
+    ) {
         assert_eq!(params.len(), grad.len(), "one gradient per parameter");
         assert_eq!(
             self.first.len(),
@@ -64,23 +71,27 @@ impl OptimizerState {
         match rule.kind {
             OptimizerKind::Sgd => {
                 for ((p, m), &g) in params.iter_mut().zip(&mut self.first).zip(grad) {
-                    *m = rule.momentum * *m + g;
+                    *m = rule.momentum * *m + g.into();
                     *p -= lr * *m;
                 }
             }
             OptimizerKind::Adam => {
                 let t = self.steps as i32;
-                let c1 = 1.0 - rule.beta1.powi(t);
-                let c2 = 1.0 - rule.beta2.powi(t);
+                // The bias corrections folded into two constants, so the
+                // loop has one division and one square root per parameter.
+                let step = lr / (1.0 - rule.beta1.powi(t));
+                let scale = 1.0 / (1.0 - rule.beta2.powi(t));
+                let (b1, b2) = (rule.beta1, rule.beta2);
                 for (((p, m), v), &g) in params
                     .iter_mut()
                     .zip(&mut self.first)
                     .zip(&mut self.second)
                     .zip(grad)
                 {
-                    *m = rule.beta1 * *m + (1.0 - rule.beta1) * g;
-                    *v = rule.beta2 * *v + (1.0 - rule.beta2) * g * g;
-                    *p -= lr * (*m / c1) / ((*v / c2).sqrt() + rule.eps);
+                    let g: f64 = g.into();
+                    *m = b1 * *m + (1.0 - b1) * g;
+                    *v = b2 * *v + (1.0 - b2) * g * g;
+                    *p -= step * *m / ((*v * scale).sqrt() + rule.eps);
                 }
             }
         }

@@ -12,7 +12,7 @@
 
 use super::*;
 use crate::metrics::JointRouting;
-use crate::model::joint::{logit_noise, JointLoss, JointModel, TermsMean};
+use crate::model::joint::{logit_noise, JointLoss, JointModel, Pass, TermsMean};
 use crate::model::optim::OptimizerState;
 
 /// A model inside joint training, after `step` of its steps.
@@ -164,29 +164,35 @@ fn joint_steps<S: JointStages>(run: &mut Run<S>, mut state: JointState) -> Resul
         &mut stream(cfg.seed, StreamId::Probe),
     );
     let experts = state.model.experts;
-    let mut grad = vec![0.0; state.model.params.len()];
+    // Buffers reused by every step: the pass's, the gradient (in the
+    // pass's f32), the logit noise, and the records' pass over the probe.
+    let mut pass = Pass::<f32>::default();
+    let mut probe_pass = Pass::<f32>::default();
+    let mut grad = vec![0.0f32; state.model.params.len()];
+    let mut noise = Array2::<f32>::zeros((p.batch, experts));
     let mut batch = Batch::new(p.batch, task.d);
     run.monitor.phase(S::MODEL, Phase::Joint, steps);
     run.monitor.advance(S::MODEL, state.step);
     for step in state.step + 1..=steps {
         if step == steps && last_batch != batch.len() {
             batch = Batch::new(last_batch, task.d);
+            noise = Array2::zeros((last_batch, experts));
         }
         run.draw(&mut batch);
-        let x = batch.x.mapv(f64::from);
-        let y: Vec<f64> = batch.y.iter().map(|&v| f64::from(v)).collect();
-        let noise = loss
-            .gate
-            .noisy()
-            .then(|| logit_noise(y.len(), experts, loss.gate.noise, &mut state.noise));
-        let fwd = state.model.forward(
-            x.view(),
-            &y,
+        let noisy = loss.gate.noisy();
+        if noisy {
+            logit_noise(&mut noise, loss.gate.noise, &mut state.noise);
+        }
+        let terms = pass.run(
+            &state.model,
+            batch.x.view(),
+            &batch.y,
             &loss,
-            noise.as_ref().map(|z| z.view()),
+            noisy.then(|| noise.view()),
             Some(&mut grad),
         );
-        if !fwd.terms.total.is_finite() || grad.iter().any(|g| !g.is_finite()) {
+        let finite = grad.iter().fold(true, |ok, g| ok & g.is_finite());
+        if !terms.total.is_finite() || !finite {
             return Err(run.diverged(Phase::Joint, step, "the joint loss"));
         }
         if p.sphere {
@@ -199,7 +205,7 @@ fn joint_steps<S: JointStages>(run: &mut Run<S>, mut state: JointState) -> Resul
         if p.sphere {
             state.model.retract();
         }
-        state.terms.add(&fwd.terms, y.len());
+        state.terms.add(&terms, batch.len());
         state.step = step;
         if run.log_due(step, steps) {
             let terms = state.terms.take();
@@ -212,7 +218,7 @@ fn joint_steps<S: JointStages>(run: &mut Run<S>, mut state: JointState) -> Resul
                     rec.loss_balance = Some(terms.balance);
                     rec.loss_z = Some(terms.z);
                 }
-                fill_joint(rec, cfg, task, model, &loss, &probe);
+                fill_joint(rec, cfg, task, model, &loss, &probe, &mut probe_pass);
             })?;
         }
         run.save_point(step, || S::training(state.clone()))?;
@@ -221,9 +227,10 @@ fn joint_steps<S: JointStages>(run: &mut Run<S>, mut state: JointState) -> Resul
     Ok(state.model)
 }
 
-/// The routing (on `probe`, noise-free gates) and the overlaps of a jointly
-/// trained model: per cluster, of the neurons of the expert serving it
-/// (all neurons for the vanilla network).
+/// The routing (on `probe`, noise-free gates, computed in f32 like the
+/// training steps, through `pass`) and the overlaps of a jointly trained
+/// model: per cluster, of the neurons of the expert serving it (all neurons
+/// for the vanilla network).
 pub(crate) fn fill_joint(
     rec: &mut Record,
     cfg: &ValidConfig,
@@ -231,13 +238,13 @@ pub(crate) fn fill_joint(
     model: &JointModel,
     loss: &JointLoss,
     probe: &Batch,
+    pass: &mut Pass<f32>,
 ) {
-    let x = probe.x.mapv(f64::from);
-    let y: Vec<f64> = probe.y.iter().map(|&v| f64::from(v)).collect();
-    let fwd = model.forward(x.view(), &y, loss, None, None);
     let c = task.clusters();
     let threshold = cfg.metrics.recovery_threshold;
     if model.experts > 1 {
+        let terms = pass.run(model, probe.x.view(), &probe.y, loss, None, None);
+        let fwd = pass.forward(terms);
         let routing = JointRouting::measure(&fwd, &probe.c, c);
         let serving = metrics::serving_expert(&routing.confusion);
         let dirs: Vec<Array2<f32>> = serving
