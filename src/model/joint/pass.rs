@@ -46,6 +46,9 @@ pub struct Pass<T> {
     /// respect to the expert's output).
     slot_expert: Vec<usize>,
     delta: Vec<T>,
+    /// Dense layout: one sample's deltas, each repeated over its expert's
+    /// J units (M x J).
+    spread: Vec<T>,
     /// Grouped layout: expert m's slots are start[m]..start[m + 1].
     start: Vec<usize>,
     cursor: Vec<usize>,
@@ -118,6 +121,7 @@ impl<T: Scalar> Pass<T> {
             slot,
             slot_expert,
             delta,
+            spread,
             start,
             cursor,
             gathered,
@@ -239,9 +243,9 @@ impl<T: Scalar> Pass<T> {
         sized(slot_expert, slots);
         let act = sized(act, slots * j);
         if dense {
-            for s in 0..slots {
-                slot[s] = s;
-                slot_expert[s] = s % m_count;
+            for (s, (sl, se)) in slot.iter_mut().zip(slot_expert.iter_mut()).enumerate() {
+                *sl = s;
+                *se = s - s / m_count * m_count;
             }
             let mut pre = ArrayViewMut2::from_shape((n, m_count * j), &mut act[..]).expect("sized");
             matmul(&mut pre, &xcm, &w.t(), T::one(), false);
@@ -344,15 +348,42 @@ impl<T: Scalar> Pass<T> {
             let (gw_gb, rest) = grad.split_at_mut(r.a.start);
             let (ga, ga0) = rest.split_at_mut(r.a0.start - r.a.start);
             let gb = &mut gw_gb[r.b.clone()];
-            let rows = act.chunks_exact(j).zip(slope.chunks_exact_mut(j));
-            for ((row, drow), (&m, &dl)) in rows.zip(slot_expert.iter().zip(delta.iter())) {
-                ga0[m] += dl;
-                let span = m * j..(m + 1) * j;
-                let units = ga[span.clone()].iter_mut().zip(&mut gb[span.clone()]);
-                for (((ga, gb), &am), (&v, ds)) in units.zip(&a[span]).zip(row.iter().zip(drow)) {
-                    *ga += dl * v;
-                    *ds *= dl * am;
-                    *gb += *ds;
+            // Per unit k of expert m: a_mk gets delta sigma, the
+            // pre-activation's gradient is delta a_mk sigma'. The dense
+            // layout loops over whole rows of one known length, the form
+            // the compiler vectorises (J = 8 alone is too short for its
+            // vector loop); the arithmetic is the same in both layouts.
+            if dense {
+                // A sample's slots are its M experts in order: one row of
+                // M J units.
+                let units = m_count * j;
+                let spread = sized(spread, units);
+                let (ga, gb, a) = (&mut ga[..units], &mut gb[..units], &a[..units]);
+                let rows = act.chunks_exact(units).zip(slope.chunks_exact_mut(units));
+                for ((row, drow), dls) in rows.zip(delta.chunks_exact(m_count)) {
+                    for ((s, &dl), g0) in spread.chunks_exact_mut(j).zip(dls).zip(ga0.iter_mut()) {
+                        *g0 += dl;
+                        s.fill(dl);
+                    }
+                    let (dl, row, drow) = (&spread[..units], &row[..units], &mut drow[..units]);
+                    for k in 0..units {
+                        ga[k] += dl[k] * row[k];
+                        drow[k] *= dl[k] * a[k];
+                        gb[k] += drow[k];
+                    }
+                }
+            } else {
+                let rows = act.chunks_exact(j).zip(slope.chunks_exact_mut(j));
+                for ((row, drow), (&m, &dl)) in rows.zip(slot_expert.iter().zip(delta.iter())) {
+                    ga0[m] += dl;
+                    let span = m * j..(m + 1) * j;
+                    let units = ga[span.clone()].iter_mut().zip(&mut gb[span.clone()]);
+                    for (((ga, gb), &am), (&v, ds)) in units.zip(&a[span]).zip(row.iter().zip(drow))
+                    {
+                        *ga += dl * v;
+                        *ds *= dl * am;
+                        *gb += *ds;
+                    }
                 }
             }
         }
