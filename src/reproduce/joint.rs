@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 
 use super::{fmt, grid, mean, min, round4, run, Claim, Options, Runs, Section, Table};
 use crate::error::Result;
+use crate::experiment::Summary;
 use crate::metrics::Record;
 use crate::phase::{ModelKind, Phase};
 use crate::report::figure::{Chart, Legend, Mark, Series};
@@ -118,7 +119,6 @@ impl Measured {
 }
 
 /// The budget sweep's runs at one budget.
-#[derive(Default)]
 struct BudgetPoint {
     /// Of the staged budget.
     multiple: f64,
@@ -348,12 +348,11 @@ pub(super) fn joint(
         .iter()
         .map(|&(s, _)| json!(s))
         .collect();
-    let reference_sets = per_variant
-        .iter()
-        .find(|(v, _)| v.key == REFERENCE)
-        .map(|(v, _)| v.sets.clone())
-        .expect("the reference variant is among the variants");
-    let mut sets = reference_sets;
+    let mut sets = variants()
+        .into_iter()
+        .find(|v| v.key == REFERENCE)
+        .expect("the reference variant is among the variants")
+        .sets;
     sets.push(("moe.training", json!("joint")));
     let budget = run(
         opts,
@@ -361,40 +360,39 @@ pub(super) fn joint(
         &grid(1..=budget_seeds, &sets, &[("joint.steps", steps)]),
         progress,
     )?;
-    // Per budget (samples): the joint MoE's and vanilla network's errors and purity.
-    let mut points: Vec<BudgetPoint> = Vec::new();
-    let rows = budget.rows.iter().chain(
-        reference
-            .rows
-            .iter()
-            .filter(|r| r.2.seed as i64 <= budget_seeds),
-    );
-    for (_, _, s) in rows {
-        let samples = s.samples.moe;
-        let i = match points.iter().position(|p| p.samples == samples) {
-            Some(i) => i,
-            None => {
-                let steps = s.joint.as_ref().map_or(0, |j| j.steps);
-                let multiple = by_steps
+    // Per budget: the sweep's runs, and the reference variant's at the
+    // staged budget itself.
+    let summaries: Vec<&Summary> = budget
+        .rows
+        .iter()
+        .chain(reference.rows.iter())
+        .map(|r| &r.2)
+        .filter(|s| s.seed as i64 <= budget_seeds)
+        .collect();
+    let mut points: Vec<BudgetPoint> = by_steps
+        .iter()
+        .map(|&(steps, multiple)| {
+            let at: Vec<&Summary> = summaries
+                .iter()
+                .copied()
+                .filter(|s| s.joint.as_ref().is_some_and(|j| j.steps == steps))
+                .collect();
+            BudgetPoint {
+                multiple,
+                samples: at.first().map_or(0, |s| s.samples.moe),
+                moe: at.iter().map(|s| s.moe.model.error.test_rel_mse).collect(),
+                purity: at.iter().map(|s| s.moe.routing_purity).collect(),
+                vanilla: at
                     .iter()
-                    .find(|b| b.0 == steps)
-                    .map_or(f64::NAN, |b| b.1);
-                points.push(BudgetPoint {
-                    multiple,
-                    samples,
-                    ..BudgetPoint::default()
-                });
-                points.len() - 1
+                    .map(|s| {
+                        s.vanilla
+                            .as_ref()
+                            .map_or(f64::NAN, |v| v.error.test_rel_mse)
+                    })
+                    .collect(),
             }
-        };
-        points[i].moe.push(s.moe.model.error.test_rel_mse);
-        points[i].purity.push(s.moe.routing_purity);
-        points[i].vanilla.push(
-            s.vanilla
-                .as_ref()
-                .map_or(f64::NAN, |v| v.error.test_rel_mse),
-        );
-    }
+        })
+        .collect();
     points.sort_by_key(|p| p.samples);
     let target = median(&staged_moe.rel_mse);
     let reached = points
@@ -405,20 +403,17 @@ pub(super) fn joint(
     // From the staged budget on, the median error against samples on
     // log-log axes: its slope, and where the line would meet the staged
     // error. A slope above -0.1 is a plateau: no meeting point is claimed.
-    let (intercept, slope, _) = super::fit_line(
-        &points
-            .iter()
-            .filter(|p| p.multiple >= 1.0)
-            .map(|p| ((p.samples as f64).ln(), median(&p.moe).ln()))
-            .collect::<Vec<_>>(),
-    );
-    let (_, vanilla_slope, _) = super::fit_line(
-        &points
-            .iter()
-            .filter(|p| p.multiple >= 1.0)
-            .map(|p| ((p.samples as f64).ln(), median(&p.vanilla).ln()))
-            .collect::<Vec<_>>(),
-    );
+    let from_staged_budget = |errors: fn(&BudgetPoint) -> &[f64]| {
+        super::fit_line(
+            &points
+                .iter()
+                .filter(|p| p.multiple >= 1.0)
+                .map(|p| ((p.samples as f64).ln(), median(errors(p)).ln()))
+                .collect::<Vec<_>>(),
+        )
+    };
+    let (intercept, slope, _) = from_staged_budget(|p| &p.moe);
+    let (_, vanilla_slope, _) = from_staged_budget(|p| &p.vanilla);
     let meets = (slope < -0.1).then(|| ((target.ln() - intercept) / slope).exp());
     claims.push(Claim {
         id: "E6.budget".into(),
