@@ -90,6 +90,17 @@ fn warn(py: Python<'_>, warnings: &[String]) -> PyResult<()> {
 }
 
 /// `checkpoint_every`: None, or a number of steps >= 1.
+/// A control that checkpoints every `every` steps (if given) and stops at
+/// the flag it returns, which the wait loop sets on a Python interrupt.
+fn stoppable(every: Option<u64>) -> (Arc<AtomicUsize>, Control) {
+    let stop = Arc::new(AtomicUsize::new(0));
+    let control = Control {
+        checkpoint_every: every,
+        stop: Some(Arc::clone(&stop)),
+    };
+    (stop, control)
+}
+
 fn every(py: Python<'_>, v: Option<&Bound<'_, PyAny>>) -> PyResult<Option<u64>> {
     match v.filter(|v| !v.is_none()) {
         None => Ok(None),
@@ -255,16 +266,12 @@ fn run<'py>(
     if let Some(p) = progress {
         p.call_method1("note", (valid.resolved_budget().describe(),))?;
     }
-    let stop = Arc::new(AtomicUsize::new(0));
+    let (stop, control) = stoppable(every);
     let tracker = Tracker::default();
     let poll = |_: Python<'_>| show(progress, tracker.snapshot());
     match out {
         Some(path) => {
             let dir = RunDir::new(path);
-            let control = Control {
-                checkpoint_every: every,
-                stop: Some(Arc::clone(&stop)),
-            };
             let (result, pending) =
                 wait::blocking(py, &stop, poll, || dir.train(&valid, &tracker, &control))?;
             let out = outcome(py, result, pending, &|e| in_dir(e, &dir))?;
@@ -353,11 +360,7 @@ fn resume<'py>(
     }
     warn(py, inspection.config.warnings())?;
     let valid = inspection.config.clone();
-    let stop = Arc::new(AtomicUsize::new(0));
-    let control = Control {
-        checkpoint_every: every,
-        stop: Some(Arc::clone(&stop)),
-    };
+    let (stop, control) = stoppable(every);
     let tracker = Tracker::default();
     let poll = |_: Python<'_>| show(progress, tracker.snapshot());
     let (result, pending) =
@@ -482,11 +485,7 @@ fn run_sweep<'py>(
 ) -> PyResult<Bound<'py, PyDict>> {
     let shard = self::shard(py, shard)?;
     let jobs = self::jobs(py, jobs)?;
-    let stop = Arc::new(AtomicUsize::new(0));
-    let control = Control {
-        checkpoint_every: every(py, checkpoint_every)?,
-        stop: Some(Arc::clone(&stop)),
-    };
+    let (stop, control) = stoppable(every(py, checkpoint_every)?);
     let latest: Mutex<Option<(usize, usize, String)>> = Mutex::new(None);
     let on_done = |done: usize, planned: usize, id: &str| {
         if let Ok(mut l) = latest.lock() {
@@ -553,15 +552,12 @@ fn reproduce<'py>(
     checkpoint_every: Option<&Bound<'py, PyAny>>,
     progress: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<String> {
-    let stop = Arc::new(AtomicUsize::new(0));
+    let (stop, control) = stoppable(every(py, checkpoint_every)?);
     let options = clustermoe::reproduce::Options {
         quick,
         out,
         jobs: self::jobs(py, jobs)?,
-        control: Control {
-            checkpoint_every: every(py, checkpoint_every)?,
-            stop: Some(Arc::clone(&stop)),
-        },
+        control,
     };
     let messages: Mutex<Vec<String>> = Mutex::new(Vec::new());
     let report = |m: &str| {
