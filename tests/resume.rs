@@ -24,13 +24,18 @@ const SETS: [&str; 8] = [
 ];
 
 fn args(out: &Path, extra: &[&str]) -> Vec<String> {
+    run_args(&SETS, out, extra)
+}
+
+/// `run -q --out OUT` with each of `sets` as a `--set`, then `extra`.
+fn run_args(sets: &[&str], out: &Path, extra: &[&str]) -> Vec<String> {
     let mut a: Vec<String> = vec![
         "run".into(),
         "-q".into(),
         "--out".into(),
         out.display().to_string(),
     ];
-    for s in SETS {
+    for &s in sets {
         a.push("--set".into());
         a.push(s.into());
     }
@@ -511,20 +516,7 @@ fn a_joint_run_killed_and_resumed_gives_identical_bytes() {
         "metrics.probe_samples=500",
         "metrics.log_every=100",
     ];
-    let joint_args = |out: &Path, extra: &[&str]| {
-        let mut a: Vec<String> = vec![
-            "run".into(),
-            "-q".into(),
-            "--out".into(),
-            out.display().to_string(),
-        ];
-        for s in JOINT {
-            a.push("--set".into());
-            a.push(s.into());
-        }
-        a.extend(extra.iter().map(|s| s.to_string()));
-        a
-    };
+    let joint_args = |out: &Path, extra: &[&str]| run_args(&JOINT, out, extra);
     let tmp = tempfile::tempdir().unwrap();
     let reference = tmp.path().join("reference");
     let start = Instant::now();
