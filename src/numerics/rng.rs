@@ -1,13 +1,163 @@
 //! Seeded random streams. Each consumer (task directions, each model's
 //! initialisation and data, probes, test set) gets its own non-overlapping
-//! xoshiro256++ stream, so logging more often or training one model alone
-//! never changes the other numbers of a run.
+//! stream, so logging more often or training one model alone never changes
+//! the other numbers of a run.
+//!
+//! A [`Stream`] is [`LANES`] xoshiro256++ generators side by side. The
+//! Gaussian sampler draws from all lanes at once, one lane per pair of
+//! vector slots, so its bits come from SIMD registers (see
+//! `numerics::normal`); every other draw (`next_u64`, `gen_range`, single
+//! normals) comes from lane 0. Lane 0 of `Stream::seed_from_u64(s)` is
+//! exactly `rand_xoshiro`'s `Xoshiro256PlusPlus::seed_from_u64(s)`; lane
+//! `l >= 1` is that generator seeded from a SplitMix64 hash of `(s, l)`.
+//! The stream is defined lane by lane, so a seed gives the same numbers
+//! whether or not the machine has vector instructions.
 
-use rand::SeedableRng;
-use rand_xoshiro::Xoshiro256PlusPlus;
+use rand::{RngCore, SeedableRng};
+use rand_xoshiro::SplitMix64;
 
-/// The generator used everywhere.
-pub type Stream = Xoshiro256PlusPlus;
+/// Generators side by side in one [`Stream`]: 8 x 64 bits fill one
+/// AVX-512 register (two AVX2 registers).
+pub const LANES: usize = 8;
+
+/// The generator used everywhere: [`LANES`] xoshiro256++ states, stored
+/// word-major (`s[k][lane]`) so that one word of every lane is one vector.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Stream {
+    s: [[u64; LANES]; 4],
+}
+
+/// The seed of lane `lane` of `Stream::seed_from_u64(seed)`.
+pub fn lane_seed(seed: u64, lane: usize) -> u64 {
+    if lane == 0 {
+        return seed;
+    }
+    // One SplitMix64 output of a point that no small seed reaches, so no
+    // lane of one seed is lane 0 of another in practice (a 2^-64 chance).
+    let mut mix = SplitMix64::seed_from_u64(seed ^ (lane as u64).rotate_right(8));
+    mix.next_u64()
+}
+
+impl Stream {
+    /// The next 64 bits of lane `lane`.
+    #[inline(always)]
+    pub fn next_lane(&mut self, lane: usize) -> u64 {
+        let s = &mut self.s;
+        let result = s[0][lane]
+            .wrapping_add(s[3][lane])
+            .rotate_left(23)
+            .wrapping_add(s[0][lane]);
+        let t = s[1][lane] << 17;
+        s[2][lane] ^= s[0][lane];
+        s[3][lane] ^= s[1][lane];
+        s[1][lane] ^= s[2][lane];
+        s[0][lane] ^= s[3][lane];
+        s[2][lane] ^= t;
+        s[3][lane] = s[3][lane].rotate_left(45);
+        result
+    }
+
+    /// The state words of all lanes, word-major: what the vector paths load.
+    pub(crate) fn state_mut(&mut self) -> &mut [[u64; LANES]; 4] {
+        &mut self.s
+    }
+
+    /// Every lane moves on by 2^128 draws: a stream that never meets this one.
+    pub fn jump(&mut self) {
+        self.apply_jump(&[
+            0x180e_c6d3_3cfd_0aba,
+            0xd5a6_1266_f0c9_392c,
+            0xa958_2618_e03f_c9aa,
+            0x39ab_dc45_29b1_661c,
+        ]);
+    }
+
+    /// Every lane moves on by 2^192 draws.
+    pub fn long_jump(&mut self) {
+        self.apply_jump(&[
+            0x76e1_5d3e_fefd_cbbf,
+            0xc500_4e44_1c52_2fb3,
+            0x7771_0069_854e_e241,
+            0x3910_9bb0_2acb_e635,
+        ]);
+    }
+
+    /// xoshiro's jump: the state after the draws that the polynomial `poly` encodes.
+    fn apply_jump(&mut self, poly: &[u64; 4]) {
+        for lane in 0..LANES {
+            let mut acc = [0u64; 4];
+            for word in poly {
+                for bit in 0..64 {
+                    if word & (1 << bit) != 0 {
+                        for (a, s) in acc.iter_mut().zip(&self.s) {
+                            *a ^= s[lane];
+                        }
+                    }
+                    self.next_lane(lane);
+                }
+            }
+            for (s, a) in self.s.iter_mut().zip(acc) {
+                s[lane] = a;
+            }
+        }
+    }
+}
+
+impl SeedableRng for Stream {
+    type Seed = [u8; 32];
+
+    /// Lane 0 takes the seed's words as its state (all zero is mapped to
+    /// `seed_from_u64(0)`, as xoshiro does); the other lanes are seeded from
+    /// a hash of lane 0's first word.
+    fn from_seed(seed: [u8; 32]) -> Self {
+        if seed.iter().all(|&b| b == 0) {
+            return Self::seed_from_u64(0);
+        }
+        let mut stream =
+            Self::seed_from_u64(u64::from_le_bytes(seed[..8].try_into().expect("8 bytes")));
+        for (k, word) in seed.chunks_exact(8).enumerate() {
+            stream.s[k][0] = u64::from_le_bytes(word.try_into().expect("8 bytes"));
+        }
+        stream
+    }
+
+    fn seed_from_u64(seed: u64) -> Self {
+        let mut s = [[0u64; LANES]; 4];
+        for lane in 0..LANES {
+            // xoshiro's own seeding: four SplitMix64 outputs.
+            let mut mix = SplitMix64::seed_from_u64(lane_seed(seed, lane));
+            for word in s.iter_mut() {
+                word[lane] = mix.next_u64();
+            }
+        }
+        Stream { s }
+    }
+}
+
+/// Scalar draws come from lane 0.
+impl RngCore for Stream {
+    #[inline]
+    fn next_u32(&mut self) -> u32 {
+        (self.next_lane(0) >> 32) as u32
+    }
+
+    #[inline]
+    fn next_u64(&mut self) -> u64 {
+        self.next_lane(0)
+    }
+
+    fn fill_bytes(&mut self, dest: &mut [u8]) {
+        for chunk in dest.chunks_mut(8) {
+            let bytes = self.next_lane(0).to_le_bytes();
+            chunk.copy_from_slice(&bytes[..chunk.len()]);
+        }
+    }
+
+    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand::Error> {
+        self.fill_bytes(dest);
+        Ok(())
+    }
+}
 
 /// Who consumes a stream; the discriminant is the number of 2^128-step jumps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,9 +174,68 @@ pub enum StreamId {
 
 /// The stream `id` of `seed`.
 pub fn stream(seed: u64, id: StreamId) -> Stream {
-    let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
+    let mut rng = Stream::seed_from_u64(seed);
     for _ in 0..id as usize {
         rng.jump();
     }
     rng
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand_xoshiro::Xoshiro256PlusPlus;
+
+    /// Each lane is xoshiro256++ as `rand_xoshiro` implements it, seeded
+    /// from `lane_seed`, and jumps move every lane as xoshiro's jumps do.
+    #[test]
+    fn lanes_are_xoshiro256plusplus() {
+        for seed in [0u64, 1, 7, u64::MAX] {
+            let mut stream = Stream::seed_from_u64(seed);
+            let mut lanes: Vec<Xoshiro256PlusPlus> = (0..LANES)
+                .map(|l| Xoshiro256PlusPlus::seed_from_u64(lane_seed(seed, l)))
+                .collect();
+            for round in 0..3 {
+                for (l, lane) in lanes.iter_mut().enumerate() {
+                    for _ in 0..5 {
+                        assert_eq!(stream.next_lane(l), lane.next_u64(), "seed {seed} lane {l}");
+                    }
+                }
+                assert_eq!(stream.next_u64(), lanes[0].next_u64());
+                match round {
+                    0 => {
+                        stream.jump();
+                        lanes.iter_mut().for_each(Xoshiro256PlusPlus::jump);
+                    }
+                    _ => {
+                        stream.long_jump();
+                        lanes.iter_mut().for_each(Xoshiro256PlusPlus::long_jump);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn lanes_and_streams_differ() {
+        let one = Stream::seed_from_u64(1);
+        for l in 0..LANES {
+            for m in 0..l {
+                assert_ne!(one.s[0][l], one.s[0][m]);
+            }
+        }
+        assert_ne!(
+            stream(1, StreamId::MoeData),
+            stream(1, StreamId::VanillaData)
+        );
+        assert_ne!(Stream::seed_from_u64(1), Stream::seed_from_u64(2));
+        // from_seed: lane 0 is the seed's words.
+        let mut seed = [0u8; 32];
+        seed[0] = 3;
+        seed[31] = 9;
+        let mut a = Stream::from_seed(seed);
+        let mut b = Xoshiro256PlusPlus::from_seed(seed);
+        assert_eq!(a.next_u64(), b.next_u64());
+        assert_eq!(Stream::from_seed([0; 32]), Stream::seed_from_u64(0));
+    }
 }
