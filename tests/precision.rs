@@ -77,7 +77,9 @@ fn f32_phase_one_follows_f64() {
             .map(|r| r.dot(&task.w.row(c)).abs())
             .fold(0.0, f64::max)
     };
-    let found = (0..task.clusters()).filter(|&c| best(&w64, c) > 0.9).count();
+    let found = (0..task.clusters())
+        .filter(|&c| best(&w64, c) > 0.9)
+        .count();
     assert!(found >= 1, "no cluster found in f64");
     for c in 0..task.clusters() {
         assert!(
@@ -87,4 +89,4 @@ fn f32_phase_one_follows_f64() {
             best(&w64, c)
         );
     }
-}}
+}
