@@ -147,6 +147,18 @@ fn kernel<T: faer::traits::ComplexField + Copy>(
     clean_upper_state();
 }
 
+/// Runs `f` on a pool of one thread of its own. faer's decompositions
+/// (the whitening's eigendecomposition, the readout's Cholesky factor) take
+/// their parallelism from the rayon pool they run in; on one thread they
+/// give the same bits whatever pool the run has.
+pub fn one_thread<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .expect("a pool of one thread")
+        .install(f)
+}
+
 /// Zeroes the upper halves of the vector registers after a faer kernel.
 /// faer's x86 kernels (AVX2 / AVX-512, in inline assembly) return without
 /// `vzeroupper`, and while the upper state is dirty every call from this
