@@ -101,8 +101,14 @@ fn a_bad_thread_count_exits_2_naming_the_flag_and_writes_nothing() {
 fn library_run(config: &Config, threads: usize) -> String {
     let valid = config.clone().check().unwrap();
     let (mut moe_records, mut vanilla_records) = (Vec::new(), Vec::new());
-    let mut moe_log = |r: &Record| Ok(moe_records.push(r.clone()));
-    let mut vanilla_log = |r: &Record| Ok(vanilla_records.push(r.clone()));
+    let mut moe_log = |r: &Record| {
+        moe_records.push(r.clone());
+        Ok(())
+    };
+    let mut vanilla_log = |r: &Record| {
+        vanilla_records.push(r.clone());
+        Ok(())
+    };
     let out = Experiment::new(&valid)
         .journals(&mut moe_log, &mut vanilla_log)
         .threads(threads)
