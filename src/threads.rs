@@ -2,7 +2,7 @@
 //!
 //! A run uses the threads of the rayon pool it runs in: the MoE and the
 //! vanilla network train side by side, phase III's experts step in
-//! parallel, and large matrix products (see [`crate::numerics::linalg`])
+//! parallel, and large matrix products (see `numerics::linalg`)
 //! are split into blocks of output rows or columns. Every split is into
 //! independent pieces that each do the sequential computation of the
 //! whole, and the random draws stay on the calling thread in their order,
