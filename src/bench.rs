@@ -41,8 +41,10 @@ pub struct BenchOptions {
     pub dims: Vec<usize>,
     /// Multiplies the steps of phases I, II and III (the vanilla budget follows).
     pub steps_scale: f64,
-    /// Threads of the run: 1 times every phase alone; 2 trains the MoE and
-    /// the vanilla network side by side, as `clustermoe run` does.
+    /// Threads of the run (1 to [`crate::threads::MAX_THREADS`]): 1 times
+    /// every phase alone; more train the MoE and the vanilla network side by
+    /// side, phase III's experts in parallel and split the large products,
+    /// as `clustermoe run --threads` does. The limit is measured on one thread.
     pub threads: usize,
 }
 
@@ -244,9 +246,7 @@ fn check(options: &BenchOptions) -> Result<()> {
             "a finite number > 0",
         ));
     }
-    if options.threads == 0 {
-        return Err(Error::invalid("--threads", 0, "an integer >= 1"));
-    }
+    crate::threads::check("--threads", options.threads)?;
     Ok(())
 }
 
@@ -265,16 +265,15 @@ fn config_at(options: &BenchOptions, d: usize) -> Config {
 }
 
 fn thread_pool(threads: usize) -> Result<rayon::ThreadPool> {
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .map_err(|e| Error::invalid("--threads", threads, format!("a usable thread count ({e})")))
+    crate::threads::pool("--threads", threads)
 }
 
 /// Runs the configuration at every dimension and times each phase.
 pub fn bench(options: &BenchOptions, progress: &dyn Fn(&str)) -> Result<Vec<DimBench>> {
     check(options)?;
     let pool = thread_pool(options.threads)?;
+    // The limit is one thread's: its products are not split.
+    let one = thread_pool(1)?;
     let mut out = Vec::new();
     for &d in &options.dims {
         let cfg = config_at(options, d).check()?;
@@ -329,7 +328,7 @@ pub fn bench(options: &BenchOptions, progress: &dyn Fn(&str)) -> Result<Vec<DimB
                 | (ModelKind::Moe, Phase::Train)
                 | (ModelKind::Vanilla, _) => (0, 0, cfg.readout.samples as u64),
             };
-            let limit = (width > 0).then(|| limit_step_seconds(batch, d, width));
+            let limit = (width > 0).then(|| one.install(|| limit_step_seconds(batch, d, width)));
             let step_seconds = seconds / steps.max(1) as f64;
             phases.push(PhaseBench {
                 model,

@@ -1,6 +1,7 @@
 //! One run: draw the task, train the MoE and the vanilla network (in
 //! parallel, on independent streams), evaluate both on the same fresh test
-//! set, and summarise.
+//! set, and summarise. A run uses the threads of the rayon pool it runs in
+//! (see [`crate::threads`]); its results do not depend on their number.
 
 use serde::{Deserialize, Serialize};
 
@@ -227,6 +228,7 @@ pub struct Experiment<'a> {
         &'a mut dyn Journal<MoeStage>,
         &'a mut dyn Journal<VanillaStage>,
     )>,
+    threads: Option<usize>,
 }
 
 impl<'a> Experiment<'a> {
@@ -236,7 +238,17 @@ impl<'a> Experiment<'a> {
             config,
             monitor: &train::Silent,
             journals: None,
+            threads: None,
         }
+    }
+
+    /// Runs on a pool of `threads` threads of its own (1 to
+    /// [`crate::threads::MAX_THREADS`]; checked by [`Experiment::run`]).
+    /// Without it the run uses the caller's rayon pool (the global pool:
+    /// all cores). The results are bit-identical for every thread count.
+    pub fn threads(mut self, threads: usize) -> Self {
+        self.threads = Some(threads);
+        self
     }
 
     /// Reports the phases and steps to `monitor` (progress bars, timings).
@@ -266,7 +278,10 @@ impl<'a> Experiment<'a> {
                 Some(journals) => journals,
                 None => (&mut moe_ignore, &mut vanilla_ignore),
             };
-        run_from(self.config, moe, vanilla, self.monitor, (None, None))
+        let (config, monitor) = (self.config, self.monitor);
+        crate::threads::install("threads", self.threads, || {
+            run_from(config, moe, vanilla, monitor, (None, None))
+        })
     }
 }
 

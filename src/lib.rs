@@ -42,6 +42,7 @@ pub mod store;
 pub mod sweep;
 pub mod task;
 pub mod theory;
+pub mod threads;
 pub mod train;
 
 /// Building blocks that the criterion benchmarks and the precision tests

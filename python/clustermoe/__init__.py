@@ -254,6 +254,7 @@ def run(
     seed: Optional[int] = None,
     out: Optional[PathLike] = None,
     checkpoint_every: Optional[int] = None,
+    threads: Optional[int] = None,
     quiet: bool = False,
     **sections: Any,
 ) -> Run:
@@ -270,6 +271,8 @@ def run(
             ``summary.json``); None keeps the run in memory.
         checkpoint_every: with ``out``, save a checkpoint every this many
             steps of a phase (``--checkpoint-every``).
+        threads: threads of the run, 1 to 1024 (``--threads``); None uses
+            all cores. The results are the same for every number.
         quiet: no progress display and no budget line on stderr.
         **sections: configuration sections, applied field by field like
             ``--set``: ``task={"d": 64}`` is ``--set task.d=64``.
@@ -285,24 +288,33 @@ def run(
     """
     progress = _progress.make(_progress.RunProgress, quiet)
     try:
-        raw = _native.run(config, seed, _sections(sections), out, checkpoint_every, progress)
+        raw = _native.run(
+            config, seed, _sections(sections), out, checkpoint_every, progress, threads
+        )
     finally:
         if progress is not None:
             progress.close()
     return Run._from_native(raw)
 
 
-def resume(dir: PathLike, *, checkpoint_every: Optional[int] = None, quiet: bool = False) -> Run:
+def resume(
+    dir: PathLike,
+    *,
+    checkpoint_every: Optional[int] = None,
+    threads: Optional[int] = None,
+    quiet: bool = False,
+) -> Run:
     """Continues a stopped or killed run directory from its checkpoints
     (``clustermoe run --resume DIR``); the result is the run that was never
     interrupted, byte for byte. A complete directory is read back as it is.
+    ``threads`` is as for :func:`run`.
 
     Raises:
         CheckpointError: not a run directory, or a damaged checkpoint.
     """
     progress = _progress.make(_progress.RunProgress, quiet)
     try:
-        raw = _native.resume(dir, checkpoint_every, progress)
+        raw = _native.resume(dir, checkpoint_every, progress, threads)
     finally:
         if progress is not None:
             progress.close()

@@ -29,6 +29,7 @@ def run(
     out: Optional[_Path] = None,
     checkpoint_every: Optional[int] = None,
     progress: Any = None,
+    threads: Optional[int] = None,
 ) -> Dict[str, Any]:
     """A run: keys config, config_toml, summary, metrics (JSON text),
     model (dict of arrays) and path."""
@@ -37,6 +38,7 @@ def resume(
     dir: _Path,
     checkpoint_every: Optional[int] = None,
     progress: Any = None,
+    threads: Optional[int] = None,
 ) -> Optional[Dict[str, Any]]:
     """A resumed run as :func:`run` returns it; None if it was complete."""
 

@@ -115,6 +115,23 @@ fn every(py: Python<'_>, v: Option<&Bound<'_, PyAny>>) -> PyResult<Option<u64>> 
     }
 }
 
+/// `threads`: None (the caller's pool: all cores) or 1 to
+/// `clustermoe::threads::MAX_THREADS`.
+fn threads(py: Python<'_>, v: Option<&Bound<'_, PyAny>>) -> PyResult<Option<usize>> {
+    use clustermoe::threads::MAX_THREADS;
+    match v.filter(|v| !v.is_none()) {
+        None => Ok(None),
+        Some(v) => config::count(
+            "threads",
+            v,
+            1..=MAX_THREADS as u64,
+            &format!("a number of threads from 1 to {MAX_THREADS}"),
+        )
+        .map(|n| Some(n as usize))
+        .py_err(py),
+    }
+}
+
 /// `jobs`: None (all cores) or an integer >= 1.
 fn jobs(py: Python<'_>, v: Option<&Bound<'_, PyAny>>) -> PyResult<usize> {
     match v.filter(|v| !v.is_none()) {
@@ -243,7 +260,8 @@ fn resolve(
 /// Trains both models (in `out` as `clustermoe run --out` does, or in
 /// memory) and returns the run's configuration, summary, metrics and arrays.
 #[pyfunction]
-#[pyo3(signature = (config=None, seed=None, sections=None, out=None, checkpoint_every=None, progress=None))]
+#[pyo3(signature = (config=None, seed=None, sections=None, out=None, checkpoint_every=None, progress=None, threads=None))]
+#[allow(clippy::too_many_arguments)]
 fn run<'py>(
     py: Python<'py>,
     config: Option<&Bound<'py, PyAny>>,
@@ -252,9 +270,11 @@ fn run<'py>(
     out: Option<PathBuf>,
     checkpoint_every: Option<&Bound<'py, PyAny>>,
     progress: Option<&Bound<'py, PyAny>>,
+    threads: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let valid = check(py, &config::load(config, seed, sections).py_err(py)?)?;
     let every = every(py, checkpoint_every)?;
+    let threads = self::threads(py, threads)?;
     if out.is_none() && every.is_some() {
         return Err(Error::invalid(
             "checkpoint_every",
@@ -273,7 +293,11 @@ fn run<'py>(
         Some(path) => {
             let dir = RunDir::new(path);
             let (result, pending) =
-                wait::blocking(py, &stop, poll, || dir.train(&valid, &tracker, &control))?;
+                wait::blocking(py, &stop, poll, || {
+                    clustermoe::threads::install("threads", threads, || {
+                        dir.train(&valid, &tracker, &control)
+                    })
+                })?;
             let out = outcome(py, result, pending, &|e| in_dir(e, &dir))?;
             let metrics = read_text(&dir.metrics_file()).py_err(py)?;
             run_result(py, &valid, out, metrics, Some(dir.path()))
@@ -288,10 +312,13 @@ fn run<'py>(
                 stop: Arc::clone(&stop),
             };
             let (result, pending) = wait::blocking(py, &stop, poll, || {
-                Experiment::new(&valid)
+                let experiment = Experiment::new(&valid)
                     .monitor(&tracker)
-                    .journals(&mut moe, &mut vanilla)
-                    .run()
+                    .journals(&mut moe, &mut vanilla);
+                match threads {
+                    Some(n) => experiment.threads(n).run(),
+                    None => experiment.run(),
+                }
             })?;
             let out = outcome(py, result, pending, &in_memory)?;
             let metrics = records_text(moe.records.iter().chain(&vanilla.records));
@@ -338,14 +365,16 @@ fn read_text(path: &Path) -> Result<String> {
 /// Continues a stopped or killed run directory from its checkpoints
 /// (`clustermoe run --resume DIR`); None if it was already complete.
 #[pyfunction]
-#[pyo3(signature = (dir, checkpoint_every=None, progress=None))]
+#[pyo3(signature = (dir, checkpoint_every=None, progress=None, threads=None))]
 fn resume<'py>(
     py: Python<'py>,
     dir: PathBuf,
     checkpoint_every: Option<&Bound<'py, PyAny>>,
     progress: Option<&Bound<'py, PyAny>>,
+    threads: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Option<Bound<'py, PyDict>>> {
     let every = every(py, checkpoint_every)?;
+    let threads = self::threads(py, threads)?;
     let dir = RunDir::new(dir);
     let inspection = dir.inspect().py_err(py)?;
     if let (Some(p), Progress::Resumable(models)) = (progress, &inspection.progress) {
@@ -364,7 +393,11 @@ fn resume<'py>(
     let tracker = Tracker::default();
     let poll = |_: Python<'_>| show(progress, tracker.snapshot());
     let (result, pending) =
-        wait::blocking(py, &stop, poll, || inspection.resume(&tracker, &control))?;
+        wait::blocking(py, &stop, poll, || {
+            clustermoe::threads::install("threads", threads, || {
+                inspection.resume(&tracker, &control)
+            })
+        })?;
     match outcome(py, result, pending, &|e| in_dir(e, &dir))? {
         None => Ok(None),
         Some(out) => {

@@ -45,6 +45,12 @@ pub enum Command {
         /// byte for byte, as a run never interrupted.
         #[arg(long, value_name = "DIR")]
         resume: Option<PathBuf>,
+        /// Threads of the run, 1 to 1024 [default: all cores]: the MoE beside
+        /// the vanilla network, phase III's experts side by side, and large
+        /// matrix products (d >= 256 or so) split in blocks. The results are
+        /// the same, byte for byte, for every number of threads.
+        #[arg(long, value_name = "N")]
+        threads: Option<usize>,
         /// No progress output.
         #[arg(long, short)]
         quiet: bool,
@@ -143,7 +149,9 @@ pub enum Command {
         /// check that memory does not grow with the number of steps.
         #[arg(long, default_value_t = 1.0)]
         steps_scale: f64,
-        /// Threads: 1 times each phase alone; 2 trains the two models side by side.
+        /// Threads of the run, as for `run` (1 to 1024): 1 times each phase
+        /// alone; more train the two models side by side and split phase III's
+        /// experts and the large products among them. The limit is one thread's.
         #[arg(long, default_value_t = 1)]
         threads: usize,
         /// Also time two seeds one after the other on one thread, then side by side on two.

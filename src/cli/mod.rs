@@ -31,17 +31,21 @@ pub fn run(cli: Cli) -> Result<()> {
             sets,
             checkpoint_every,
             resume,
+            threads,
             quiet,
         } => {
+            if let Some(n) = threads {
+                clustermoe::threads::check("--threads", n)?;
+            }
             let control = Control {
                 checkpoint_every: checked_every(checkpoint_every)?,
                 stop: Some(stop_on_signals()?),
             };
             match resume {
-                Some(dir) => resume_run(&RunDir::new(dir), &control, quiet),
+                Some(dir) => resume_run(&RunDir::new(dir), &control, threads, quiet),
                 None => {
                     let config = load_config(config.as_deref(), &sets, seed)?;
-                    train_run(config, out, &control, quiet)
+                    train_run(config, out, &control, threads, quiet)
                 }
             }
         }
@@ -107,7 +111,13 @@ pub fn run(cli: Cli) -> Result<()> {
 }
 
 /// `run`: a new run.
-fn train_run(config: Config, out: Option<PathBuf>, control: &Control, quiet: bool) -> Result<()> {
+fn train_run(
+    config: Config,
+    out: Option<PathBuf>,
+    control: &Control,
+    threads: Option<usize>,
+    quiet: bool,
+) -> Result<()> {
     let valid = config.check()?;
     for w in valid.warnings() {
         eprintln!("warning: {w}");
@@ -119,13 +129,15 @@ fn train_run(config: Config, out: Option<PathBuf>, control: &Control, quiet: boo
         RunDir::new(out.unwrap_or_else(|| PathBuf::from(format!("runs/seed{}", valid.seed()))));
     let start = Instant::now();
     let progress = Progress::new(quiet);
-    let result = dir.train(&valid, &progress, control);
+    let result = clustermoe::threads::install("--threads", threads, || {
+        dir.train(&valid, &progress, control)
+    });
     progress.finish();
     finish_run(&dir, result, start)
 }
 
 /// `run --resume DIR`.
-fn resume_run(dir: &RunDir, control: &Control, quiet: bool) -> Result<()> {
+fn resume_run(dir: &RunDir, control: &Control, threads: Option<usize>, quiet: bool) -> Result<()> {
     let start = Instant::now();
     let inspection = dir.inspect()?;
     if let RunProgress::Resumable(models) = &inspection.progress {
@@ -139,7 +151,9 @@ fn resume_run(dir: &RunDir, control: &Control, quiet: bool) -> Result<()> {
         eprintln!("warning: {w}");
     }
     let progress = Progress::new(quiet);
-    let result = inspection.resume(&progress, control);
+    let result = clustermoe::threads::install("--threads", threads, || {
+        inspection.resume(&progress, control)
+    });
     progress.finish();
     match result {
         Ok(None) => {

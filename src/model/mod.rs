@@ -44,9 +44,12 @@ impl InputMap {
         let xc = &x64 - &mean;
         let cov = xc.t().dot(&xc) / n;
         let d = cov.nrows();
-        let eig = faer::Mat::<f64>::from_fn(d, d, |i, j| cov[[i, j]])
-            .self_adjoint_eigen(faer::Side::Lower)
-            .ok();
+        // One thread: the same bits for every thread count of the run.
+        let eig = crate::numerics::linalg::one_thread(|| {
+            faer::Mat::<f64>::from_fn(d, d, |i, j| cov[[i, j]])
+                .self_adjoint_eigen(faer::Side::Lower)
+                .ok()
+        });
         let whiten = eig.map(|eig| {
             let (u, s) = (eig.U(), eig.S().column_vector());
             // Eigenvalues below a floor (fewer samples than d) are not inverted.

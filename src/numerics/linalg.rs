@@ -5,11 +5,17 @@
 //! default) at the training loop's shapes, e.g. (8 x 256)(256 x 256) and
 //! (64 x 256)(256 x 512) on one core, because it packs less at small sizes.
 //! Views of any strides (transposes included) are passed without copies.
-//! Sequential (`Par::Seq`): parallelism is across runs and models, and a
-//! fixed order of operations keeps results independent of the thread count.
+//! Every kernel call is sequential (`Par::Seq`). A large product (at least
+//! [`SPLIT_WORK`] multiply-adds) run inside a rayon pool of several threads
+//! is split into blocks of output rows or columns, each computed by the same
+//! sequential kernel over the full inner dimension: faer's kernel sums every
+//! output element over k in the same fixed chunks (512) whatever the output's
+//! shape, so the blocks give the same bits as the whole product, and results
+//! do not depend on the thread count (`tests/threads.rs`, and the tests
+//! below, check it).
 
 use faer::{Accum, MatMut, MatRef, Par};
-use ndarray::{Array1, ArrayView2, ArrayViewMut2};
+use ndarray::{Array1, ArrayView2, ArrayViewMut2, Axis};
 
 /// A faer view of an ndarray view (any strides, in elements).
 fn faer_ref<'a, T>(a: &ArrayView2<'a, T>) -> MatRef<'a, T> {
@@ -36,8 +42,23 @@ fn accum(accumulate: bool) -> Accum {
     }
 }
 
-/// `c = alpha a b` (or `c += alpha a b` with `accumulate`).
-pub fn matmul<T: faer::traits::ComplexField + Copy>(
+/// Products of at least this many multiply-adds (m n k) are split into
+/// blocks of output rows or columns when the current rayon pool has more
+/// than one thread: e.g. phase I's whitening products (8 x d)(d x d) from
+/// d = 256 on, the vanilla network's (64 x d)(d x 64) from d = 128, the
+/// readouts' features.
+pub const SPLIT_WORK: usize = 1 << 19;
+/// The least work (m n k) of one block.
+const BLOCK_WORK: usize = 1 << 18;
+/// Blocks are a multiple of this many rows or columns wide (the last one
+/// takes the rest).
+const BLOCK_ALIGN: usize = 16;
+
+/// `c = alpha a b` (or `c += alpha a b` with `accumulate`). Inside a rayon
+/// pool of several threads a large product is split into blocks of output
+/// rows or columns computed in parallel, with the same bits as one kernel
+/// call (see the module's description).
+pub fn matmul<T: faer::traits::ComplexField + Copy + Send + Sync>(
     c: &mut ArrayViewMut2<T>,
     a: &ArrayView2<T>,
     b: &ArrayView2<T>,
@@ -46,9 +67,96 @@ pub fn matmul<T: faer::traits::ComplexField + Copy>(
 ) {
     assert_eq!(a.ncols(), b.nrows(), "inner dimensions");
     assert_eq!(c.dim(), (a.nrows(), b.ncols()), "output shape");
+    let blocks = split_blocks(
+        a.nrows(),
+        b.ncols(),
+        a.ncols(),
+        rayon::current_num_threads(),
+    );
+    split_matmul(c.view_mut(), *a, *b, alpha, accumulate, blocks);
+}
+
+/// Into how many blocks a product of m x n outputs over k terms is split on
+/// `threads` threads (1: not split). Never below two rows, columns or
+/// terms, where faer would switch to other kernels (matrix-vector, rank
+/// one), nor under 16^3 multiply-adds a block (faer's small-matrix kernel).
+fn split_blocks(m: usize, n: usize, k: usize, threads: usize) -> usize {
+    let work = m.saturating_mul(n).saturating_mul(k);
+    if threads < 2 || work < SPLIT_WORK || m < 2 || n < 2 || k < 2 {
+        return 1;
+    }
+    // The least block (BLOCK_ALIGN of the longer side) stays above faer's
+    // small-matrix threshold.
+    if work / m.max(n) * BLOCK_ALIGN <= 16 * 16 * 16 {
+        return 1;
+    }
+    (work / BLOCK_WORK)
+        .min(m.max(n) / BLOCK_ALIGN)
+        .min(threads)
+        .max(1)
+}
+
+/// `c = alpha a b` in `blocks` blocks along the longer side of `c`, halved
+/// recursively with `rayon::join`.
+fn split_matmul<T: faer::traits::ComplexField + Copy + Send + Sync>(
+    mut c: ArrayViewMut2<T>,
+    a: ArrayView2<T>,
+    b: ArrayView2<T>,
+    alpha: T,
+    accumulate: bool,
+    blocks: usize,
+) {
+    if blocks <= 1 {
+        kernel(&mut c, &a, &b, alpha, accumulate);
+        return;
+    }
+    let (m, n) = c.dim();
+    let left = blocks / 2;
+    // Every block is at least BLOCK_ALIGN wide: a side of len >= BLOCK_ALIGN
+    // blocks is cut at a multiple of BLOCK_ALIGN at or below its share.
+    let cut = |len: usize| len * left / blocks / BLOCK_ALIGN * BLOCK_ALIGN;
+    if n >= m {
+        let at = cut(n);
+        let (c1, c2) = c.split_at(Axis(1), at);
+        let (b1, b2) = b.split_at(Axis(1), at);
+        rayon::join(
+            || split_matmul(c1, a, b1, alpha, accumulate, left),
+            || split_matmul(c2, a, b2, alpha, accumulate, blocks - left),
+        );
+    } else {
+        let at = cut(m);
+        let (c1, c2) = c.split_at(Axis(0), at);
+        let (a1, a2) = a.split_at(Axis(0), at);
+        rayon::join(
+            || split_matmul(c1, a1, b, alpha, accumulate, left),
+            || split_matmul(c2, a2, b, alpha, accumulate, blocks - left),
+        );
+    }
+}
+
+/// One sequential faer kernel call, on whichever thread runs it.
+fn kernel<T: faer::traits::ComplexField + Copy>(
+    c: &mut ArrayViewMut2<T>,
+    a: &ArrayView2<T>,
+    b: &ArrayView2<T>,
+    alpha: T,
+    accumulate: bool,
+) {
     let (lhs, rhs) = (faer_ref(a), faer_ref(b));
     faer::linalg::matmul::matmul(faer_mut(c), accum(accumulate), lhs, rhs, alpha, Par::Seq);
     clean_upper_state();
+}
+
+/// Runs `f` on a pool of one thread of its own. faer's decompositions
+/// (the whitening's eigendecomposition, the readout's Cholesky factor) take
+/// their parallelism from the rayon pool they run in; on one thread they
+/// give the same bits whatever pool the run has.
+pub fn one_thread<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .expect("a pool of one thread")
+        .install(f)
 }
 
 /// Zeroes the upper halves of the vector registers after a faer kernel.
@@ -146,6 +254,103 @@ mod tests {
         let mut g = Array2::<f32>::zeros((5, 5));
         matmul(&mut g.view_mut(), &a32.t(), &a32.view(), 1.0, false);
         assert_eq!(g, a32.t().dot(&a32));
+    }
+
+    /// Values with full mantissas, so that any change in the order of the
+    /// sums would show in the last bits.
+    fn noisy<T: From<f32>>(rows: usize, cols: usize, seed: u64) -> Array2<T> {
+        let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        Array2::from_shape_simple_fn((rows, cols), || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            T::from((state >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0)
+        })
+    }
+
+    /// Every block split of the training loop's shapes (and k beyond faer's
+    /// 512-term chunks) gives the bits of one kernel call, for row-major and
+    /// transposed operands, replacing and accumulating.
+    #[test]
+    fn block_split_products_are_bit_identical_to_one_kernel_call() {
+        fn check<T>(m: usize, k: usize, n: usize)
+        where
+            T: faer::traits::ComplexField + Copy + Send + Sync + From<f32> + PartialEq,
+            T: std::fmt::Debug + ndarray::LinalgScalar,
+        {
+            let a = noisy::<T>(m, k, 1);
+            let b = noisy::<T>(k, n, 2);
+            let bt = b.t().as_standard_layout().into_owned();
+            let at = a.t().as_standard_layout().into_owned();
+            let start = noisy::<T>(m, n, 3);
+            let alpha = T::from(0.75);
+            for accumulate in [false, true] {
+                for (a, b) in [(a.view(), b.view()), (at.t(), bt.t()), (a.view(), bt.t())] {
+                    let mut whole = start.clone();
+                    kernel(&mut whole.view_mut(), &a, &b, alpha, accumulate);
+                    for blocks in 2..=5 {
+                        if m.max(n) < BLOCK_ALIGN * blocks {
+                            continue;
+                        }
+                        let mut split = start.clone();
+                        split_matmul(split.view_mut(), a, b, alpha, accumulate, blocks);
+                        assert!(
+                            split == whole,
+                            "({m} x {k})({k} x {n}) in {blocks} blocks, accumulate {accumulate}"
+                        );
+                        // A transposed output.
+                        let mut split_t = start.t().as_standard_layout().into_owned();
+                        split_matmul(
+                            split_t.view_mut().reversed_axes(),
+                            a,
+                            b,
+                            alpha,
+                            accumulate,
+                            blocks,
+                        );
+                        assert!(split_t.t() == whole, "transposed output, {blocks} blocks");
+                    }
+                }
+            }
+        }
+        // Phase I's whitening, the step's two products (phase I, vanilla),
+        // the readout's features, and long inner sums.
+        for (m, k, n) in [
+            (8, 256, 256),
+            (8, 1024, 1024),
+            (64, 1024, 8),
+            (8, 64, 1024),
+            (64, 512, 64),
+            (64, 64, 512),
+            (4096, 32, 64),
+            (33, 1500, 47),
+            (2, 700, 300),
+        ] {
+            check::<f32>(m, k, n);
+            check::<f64>(m, k, n);
+        }
+    }
+
+    #[test]
+    fn only_large_products_are_split_and_blocks_stay_wide() {
+        assert_eq!(split_blocks(8, 1024, 1024, 1), 1);
+        assert_eq!(split_blocks(8, 32, 32, 4), 1);
+        assert_eq!(split_blocks(8, 1024, 1024, 4), 4);
+        assert_eq!(split_blocks(8, 1024, 1024, 64), 32);
+        assert_eq!(split_blocks(1, 1 << 20, 8, 4), 1);
+        assert_eq!(split_blocks(1 << 20, 4, 1, 4), 1);
+        // matmul splits in a pool of several threads, with the same bits.
+        let a = noisy::<f32>(8, 1024, 4);
+        let w = noisy::<f32>(1024, 1024, 5);
+        let mut one = Array2::zeros((8, 1024));
+        matmul(&mut one.view_mut(), &a.view(), &w.view(), 1.0, false);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .build()
+            .unwrap();
+        let mut three = Array2::zeros((8, 1024));
+        pool.install(|| matmul(&mut three.view_mut(), &a.view(), &w.view(), 1.0, false));
+        assert!(one == three);
     }
 
     #[test]

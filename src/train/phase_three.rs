@@ -181,7 +181,12 @@ pub(super) fn phase_three(
         .collect();
     let mut batch = Batch::new(p3.batch, task.d);
     let mut gates = Array2::zeros((p3.batch, k));
-    let mut routed = Routed::default();
+    let mut routed: Vec<Routed> = (0..k).map(|_| Routed::default()).collect();
+    // The experts step in parallel when their work is large enough to pay
+    // for it (d = 256 and up with the default 64 neurons); each one's step
+    // is the same computation either way.
+    let total_neurons: usize = neurons.iter().map(|w| w.nrows()).sum();
+    let parallel = p3.batch * task.d * total_neurons >= PARALLEL_EXPERTS_WORK;
     run.monitor
         .phase(ModelKind::Moe, Phase::PhaseThree, p3.steps);
     run.monitor.advance(ModelKind::Moe, done);
@@ -189,23 +194,42 @@ pub(super) fn phase_three(
         run.draw(&mut batch);
         router.gates_into(batch.x.view(), &routing.rule, &mut noise, &mut gates);
         let lr = p3.schedule.at(step - 1, p3.steps) as f32;
-        for (e, w) in neurons.iter_mut().enumerate() {
+        // The batch and its gates are drawn above, in order; each expert's
+        // step reads them and changes only its own neurons and statistics.
+        let expert_step = |(e, ((w, sgd), routed)): (
+            usize,
+            ((&mut Array2<f32>, &mut SphereStep), &mut Routed),
+        )| {
             let rows = routed.gather(&batch, gates.column(e), &centres[e]);
             if rows == 0 || w.nrows() == 0 {
-                continue;
+                return true;
             }
             let hard = routed.weights.iter().all(|&g| g == 1.0);
-            let moved = sgd[e].step(
+            sgd.step(
                 w,
                 None,
                 routed.x(task.d),
                 &routed.y,
                 (!hard).then_some(&routed.weights[..]),
                 lr,
-            );
-            if !moved {
-                return Err(run.diverged(Phase::PhaseThree, step, "a first-layer weight"));
-            }
+            )
+        };
+        let experts = neurons
+            .iter_mut()
+            .zip(sgd.iter_mut())
+            .zip(routed.iter_mut());
+        let moved = if parallel {
+            use rayon::prelude::*;
+            let experts = neurons
+                .par_iter_mut()
+                .zip(sgd.par_iter_mut())
+                .zip(routed.par_iter_mut());
+            experts.enumerate().map(expert_step).collect::<Vec<bool>>()
+        } else {
+            experts.enumerate().map(expert_step).collect()
+        };
+        if moved.contains(&false) {
+            return Err(run.diverged(Phase::PhaseThree, step, "a first-layer weight"));
         }
         if run.log_due(step, p3.steps) {
             let serving_neurons: Vec<&Array2<f32>> = serving.iter().map(|&e| &neurons[e]).collect();
@@ -242,6 +266,10 @@ pub(super) fn phase_three(
         purity,
     })
 }
+
+/// Phase III's experts step in parallel when batch x d x neurons (all the
+/// experts' together) reaches this: d = 256 with the default 64 neurons.
+const PARALLEL_EXPERTS_WORK: usize = 1 << 20;
 
 /// Splits `total` neurons in proportion to `load` by largest remainders, so
 /// the counts add up to `total` exactly.

@@ -59,11 +59,12 @@ impl NormalEquations {
             self.gram[[i.max(j), i.min(j)]] / n + if i == j { ridge } else { 0.0 }
         });
         let b = Mat::<f64>::from_fn(p, 1, |i, _| self.rhs[i] / n);
-        let llt = a.llt(Side::Lower).map_err(|e| Error::Readout {
-            model,
-            message: format!("the ridge system is not positive definite ({e:?})"),
-        })?;
-        let x = llt.solve(&b);
+        // One thread: the same bits for every thread count of the run.
+        let x = crate::numerics::linalg::one_thread(|| a.llt(Side::Lower).map(|llt| llt.solve(&b)))
+            .map_err(|e| Error::Readout {
+                model,
+                message: format!("the ridge system is not positive definite ({e:?})"),
+            })?;
         let out = Array1::from_shape_fn(p, |i| x[(i, 0)]);
         if out.iter().any(|v| !v.is_finite()) {
             return Err(Error::Readout {
