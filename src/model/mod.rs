@@ -44,14 +44,9 @@ impl InputMap {
         let xc = &x64 - &mean;
         let cov = xc.t().dot(&xc) / n;
         let d = cov.nrows();
-        // One thread: the same bits for every thread count of the run.
-        let eig = crate::numerics::linalg::one_thread(|| {
-            faer::Mat::<f64>::from_fn(d, d, |i, j| cov[[i, j]])
-                .self_adjoint_eigen(faer::Side::Lower)
-                .ok()
-        });
-        let whiten = eig.map(|eig| {
-            let (u, s) = (eig.U(), eig.S().column_vector());
+        let cov = faer::Mat::<f64>::from_fn(d, d, |i, j| cov[[i, j]]);
+        let eig = crate::numerics::linalg::symmetric_eigen(cov.as_ref());
+        let whiten = eig.map(|(u, s)| {
             // Eigenvalues below a floor (fewer samples than d) are not inverted.
             let scale: Vec<f64> = (0..d).map(|k| 1.0 / s[k].max(1e-3).sqrt()).collect();
             Array2::from_shape_fn((d, d), |(i, j)| {

@@ -147,16 +147,67 @@ fn kernel<T: faer::traits::ComplexField + Copy>(
     clean_upper_state();
 }
 
-/// Runs `f` on a pool of one thread of its own. faer's decompositions
-/// (the whitening's eigendecomposition, the readout's Cholesky factor) take
-/// their parallelism from the rayon pool they run in; on one thread they
-/// give the same bits whatever pool the run has.
-pub fn one_thread<T: Send>(f: impl FnOnce() -> T + Send) -> T {
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(1)
-        .build()
-        .expect("a pool of one thread")
-        .install(f)
+/// The eigendecomposition (eigenvectors as columns, eigenvalues ascending)
+/// of the symmetric matrix `a`, of which only the lower triangle is read.
+///
+/// faer's convenience methods take their parallelism from the rayon pool
+/// they run in, so their bits could depend on the run's thread count; here
+/// every decomposition is sequential (`Par::Seq`), like every product.
+pub fn symmetric_eigen(a: MatRef<'_, f64>) -> Option<(faer::Mat<f64>, Vec<f64>)> {
+    use faer::dyn_stack::{MemBuffer, MemStack};
+    use faer::linalg::evd::{self_adjoint_evd, self_adjoint_evd_scratch, ComputeEigenvectors};
+    let n = a.nrows();
+    let mut u = faer::Mat::<f64>::zeros(n, n);
+    let mut s = faer::diag::Diag::<f64>::zeros(n);
+    let scratch =
+        self_adjoint_evd_scratch::<f64>(n, ComputeEigenvectors::Yes, Par::Seq, Default::default());
+    let done = self_adjoint_evd(
+        a,
+        s.as_mut(),
+        Some(u.as_mut()),
+        Par::Seq,
+        MemStack::new(&mut MemBuffer::new(scratch)),
+        Default::default(),
+    );
+    clean_upper_state();
+    done.ok()?;
+    let values = (0..n).map(|k| s.column_vector()[k]).collect();
+    Some((u, values))
+}
+
+/// Solves `a x = b` for the symmetric positive definite `a` (lower
+/// triangle read) by a sequential Cholesky factorisation; None when `a` is
+/// not positive definite.
+pub fn cholesky_solve(mut a: faer::Mat<f64>, mut b: faer::Mat<f64>) -> Option<faer::Mat<f64>> {
+    use faer::dyn_stack::{MemBuffer, MemStack};
+    use faer::linalg::cholesky::llt::{factor, solve};
+    let n = a.nrows();
+    let mut mem = MemBuffer::new(factor::cholesky_in_place_scratch::<f64>(
+        n,
+        Par::Seq,
+        Default::default(),
+    ));
+    let factored = factor::cholesky_in_place(
+        a.as_mut(),
+        Default::default(),
+        Par::Seq,
+        MemStack::new(&mut mem),
+        Default::default(),
+    );
+    if factored.is_err() {
+        clean_upper_state();
+        return None;
+    }
+    let mut mem = MemBuffer::new(solve::solve_in_place_scratch::<f64>(n, b.ncols(), Par::Seq));
+    solve::solve_in_place_with_conj(
+        a.as_ref(),
+        faer::Conj::No,
+        b.as_mut(),
+        Par::Seq,
+        MemStack::new(&mut mem),
+    );
+    clean_upper_state();
+    Some(b)
 }
 
 /// Zeroes the upper halves of the vector registers after a faer kernel.

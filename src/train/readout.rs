@@ -2,7 +2,7 @@
 //! Cholesky solve (faer) of the normal equations of all gated features;
 //! for the MoE and the vanilla network alike, on neurons with random biases.
 
-use faer::{linalg::solvers::Solve, Mat, Side};
+use faer::Mat;
 use ndarray::{s, Array1, Array2, Axis};
 use rand::Rng;
 
@@ -59,12 +59,10 @@ impl NormalEquations {
             self.gram[[i.max(j), i.min(j)]] / n + if i == j { ridge } else { 0.0 }
         });
         let b = Mat::<f64>::from_fn(p, 1, |i, _| self.rhs[i] / n);
-        // One thread: the same bits for every thread count of the run.
-        let x = crate::numerics::linalg::one_thread(|| a.llt(Side::Lower).map(|llt| llt.solve(&b)))
-            .map_err(|e| Error::Readout {
-                model,
-                message: format!("the ridge system is not positive definite ({e:?})"),
-            })?;
+        let x = crate::numerics::linalg::cholesky_solve(a, b).ok_or_else(|| Error::Readout {
+            model,
+            message: "the ridge system is not positive definite".into(),
+        })?;
         let out = Array1::from_shape_fn(p, |i| x[(i, 0)]);
         if out.iter().any(|v| !v.is_finite()) {
             return Err(Error::Readout {
