@@ -75,6 +75,9 @@ pub struct DimBench {
     pub threads: usize,
     /// Both models, training and evaluation.
     pub wall_seconds: f64,
+    /// The samples of both models (one without the vanilla network) over
+    /// the wall time: the whole run's throughput.
+    pub run_samples_per_second: f64,
     pub samples_per_model: u64,
     pub phases: Vec<PhaseBench>,
     /// Nanoseconds per standard normal of the sampler, through the fastest
@@ -348,6 +351,14 @@ pub fn bench(options: &BenchOptions, progress: &dyn Fn(&str)) -> Result<Vec<DimB
             d,
             threads: options.threads,
             wall_seconds,
+            run_samples_per_second: (result.summary.samples.moe
+                + result
+                    .summary
+                    .vanilla
+                    .as_ref()
+                    .map_or(0, |_| result.summary.samples.moe))
+                as f64
+                / wall_seconds,
             samples_per_model: result.summary.samples.moe,
             phases,
             gaussian_ns: gaussian_seconds(1 << 16) / (1u64 << 16) as f64 * 1e9,

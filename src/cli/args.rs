@@ -149,18 +149,20 @@ pub enum Command {
         /// check that memory does not grow with the number of steps.
         #[arg(long, default_value_t = 1.0)]
         steps_scale: f64,
-        /// Threads of the run, as for `run` (1 to 1024): 1 times each phase
+        /// Threads of the run, as for `run` (1 to 1024), comma-separated to
+        /// measure each d at several counts (e.g. 1,2): 1 times each phase
         /// alone; more train the two models side by side and split phase III's
         /// experts and the large products among them. The limit is one thread's.
-        #[arg(long, default_value_t = 1)]
-        threads: usize,
+        #[arg(long, value_delimiter = ',', default_value = "1")]
+        threads: Vec<usize>,
         /// Also time two seeds one after the other on one thread, then side by side on two.
         #[arg(long)]
         scaling: bool,
         /// Write the measurements as JSON.
         #[arg(long, value_name = "FILE")]
         json: Option<PathBuf>,
-        /// Write a chart of samples per second against d (SVG).
+        /// Write a chart of samples per second against d (SVG): every phase at
+        /// the first thread count, and the whole run at each thread count.
         #[arg(long, value_name = "FILE")]
         plot: Option<PathBuf>,
         /// No progress output.

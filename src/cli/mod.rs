@@ -98,12 +98,16 @@ pub fn run(cli: Cli) -> Result<()> {
             plot,
             quiet,
         } => {
-            let options = bench::BenchOptions {
-                config: load_config(config.as_deref(), &sets, None)?,
-                dims: d,
-                steps_scale,
-                threads,
-            };
+            let config = load_config(config.as_deref(), &sets, None)?;
+            let options: Vec<bench::BenchOptions> = threads
+                .iter()
+                .map(|&threads| bench::BenchOptions {
+                    config: config.clone(),
+                    dims: d.clone(),
+                    steps_scale,
+                    threads,
+                })
+                .collect();
             run_bench(&options, scaling, json.as_deref(), plot.as_deref(), quiet)
         }
         Command::Merge { dir } => merge(&dir),
@@ -263,7 +267,7 @@ fn run_reproduce(quick: bool, out: PathBuf, jobs: usize, quiet: bool) -> Result<
 
 /// `bench`.
 fn run_bench(
-    options: &bench::BenchOptions,
+    options: &[bench::BenchOptions],
     scaling: bool,
     json: Option<&Path>,
     plot: Option<&Path>,
@@ -274,12 +278,15 @@ fn run_bench(
             eprintln!("{message}");
         }
     };
-    let results = bench::bench(options, &progress)?;
-    for r in &results {
-        print::bench(r);
+    let mut results = Vec::new();
+    for one in options {
+        for r in bench::bench(one, &progress)? {
+            print::bench(&r);
+            results.push(r);
+        }
     }
     let scaling = scaling
-        .then(|| bench::scaling(options, &progress))
+        .then(|| bench::scaling(&options[0], &progress))
         .transpose()?;
     if let Some(s) = &scaling {
         println!(

@@ -66,12 +66,13 @@ pub fn summary(s: &Summary) {
 /// One table per dimension: every phase against the limit.
 pub fn bench(r: &bench::DimBench) {
     println!(
-        "d = {}, {} thread{}: {:.2} s for both models ({} samples each); sampler {:.2} ns per normal ({}; scalar path {:.2} ns, rand_distr {:.2} ns, one generator lane {:.2} ns per 64 bits); peak memory {}",
+        "d = {}, {} thread{}: {:.2} s for both models ({} samples each, {:.0} samples/s in all); sampler {:.2} ns per normal ({}; scalar path {:.2} ns, rand_distr {:.2} ns, one generator lane {:.2} ns per 64 bits); peak memory {}",
         r.d,
         r.threads,
         if r.threads == 1 { "" } else { "s" },
         r.wall_seconds,
         r.samples_per_model,
+        r.run_samples_per_second,
         r.gaussian_ns,
         r.gaussian_path,
         r.scalar_gaussian_ns,

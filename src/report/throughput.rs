@@ -6,32 +6,43 @@
 use crate::bench::DimBench;
 use crate::report::figure::{Chart, Legend, Mark, Series};
 
-/// Samples per second of every training phase against d (log-log).
+/// Samples per second against d (log-log): every training phase at the
+/// first thread count measured, and the whole run (both models' samples over
+/// the wall time) at every thread count.
 pub fn chart(results: &[DimBench]) -> Chart {
+    let first = results.first().map_or(1, |r| r.threads);
+    let mut counts: Vec<usize> = results.iter().map(|r| r.threads).collect();
+    counts.dedup();
+    let plural = |t: usize| if t == 1 { "" } else { "s" };
     let mut series: Vec<Series> = Vec::new();
-    for r in results {
+    let mut add =
+        |label: String, point: (f64, f64)| match series.iter_mut().find(|s| s.label == label) {
+            Some(s) => s.points.push(point),
+            None => series.push(Series {
+                label,
+                points: vec![point],
+                mark: Mark::LineAndPoints,
+            }),
+        };
+    for r in results.iter().filter(|r| r.threads == first) {
         for p in &r.phases {
             let label = format!("{} {}", p.model, p.phase.name().replace('_', " "));
-            let point = (r.d as f64, p.samples_per_second);
-            match series.iter_mut().find(|s| s.label == label) {
-                Some(s) => s.points.push(point),
-                None => series.push(Series {
-                    label,
-                    points: vec![point],
-                    mark: Mark::LineAndPoints,
-                }),
-            }
+            add(label, (r.d as f64, p.samples_per_second));
         }
     }
+    for r in results {
+        let label = format!("whole run, {} thread{}", r.threads, plural(r.threads));
+        add(label, (r.d as f64, r.run_samples_per_second));
+    }
+    let threads = counts
+        .iter()
+        .map(|t| t.to_string())
+        .collect::<Vec<_>>()
+        .join(" and ");
     Chart {
         title: format!(
-            "clustermoe throughput, {} thread{}",
-            results.first().map_or(1, |r| r.threads),
-            if results.first().map_or(1, |r| r.threads) == 1 {
-                ""
-            } else {
-                "s"
-            }
+            "clustermoe throughput (phases on {first} thread{}; whole run on {threads})",
+            plural(first)
         ),
         x_label: "input dimension d".into(),
         y_label: "samples per second".into(),
