@@ -452,16 +452,19 @@ mod x86 {
         unsafe {
             let load =
                 |w: &[u64; 8], half: usize| _mm256_loadu_si256(w.as_ptr().add(4 * half).cast());
-            let mut s = [[_mm256_setzero_si256(); 2]; 4];
-            for (k, words) in state.iter().enumerate() {
-                s[k] = [load(words, 0), load(words, 1)];
+            // s[h] = (s0, s1, s2, s3) of lanes 4h to 4h + 3.
+            let mut s = [[_mm256_setzero_si256(); 4]; 2];
+            for (h, half) in s.iter_mut().enumerate() {
+                for (k, words) in state.iter().enumerate() {
+                    half[k] = load(words, h);
+                }
             }
             let layer_bits = _mm256_set1_epi32(LAYER_BITS as i32);
             let sign_bit = _mm256_set1_epi32(0x200);
             for (t, step) in out.chunks_exact_mut(SLOTS).enumerate() {
                 let mut mask = 0u16;
-                for h in 0..2 {
-                    let [s0, s1, s2, s3] = [s[0][h], s[1][h], s[2][h], s[3][h]];
+                for (h, half) in s.iter_mut().enumerate() {
+                    let [s0, s1, s2, s3] = *half;
                     let word = _mm256_add_epi64(rotl::<23, 41>(_mm256_add_epi64(s0, s3)), s0);
                     let shifted = _mm256_slli_epi64::<17>(s1);
                     let s2 = _mm256_xor_si256(s2, s0);
@@ -470,7 +473,7 @@ mod x86 {
                     let s0 = _mm256_xor_si256(s0, s3);
                     let s2 = _mm256_xor_si256(s2, shifted);
                     let s3 = rotl::<45, 19>(s3);
-                    [s[0][h], s[1][h], s[2][h], s[3][h]] = [s0, s1, s2, s3];
+                    *half = [s0, s1, s2, s3];
                     let at = t * SLOTS + 8 * h;
                     _mm256_storeu_si256(bits.as_mut_ptr().add(at).cast(), word);
                     let layer = _mm256_and_si256(word, layer_bits);
@@ -491,8 +494,8 @@ mod x86 {
                 _mm256_storeu_si256(w.as_mut_ptr().add(4 * half).cast(), v)
             };
             for (k, words) in state.iter_mut().enumerate() {
-                store(words, 0, s[k][0]);
-                store(words, 1, s[k][1]);
+                store(words, 0, s[0][k]);
+                store(words, 1, s[1][k]);
             }
         }
     }

@@ -132,8 +132,8 @@ pub type VanillaState = ModelState<VanillaStage>;
 /// The serialised names are those the checkpoint format has always had.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum MoeStage {
-    PhaseOne(PhaseOneState),
-    PhaseTwo(PhaseTwoState),
+    PhaseOne(Box<PhaseOneState>),
+    PhaseTwo(Box<PhaseTwoState>),
     PhaseThree(Box<PhaseThreeState>),
     #[serde(rename = "MoeTrained")]
     Trained(Box<Moe>),
@@ -199,17 +199,17 @@ pub fn train_moe(
     let (mut run, stage) = Run::start(cfg, task, streams, journal, monitor, resume);
     let mut stage = match stage {
         Some(stage) => stage,
-        None => MoeStage::PhaseOne(PhaseOneState::start(&mut run)),
+        None => MoeStage::PhaseOne(Box::new(PhaseOneState::start(&mut run))),
     };
     let routing = Routing::new(cfg, task);
     loop {
         stage = match stage {
             MoeStage::PhaseOne(s) => {
-                let one = phase_one(&mut run, s)?;
-                MoeStage::PhaseTwo(PhaseTwoState::start(cfg, one.one, &run.init))
+                let one = phase_one(&mut run, *s)?;
+                MoeStage::PhaseTwo(Box::new(PhaseTwoState::start(cfg, one.one, &run.init)))
             }
             MoeStage::PhaseTwo(s) => {
-                let two = phase_two(&mut run, &routing, s)?;
+                let two = phase_two(&mut run, &routing, *s)?;
                 let three = PhaseThreeState::start(&mut run, &routing, two);
                 MoeStage::PhaseThree(Box::new(three))
             }

@@ -206,7 +206,7 @@ pub(super) fn phase_one(run: &mut Run<MoeStage>, state: PhaseOneState) -> Result
                 })?;
             }
             run.save_point(step, || {
-                MoeStage::PhaseOne(PhaseOneState {
+                MoeStage::PhaseOne(Box::new(PhaseOneState {
                     step,
                     one: PhaseOne {
                         map: map.clone(),
@@ -215,7 +215,7 @@ pub(super) fn phase_one(run: &mut Run<MoeStage>, state: PhaseOneState) -> Result
                         recovery: recovery.clone(),
                     },
                     neurons: sgd.stats().clone(),
-                })
+                }))
             })
         },
     )?;

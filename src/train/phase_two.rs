@@ -99,12 +99,12 @@ pub(super) fn phase_two(
             })?;
         }
         run.save_point(step, || {
-            MoeStage::PhaseTwo(PhaseTwoState {
+            MoeStage::PhaseTwo(Box::new(PhaseTwoState {
                 step,
                 one: one.clone(),
                 noise: noise.clone(),
                 theta: router.theta.clone(),
-            })
+            }))
         })?;
         tick(run.monitor, ModelKind::Moe, step, p2.steps);
     }
