@@ -292,12 +292,11 @@ fn run<'py>(
     match out {
         Some(path) => {
             let dir = RunDir::new(path);
-            let (result, pending) =
-                wait::blocking(py, &stop, poll, || {
-                    clustermoe::threads::install("threads", threads, || {
-                        dir.train(&valid, &tracker, &control)
-                    })
-                })?;
+            let (result, pending) = wait::blocking(py, &stop, poll, || {
+                clustermoe::threads::install("threads", threads, || {
+                    dir.train(&valid, &tracker, &control)
+                })
+            })?;
             let out = outcome(py, result, pending, &|e| in_dir(e, &dir))?;
             let metrics = read_text(&dir.metrics_file()).py_err(py)?;
             run_result(py, &valid, out, metrics, Some(dir.path()))
@@ -392,12 +391,9 @@ fn resume<'py>(
     let (stop, control) = stoppable(every);
     let tracker = Tracker::default();
     let poll = |_: Python<'_>| show(progress, tracker.snapshot());
-    let (result, pending) =
-        wait::blocking(py, &stop, poll, || {
-            clustermoe::threads::install("threads", threads, || {
-                inspection.resume(&tracker, &control)
-            })
-        })?;
+    let (result, pending) = wait::blocking(py, &stop, poll, || {
+        clustermoe::threads::install("threads", threads, || inspection.resume(&tracker, &control))
+    })?;
     match outcome(py, result, pending, &|e| in_dir(e, &dir))? {
         None => Ok(None),
         Some(out) => {
