@@ -149,3 +149,40 @@ fn the_library_checks_the_thread_count() {
     assert_eq!(err.exit_status(), 2);
     assert!(err.to_string().contains("`threads`: 0"), "{err}");
 }
+
+/// `bench --threads 1,2` measures every d at each count, and its plot has
+/// the whole run's series for both counts.
+#[test]
+fn bench_measures_each_thread_count_of_a_list() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (json, plot) = (tmp.path().join("b.json"), tmp.path().join("b.svg"));
+    let out = output(&[
+        "bench",
+        "-q",
+        "--d",
+        "8,16",
+        "--steps-scale",
+        "0.02",
+        "--threads",
+        "1,2",
+        "--json",
+        json.to_str().unwrap(),
+        "--plot",
+        plot.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let measured: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let dims: Vec<(u64, u64)> = measured["dims"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["d"].as_u64().unwrap(), r["threads"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(dims, [(8, 1), (16, 1), (8, 2), (16, 2)]);
+    for r in measured["dims"].as_array().unwrap() {
+        assert!(r["run_samples_per_second"].as_f64().unwrap() > 0.0, "{r}");
+    }
+    let svg = std::fs::read_to_string(&plot).unwrap();
+    assert!(svg.contains("whole run, 1 thread") && svg.contains("whole run, 2 threads"));
+}

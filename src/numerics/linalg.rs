@@ -194,20 +194,18 @@ pub fn cholesky_solve(mut a: faer::Mat<f64>, mut b: faer::Mat<f64>) -> Option<fa
         MemStack::new(&mut mem),
         Default::default(),
     );
-    if factored.is_err() {
-        clean_upper_state();
-        return None;
+    if factored.is_ok() {
+        let mut mem = MemBuffer::new(solve::solve_in_place_scratch::<f64>(n, b.ncols(), Par::Seq));
+        solve::solve_in_place_with_conj(
+            a.as_ref(),
+            faer::Conj::No,
+            b.as_mut(),
+            Par::Seq,
+            MemStack::new(&mut mem),
+        );
     }
-    let mut mem = MemBuffer::new(solve::solve_in_place_scratch::<f64>(n, b.ncols(), Par::Seq));
-    solve::solve_in_place_with_conj(
-        a.as_ref(),
-        faer::Conj::No,
-        b.as_mut(),
-        Par::Seq,
-        MemStack::new(&mut mem),
-    );
     clean_upper_state();
-    Some(b)
+    factored.ok().map(|_| b)
 }
 
 /// Zeroes the upper halves of the vector registers after a faer kernel.

@@ -214,21 +214,19 @@ pub(super) fn phase_three(
                 lr,
             )
         };
-        let experts = neurons
-            .iter_mut()
-            .zip(sgd.iter_mut())
-            .zip(routed.iter_mut());
+        // `all` stops at a diverged expert: the run ends with an error then.
         let moved = if parallel {
             use rayon::prelude::*;
-            let experts = neurons
-                .par_iter_mut()
-                .zip(sgd.par_iter_mut())
-                .zip(routed.par_iter_mut());
-            experts.enumerate().map(expert_step).collect::<Vec<bool>>()
+            let experts = neurons.par_iter_mut().zip(sgd.par_iter_mut());
+            experts
+                .zip(routed.par_iter_mut())
+                .enumerate()
+                .all(expert_step)
         } else {
-            experts.enumerate().map(expert_step).collect()
+            let experts = neurons.iter_mut().zip(sgd.iter_mut());
+            experts.zip(routed.iter_mut()).enumerate().all(expert_step)
         };
-        if moved.contains(&false) {
+        if !moved {
             return Err(run.diverged(Phase::PhaseThree, step, "a first-layer weight"));
         }
         if run.log_due(step, p3.steps) {
