@@ -34,7 +34,7 @@ use std::sync::LazyLock;
 
 use rand::RngCore;
 
-use crate::numerics::rng::{Stream, LANES};
+use crate::numerics::rng::{fill_bytes_from_lane, Stream, LANES};
 
 const LAYERS: usize = 512;
 /// The bits of a draw that pick its layer.
@@ -190,7 +190,7 @@ impl RngCore for Lane<'_> {
         self.stream.next_lane(self.lane)
     }
     fn fill_bytes(&mut self, dest: &mut [u8]) {
-        rand::RngCore::fill_bytes(self.stream, dest)
+        fill_bytes_from_lane(self.stream, self.lane, dest)
     }
     fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand::Error> {
         self.fill_bytes(dest);

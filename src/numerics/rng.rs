@@ -147,15 +147,20 @@ impl RngCore for Stream {
     }
 
     fn fill_bytes(&mut self, dest: &mut [u8]) {
-        for chunk in dest.chunks_mut(8) {
-            let bytes = self.next_lane(0).to_le_bytes();
-            chunk.copy_from_slice(&bytes[..chunk.len()]);
-        }
+        fill_bytes_from_lane(self, 0, dest);
     }
 
     fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand::Error> {
         self.fill_bytes(dest);
         Ok(())
+    }
+}
+
+/// Fills `dest` with the little-endian bytes of lane `lane`'s next words.
+pub(crate) fn fill_bytes_from_lane(stream: &mut Stream, lane: usize, dest: &mut [u8]) {
+    for chunk in dest.chunks_mut(8) {
+        let bytes = stream.next_lane(lane).to_le_bytes();
+        chunk.copy_from_slice(&bytes[..chunk.len()]);
     }
 }
 
