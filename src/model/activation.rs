@@ -35,18 +35,6 @@ impl Activation {
         }
     }
 
-    /// Horner's rule over a whole slice; the loop over elements is innermost
-    /// so it vectorises.
-    pub(super) fn horner_slice(coefficients: &[f32], t: &[f32], out: &mut [f32]) {
-        let (last, rest) = coefficients.split_last().expect("non-empty coefficients");
-        out.fill(*last);
-        for &a in rest.iter().rev() {
-            for (o, &ti) in out.iter_mut().zip(t) {
-                *o = *o * ti + a;
-            }
-        }
-    }
-
     fn horner(coefficients: &[f32], t: f32) -> f32 {
         coefficients.iter().rev().fold(0.0, |acc, &a| acc * t + a)
     }
@@ -60,47 +48,61 @@ impl Activation {
     }
 
     /// `out[i j] = scale_i * d loss / d t` at the pre-activations `t` (rows
-    /// of `j` neurons, one per sample `i` with label `y[i]`), each neuron
-    /// with its second-layer sign `signs[j]`; `tmp` is scratch of the same
-    /// length. The polynomial runs over the whole block at once: one long
-    /// vectorised loop, not one short one per sample.
+    /// of `j` neurons, one per sample `i` with label `y[i]`, weight
+    /// `weight(i)` and `scale_i = weight(i) / total`), each neuron with its
+    /// second-layer sign `signs[j]`; and, in the same pass, `sums[j] +=
+    /// weight(i) y[i] sigma(t_ij)` in f64, the batch's share of the running
+    /// correlations. One pass over the block computes both polynomials while
+    /// `t` sits in registers, in vector registers as wide as the CPU has;
+    /// each element sees the same operations in the same order as the
+    /// scalar Horner rule, so the bits do not depend on the path.
     #[allow(clippy::too_many_arguments)]
-    fn loss_slopes(
+    fn slopes_and_sums(
         &self,
         loss: Loss,
         y: &[f32],
-        scale: impl Fn(usize) -> f32,
+        weights: Option<&[f32]>,
+        total: f32,
         signs: &[f32],
         t: &[f32],
         out: &mut [f32],
-        tmp: &mut [f32],
+        sums: &mut [f64],
     ) {
         let j = signs.len();
         if j == 0 {
             return;
         }
-        Self::horner_slice(&self.derivative, t, out);
-        let rows = out.chunks_exact_mut(j).enumerate();
-        match loss {
-            Loss::Correlation => {
-                for (i, row) in rows {
-                    let factor = -y[i] * scale(i);
-                    for (o, &a) in row.iter_mut().zip(signs) {
-                        *o *= factor * a;
-                    }
-                }
-            }
-            Loss::Squared => {
-                // (y - a sigma)^2 / 2 with a = +-1 has slope -(a y - sigma) sigma'.
-                Self::horner_slice(&self.monomial, t, tmp);
-                for ((i, row), values) in rows.zip(tmp.chunks_exact(j)) {
-                    let (yi, si) = (y[i], scale(i));
-                    for ((o, &v), &a) in row.iter_mut().zip(values).zip(signs) {
-                        *o *= -(a * yi - v) * si;
-                    }
-                }
-            }
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F (checked above).
+            unsafe {
+                x86::slopes_avx512(
+                    &self.monomial,
+                    &self.derivative,
+                    loss == Loss::Squared,
+                    y,
+                    weights,
+                    total,
+                    signs,
+                    t,
+                    out,
+                    sums,
+                )
+            };
+            return;
         }
+        slopes_kernel(
+            &self.monomial,
+            &self.derivative,
+            loss == Loss::Squared,
+            y,
+            weights,
+            total,
+            signs,
+            t,
+            out,
+            sums,
+        );
     }
 
     /// The loss of one neuron with second-layer sign `sign` (+-1), for
@@ -109,6 +111,166 @@ impl Activation {
         match loss {
             Loss::Correlation => -sign * y * self.value(t),
             Loss::Squared => 0.5 * (y - sign * self.value(t)).powi(2),
+        }
+    }
+}
+
+/// Horner's rule over a slice, the loop over elements innermost so that
+/// it vectorises (`out = c_n`, then `out = out * t + c_k` from the top
+/// coefficient down: the scalar rule's operations, element by element).
+#[inline(always)]
+fn horner_slice(coefficients: &[f32], t: &[f32], out: &mut [f32]) {
+    let (last, rest) = coefficients.split_last().expect("non-empty coefficients");
+    out.fill(*last);
+    for &a in rest.iter().rev() {
+        for (o, &ti) in out.iter_mut().zip(t) {
+            *o = *o * ti + a;
+        }
+    }
+}
+
+/// The body of [`Activation::slopes_and_sums`], compiled for AVX-512, AVX2
+/// and the baseline and chosen at run time. No operation is fused or
+/// reordered by the wider paths (Rust never contracts a * b + c), so every
+/// path gives the same bits.
+#[multiversion::multiversion(targets("x86_64+avx512f+avx512vl", "x86_64+avx2"))]
+#[allow(clippy::too_many_arguments)]
+fn slopes_kernel(
+    monomial: &[f32],
+    derivative: &[f32],
+    squared: bool,
+    y: &[f32],
+    weights: Option<&[f32]>,
+    total: f32,
+    signs: &[f32],
+    t: &[f32],
+    out: &mut [f32],
+    sums: &mut [f64],
+) {
+    let j = signs.len();
+    // sigma(t) of one row; sigma'(t) goes straight into `out`.
+    let mut values = vec![0.0f32; j];
+    for (i, (t_row, out_row)) in t.chunks_exact(j).zip(out.chunks_exact_mut(j)).enumerate() {
+        let weight = weights.map_or(1.0, |ws| ws[i]);
+        let (yi, si) = (y[i], weight / total);
+        let wy = (weight * yi) as f64;
+        horner_slice(derivative, t_row, out_row);
+        horner_slice(monomial, t_row, &mut values);
+        if squared {
+            // (y - a sigma)^2 / 2 with a = +-1 has slope -(a y - sigma) sigma'.
+            for ((o, &v), &a) in out_row.iter_mut().zip(&values).zip(signs) {
+                *o *= -(a * yi - v) * si;
+            }
+        } else {
+            // -a y sigma has slope -a y sigma'.
+            let factor = -yi * si;
+            for (o, &a) in out_row.iter_mut().zip(signs) {
+                *o *= factor * a;
+            }
+        }
+        for (m, &v) in sums.iter_mut().zip(&values) {
+            *m += wy * v as f64;
+        }
+    }
+}
+
+/// Horner's rule at one point, with the slice rule's operations.
+#[inline(always)]
+fn horner_one(coefficients: &[f32], t: f32) -> f32 {
+    let (last, rest) = coefficients.split_last().expect("non-empty coefficients");
+    rest.iter().rev().fold(*last, |acc, &a| acc * t + a)
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::horner_one;
+    use std::arch::x86_64::*;
+
+    /// Horner's rule on 16 lanes: multiply, then add (never fused).
+    #[inline(always)]
+    unsafe fn horner(coefficients: &[f32], t: __m512) -> __m512 {
+        let (last, rest) = coefficients.split_last().expect("non-empty coefficients");
+        let mut acc = _mm512_set1_ps(*last);
+        for &a in rest.iter().rev() {
+            acc = _mm512_add_ps(_mm512_mul_ps(acc, t), _mm512_set1_ps(a));
+        }
+        acc
+    }
+
+    /// [`super::slopes_kernel`] with each 16 neurons of a row in one
+    /// register from t to the slope and the f64 sums; the same operations
+    /// element by element, so the same bits.
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn slopes_avx512(
+        monomial: &[f32],
+        derivative: &[f32],
+        squared: bool,
+        y: &[f32],
+        weights: Option<&[f32]>,
+        total: f32,
+        signs: &[f32],
+        t: &[f32],
+        out: &mut [f32],
+        sums: &mut [f64],
+    ) {
+        let j = signs.len();
+        let full = j / 16 * 16;
+        let sign_bit = _mm512_set1_epi32(i32::MIN);
+        for (i, (t_row, out_row)) in t.chunks_exact(j).zip(out.chunks_exact_mut(j)).enumerate() {
+            let weight = weights.map_or(1.0, |ws| ws[i]);
+            let (yi, si) = (y[i], weight / total);
+            let factor = -yi * si;
+            let wy = (weight * yi) as f64;
+            let (vy, vsi, vfactor, vwy) = (
+                _mm512_set1_ps(yi),
+                _mm512_set1_ps(si),
+                _mm512_set1_ps(factor),
+                _mm512_set1_pd(wy),
+            );
+            for k in (0..full).step_by(16) {
+                // SAFETY (loads and stores): k + 16 <= full <= j, the length
+                // of every row slice and of `signs` and `sums`.
+                let tk = _mm512_loadu_ps(t_row.as_ptr().add(k));
+                let d = horner(derivative, tk);
+                let v = horner(monomial, tk);
+                let a = _mm512_loadu_ps(signs.as_ptr().add(k));
+                let scale = if squared {
+                    // -(a y - v) * scale
+                    let diff = _mm512_sub_ps(_mm512_mul_ps(a, vy), v);
+                    let negated =
+                        _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(diff), sign_bit));
+                    _mm512_mul_ps(negated, vsi)
+                } else {
+                    _mm512_mul_ps(vfactor, a)
+                };
+                _mm512_storeu_ps(out_row.as_mut_ptr().add(k), _mm512_mul_ps(d, scale));
+                let low = _mm512_cvtps_pd(_mm512_castps512_ps256(v));
+                let high = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(
+                    _mm512_castps_pd(v),
+                    1,
+                )));
+                let m = sums.as_mut_ptr().add(k);
+                _mm512_storeu_pd(
+                    m,
+                    _mm512_add_pd(_mm512_loadu_pd(m), _mm512_mul_pd(vwy, low)),
+                );
+                let m = m.add(8);
+                _mm512_storeu_pd(
+                    m,
+                    _mm512_add_pd(_mm512_loadu_pd(m), _mm512_mul_pd(vwy, high)),
+                );
+            }
+            for k in full..j {
+                let (tk, a) = (t_row[k], signs[k]);
+                let (d, v) = (horner_one(derivative, tk), horner_one(monomial, tk));
+                out_row[k] = if squared {
+                    d * (-(a * yi - v) * si)
+                } else {
+                    d * (factor * a)
+                };
+                sums[k] += wy * v as f64;
+            }
         }
     }
 }
@@ -149,7 +311,8 @@ pub enum NeuronSign {
 pub struct SgdScratch {
     pub(super) pre: Vec<f32>,
     pub(super) coef: Vec<f32>,
-    pub(super) tmp: Vec<f32>,
+    /// sum_i weight_i y_i sigma(t_ij) of the last call, per neuron j.
+    pub(super) sums: Vec<f64>,
     pub(super) grad: Array2<f32>,
     pub(super) rows: usize,
 }
@@ -180,7 +343,7 @@ pub fn loss_gradient<'a>(
 ) -> &'a Array2<f32> {
     let (n, j) = (xc.nrows(), w.nrows());
     assert_eq!(signs.len(), j, "one sign per neuron");
-    for buffer in [&mut scratch.pre, &mut scratch.coef, &mut scratch.tmp] {
+    for buffer in [&mut scratch.pre, &mut scratch.coef] {
         if buffer.len() < n * j {
             buffer.resize(n * j, 0.0);
         }
@@ -192,14 +355,17 @@ pub fn loss_gradient<'a>(
     let mut pre = ArrayViewMut2::from_shape((n, j), &mut scratch.pre[..n * j]).expect("sized");
     matmul(&mut pre, &xc, &w.t(), 1.0, false);
     let total: f32 = weights.map_or(n as f32, |ws| ws.iter().sum());
-    activation.loss_slopes(
+    scratch.sums.clear();
+    scratch.sums.resize(j, 0.0);
+    activation.slopes_and_sums(
         loss,
         y,
-        |i| weights.map_or(1.0, |ws| ws[i]) / total,
+        weights,
+        total,
         signs,
         &scratch.pre[..n * j],
         &mut scratch.coef[..n * j],
-        &mut scratch.tmp[..n * j],
+        &mut scratch.sums,
     );
     let coef = ArrayView2::from_shape((n, j), &scratch.coef[..n * j]).expect("sized");
     matmul(&mut scratch.grad.view_mut(), &coef.t(), &xc, 1.0, false);
@@ -254,6 +420,72 @@ mod tests {
             }
         }
         sum / total
+    }
+
+    /// The slopes and sums of every path (AVX-512 registers, the
+    /// vectorised slices, one element at a time) agree bit for bit, for
+    /// both losses, with and without weights, at widths with and without a
+    /// remainder beyond whole registers.
+    #[test]
+    fn every_slope_path_gives_the_same_bits() {
+        let mut rng = stream(8, StreamId::Test);
+        let act = Activation::from_hermite(&[0.1, -0.3, 0.2, 1.0, 0.4]);
+        for j in [1usize, 16, 37, 64] {
+            let n = 9;
+            let t: Vec<f32> = (0..n * j)
+                .map(|_| 1.5 * rng.sample::<f32, _>(StandardNormal))
+                .collect();
+            let y: Vec<f32> = (0..n).map(|_| rng.sample(StandardNormal)).collect();
+            let ws: Vec<f32> = (0..n).map(|_| rng.gen_range(0.1..1.0)).collect();
+            let signs: Vec<f32> = (0..j)
+                .map(|k| if k % 3 == 0 { -1.0 } else { 1.0 })
+                .collect();
+            for squared in [false, true] {
+                for weights in [None, Some(&ws[..])] {
+                    let total = weights.map_or(n as f32, |w| w.iter().sum());
+                    let run = |path: &dyn Fn(&mut [f32], &mut [f64])| {
+                        let (mut out, mut sums) = (vec![0.0f32; n * j], vec![0.5f64; j]);
+                        path(&mut out, &mut sums);
+                        (out, sums)
+                    };
+                    let (mono, deriv) = (&act.monomial[..], &act.derivative[..]);
+                    let slices = run(&|out, sums| {
+                        slopes_kernel(
+                            mono, deriv, squared, &y, weights, total, &signs, &t, out, sums,
+                        )
+                    });
+                    let one_by_one = run(&|out, sums| {
+                        for i in 0..n {
+                            let w = weights.map_or(1.0, |ws| ws[i]);
+                            let si = w / total;
+                            for k in 0..j {
+                                let (tk, a) = (t[i * j + k], signs[k]);
+                                let (d, v) = (horner_one(deriv, tk), horner_one(mono, tk));
+                                out[i * j + k] = if squared {
+                                    d * (-(a * y[i] - v) * si)
+                                } else {
+                                    d * (-y[i] * si * a)
+                                };
+                                sums[k] += (w * y[i]) as f64 * v as f64;
+                            }
+                        }
+                    });
+                    assert_eq!(slices, one_by_one, "slices, j = {j}, squared = {squared}");
+                    #[cfg(target_arch = "x86_64")]
+                    if std::arch::is_x86_feature_detected!("avx512f") {
+                        let registers = run(&|out, sums| unsafe {
+                            x86::slopes_avx512(
+                                mono, deriv, squared, &y, weights, total, &signs, &t, out, sums,
+                            )
+                        });
+                        assert_eq!(
+                            registers, one_by_one,
+                            "AVX-512, j = {j}, squared = {squared}"
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[test]

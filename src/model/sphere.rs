@@ -48,7 +48,6 @@ pub struct SphereStep {
     loss: Loss,
     rule: NeuronSign,
     stats: NeuronStats,
-    batch_mean: Vec<f64>,
     scratch: SgdScratch,
     seen: Array2<f32>,
     grad_seen: Array2<f32>,
@@ -63,7 +62,6 @@ impl SphereStep {
             loss,
             rule,
             stats: NeuronStats::new(rule, neurons),
-            batch_mean: Vec::new(),
             scratch: SgdScratch::default(),
             seen: Array2::zeros((0, 0)),
             grad_seen: Array2::zeros((0, 0)),
@@ -139,45 +137,26 @@ impl SphereStep {
         );
         let grad = times_whitening(grad, whiten, &mut self.grad_seen);
         let finite = spherical_step(w, grad, lr, self.max_step);
-        self.observe(y, weights);
+        self.observe(weights);
         finite
     }
 
-    /// Folds the batch's mean y sigma(t_j) into the running correlations.
-    fn observe(&mut self, y: &[f32], weights: Option<&[f32]>) {
-        let (n, j) = (self.scratch.rows, self.stats.correlation.len());
-        if n == 0 || j == 0 {
+    /// Folds the batch's mean y sigma(t_j) into the running correlations
+    /// (the sums of y sigma(t_j) came with the gradient).
+    fn observe(&mut self, weights: Option<&[f32]>) {
+        let (n, sums) = (self.scratch.rows, &self.scratch.sums);
+        if n == 0 || sums.is_empty() {
             return;
         }
-        let values = &mut self.scratch.tmp[..n * j];
-        // The squared loss's slopes left sigma(t) in `tmp` already.
-        if self.loss != Loss::Squared {
-            Activation::horner_slice(
-                &self.activation.monomial,
-                &self.scratch.pre[..n * j],
-                values,
-            );
-        }
-        let mean = &mut self.batch_mean;
-        mean.clear();
-        mean.resize(j, 0.0);
-        let mut total = 0.0f64;
-        for (i, row) in values.chunks_exact(j).enumerate() {
-            let weight = weights.map_or(1.0, |ws| ws[i]);
-            let wy = (weight * y[i]) as f64;
-            total += weight as f64;
-            for (m, &v) in mean.iter_mut().zip(row) {
-                *m += wy * v as f64;
-            }
-        }
+        let total = weights.map_or(n as f64, |ws| ws.iter().map(|&w| w as f64).sum());
         let stats = &mut self.stats;
-        for ((r, a), &m) in stats
+        for ((r, a), &sum) in stats
             .correlation
             .iter_mut()
             .zip(&mut stats.signs)
-            .zip(mean.iter())
+            .zip(sums.iter())
         {
-            *r += CORRELATION_RATE * (m / total - *r);
+            *r += CORRELATION_RATE * (sum / total - *r);
             if self.rule == NeuronSign::Learned {
                 *a = if *r < 0.0 { -1.0 } else { 1.0 };
             }
