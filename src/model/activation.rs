@@ -174,8 +174,9 @@ fn slopes_kernel(
     }
 }
 
-/// Horner's rule at one point, with the slice rule's operations.
-#[inline(always)]
+/// Horner's rule at one point, with the slice rule's operations (the
+/// reference of the tests).
+#[cfg(test)]
 fn horner_one(coefficients: &[f32], t: f32) -> f32 {
     let (last, rest) = coefficients.split_last().expect("non-empty coefficients");
     rest.iter().rev().fold(*last, |acc, &a| acc * t + a)
@@ -183,7 +184,6 @@ fn horner_one(coefficients: &[f32], t: f32) -> f32 {
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::horner_one;
     use std::arch::x86_64::*;
 
     /// Horner's rule on 16 lanes: multiply, then add (never fused).
@@ -215,7 +215,6 @@ mod x86 {
         sums: &mut [f64],
     ) {
         let j = signs.len();
-        let full = j / 16 * 16;
         let sign_bit = _mm512_set1_epi32(i32::MIN);
         for (i, (t_row, out_row)) in t.chunks_exact(j).zip(out.chunks_exact_mut(j)).enumerate() {
             let weight = weights.map_or(1.0, |ws| ws[i]);
@@ -228,13 +227,17 @@ mod x86 {
                 _mm512_set1_ps(factor),
                 _mm512_set1_pd(wy),
             );
-            for k in (0..full).step_by(16) {
-                // SAFETY (loads and stores): k + 16 <= full <= j, the length
-                // of every row slice and of `signs` and `sums`.
-                let tk = _mm512_loadu_ps(t_row.as_ptr().add(k));
+            for k in (0..j).step_by(16) {
+                // Lanes k.. of the row that exist: all 16 but in the last
+                // chunk of a row whose length is not a multiple of 16.
+                let lanes = (j - k).min(16);
+                let mask: __mmask16 = if lanes == 16 { !0 } else { (1 << lanes) - 1 };
+                // SAFETY (loads and stores): the mask covers only lanes
+                // k..k + lanes, inside every row slice, `signs` and `sums`.
+                let tk = _mm512_maskz_loadu_ps(mask, t_row.as_ptr().add(k));
                 let d = horner(derivative, tk);
                 let v = horner(monomial, tk);
-                let a = _mm512_loadu_ps(signs.as_ptr().add(k));
+                let a = _mm512_maskz_loadu_ps(mask, signs.as_ptr().add(k));
                 let scale = if squared {
                     // -(a y - v) * scale
                     let diff = _mm512_sub_ps(_mm512_mul_ps(a, vy), v);
@@ -244,32 +247,20 @@ mod x86 {
                 } else {
                     _mm512_mul_ps(vfactor, a)
                 };
-                _mm512_storeu_ps(out_row.as_mut_ptr().add(k), _mm512_mul_ps(d, scale));
-                let low = _mm512_cvtps_pd(_mm512_castps512_ps256(v));
-                let high = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(
-                    _mm512_castps_pd(v),
-                    1,
-                )));
-                let m = sums.as_mut_ptr().add(k);
-                _mm512_storeu_pd(
-                    m,
-                    _mm512_add_pd(_mm512_loadu_pd(m), _mm512_mul_pd(vwy, low)),
-                );
-                let m = m.add(8);
-                _mm512_storeu_pd(
-                    m,
-                    _mm512_add_pd(_mm512_loadu_pd(m), _mm512_mul_pd(vwy, high)),
-                );
-            }
-            for k in full..j {
-                let (tk, a) = (t_row[k], signs[k]);
-                let (d, v) = (horner_one(derivative, tk), horner_one(monomial, tk));
-                out_row[k] = if squared {
-                    d * (-(a * yi - v) * si)
-                } else {
-                    d * (factor * a)
-                };
-                sums[k] += wy * v as f64;
+                _mm512_mask_storeu_ps(out_row.as_mut_ptr().add(k), mask, _mm512_mul_ps(d, scale));
+                let halves = [
+                    _mm512_castps512_ps256(v),
+                    _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)),
+                ];
+                for (h, half) in halves.into_iter().enumerate() {
+                    let m = sums.as_mut_ptr().add(k + 8 * h);
+                    let mask = (mask >> (8 * h)) as __mmask8;
+                    let sum = _mm512_add_pd(
+                        _mm512_maskz_loadu_pd(mask, m),
+                        _mm512_mul_pd(vwy, _mm512_cvtps_pd(half)),
+                    );
+                    _mm512_mask_storeu_pd(m, mask, sum);
+                }
             }
         }
     }

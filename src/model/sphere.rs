@@ -179,14 +179,26 @@ pub fn spherical_step(w: &mut Array2<f32>, grad: &Array2<f32>, lr: f32, max_step
     }
     let grad = grad.as_standard_layout();
     let d = w.ncols();
+    if d == 0 {
+        return true;
+    }
+    step_rows(
+        w.as_slice_mut().expect("standard layout"),
+        grad.as_slice().expect("standard layout"),
+        d,
+        lr,
+        max_step,
+    )
+}
+
+/// [`spherical_step`] on rows of length `d`, compiled for AVX-512, AVX2 and
+/// the baseline (the same operations, so the same bits, on each).
+#[multiversion::multiversion(targets("x86_64+avx512f+avx512vl", "x86_64+avx2"))]
+fn step_rows(w: &mut [f32], grad: &[f32], d: usize, lr: f32, max_step: f32) -> bool {
     let mut finite = true;
     // Rows as slices: the fixed-order vectorised dot, not ndarray's
     // element-by-element iteration (this step runs on every neuron each step).
-    let rows = w
-        .as_slice_mut()
-        .expect("standard layout")
-        .chunks_exact_mut(d);
-    for (row, g) in rows.zip(grad.as_slice().expect("standard layout").chunks_exact(d)) {
+    for (row, g) in w.chunks_exact_mut(d).zip(grad.chunks_exact(d)) {
         let radial = dot(row, g);
         // The tangent step turns the row by about lr |g_t| radians; a rare
         // batch whose y sigma'(t) sits far in its tails (degree 2k*-1 in

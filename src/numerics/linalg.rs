@@ -252,6 +252,7 @@ pub fn gram_lower_add(g: &mut ArrayViewMut2<f64>, f: &ArrayView2<f64>) {
 
 /// Dot product with eight independent partial sums in a fixed order:
 /// vectorisable, and the same result on every machine.
+#[inline]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0.0f32; 8];
     let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));

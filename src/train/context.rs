@@ -52,7 +52,12 @@ impl<'a, S: Stage> Run<'a, S> {
     }
 
     pub(super) fn draw(&mut self, batch: &mut Batch) {
-        self.task.sample_into(batch, &mut self.data);
+        self.draw_centred(batch, None);
+    }
+
+    /// A fresh batch with its inputs centred at `centre`.
+    pub(super) fn draw_centred(&mut self, batch: &mut Batch, centre: Option<&[f32]>) {
+        self.task.sample_centred_into(batch, &mut self.data, centre);
         self.samples += batch.len() as u64;
     }
 
@@ -179,8 +184,7 @@ impl<'a, S: Stage> Run<'a, S> {
             if step == steps && last_batch != batch.len() {
                 batch = Batch::new(last_batch, self.task.d);
             }
-            self.draw(&mut batch);
-            crate::numerics::linalg::centre_rows(batch.x.view_mut(), &map.centre);
+            self.draw_centred(&mut batch, map.centre.as_slice());
             let lr = p.schedule.at(step - 1, steps);
             let moved = sgd.step(
                 w,
