@@ -53,16 +53,15 @@ fn softmax_in_place(row: &mut [f32]) {
 
 fn argmax(row: &[f32]) -> usize {
     // First index on ties, so Theta = 0 routes everything to expert 0.
-    row.iter()
-        .enumerate()
-        .fold((0, f32::NEG_INFINITY), |best, (i, &v)| {
-            if v > best.1 {
-                (i, v)
-            } else {
-                best
-            }
-        })
-        .0
+    // Selects, not branches: which logit wins is a coin toss the branch
+    // predictor would lose about once a row.
+    let (mut best, mut top) = (0, f32::NEG_INFINITY);
+    for (i, &v) in row.iter().enumerate() {
+        let better = v > top;
+        best = if better { i } else { best };
+        top = if better { v } else { top };
+    }
+    best
 }
 
 impl Router {
@@ -101,29 +100,45 @@ impl Router {
             *g = Array2::zeros((x.nrows(), self.experts()));
         }
         matmul(&mut g.view_mut(), &x, &self.theta.t(), 1.0, false);
-        for mut row in g.axis_iter_mut(Axis(0)) {
-            let row = row.as_slice_mut().expect("contiguous logits");
-            match rule.kind {
-                Gate::Softmax => softmax_in_place(row),
-                Gate::Top1 | Gate::NoisyTop1 => {
-                    if rule.kind == Gate::NoisyTop1 {
-                        for v in row.iter_mut() {
-                            *v += rule.noise * normal::sample(rng);
-                        }
-                    }
-                    let best = argmax(row);
-                    row.fill(0.0);
-                    row[best] = 1.0;
+        let experts = self.experts();
+        if experts == 0 {
+            return;
+        }
+        let all = g.as_slice_mut().expect("a new array is contiguous");
+        let noisy = matches!(rule.kind, Gate::NoisyTop1 | Gate::NoisyTopK);
+        let add_noise = |row: &mut [f32], rng: &mut Stream| {
+            if noisy {
+                for v in row.iter_mut() {
+                    *v += rule.noise * normal::sample(rng);
                 }
-                Gate::TopK | Gate::NoisyTopK => {
-                    if rule.kind == Gate::NoisyTopK {
-                        for v in row.iter_mut() {
-                            *v += rule.noise * normal::sample(rng);
-                        }
+            }
+        };
+        match rule.kind {
+            Gate::Softmax => all.chunks_exact_mut(experts).for_each(softmax_in_place),
+            Gate::Top1 | Gate::NoisyTop1 => {
+                // Every row's winner first, the one-hot rows after: a store
+                // of 1.0 at a data-dependent place would make the next
+                // row's loads wait for it, one row at a time.
+                for block in all.chunks_mut(64 * experts) {
+                    let mut best = [0usize; 64];
+                    for (b, row) in best.iter_mut().zip(block.chunks_exact_mut(experts)) {
+                        add_noise(row, rng);
+                        *b = argmax(row);
                     }
-                    let mut order: Vec<usize> = (0..row.len()).collect();
+                    for (&b, row) in best.iter().zip(block.chunks_exact_mut(experts)) {
+                        row.fill(0.0);
+                        row[b] = 1.0;
+                    }
+                }
+            }
+            Gate::TopK | Gate::NoisyTopK => {
+                let mut order: Vec<usize> = Vec::with_capacity(experts);
+                for row in all.chunks_exact_mut(experts) {
+                    add_noise(row, rng);
+                    order.clear();
+                    order.extend(0..experts);
                     order.sort_by(|&a, &b| row[b].total_cmp(&row[a]).then(a.cmp(&b)));
-                    for &i in &order[rule.top_k.min(row.len())..] {
+                    for &i in &order[rule.top_k.min(experts)..] {
                         row[i] = f32::NEG_INFINITY;
                     }
                     softmax_in_place(row);

@@ -200,8 +200,8 @@ pub(super) fn phase_three(
             usize,
             ((&mut Array2<f32>, &mut SphereStep), &mut Routed),
         )| {
-            let rows = routed.gather(&batch, gates.column(e), &centres[e]);
-            if rows == 0 || w.nrows() == 0 {
+            // An expert without neurons has nothing to gather for.
+            if w.nrows() == 0 || routed.gather(&batch, gates.column(e), &centres[e]) == 0 {
                 return true;
             }
             let hard = routed.weights.iter().all(|&g| g == 1.0);
