@@ -150,10 +150,12 @@ impl Task {
         // Then each sample's cluster and label noise, in the stream's order
         // (cluster, noise, next sample), apart from the arithmetic so
         // that neither waits on the other.
+        let mut lane = rng.lane(0);
         for (c, eps) in batch.c.iter_mut().zip(batch.y.iter_mut()) {
-            *c = rng.gen_range(0..clusters);
-            *eps = normal::sample(rng);
+            *c = lane.gen_range(0..clusters);
+            *eps = normal::sample_lane(&mut lane);
         }
+        rng.set_lane(0, lane);
         let mut local = std::mem::take(&mut batch.local);
         let mut global = std::mem::take(&mut batch.global);
         local.resize(batch.c.len(), 0.0);

@@ -57,6 +57,28 @@ impl Stream {
         result
     }
 
+    /// A copy of lane `lane` as a generator of its own, to be put back
+    /// with [`Stream::set_lane`]: a loop of scalar draws keeps the copy in
+    /// registers, where draws through the stream would store and reload
+    /// the state every time. It draws exactly what the lane would.
+    pub fn lane(&self, lane: usize) -> LaneState {
+        LaneState {
+            s: [
+                self.s[0][lane],
+                self.s[1][lane],
+                self.s[2][lane],
+                self.s[3][lane],
+            ],
+        }
+    }
+
+    /// Puts back a lane taken by [`Stream::lane`], with the draws made from it.
+    pub fn set_lane(&mut self, lane: usize, state: LaneState) {
+        for (word, value) in self.s.iter_mut().zip(state.s) {
+            word[lane] = value;
+        }
+    }
+
     /// The state words of all lanes, word-major: what the vector paths load.
     pub(crate) fn state_mut(&mut self) -> &mut [[u64; LANES]; 4] {
         &mut self.s
@@ -156,6 +178,46 @@ impl RngCore for Stream {
     }
 }
 
+/// One lane of a [`Stream`], copied out by [`Stream::lane`]: xoshiro256++.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LaneState {
+    s: [u64; 4],
+}
+
+impl RngCore for LaneState {
+    #[inline]
+    fn next_u32(&mut self) -> u32 {
+        (self.next_u64() >> 32) as u32
+    }
+
+    /// The step of [`Stream::next_lane`].
+    #[inline(always)]
+    fn next_u64(&mut self) -> u64 {
+        let s = &mut self.s;
+        let result = s[0].wrapping_add(s[3]).rotate_left(23).wrapping_add(s[0]);
+        let t = s[1] << 17;
+        s[2] ^= s[0];
+        s[3] ^= s[1];
+        s[1] ^= s[2];
+        s[0] ^= s[3];
+        s[2] ^= t;
+        s[3] = s[3].rotate_left(45);
+        result
+    }
+
+    fn fill_bytes(&mut self, dest: &mut [u8]) {
+        for chunk in dest.chunks_mut(8) {
+            let bytes = self.next_u64().to_le_bytes();
+            chunk.copy_from_slice(&bytes[..chunk.len()]);
+        }
+    }
+
+    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand::Error> {
+        self.fill_bytes(dest);
+        Ok(())
+    }
+}
+
 /// Fills `dest` with the little-endian bytes of lane `lane`'s next words.
 pub(crate) fn fill_bytes_from_lane(stream: &mut Stream, lane: usize, dest: &mut [u8]) {
     for chunk in dest.chunks_mut(8) {
@@ -218,6 +280,22 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    /// A lane taken out draws what the stream's lane would, and putting
+    /// it back leaves the stream where those draws left it.
+    #[test]
+    fn a_lane_taken_out_draws_the_lanes_numbers() {
+        let mut stream = Stream::seed_from_u64(9);
+        let mut twin = stream.clone();
+        for l in [0, 3, LANES - 1] {
+            let mut lane = stream.lane(l);
+            let words: Vec<u64> = (0..100).map(|_| lane.next_u64()).collect();
+            stream.set_lane(l, lane);
+            let expected: Vec<u64> = (0..100).map(|_| twin.next_lane(l)).collect();
+            assert_eq!(words, expected, "lane {l}");
+            assert_eq!(stream, twin);
         }
     }
 
