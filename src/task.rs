@@ -33,6 +33,8 @@ pub struct Task {
     directions32: Array2<f32>,
     local_fast: Vec<FastLink>,
     global_fast: FastLink,
+    /// Whether every cluster has the same local link.
+    one_local_link: bool,
 }
 
 /// A minibatch: inputs (rows), labels and cluster indices.
@@ -44,6 +46,8 @@ pub struct Batch {
     /// Scratch of the sampler: each sample's projections on w*_c and w*_g.
     local: Vec<f32>,
     global: Vec<f32>,
+    /// Scratch of the sampler: the projections in f64 and the links' values.
+    values: Vec<f64>,
 }
 
 impl Batch {
@@ -54,6 +58,7 @@ impl Batch {
             c: vec![0; n],
             local: Vec::new(),
             global: Vec::new(),
+            values: Vec::new(),
         }
     }
 
@@ -115,6 +120,7 @@ impl Task {
             wg,
             s: config.task.signs.clone(),
             local_fast: config.task.local_links.iter().map(Link::fast).collect(),
+            one_local_link: config.task.local_links.windows(2).all(|w| w[0] == w[1]),
             global_fast: config.task.global_link.fast(),
             local_links: config.task.local_links.clone(),
             global_link: config.task.global_link.clone(),
@@ -171,10 +177,34 @@ impl Task {
             &mut local,
             &mut global,
         );
+        // The links at every sample's projections, the loop over samples
+        // innermost; `y` still holds each sample's noise.
+        let mut values = std::mem::take(&mut batch.values);
+        let n = batch.c.len();
+        values.resize(4 * n, 0.0);
+        let (t_local, rest) = values.split_at_mut(n);
+        let (t_global, rest) = rest.split_at_mut(n);
+        let (f_local, g_global) = rest.split_at_mut(n);
+        for (t, &v) in t_local.iter_mut().zip(&local) {
+            *t = v as f64;
+        }
+        for (t, &v) in t_global.iter_mut().zip(&global) {
+            *t = v as f64;
+        }
+        if self.one_local_link {
+            self.local_fast[0].eval_into(t_local, f_local);
+        } else {
+            for ((f, &t), &c) in f_local.iter_mut().zip(&*t_local).zip(&batch.c) {
+                *f = self.local_fast[c].eval(t);
+            }
+        }
+        self.global_fast.eval_into(t_global, g_global);
         for (i, (y, &c)) in batch.y.iter_mut().zip(&batch.c).enumerate() {
             let eps = *y as f64;
-            *y = (self.target(c, local[i] as f64, global[i] as f64) + self.noise * eps) as f32;
+            let target = f_local[i] + self.s[c] * g_global[i];
+            *y = (target + self.noise * eps) as f32;
         }
+        batch.values = values;
         batch.local = local;
         batch.global = global;
     }
