@@ -95,6 +95,22 @@ pub(crate) fn times_whitening<'a>(
     }
 }
 
+/// The buffers of [`TwoLayer::features_into`].
+#[derive(Debug, Default)]
+pub struct FeatureBuffers {
+    xc: Array2<f32>,
+    pre: Array2<f32>,
+    features: Array2<f64>,
+}
+
+/// `a` reallocated if it does not have shape `dim` (its values are all
+/// overwritten by the caller).
+fn shape<T: Clone + Default>(a: &mut Array2<T>, dim: (usize, usize)) {
+    if a.dim() != dim {
+        *a = Array2::default(dim);
+    }
+}
+
 /// A trained two-layer network f(x) = sum_j a_j relu(<w_j, x - mu> + b_j) + a_0.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct TwoLayer {
@@ -113,18 +129,35 @@ pub struct TwoLayer {
 impl TwoLayer {
     /// Readout features relu(<w_j, x - mu> + b_j) of a batch, then a column of ones.
     pub fn features(&self, x: ArrayView2<f32>) -> Array2<f64> {
-        let mut xc = x.to_owned();
+        let mut buffers = FeatureBuffers::default();
+        self.features_into(x, &mut buffers);
+        buffers.features
+    }
+
+    /// [`TwoLayer::features`] in `buffers`, which keep their memory from
+    /// one batch to the next of the same size: a readout's chunks of
+    /// features are megabytes, and fresh ones are fresh pages to fault in.
+    pub fn features_into<'a>(
+        &self,
+        x: ArrayView2<f32>,
+        buffers: &'a mut FeatureBuffers,
+    ) -> &'a Array2<f64> {
+        let (n, j) = (x.nrows(), self.w.nrows());
+        let FeatureBuffers { xc, pre, features } = buffers;
+        shape(xc, x.dim());
+        shape(pre, (n, j));
+        shape(features, (n, j + 1));
+        xc.assign(&x);
         crate::numerics::linalg::centre_rows(xc.view_mut(), &self.centre);
-        let mut pre = Array2::zeros((xc.nrows(), self.w.nrows()));
         matmul(&mut pre.view_mut(), &xc.view(), &self.w.t(), 1.0, false);
-        let (n, j) = pre.dim();
-        let mut out = Array2::<f64>::ones((n, j + 1));
-        for (mut row, pre_row) in out.axis_iter_mut(Axis(0)).zip(pre.axis_iter(Axis(0))) {
+        for (mut row, pre_row) in features.axis_iter_mut(Axis(0)).zip(pre.axis_iter(Axis(0))) {
+            let row = row.as_slice_mut().expect("contiguous features");
             for ((o, &p), &b) in row.iter_mut().zip(pre_row).zip(&self.bias) {
                 *o = (p + b).max(0.0) as f64;
             }
+            row[j] = 1.0;
         }
-        out
+        features
     }
 
     /// Network outputs on a batch.

@@ -14,7 +14,7 @@ use crate::config::{ReadoutConfig, ValidConfig};
 use crate::error::{Error, Result};
 use crate::model::router::Gate;
 use crate::model::Moe;
-use crate::model::TwoLayer;
+use crate::model::{FeatureBuffers, TwoLayer};
 use crate::numerics::rng::Stream;
 use crate::phase::{ModelKind, Phase};
 use crate::task::{Batch, Task};
@@ -92,8 +92,9 @@ pub fn fit_single(
 
 fn fit_single_on(net: &mut TwoLayer, ridge: f64, chunks: Chunks) -> Result<()> {
     let mut eq = NormalEquations::new(net.neurons() + 1);
+    let mut buffers = FeatureBuffers::default();
     chunks(&mut |b: &Batch| {
-        eq.add(&net.features(b.x.view()), &b.y);
+        eq.add(net.features_into(b.x.view(), &mut buffers), &b.y);
     });
     let a = eq.solve(ridge, ModelKind::Vanilla)?;
     let j = net.neurons();
@@ -126,20 +127,26 @@ fn fit_moe_on(moe: &mut Moe, ridge: f64, noise: &mut Stream, chunks: Chunks) -> 
     } else {
         vec![NormalEquations::new(widths.iter().sum())]
     };
+    let mut buffers: Vec<FeatureBuffers> = moe
+        .experts
+        .iter()
+        .map(|_| FeatureBuffers::default())
+        .collect();
     chunks(&mut |b: &Batch| {
         let gates = moe.router.gates(b.x.view(), &moe.gate, noise);
         if hard {
             for (e, (expert, eq)) in moe.experts.iter().zip(blocks.iter_mut()).enumerate() {
                 let rows: Vec<usize> = (0..b.len()).filter(|&i| gates[[i, e]] > 0.0).collect();
                 let y: Vec<f32> = rows.iter().map(|&i| b.y[i]).collect();
-                eq.add(&expert.features(b.x.select(Axis(0), &rows).view()), &y);
+                let x = b.x.select(Axis(0), &rows);
+                eq.add(expert.features_into(x.view(), &mut buffers[e]), &y);
             }
         } else {
             let mut phi = Array2::<f64>::zeros((b.len(), widths.iter().sum()));
             let mut start = 0;
             for (e, expert) in moe.experts.iter().enumerate() {
                 let mut block = phi.slice_mut(s![.., start..start + widths[e]]);
-                block.assign(&expert.features(b.x.view()));
+                block.assign(expert.features_into(b.x.view(), &mut buffers[e]));
                 for (mut row, &g) in block.axis_iter_mut(Axis(0)).zip(gates.column(e)) {
                     row *= g as f64;
                 }
