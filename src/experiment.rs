@@ -340,15 +340,22 @@ pub(crate) fn run_from(
                     Trained::Staged(v) => v,
                     Trained::Joint(_) => unreachable!("both models train the same way"),
                 });
+                // The two models' evaluations side by side, as they trained.
+                let (moe_summary, vanilla_summary) = rayon::join(
+                    || summarise_moe(cfg, &task, &moe, &test, var_y),
+                    || {
+                        vanilla
+                            .as_ref()
+                            .map(|v| summarise_vanilla(&task, v, &test, var_y))
+                    },
+                );
                 (
                     Samples {
                         moe: moe.samples,
                         vanilla: vanilla.as_ref().map(|v| v.samples),
                     },
-                    summarise_moe(cfg, &task, &moe, &test, var_y),
-                    vanilla
-                        .as_ref()
-                        .map(|v| summarise_vanilla(&task, v, &test, var_y)),
+                    moe_summary,
+                    vanilla_summary,
                     None,
                     (Some(moe), vanilla, None),
                 )

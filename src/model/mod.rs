@@ -95,6 +95,10 @@ pub(crate) fn times_whitening<'a>(
     }
 }
 
+/// Rows of a prediction's chunk: its features (f64, a few hundred a row)
+/// stay a few megabytes.
+const PREDICT_CHUNK: usize = 4096;
+
 /// The buffers of [`TwoLayer::features_into`].
 #[derive(Debug, Default)]
 pub struct FeatureBuffers {
@@ -160,11 +164,18 @@ impl TwoLayer {
         features
     }
 
-    /// Network outputs on a batch.
+    /// Network outputs on a batch (computed in chunks of rows, so the
+    /// features of a large test set are never all in memory at once).
     pub fn predict(&self, x: ArrayView2<f32>) -> Array1<f64> {
-        let f = self.features(x);
+        let mut out = Array1::zeros(x.nrows());
+        let mut buffers = FeatureBuffers::default();
         let j = self.a.len();
-        f.slice(ndarray::s![.., ..j]).dot(&self.a) + self.a0
+        let chunks = x.axis_chunks_iter(Axis(0), PREDICT_CHUNK);
+        for (x, mut out) in chunks.zip(out.axis_chunks_iter_mut(Axis(0), PREDICT_CHUNK)) {
+            let f = self.features_into(x, &mut buffers);
+            out.assign(&(f.slice(ndarray::s![.., ..j]).dot(&self.a) + self.a0));
+        }
+        out
     }
 
     /// Number of hidden neurons J.
@@ -193,17 +204,20 @@ pub struct Moe {
 }
 
 impl Moe {
-    /// F(x) = sum over selected experts of pi_m(x) f_m(x).
+    /// F(x) = sum over selected experts of pi_m(x) f_m(x), in chunks of rows.
     pub fn predict(&self, x: ndarray::ArrayView2<f32>, rng: &mut Stream) -> Array1<f64> {
-        let gates = self.router.gates(x, &self.gate, rng);
         let mut out = Array1::zeros(x.nrows());
-        for (k, expert) in self.experts.iter().enumerate() {
-            let g = gates.column(k);
-            if g.iter().all(|&v| v == 0.0) {
-                continue;
+        let chunks = x.axis_chunks_iter(Axis(0), PREDICT_CHUNK);
+        for (x, mut out) in chunks.zip(out.axis_chunks_iter_mut(Axis(0), PREDICT_CHUNK)) {
+            let gates = self.router.gates(x, &self.gate, rng);
+            for (k, expert) in self.experts.iter().enumerate() {
+                let g = gates.column(k);
+                if g.iter().all(|&v| v == 0.0) {
+                    continue;
+                }
+                let f = expert.predict(x);
+                out.zip_mut_with(&(f * &g.mapv(|v| v as f64)), |o, &v| *o += v);
             }
-            let f = expert.predict(x);
-            out.zip_mut_with(&(f * &g.mapv(|v| v as f64)), |o, &v| *o += v);
         }
         out
     }
