@@ -230,11 +230,45 @@ fn clean_upper_state() {
 
 /// The lower triangle (diagonal included) of `g += f' f`: half the work of
 /// the full Gram matrix, and all a Cholesky solve reads. The strict upper
-/// triangle of `g` is left as it was.
+/// triangle of `g` is left as it was. Inside a rayon pool of several
+/// threads a large one is cut in two (see [`gram_halves`]); the bits are
+/// those of one call (a test below checks it).
 pub fn gram_lower_add(g: &mut ArrayViewMut2<f64>, f: &ArrayView2<f64>) {
-    use faer::linalg::matmul::triangular::{self, BlockStructure};
     let p = f.ncols();
     assert_eq!(g.dim(), (p, p), "Gram shape");
+    let work = f.nrows().saturating_mul(p).saturating_mul(p) / 2;
+    match gram_halves(p) {
+        Some(h) if work >= SPLIT_WORK && rayon::current_num_threads() > 1 => {
+            // Rows 0..h (a triangle) beside rows h.. (a rectangle left of
+            // the diagonal block, then that block's triangle): halves of
+            // equal work.
+            let (top, mut bottom) = g.view_mut().split_at(Axis(0), h);
+            let (left, right) = (f.slice(ndarray::s![.., ..h]), f.slice(ndarray::s![.., h..]));
+            rayon::join(
+                || gram_triangle(&mut top.slice_move(ndarray::s![.., ..h]), &left),
+                || {
+                    let (mut rect, mut triangle) = bottom.view_mut().split_at(Axis(1), h);
+                    kernel(&mut rect, &right.t(), &left, 1.0, true);
+                    gram_triangle(&mut triangle, &right);
+                },
+            );
+        }
+        _ => gram_triangle(g, f),
+    }
+}
+
+/// Where [`gram_lower_add`] cuts a p x p triangle: the top triangle of
+/// side h holds half the area at h = p / sqrt 2 (a multiple of 16, as the
+/// kernels' blocks); None when p is too small to cut.
+fn gram_halves(p: usize) -> Option<usize> {
+    let h = (p as f64 / std::f64::consts::SQRT_2) as usize / BLOCK_ALIGN * BLOCK_ALIGN;
+    (h >= BLOCK_ALIGN && h < p).then_some(h)
+}
+
+/// One sequential call of faer's triangular product: the lower triangle of
+/// `g += f' f`.
+fn gram_triangle(g: &mut ArrayViewMut2<f64>, f: &ArrayView2<f64>) {
+    use faer::linalg::matmul::triangular::{self, BlockStructure};
     let ft = f.t();
     triangular::matmul(
         faer_mut(g),
@@ -414,6 +448,31 @@ mod tests {
                 let expected = if j <= i { full[[i, j]] + 2.0 } else { 2.0 };
                 assert!((g[[i, j]] - expected).abs() < 1e-12, "[{i},{j}]");
             }
+        }
+    }
+
+    /// In a pool of two threads a large Gram matrix is computed in two
+    /// halves side by side, with the bits of one call: the readouts' shapes
+    /// (4,096 rows, 129 and 257 features, chunks accumulated) and a wide one.
+    #[test]
+    fn the_split_gram_triangle_has_the_bits_of_one_call() {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        for (n, p) in [(4096, 129), (4096, 257), (1000, 1025)] {
+            let f = noisy::<f64>(n, p, p as u64);
+            let (mut one, mut two) = (Array2::zeros((p, p)), Array2::zeros((p, p)));
+            for _ in 0..2 {
+                gram_triangle(&mut one.view_mut(), &f.view());
+                pool.install(|| gram_lower_add(&mut two.view_mut(), &f.view()));
+            }
+            assert!(gram_halves(p).is_some(), "p = {p} is cut");
+            let same = one
+                .iter()
+                .zip(&two)
+                .all(|(a, b)| a.to_bits() == b.to_bits());
+            assert!(same, "n = {n}, p = {p}");
         }
     }
 }
