@@ -297,10 +297,19 @@ pub(crate) fn run_from(
     let task = Task::new(cfg, &mut stream(cfg.seed, StreamId::Task));
     let (moe_resume, vanilla_resume) = resume;
     let staged = cfg.training == Training::Staged;
+    let test = task.sample(
+        cfg.metrics.test_samples,
+        &mut stream(cfg.seed, StreamId::Test),
+    );
+    let var_y = metrics::label_variance(&test.y);
+    // Each staged model is evaluated on its own thread as soon as it is
+    // trained, while the other may still train.
     let (moe, vanilla) = rayon::join(
         || match staged {
-            true => train::train_moe(cfg, &task, &mut *moe_journal, monitor, moe_resume)
-                .map(Trained::Staged),
+            true => train::train_moe(cfg, &task, &mut *moe_journal, monitor, moe_resume).map(|m| {
+                let summary = summarise_moe(cfg, &task, &m, &test, var_y);
+                Trained::Staged(m, summary)
+            }),
             false => train::train_joint(cfg, &task, &mut *moe_journal, monitor, moe_resume)
                 .map(Trained::Joint),
         },
@@ -314,7 +323,10 @@ pub(crate) fn run_from(
                         monitor,
                         vanilla_resume,
                     )
-                    .map(Trained::Staged),
+                    .map(|v| {
+                        let summary = summarise_vanilla(&task, &v, &test, var_y);
+                        Trained::Staged(v, summary)
+                    }),
                     false => train::train_joint(
                         cfg,
                         &task,
@@ -328,27 +340,14 @@ pub(crate) fn run_from(
         },
     );
     let (moe, vanilla) = (moe?, vanilla?);
-    let test = task.sample(
-        cfg.metrics.test_samples,
-        &mut stream(cfg.seed, StreamId::Test),
-    );
-    let var_y = metrics::label_variance(&test.y);
     let (samples, moe_summary, vanilla_summary, joint_summary, (moe, vanilla, joint)) =
         match (moe, vanilla) {
-            (Trained::Staged(moe), vanilla) => {
-                let vanilla = vanilla.map(|v| match v {
-                    Trained::Staged(v) => v,
-                    Trained::Joint(_) => unreachable!("both models train the same way"),
-                });
-                // The two models' evaluations side by side, as they trained.
-                let (moe_summary, vanilla_summary) = rayon::join(
-                    || summarise_moe(cfg, &task, &moe, &test, var_y),
-                    || {
-                        vanilla
-                            .as_ref()
-                            .map(|v| summarise_vanilla(&task, v, &test, var_y))
-                    },
-                );
+            (Trained::Staged(moe, moe_summary), vanilla) => {
+                let (vanilla, vanilla_summary) = match vanilla {
+                    Some(Trained::Staged(v, summary)) => (Some(v), Some(summary)),
+                    Some(Trained::Joint(_)) => unreachable!("both models train the same way"),
+                    None => (None, None),
+                };
                 (
                     Samples {
                         moe: moe.samples,
@@ -363,7 +362,7 @@ pub(crate) fn run_from(
             (Trained::Joint(moe), vanilla) => {
                 let vanilla = vanilla.map(|v| match v {
                     Trained::Joint(v) => v,
-                    Trained::Staged(_) => unreachable!("both models train the same way"),
+                    Trained::Staged(..) => unreachable!("both models train the same way"),
                 });
                 let n = cfg.joint.samples;
                 let (m, v, j) = summarise_joint(cfg, &task, &moe, vanilla.as_ref(), &test, var_y);
@@ -416,8 +415,9 @@ pub(crate) fn run_from(
 }
 
 /// A trained model of either training.
-enum Trained<S> {
-    Staged(S),
+enum Trained<S, E> {
+    /// A staged model and its evaluation.
+    Staged(S, E),
     Joint(JointModel),
 }
 
