@@ -72,37 +72,23 @@ impl Activation {
         if j == 0 {
             return;
         }
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has AVX-512F (checked above).
-            unsafe {
-                x86::slopes_avx512(
-                    &self.monomial,
-                    &self.derivative,
-                    loss == Loss::Squared,
-                    y,
-                    weights,
-                    total,
-                    signs,
-                    t,
-                    out,
-                    sums,
-                )
-            };
-            return;
-        }
-        slopes_kernel(
-            &self.monomial,
-            &self.derivative,
-            loss == Loss::Squared,
+        let block = SlopeBlock {
+            monomial: &self.monomial,
+            derivative: &self.derivative,
+            squared: loss == Loss::Squared,
             y,
             weights,
             total,
             signs,
             t,
-            out,
-            sums,
-        );
+        };
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F (checked above).
+            unsafe { x86::slopes_avx512(block, out, sums) };
+            return;
+        }
+        slopes_kernel(block, out, sums);
     }
 
     /// The loss of one neuron with second-layer sign `sign` (+-1), for
@@ -129,34 +115,49 @@ fn horner_slice(coefficients: &[f32], t: &[f32], out: &mut [f32]) {
     }
 }
 
+/// What a pass of [`Activation::slopes_and_sums`] reads: the activation
+/// (monomial coefficients of sigma and sigma'), the loss, the batch's
+/// labels and weights (summing to `total`), the neurons' signs and the
+/// pre-activations `t` (rows of `signs.len()` neurons).
+#[derive(Clone, Copy)]
+struct SlopeBlock<'a> {
+    monomial: &'a [f32],
+    derivative: &'a [f32],
+    squared: bool,
+    y: &'a [f32],
+    weights: Option<&'a [f32]>,
+    total: f32,
+    signs: &'a [f32],
+    t: &'a [f32],
+}
+
+impl SlopeBlock<'_> {
+    /// Sample i's label y_i, its slope scale weight_i / total, and its
+    /// weight times label in f64 (its share of the sums).
+    #[inline(always)]
+    fn sample(&self, i: usize) -> (f32, f32, f64) {
+        let weight = self.weights.map_or(1.0, |ws| ws[i]);
+        let y = self.y[i];
+        (y, weight / self.total, (weight * y) as f64)
+    }
+}
+
 /// The body of [`Activation::slopes_and_sums`], compiled for AVX-512, AVX2
 /// and the baseline and chosen at run time. No operation is fused or
 /// reordered by the wider paths (Rust never contracts a * b + c), so every
 /// path gives the same bits.
 #[multiversion::multiversion(targets("x86_64+avx512f+avx512vl", "x86_64+avx2"))]
-#[allow(clippy::too_many_arguments)]
-fn slopes_kernel(
-    monomial: &[f32],
-    derivative: &[f32],
-    squared: bool,
-    y: &[f32],
-    weights: Option<&[f32]>,
-    total: f32,
-    signs: &[f32],
-    t: &[f32],
-    out: &mut [f32],
-    sums: &mut [f64],
-) {
+fn slopes_kernel(block: SlopeBlock, out: &mut [f32], sums: &mut [f64]) {
+    let signs = block.signs;
     let j = signs.len();
     // sigma(t) of one row; sigma'(t) goes straight into `out`.
     let mut values = vec![0.0f32; j];
-    for (i, (t_row, out_row)) in t.chunks_exact(j).zip(out.chunks_exact_mut(j)).enumerate() {
-        let weight = weights.map_or(1.0, |ws| ws[i]);
-        let (yi, si) = (y[i], weight / total);
-        let wy = (weight * yi) as f64;
-        horner_slice(derivative, t_row, out_row);
-        horner_slice(monomial, t_row, &mut values);
-        if squared {
+    let rows = block.t.chunks_exact(j).zip(out.chunks_exact_mut(j));
+    for (i, (t_row, out_row)) in rows.enumerate() {
+        let (yi, si, wy) = block.sample(i);
+        horner_slice(block.derivative, t_row, out_row);
+        horner_slice(block.monomial, t_row, &mut values);
+        if block.squared {
             // (y - a sigma)^2 / 2 with a = +-1 has slope -(a y - sigma) sigma'.
             for ((o, &v), &a) in out_row.iter_mut().zip(&values).zip(signs) {
                 *o *= -(a * yi - v) * si;
@@ -184,6 +185,7 @@ fn horner_one(coefficients: &[f32], t: f32) -> f32 {
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
+    use super::SlopeBlock;
     use std::arch::x86_64::*;
 
     /// Horner's rule on 16 lanes: multiply, then add (never fused).
@@ -201,26 +203,15 @@ mod x86 {
     /// register from t to the slope and the f64 sums; the same operations
     /// element by element, so the same bits.
     #[target_feature(enable = "avx512f")]
-    #[allow(clippy::too_many_arguments)]
-    pub(super) unsafe fn slopes_avx512(
-        monomial: &[f32],
-        derivative: &[f32],
-        squared: bool,
-        y: &[f32],
-        weights: Option<&[f32]>,
-        total: f32,
-        signs: &[f32],
-        t: &[f32],
-        out: &mut [f32],
-        sums: &mut [f64],
-    ) {
+    pub(super) unsafe fn slopes_avx512(block: SlopeBlock, out: &mut [f32], sums: &mut [f64]) {
+        let (signs, squared) = (block.signs, block.squared);
+        let (monomial, derivative) = (block.monomial, block.derivative);
         let j = signs.len();
         let sign_bit = _mm512_set1_epi32(i32::MIN);
-        for (i, (t_row, out_row)) in t.chunks_exact(j).zip(out.chunks_exact_mut(j)).enumerate() {
-            let weight = weights.map_or(1.0, |ws| ws[i]);
-            let (yi, si) = (y[i], weight / total);
+        let rows = block.t.chunks_exact(j).zip(out.chunks_exact_mut(j));
+        for (i, (t_row, out_row)) in rows.enumerate() {
+            let (yi, si, wy) = block.sample(i);
             let factor = -yi * si;
-            let wy = (weight * yi) as f64;
             let (vy, vsi, vfactor, vwy) = (
                 _mm512_set1_ps(yi),
                 _mm512_set1_ps(si),
@@ -440,11 +431,17 @@ mod tests {
                         (out, sums)
                     };
                     let (mono, deriv) = (&act.monomial[..], &act.derivative[..]);
-                    let slices = run(&|out, sums| {
-                        slopes_kernel(
-                            mono, deriv, squared, &y, weights, total, &signs, &t, out, sums,
-                        )
-                    });
+                    let block = SlopeBlock {
+                        monomial: mono,
+                        derivative: deriv,
+                        squared,
+                        y: &y,
+                        weights,
+                        total,
+                        signs: &signs,
+                        t: &t,
+                    };
+                    let slices = run(&|out, sums| slopes_kernel(block, out, sums));
                     let one_by_one = run(&|out, sums| {
                         for i in 0..n {
                             let w = weights.map_or(1.0, |ws| ws[i]);
@@ -464,11 +461,8 @@ mod tests {
                     assert_eq!(slices, one_by_one, "slices, j = {j}, squared = {squared}");
                     #[cfg(target_arch = "x86_64")]
                     if std::arch::is_x86_feature_detected!("avx512f") {
-                        let registers = run(&|out, sums| unsafe {
-                            x86::slopes_avx512(
-                                mono, deriv, squared, &y, weights, total, &signs, &t, out, sums,
-                            )
-                        });
+                        let registers =
+                            run(&|out, sums| unsafe { x86::slopes_avx512(block, out, sums) });
                         assert_eq!(
                             registers, one_by_one,
                             "AVX-512, j = {j}, squared = {squared}"
