@@ -43,11 +43,34 @@ pub struct Batch {
     pub x: Array2<f32>,
     pub y: Vec<f32>,
     pub c: Vec<usize>,
-    /// Scratch of the sampler: each sample's projections on w*_c and w*_g.
+    scratch: LabelScratch,
+}
+
+/// The sampler's buffers for the labels of a batch, per sample: the
+/// projections on w*_c and w*_g, in f32 and f64, and the links' values.
+#[derive(Clone, Debug, Default)]
+struct LabelScratch {
     local: Vec<f32>,
     global: Vec<f32>,
-    /// Scratch of the sampler: the projections in f64 and the links' values.
-    values: Vec<f64>,
+    local_t: Vec<f64>,
+    global_t: Vec<f64>,
+    local_f: Vec<f64>,
+    global_f: Vec<f64>,
+}
+
+impl LabelScratch {
+    fn resize(&mut self, n: usize) {
+        self.local.resize(n, 0.0);
+        self.global.resize(n, 0.0);
+        for v in [
+            &mut self.local_t,
+            &mut self.global_t,
+            &mut self.local_f,
+            &mut self.global_f,
+        ] {
+            v.resize(n, 0.0);
+        }
+    }
 }
 
 impl Batch {
@@ -56,9 +79,7 @@ impl Batch {
             x: Array2::zeros((n, d)),
             y: vec![0.0; n],
             c: vec![0; n],
-            local: Vec::new(),
-            global: Vec::new(),
-            values: Vec::new(),
+            scratch: LabelScratch::default(),
         }
     }
 
@@ -149,64 +170,54 @@ impl Task {
     /// are those of the uncentred inputs): the same numbers as centring
     /// afterwards, without another pass over the batch.
     pub fn sample_centred_into(&self, batch: &mut Batch, rng: &mut Stream, centre: Option<&[f32]>) {
+        let Batch { x, y, c, scratch } = batch;
         let clusters = self.clusters();
         // One tight loop over all the Gaussians first: it is the hot spot.
-        let x = batch.x.as_slice_mut().expect("batch rows are contiguous");
+        let x = x.as_slice_mut().expect("batch rows are contiguous");
         normal::fill(rng, x);
         // Then each sample's cluster and label noise, in the stream's order
         // (cluster, noise, next sample), apart from the arithmetic so
         // that neither waits on the other.
         let mut lane = rng.lane(0);
-        for (c, eps) in batch.c.iter_mut().zip(batch.y.iter_mut()) {
-            *c = lane.gen_range(0..clusters);
+        for (ci, eps) in c.iter_mut().zip(y.iter_mut()) {
+            *ci = lane.gen_range(0..clusters);
             *eps = normal::sample_lane(&mut lane);
         }
         rng.set_lane(0, lane);
-        let mut local = std::mem::take(&mut batch.local);
-        let mut global = std::mem::take(&mut batch.global);
-        local.resize(batch.c.len(), 0.0);
-        global.resize(batch.c.len(), 0.0);
+        scratch.resize(c.len());
         shift_and_project(
             x,
             self.d,
-            &batch.c,
+            c,
             self.rho as f32,
             self.v32.as_slice().expect("contiguous"),
             self.directions32.as_slice().expect("contiguous"),
             centre,
-            &mut local,
-            &mut global,
+            &mut scratch.local,
+            &mut scratch.global,
         );
         // The links at every sample's projections, the loop over samples
-        // innermost; `y` still holds each sample's noise.
-        let mut values = std::mem::take(&mut batch.values);
-        let n = batch.c.len();
-        values.resize(4 * n, 0.0);
-        let (t_local, rest) = values.split_at_mut(n);
-        let (t_global, rest) = rest.split_at_mut(n);
-        let (f_local, g_global) = rest.split_at_mut(n);
-        for (t, &v) in t_local.iter_mut().zip(&local) {
+        // innermost.
+        let s = scratch;
+        for (t, &v) in s.local_t.iter_mut().zip(&s.local) {
             *t = v as f64;
         }
-        for (t, &v) in t_global.iter_mut().zip(&global) {
+        for (t, &v) in s.global_t.iter_mut().zip(&s.global) {
             *t = v as f64;
         }
         if self.one_local_link {
-            self.local_fast[0].eval_into(t_local, f_local);
+            self.local_fast[0].eval_into(&s.local_t, &mut s.local_f);
         } else {
-            for ((f, &t), &c) in f_local.iter_mut().zip(&*t_local).zip(&batch.c) {
-                *f = self.local_fast[c].eval(t);
+            for ((f, &t), &ci) in s.local_f.iter_mut().zip(&s.local_t).zip(c.iter()) {
+                *f = self.local_fast[ci].eval(t);
             }
         }
-        self.global_fast.eval_into(t_global, g_global);
-        for (i, (y, &c)) in batch.y.iter_mut().zip(&batch.c).enumerate() {
-            let eps = *y as f64;
-            let target = f_local[i] + self.s[c] * g_global[i];
-            *y = (target + self.noise * eps) as f32;
+        self.global_fast.eval_into(&s.global_t, &mut s.global_f);
+        // `y` holds each sample's noise until here.
+        for (i, (y, &ci)) in y.iter_mut().zip(c.iter()).enumerate() {
+            let target = s.local_f[i] + self.s[ci] * s.global_f[i];
+            *y = (target + self.noise * *y as f64) as f32;
         }
-        batch.values = values;
-        batch.local = local;
-        batch.global = global;
     }
 
     /// A fresh batch of `n` samples.
