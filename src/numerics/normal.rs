@@ -34,7 +34,7 @@ use std::sync::LazyLock;
 
 use rand::RngCore;
 
-use crate::numerics::rng::{fill_bytes_from_lane, LaneState, Stream, LANES};
+use crate::numerics::rng::{LaneState, Stream, LANES};
 
 const LAYERS: usize = 512;
 /// The bits of a draw that pick its layer.
@@ -173,29 +173,6 @@ static TABLES: LazyLock<Tables> = LazyLock::new(Tables::new);
 /// Uniform on [0, 1) with 53 random bits.
 fn uniform<R: RngCore>(rng: &mut R) -> f64 {
     (rng.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
-}
-
-/// One lane of a stream, as a generator of its own: where a rejected
-/// draw's extra bits come from.
-struct Lane<'a> {
-    stream: &'a mut Stream,
-    lane: usize,
-}
-
-impl RngCore for Lane<'_> {
-    fn next_u32(&mut self) -> u32 {
-        (self.next_u64() >> 32) as u32
-    }
-    fn next_u64(&mut self) -> u64 {
-        self.stream.next_lane(self.lane)
-    }
-    fn fill_bytes(&mut self, dest: &mut [u8]) {
-        fill_bytes_from_lane(self.stream, self.lane, dest)
-    }
-    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand::Error> {
-        self.fill_bytes(dest);
-        Ok(())
-    }
 }
 
 /// The sampler's code paths, one per instruction set.
@@ -352,11 +329,9 @@ fn redraw_rejected(
             if i >= out.len() {
                 break;
             }
-            let mut lane = Lane {
-                stream: &mut *rng,
-                lane: j / 2,
-            };
+            let mut lane = rng.lane(j / 2);
             out[i] = tables.rejected((bits[i] & LAYER_BITS) as usize, out[i], &mut lane);
+            rng.set_lane(j / 2, lane);
         }
     }
 }

@@ -42,25 +42,17 @@ impl Stream {
     /// The next 64 bits of lane `lane`.
     #[inline(always)]
     pub fn next_lane(&mut self, lane: usize) -> u64 {
-        let s = &mut self.s;
-        let result = s[0][lane]
-            .wrapping_add(s[3][lane])
-            .rotate_left(23)
-            .wrapping_add(s[0][lane]);
-        let t = s[1][lane] << 17;
-        s[2][lane] ^= s[0][lane];
-        s[3][lane] ^= s[1][lane];
-        s[1][lane] ^= s[2][lane];
-        s[0][lane] ^= s[3][lane];
-        s[2][lane] ^= t;
-        s[3][lane] = s[3][lane].rotate_left(45);
-        result
+        let mut state = self.lane(lane);
+        let word = state.next_u64();
+        self.set_lane(lane, state);
+        word
     }
 
     /// A copy of lane `lane` as a generator of its own, to be put back
     /// with [`Stream::set_lane`]: a loop of scalar draws keeps the copy in
     /// registers, where draws through the stream would store and reload
     /// the state every time. It draws exactly what the lane would.
+    #[inline(always)]
     pub fn lane(&self, lane: usize) -> LaneState {
         LaneState {
             s: [
@@ -73,6 +65,7 @@ impl Stream {
     }
 
     /// Puts back a lane taken by [`Stream::lane`], with the draws made from it.
+    #[inline(always)]
     pub fn set_lane(&mut self, lane: usize, state: LaneState) {
         for (word, value) in self.s.iter_mut().zip(state.s) {
             word[lane] = value;
@@ -169,7 +162,9 @@ impl RngCore for Stream {
     }
 
     fn fill_bytes(&mut self, dest: &mut [u8]) {
-        fill_bytes_from_lane(self, 0, dest);
+        let mut lane = self.lane(0);
+        lane.fill_bytes(dest);
+        self.set_lane(0, lane);
     }
 
     fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand::Error> {
@@ -190,7 +185,7 @@ impl RngCore for LaneState {
         (self.next_u64() >> 32) as u32
     }
 
-    /// The step of [`Stream::next_lane`].
+    /// xoshiro256++'s step.
     #[inline(always)]
     fn next_u64(&mut self) -> u64 {
         let s = &mut self.s;
@@ -215,14 +210,6 @@ impl RngCore for LaneState {
     fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand::Error> {
         self.fill_bytes(dest);
         Ok(())
-    }
-}
-
-/// Fills `dest` with the little-endian bytes of lane `lane`'s next words.
-pub(crate) fn fill_bytes_from_lane(stream: &mut Stream, lane: usize, dest: &mut [u8]) {
-    for chunk in dest.chunks_mut(8) {
-        let bytes = stream.next_lane(lane).to_le_bytes();
-        chunk.copy_from_slice(&bytes[..chunk.len()]);
     }
 }
 
