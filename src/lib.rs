@@ -49,7 +49,7 @@ pub mod train;
 /// time and compare; not part of the library's interface.
 #[doc(hidden)]
 pub mod internals {
-    pub use crate::numerics::linalg::{centre_rows, matmul};
+    pub use crate::numerics::linalg::centre_rows;
     pub use crate::numerics::normal::fill as fill_normal;
     pub use crate::train::readout::fit_single as fit_readout;
 }

@@ -12,7 +12,7 @@ use crate::numerics::linalg::matmul;
 /// training loop does millions of times.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Activation {
-    pub(super) monomial: Vec<f32>,
+    monomial: Vec<f32>,
     derivative: Vec<f32>,
 }
 
@@ -47,50 +47,6 @@ impl Activation {
         Self::horner(&self.derivative, t)
     }
 
-    /// `out[i j] = scale_i * d loss / d t` at the pre-activations `t` (rows
-    /// of `j` neurons, one per sample `i` with label `y[i]`, weight
-    /// `weight(i)` and `scale_i = weight(i) / total`), each neuron with its
-    /// second-layer sign `signs[j]`; and, in the same pass, `sums[j] +=
-    /// weight(i) y[i] sigma(t_ij)` in f64, the batch's share of the running
-    /// correlations. One pass over the block computes both polynomials while
-    /// `t` sits in registers, in vector registers as wide as the CPU has;
-    /// each element sees the same operations in the same order as the
-    /// scalar Horner rule, so the bits do not depend on the path.
-    #[allow(clippy::too_many_arguments)]
-    fn slopes_and_sums(
-        &self,
-        loss: Loss,
-        y: &[f32],
-        weights: Option<&[f32]>,
-        total: f32,
-        signs: &[f32],
-        t: &[f32],
-        out: &mut [f32],
-        sums: &mut [f64],
-    ) {
-        let j = signs.len();
-        if j == 0 {
-            return;
-        }
-        let block = SlopeBlock {
-            monomial: &self.monomial,
-            derivative: &self.derivative,
-            squared: loss == Loss::Squared,
-            y,
-            weights,
-            total,
-            signs,
-            t,
-        };
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has AVX-512F (checked above).
-            unsafe { x86::slopes_avx512(block, out, sums) };
-            return;
-        }
-        slopes_kernel(block, out, sums);
-    }
-
     /// The loss of one neuron with second-layer sign `sign` (+-1), for
     /// gradient checks and logs.
     pub fn loss(&self, loss: Loss, sign: f32, y: f32, t: f32) -> f32 {
@@ -115,10 +71,10 @@ fn horner_slice(coefficients: &[f32], t: &[f32], out: &mut [f32]) {
     }
 }
 
-/// What a pass of [`Activation::slopes_and_sums`] reads: the activation
-/// (monomial coefficients of sigma and sigma'), the loss, the batch's
-/// labels and weights (summing to `total`), the neurons' signs and the
-/// pre-activations `t` (rows of `signs.len()` neurons).
+/// What a pass of [`slopes_and_sums`] reads: the activation (monomial
+/// coefficients of sigma and sigma'), the loss, the batch's labels and
+/// weights (summing to `total`), the neurons' signs and the pre-activations
+/// `t` (rows of `signs.len()` neurons).
 #[derive(Clone, Copy)]
 struct SlopeBlock<'a> {
     monomial: &'a [f32],
@@ -142,35 +98,63 @@ impl SlopeBlock<'_> {
     }
 }
 
-/// The body of [`Activation::slopes_and_sums`], compiled for AVX-512, AVX2
-/// and the baseline and chosen at run time. No operation is fused or
-/// reordered by the wider paths (Rust never contracts a * b + c), so every
-/// path gives the same bits.
+/// `out[i j] = scale_i * d loss / d t` at the pre-activations (`scale_i =
+/// weight_i / total`), each neuron with its second-layer sign; and, in the
+/// same pass, `sums[j] += weight_i y_i sigma(t_ij)` in f64, the batch's
+/// share of the running correlations. One pass computes both polynomials
+/// while `t` sits in registers, as wide as the CPU has; each element sees
+/// the same operations in the same order as the scalar Horner rule, so the
+/// bits do not depend on the path.
+fn slopes_and_sums(block: SlopeBlock, out: &mut [f32], sums: &mut [f64]) {
+    if block.signs.is_empty() {
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU has AVX-512F (checked above).
+        unsafe { x86::slopes_avx512(block, out, sums) };
+        return;
+    }
+    slopes_kernel(block, out, sums);
+}
+
+/// Neurons of a row that [`slopes_kernel`] takes at a time.
+const COLUMNS: usize = 64;
+
+/// [`slopes_and_sums`] as vectorised slices, compiled for AVX-512, AVX2 and
+/// the baseline and chosen at run time. No operation is fused or reordered
+/// by the wider paths (Rust never contracts a * b + c), so every path gives
+/// the same bits.
 #[multiversion::multiversion(targets("x86_64+avx512f+avx512vl", "x86_64+avx2"))]
 fn slopes_kernel(block: SlopeBlock, out: &mut [f32], sums: &mut [f64]) {
-    let signs = block.signs;
-    let j = signs.len();
-    // sigma(t) of one row; sigma'(t) goes straight into `out`.
-    let mut values = vec![0.0f32; j];
+    let j = block.signs.len();
     let rows = block.t.chunks_exact(j).zip(out.chunks_exact_mut(j));
     for (i, (t_row, out_row)) in rows.enumerate() {
         let (yi, si, wy) = block.sample(i);
-        horner_slice(block.derivative, t_row, out_row);
-        horner_slice(block.monomial, t_row, &mut values);
-        if block.squared {
-            // (y - a sigma)^2 / 2 with a = +-1 has slope -(a y - sigma) sigma'.
-            for ((o, &v), &a) in out_row.iter_mut().zip(&values).zip(signs) {
-                *o *= -(a * yi - v) * si;
+        let columns = t_row
+            .chunks(COLUMNS)
+            .zip(out_row.chunks_mut(COLUMNS))
+            .zip(block.signs.chunks(COLUMNS).zip(sums.chunks_mut(COLUMNS)));
+        for ((t, out), (signs, sums)) in columns {
+            // sigma'(t) goes straight into `out`, sigma(t) into `values`.
+            let values = &mut [0.0f32; COLUMNS][..t.len()];
+            horner_slice(block.derivative, t, out);
+            horner_slice(block.monomial, t, values);
+            if block.squared {
+                // (y - a sigma)^2 / 2 with a = +-1 has slope -(a y - sigma) sigma'.
+                for ((o, &v), &a) in out.iter_mut().zip(&*values).zip(signs) {
+                    *o *= -(a * yi - v) * si;
+                }
+            } else {
+                // -a y sigma has slope -a y sigma'.
+                let factor = -yi * si;
+                for (o, &a) in out.iter_mut().zip(signs) {
+                    *o *= factor * a;
+                }
             }
-        } else {
-            // -a y sigma has slope -a y sigma'.
-            let factor = -yi * si;
-            for (o, &a) in out_row.iter_mut().zip(signs) {
-                *o *= factor * a;
+            for (m, &v) in sums.iter_mut().zip(&*values) {
+                *m += wy * v as f64;
             }
-        }
-        for (m, &v) in sums.iter_mut().zip(&values) {
-            *m += wy * v as f64;
         }
     }
 }
@@ -199,7 +183,7 @@ mod x86 {
         acc
     }
 
-    /// [`super::slopes_kernel`] with each 16 neurons of a row in one
+    /// [`super::slopes_and_sums`] with each 16 neurons of a row in one
     /// register from t to the slope and the f64 sums; the same operations
     /// element by element, so the same bits.
     #[target_feature(enable = "avx512f")]
@@ -339,16 +323,17 @@ pub fn loss_gradient<'a>(
     let total: f32 = weights.map_or(n as f32, |ws| ws.iter().sum());
     scratch.sums.clear();
     scratch.sums.resize(j, 0.0);
-    activation.slopes_and_sums(
-        loss,
+    let block = SlopeBlock {
+        monomial: &activation.monomial,
+        derivative: &activation.derivative,
+        squared: loss == Loss::Squared,
         y,
         weights,
         total,
         signs,
-        &scratch.pre[..n * j],
-        &mut scratch.coef[..n * j],
-        &mut scratch.sums,
-    );
+        t: &scratch.pre[..n * j],
+    };
+    slopes_and_sums(block, &mut scratch.coef[..n * j], &mut scratch.sums);
     let coef = ArrayView2::from_shape((n, j), &scratch.coef[..n * j]).expect("sized");
     matmul(&mut scratch.grad.view_mut(), &coef.t(), &xc, 1.0, false);
     &scratch.grad
@@ -406,13 +391,13 @@ mod tests {
 
     /// The slopes and sums of every path (AVX-512 registers, the
     /// vectorised slices, one element at a time) agree bit for bit, for
-    /// both losses, with and without weights, at widths with and without a
+    /// remainder beyond whole registers, and wider than one chunk of columns.
     /// remainder beyond whole registers.
     #[test]
     fn every_slope_path_gives_the_same_bits() {
         let mut rng = stream(8, StreamId::Test);
         let act = Activation::from_hermite(&[0.1, -0.3, 0.2, 1.0, 0.4]);
-        for j in [1usize, 16, 37, 64] {
+        for j in [1usize, 16, 37, 64, 100] {
             let n = 9;
             let t: Vec<f32> = (0..n * j)
                 .map(|_| 1.5 * rng.sample::<f32, _>(StandardNormal))
