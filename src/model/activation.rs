@@ -391,8 +391,8 @@ mod tests {
 
     /// The slopes and sums of every path (AVX-512 registers, the
     /// vectorised slices, one element at a time) agree bit for bit, for
+    /// both losses, with and without weights, at widths with and without a
     /// remainder beyond whole registers, and wider than one chunk of columns.
-    /// remainder beyond whole registers.
     #[test]
     fn every_slope_path_gives_the_same_bits() {
         let mut rng = stream(8, StreamId::Test);
