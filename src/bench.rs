@@ -352,11 +352,7 @@ pub fn bench(options: &BenchOptions, progress: &dyn Fn(&str)) -> Result<Vec<DimB
             threads: options.threads,
             wall_seconds,
             run_samples_per_second: (result.summary.samples.moe
-                + result
-                    .summary
-                    .vanilla
-                    .as_ref()
-                    .map_or(0, |_| result.summary.samples.moe))
+                + result.summary.samples.vanilla.unwrap_or(0))
                 as f64
                 / wall_seconds,
             samples_per_model: result.summary.samples.moe,
