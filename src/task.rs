@@ -160,8 +160,9 @@ impl Task {
 
     /// Fills `batch` with fresh samples: c ~ U{1..C}, x = rho v_c + z, y = f*_c + s_c g* + zeta eps.
     ///
-    /// Only plain arithmetic in a fixed order (`linalg::dot`), no CPU-dependent
-    /// kernels, so a seed gives the same samples on every machine.
+    /// Only plain arithmetic in a fixed order (`linalg::dot`; the vectorised
+    /// paths do the same operations), no CPU-dependent kernels, so a seed
+    /// gives the same samples on every machine.
     pub fn sample_into(&self, batch: &mut Batch, rng: &mut Stream) {
         self.sample_centred_into(batch, rng, None);
     }
