@@ -91,6 +91,22 @@ pub enum Error {
     /// used: missing, truncated, corrupted, from another version or run.
     #[error("cannot resume from {path}: {message}")]
     Checkpoint { path: PathBuf, message: String },
+    /// Another process is writing the directory (it holds the directory's
+    /// lock); nothing was touched.
+    #[error(
+        "{} is in use by another clustermoe process{}: one writer per directory; \
+         wait for it to finish, or give another directory",
+        path.display(),
+        holder.map_or(String::new(), |p| format!(" (pid {p})"))
+    )]
+    InUse { path: PathBuf, holder: Option<u32> },
+    /// A run directory is not a result: its files do not match its
+    /// completion record (or it has none).
+    #[error(
+        "{} is not a complete run: {reason}; resume it, or run it (or its sweep) again",
+        path.display()
+    )]
+    Incomplete { path: PathBuf, reason: String },
     /// A signal asked the run to stop; a checkpoint was written first.
     #[error(
         "stopped by signal {signal} in {model} {phase}{}; a checkpoint was written",
@@ -161,7 +177,9 @@ impl Error {
             | Error::UnknownField { .. }
             | Error::Parse { .. }
             | Error::Unreadable { .. }
-            | Error::Checkpoint { .. } => 2,
+            | Error::Checkpoint { .. }
+            | Error::InUse { .. }
+            | Error::Incomplete { .. } => 2,
             Error::Interrupted { signal, .. } | Error::SweepStopped { signal, .. } => 128 + *signal,
             Error::Io { .. }
             | Error::Diverged { .. }

@@ -1166,8 +1166,21 @@ fn corrupted_run_directories_are_reported_by_merge_and_redone_by_sweep() {
         copy_dir(&good, &copy);
         corrupt(&copy);
         let out = clustermoe(&["merge", copy.to_str().unwrap()]);
-        assert_rejected(&out, &[needle, copy.to_str().unwrap()], what);
-        if needle != &"sweep.json" {
+        if needle == &"sweep.json" {
+            assert_rejected(&out, &[needle, copy.to_str().unwrap()], what);
+        } else {
+            // A damaged run is no row: merge names it incomplete, with the
+            // file that no longer matches the run's completion record.
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                out.status.success()
+                    && err.contains("1 runs are incomplete")
+                    && err.contains(&format!("{run}: `{needle}`")),
+                "{what}: {err}"
+            );
+            let rows = std::fs::read_to_string(copy.join("results.jsonl")).unwrap();
+            assert_eq!(rows, "", "{what}: no row");
+
             // A sweep started again redoes the damaged run, and then merges.
             let out = clustermoe(&[
                 "sweep",
@@ -1189,14 +1202,22 @@ fn corrupted_run_directories_are_reported_by_merge_and_redone_by_sweep() {
             );
         }
     }
-    // A run without summary.json is not done yet: merge warns and goes on.
+    // A run killed before its record is not done: merge warns and goes on.
     let copy = dir.join("unfinished");
     copy_dir(&good, &copy);
-    std::fs::remove_file(copy.join("runs").join(&run).join("summary.json")).unwrap();
+    std::fs::remove_file(copy.join("runs").join(&run).join("complete.json")).unwrap();
     let out = clustermoe(&["merge", copy.to_str().unwrap()]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        out.status.success() && err.contains("not complete") && err.contains(&run),
+        out.status.success() && err.contains("incomplete") && err.contains(&run),
+        "{err}"
+    );
+    // A run directory never made is not started.
+    std::fs::remove_dir_all(copy.join("runs").join(&run)).unwrap();
+    let out = clustermoe(&["merge", copy.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && err.contains("not started") && err.contains(&run),
         "{err}"
     );
     // A directory that is no sweep.

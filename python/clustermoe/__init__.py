@@ -44,7 +44,9 @@ from .errors import (
     Error,
     FigureError,
     FileError,
+    IncompleteRunError,
     InputError,
+    InUseError,
     InvalidValueError,
     NonFiniteError,
     ParseError,
@@ -268,7 +270,10 @@ def run(
             configuration's.
         out: a run directory to write, exactly as ``clustermoe run --out``
             does (``config.toml``, ``metrics.jsonl``, ``model.npz``,
-            ``summary.json``); None keeps the run in memory.
+            ``summary.json``, then ``complete.json``, the record of every
+            file's length and SHA-256 that marks the run complete); None
+            keeps the run in memory. One process writes a directory at a
+            time: another's raises :class:`InUseError`.
         checkpoint_every: with ``out``, save a checkpoint every this many
             steps of a phase (``--checkpoint-every``).
         threads: threads of the run, 1 to 1024 (``--threads``); None uses
@@ -281,7 +286,8 @@ def run(
         a :class:`Run`.
 
     Raises:
-        InputError: a bad configuration (nothing is written).
+        InputError: a bad configuration (nothing is written), or
+            :class:`InUseError`: another process is writing ``out``.
         RunError: the run failed (e.g. :class:`DivergedError`).
         KeyboardInterrupt: Ctrl-C or a notebook's interrupt; with ``out``
             both models saved a checkpoint first and :func:`resume` goes on.
@@ -311,6 +317,7 @@ def resume(
 
     Raises:
         CheckpointError: not a run directory, or a damaged checkpoint.
+        InUseError: another process is writing the directory.
     """
     progress = _progress.make(_progress.RunProgress, quiet)
     try:
@@ -324,7 +331,16 @@ def resume(
 def load(dir: PathLike) -> Run:
     """Reads a complete run directory (written by :func:`run` with ``out=``
     or by ``clustermoe run``) back as a :class:`Run`; ``model`` is read
-    from ``model.npz`` when first used."""
+    from ``model.npz`` when first used.
+
+    Every file is checked against the run's completion record
+    (``complete.json``: each file's length and SHA-256) first.
+
+    Raises:
+        IncompleteRunError: the run did not finish, or a file no longer
+            matches the record (``reason`` says which).
+        InUseError: another process is writing the run now.
+    """
     return Run._from_native(_native.read_run(dir))
 
 
@@ -378,7 +394,9 @@ def sweep(
     Returns:
         what the sweep did: ``planned``, ``trained``, ``resumed``,
         ``skipped``, ``failed`` (list of (id, message)), ``stopped``,
-        ``shard`` and ``out``.
+        ``busy`` (ids of runs another process was writing: left to it),
+        ``shard`` and ``out``. Several sweeps on one ``out`` work side by
+        side, each run trained by one of them.
 
     Raises:
         RunsFailedError: some runs failed (the others are on disk).
@@ -407,12 +425,26 @@ def merge(dir: PathLike) -> List[Dict[str, Any]]:
     grid order: one flat dict per run with the CSV's columns (``id``,
     ``config.task.d``, ..., ``summary.moe.test_rel_mse``, ...) and typed
     values (lists stay lists). ``pandas.DataFrame(rows)`` makes a table,
-    :func:`columns` NumPy columns. Runs not complete are named in a
-    warning."""
-    _, missing, _, jsonl = _native.merge(dir)
+    :func:`columns` NumPy columns. Runs that are not rows are named in a
+    warning: not started, in progress in another process, or incomplete
+    (with the reason: killed, or a file that no longer matches the run's
+    completion record; running the sweep again redoes those)."""
+    _, missing, in_progress, incomplete, _, jsonl = _native.merge(dir)
     if missing:
         warnings.warn(
-            f"{len(missing)} runs of the grid are not complete: {', '.join(missing)}",
+            f"{len(missing)} runs of the grid are not started: {', '.join(missing)}",
+            stacklevel=2,
+        )
+    if in_progress:
+        warnings.warn(
+            f"{len(in_progress)} runs are in progress in another process: "
+            + ", ".join(in_progress),
+            stacklevel=2,
+        )
+    if incomplete:
+        warnings.warn(
+            f"{len(incomplete)} runs are incomplete (running the sweep again redoes them): "
+            + "; ".join(f"{id}: {why}" for id, why in incomplete),
             stacklevel=2,
         )
     rows = []

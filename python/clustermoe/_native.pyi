@@ -68,8 +68,11 @@ def run_sweep(
 ) -> Dict[str, Any]:
     """The sweep's report."""
 
-def merge(dir: _Path) -> Tuple[int, List[str], str, str]:
-    """(rows, ids not complete, results.csv, results.jsonl)."""
+def merge(
+    dir: _Path,
+) -> Tuple[int, List[str], List[str], List[Tuple[str, str]], str, str]:
+    """(rows, ids not started, ids in progress, (id, reason) of incomplete
+    runs, results.csv, results.jsonl)."""
 
 def reproduce(
     out: _Path,

@@ -12,7 +12,9 @@ the built-in classes keeps working::
     │   ├── UnknownFieldError            .field
     │   ├── ParseError                   .input
     │   ├── UnreadableError              .path
-    │   └── CheckpointError              .path (cannot resume from it)
+    │   ├── CheckpointError              .path (cannot resume from it)
+    │   ├── InUseError                   .path .holder (another process writes it)
+    │   └── IncompleteRunError           .path .reason (not a result: redo it)
     └── RunError (RuntimeError)          status 1: the run failed
         ├── DivergedError                .model .phase .step
         ├── ReadoutError                 .model
@@ -41,6 +43,8 @@ __all__ = [
     "ParseError",
     "UnreadableError",
     "CheckpointError",
+    "InUseError",
+    "IncompleteRunError",
     "RunError",
     "DivergedError",
     "ReadoutError",
@@ -98,6 +102,24 @@ class CheckpointError(InputError):
     """A run directory or checkpoint (``path``) cannot be resumed from."""
 
     path: pathlib.Path
+
+
+class InUseError(InputError):
+    """Another process is writing the run directory ``path`` (it holds the
+    directory's lock; ``holder`` is its process id when known). Nothing was
+    touched: wait for it to finish, or give another directory."""
+
+    path: pathlib.Path
+    holder: "int | None"
+
+
+class IncompleteRunError(InputError):
+    """The run directory ``path`` is not a complete run: its files do not
+    match its completion record, or it has none (``reason`` says which).
+    :func:`clustermoe.resume` or the sweep run again redoes it."""
+
+    path: pathlib.Path
+    reason: str
 
 
 class RunError(Error, RuntimeError):

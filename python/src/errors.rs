@@ -18,6 +18,8 @@ fn class_name(e: &Error) -> &'static str {
         Error::Parse { .. } => "ParseError",
         Error::Unreadable { .. } => "UnreadableError",
         Error::Checkpoint { .. } => "CheckpointError",
+        Error::InUse { .. } => "InUseError",
+        Error::Incomplete { .. } => "IncompleteRunError",
         Error::Io { .. } => "FileError",
         Error::Diverged { .. } => "DivergedError",
         Error::RunsFailed { .. } => "RunsFailedError",
@@ -46,6 +48,14 @@ fn attributes<'py>(py: Python<'py>, e: &Error) -> PyResult<Bound<'py, PyDict>> {
         Error::Unreadable { path, .. }
         | Error::Io { path, .. }
         | Error::Checkpoint { path, .. } => d.set_item("path", path)?,
+        Error::InUse { path, holder } => {
+            d.set_item("path", path)?;
+            d.set_item("holder", holder)?;
+        }
+        Error::Incomplete { path, reason } => {
+            d.set_item("path", path)?;
+            d.set_item("reason", reason)?;
+        }
         Error::Diverged {
             model, phase, step, ..
         } => {

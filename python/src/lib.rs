@@ -375,7 +375,8 @@ fn resume<'py>(
     let every = every(py, checkpoint_every)?;
     let threads = self::threads(py, threads)?;
     let dir = RunDir::new(dir);
-    let inspection = dir.inspect().py_err(py)?;
+    let writer = dir.existing_writer().py_err(py)?;
+    let inspection = writer.inspect().py_err(py)?;
     if let (Some(p), Progress::Resumable(models)) = (progress, &inspection.progress) {
         for (model, position) in models {
             let at = match position {
@@ -408,9 +409,8 @@ fn resume<'py>(
 #[pyfunction]
 fn read_run<'py>(py: Python<'py>, dir: PathBuf) -> PyResult<Bound<'py, PyDict>> {
     let dir = RunDir::new(dir);
-    let config = Config::from_file(&dir.config_file()).py_err(py)?;
-    let summary = dir.read_summary().py_err(py)?;
-    let metrics = dir.read_metrics().py_err(py)?;
+    let run = dir.read_complete().py_err(py)?;
+    let (config, summary, metrics) = (run.config, run.summary, run.metrics);
     let d = PyDict::new(py);
     d.set_item(
         "config",
@@ -543,6 +543,7 @@ fn run_sweep<'py>(
     d.set_item("skipped", report.skipped)?;
     d.set_item("failed", PyList::new(py, &report.failed)?)?;
     d.set_item("stopped", report.stopped)?;
+    d.set_item("busy", PyList::new(py, &report.busy)?)?;
     if let Err(e) = report.outcome(&control) {
         let lines: String = report
             .failed
@@ -556,15 +557,27 @@ fn run_sweep<'py>(
     Ok(d)
 }
 
-/// `clustermoe merge DIR`: writes results.csv and results.jsonl; returns
-/// (rows, ids of runs not complete).
+/// What `merge` hands to Python: (rows, runs not started, runs in
+/// progress, incomplete runs with their reasons, results.csv, results.jsonl).
+type Merged = (
+    usize,
+    Vec<String>,
+    Vec<String>,
+    Vec<(String, String)>,
+    PathBuf,
+    PathBuf,
+);
+
+/// `clustermoe merge DIR`: writes results.csv and results.jsonl.
 #[pyfunction]
-fn merge(py: Python<'_>, dir: PathBuf) -> PyResult<(usize, Vec<String>, PathBuf, PathBuf)> {
+fn merge(py: Python<'_>, dir: PathBuf) -> PyResult<Merged> {
     let report = collect::merge(&dir).py_err(py)?;
     let sweep = SweepDir::new(&dir);
     Ok((
         report.rows,
         report.missing,
+        report.in_progress,
+        report.incomplete,
         sweep.results_csv(),
         sweep.results_jsonl(),
     ))
@@ -661,6 +674,15 @@ fn _error_example(py: Python<'_>, kind: &str) -> PyErr {
             model: ModelKind::Moe,
             phase: Phase::PhaseTwo,
             step: Some(1442),
+        },
+        "InUse" => Error::InUse {
+            path: "runs/x".into(),
+            holder: Some(4242),
+        },
+        "Incomplete" => Error::Incomplete {
+            path: "runs/x".into(),
+            reason: "`model.npz` has the recorded length but not its SHA-256 (a byte changed)"
+                .into(),
         },
         "SweepStopped" => Error::SweepStopped {
             signal: 2,

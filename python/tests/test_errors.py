@@ -190,6 +190,8 @@ def test_parameters_of_the_python_api_are_checked():
         ("Parse", cm.ParseError, "cannot parse grid.toml: expected `=`"),
         ("Unreadable", cm.UnreadableError, "cannot read missing.toml: entity not found"),
         ("Checkpoint", cm.CheckpointError, "cannot resume from runs/x/checkpoint.moe: corrupted: the checksum does not match"),
+        ("InUse", cm.InUseError, "runs/x is in use by another clustermoe process (pid 4242): one writer per directory; wait for it to finish, or give another directory"),
+        ("Incomplete", cm.IncompleteRunError, "runs/x is not a complete run: `model.npz` has the recorded length but not its SHA-256 (a byte changed); resume it, or run it (or its sweep) again"),
         ("Io", cm.FileError, "cannot write runs/x/summary.json: permission denied"),
         ("Diverged", cm.DivergedError, "moe diverged in phase_three at step 1: a first-layer weight is not finite; try a smaller learning rate (e.g. `phase_three.lr` divided by 10)"),
         ("RunsFailed", cm.RunsFailedError, "1 of 4 runs failed; running the sweep again retries them"),

@@ -143,7 +143,8 @@ fn train_run(
 /// `run --resume DIR`.
 fn resume_run(dir: &RunDir, control: &Control, threads: Option<usize>, quiet: bool) -> Result<()> {
     let start = Instant::now();
-    let inspection = dir.inspect()?;
+    let writer = dir.existing_writer()?;
+    let inspection = writer.inspect()?;
     if let RunProgress::Resumable(models) = &inspection.progress {
         if !quiet {
             for (model, position) in models {
@@ -224,7 +225,7 @@ fn run_sweep(
     })?;
     steps.finish();
     println!(
-        "shard {}/{}: {} runs, {} trained, {} resumed, {} already complete, {} failed, {} stopped, in {:.1} s",
+        "shard {}/{}: {} runs, {} trained, {} resumed, {} already complete, {} failed, {} stopped, {} left to another process, in {:.1} s",
         shard.index,
         shard.count,
         report.planned,
@@ -233,10 +234,18 @@ fn run_sweep(
         report.skipped,
         report.failed.len(),
         report.stopped,
+        report.busy.len(),
         start.elapsed().as_secs_f64()
     );
     for (id, e) in &report.failed {
         eprintln!("error: run {id}: {e}");
+    }
+    if !report.busy.is_empty() {
+        println!(
+            "left to another process writing them: {} runs ({}); run the sweep again once it is done to pick up any it did not finish",
+            report.busy.len(),
+            report.busy.join(", ")
+        );
     }
     report.outcome(control)
 }
@@ -319,10 +328,26 @@ fn merge(dir: &Path) -> Result<()> {
     );
     if !report.missing.is_empty() {
         eprintln!(
-            "warning: {} runs of the grid are not complete: {}",
+            "warning: {} runs of the grid are not started: {}",
             report.missing.len(),
             report.missing.join(", ")
         );
+    }
+    if !report.in_progress.is_empty() {
+        eprintln!(
+            "warning: {} runs are in progress in another process: {}",
+            report.in_progress.len(),
+            report.in_progress.join(", ")
+        );
+    }
+    if !report.incomplete.is_empty() {
+        eprintln!(
+            "warning: {} runs are incomplete (running the sweep again redoes them):",
+            report.incomplete.len()
+        );
+        for (id, reason) in &report.incomplete {
+            eprintln!("  {id}: {reason}");
+        }
     }
     Ok(())
 }

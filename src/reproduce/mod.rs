@@ -32,7 +32,7 @@ use crate::error::{Error, Result};
 use crate::experiment::Summary;
 pub use crate::report::page::Claim;
 use crate::report::page::{Section, Table};
-use crate::store::{Control, RunDir, SweepDir};
+use crate::store::{lock, Control, RunDir, SweepDir};
 use crate::sweep::{self, GridFile, Shard};
 
 /// How to reproduce.
@@ -99,24 +99,39 @@ fn run(
     let dir = SweepDir::new(opts.out.join("sweeps").join(name));
     let runs = grid.expand(Path::new("."))?;
     let control = &opts.control;
-    let report = sweep::run_grid(
-        grid,
-        Path::new("."),
-        dir.path(),
-        opts.jobs,
-        Shard::ALL,
-        control,
-        &|done, planned, _| progress(&format!("{name}: run {done}/{planned}")),
-    )?;
-    for (id, e) in &report.failed {
-        progress(&format!("{name}: run {id} failed: {e}"));
+    // Another process reproducing into the same directory trains some runs
+    // itself: wait for it to let go of them, then sweep again (which redoes
+    // any it left unfinished, as when it was killed).
+    loop {
+        let report = sweep::run_grid(
+            grid,
+            Path::new("."),
+            dir.path(),
+            opts.jobs,
+            Shard::ALL,
+            control,
+            &|done, planned, _| progress(&format!("{name}: run {done}/{planned}")),
+        )?;
+        for (id, e) in &report.failed {
+            progress(&format!("{name}: run {id} failed: {e}"));
+        }
+        report.outcome(control)?;
+        if report.busy.is_empty() {
+            break;
+        }
+        progress(&format!(
+            "{name}: waiting for another process to finish {} runs",
+            report.busy.len()
+        ));
+        for id in &report.busy {
+            lock::wait_until_free(dir.run(id).path())?;
+        }
     }
-    report.outcome(control)?;
     let rows = runs
         .into_iter()
         .map(|(run, values)| {
             let run_dir = dir.run(&run.id);
-            let summary = run_dir.read_summary()?;
+            let summary = run_dir.read_complete()?.summary;
             Ok((run_dir, values, summary))
         })
         .collect::<Result<_>>()?;

@@ -1,10 +1,17 @@
 //! Run directories on disk: [`RunDir`] owns every path of a run (and
-//! [`SweepDir`] of a sweep); [`checkpoint`] is the checkpoint file format and
-//! the journal that writes it; [`output`] writes files atomically.
+//! [`SweepDir`] of a sweep) and [`RunWriter`] the right to write one;
+//! [`lock`] keeps one writer per directory; [`record`] is the completion
+//! record that says a run is complete; [`checkpoint`] is the checkpoint file
+//! format and the journal that writes it; [`output`] writes files atomically.
 
 pub mod checkpoint;
+pub mod lock;
 pub mod output;
+pub mod record;
 mod run_dir;
 
 pub use checkpoint::Control;
-pub use run_dir::{Inspection, Position, Progress, RunDir, SweepDir};
+pub use record::Completeness;
+pub use run_dir::{
+    CompleteRun, Inspection, Position, Progress, RunDir, RunState, RunWriter, SweepDir,
+};

@@ -1,11 +1,16 @@
 //! The run directory, the one place that knows its file names.
 //!
 //! A run directory holds `config.toml` (written first), `metrics.jsonl`,
-//! `model.npz` and `summary.json` (written last: its presence marks the run
-//! complete); while a run trains, also each model's metrics part file and,
-//! if asked for, its checkpoint. A sweep directory holds `sweep.json` (the
-//! grid's runs in order), `runs/ID/` (one run directory per run) and, once
-//! merged, `results.csv` and `results.jsonl`.
+//! `model.npz`, `summary.json` and `complete.json` (written last: the
+//! completion record, see [`record`]); while a run trains, also each model's
+//! metrics part file and, if asked for, its checkpoint; and always the lock
+//! file of its one writer (see [`lock`]). A sweep directory holds
+//! `sweep.json` (the grid's runs in order), `runs/ID/` (one run directory
+//! per run), its own lock file and, once merged, `results.csv` and
+//! `results.jsonl`.
+//!
+//! Reading a run ([`RunDir`]) needs no lock; writing one needs a
+//! [`RunWriter`], which holds the directory's lock for as long as it lives.
 
 use std::path::{Path, PathBuf};
 
@@ -15,13 +20,16 @@ use crate::experiment::{self, RunOutput, Summary};
 use crate::metrics::Record;
 use crate::phase::{ModelKind, Phase};
 use crate::store::checkpoint::{self, Control, DirJournal, Payload};
+use crate::store::lock::{self, DirLock, LOCK_FILE};
 use crate::store::output::{self, RecordWriter};
+use crate::store::record::{self, Completeness, RECORD_FILE};
 use crate::train::{ModelState, MoeStage, Monitor, Stage, VanillaStage};
 
 const CONFIG: &str = "config.toml";
 const METRICS: &str = "metrics.jsonl";
 const SUMMARY: &str = "summary.json";
 const MODEL: &str = "model.npz";
+const INTERVAL: &str = "checkpoint.every";
 
 /// One run's directory.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -35,16 +43,47 @@ pub type Position = Option<(Phase, u64)>;
 /// How far a run directory got.
 #[derive(Debug, PartialEq)]
 pub enum Progress {
-    /// `summary.json` is there: nothing to do.
+    /// Every file matches the completion record: nothing to do.
     Complete,
     /// Each model with its checkpoint's position, if it has one.
     Resumable(Vec<(ModelKind, Option<Position>)>),
 }
 
+/// Where a run directory stands, as a reader (`merge`) sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RunState {
+    /// Every file matches the completion record.
+    Complete,
+    /// Another process holds the directory and is writing it.
+    InProgress,
+    /// Nothing of the run is there.
+    NotStarted,
+    /// Files are there but are not a result: the reason.
+    Incomplete(String),
+}
+
+/// A run directory held for writing: the lock of its one writer, released
+/// when this is dropped or the process ends.
+pub struct RunWriter {
+    dir: RunDir,
+    _lock: DirLock,
+}
+
+/// A complete run as read back: its files' bytes, each checked against the
+/// completion record.
+pub struct CompleteRun {
+    /// The run's configuration.
+    pub config: Config,
+    /// `summary.json`.
+    pub summary: Summary,
+    /// `metrics.jsonl`, parsed.
+    pub metrics: Vec<Record>,
+}
+
 /// A run directory read and checked for resuming: its configuration, how
 /// far it got, and its checkpoints (each read and verified once).
-pub struct Inspection {
-    dir: RunDir,
+pub struct Inspection<'w> {
+    writer: &'w RunWriter,
     /// The directory's configuration.
     pub config: ValidConfig,
     /// How far the run got.
@@ -71,7 +110,7 @@ impl RunDir {
         self.path.join(METRICS)
     }
 
-    /// `summary.json`: written last, so it marks the run complete.
+    /// `summary.json`: the run's results.
     pub fn summary_file(&self) -> PathBuf {
         self.path.join(SUMMARY)
     }
@@ -91,12 +130,18 @@ impl RunDir {
         self.path.join(format!("checkpoint.{model}"))
     }
 
+    /// The checkpoint interval the run was started with, kept from its start
+    /// so a run killed before its first checkpoint still resumes with it.
+    fn interval_file(&self) -> PathBuf {
+        self.path.join(INTERVAL)
+    }
+
     /// Whether `name` is a file a run writes (or a temporary of one).
     fn is_run_file(name: &str) -> bool {
         let per_model = ModelKind::ALL
             .iter()
             .any(|m| name == format!("metrics.{m}.part") || name == format!("checkpoint.{m}"));
-        [CONFIG, METRICS, SUMMARY, MODEL].contains(&name)
+        [CONFIG, METRICS, SUMMARY, MODEL, RECORD_FILE, LOCK_FILE, INTERVAL].contains(&name)
             || per_model
             || (name.starts_with('.') && name.ends_with(".tmp"))
     }
@@ -108,48 +153,110 @@ impl RunDir {
             .any(|&m| self.checkpoint_file(m).exists())
     }
 
-    /// Whether the directory holds a complete run: its `summary.json` is a
-    /// summary and its `config.toml` a configuration. A run directory damaged
-    /// or written by another version is not complete, so a sweep redoes it.
-    pub fn is_complete(&self) -> bool {
-        std::fs::read(self.summary_file())
-            .ok()
-            .is_some_and(|t| serde_json::from_slice::<Summary>(&t).is_ok())
-            && Config::from_file(&self.config_file()).is_ok()
+    /// `complete.json`: the completion record, written last.
+    pub fn record_file(&self) -> PathBuf {
+        self.path.join(RECORD_FILE)
     }
 
-    /// Reads `summary.json`.
-    pub fn read_summary(&self) -> Result<Summary> {
-        let path = self.summary_file();
-        let text = std::fs::read(&path).map_err(|source| Error::Unreadable {
-            path: path.clone(),
-            source,
-        })?;
-        serde_json::from_slice(&text).map_err(|e| Error::Parse {
-            input: path.into(),
-            message: format!("not a run summary of this version ({e})"),
+    /// Whether every output file matches the completion record, and if not, why.
+    pub fn completeness(&self) -> Completeness {
+        record::check(&self.path)
+    }
+
+    /// Whether the directory holds a complete run (every file as recorded).
+    /// A run directory damaged, assembled from two processes or written by
+    /// another version is not complete, so a sweep redoes it.
+    pub fn is_complete(&self) -> bool {
+        self.completeness().is_complete()
+    }
+
+    /// Where the run stands for a reader: complete, being written by another
+    /// process, not started, or incomplete with the reason.
+    pub fn state(&self) -> RunState {
+        match self.completeness() {
+            Completeness::Complete(_) => RunState::Complete,
+            Completeness::Incomplete(_) if lock::is_held(&self.path) => RunState::InProgress,
+            Completeness::Incomplete(_) if !self.config_file().exists() => RunState::NotStarted,
+            Completeness::Incomplete(reason) => RunState::Incomplete(reason),
+        }
+    }
+
+    /// Reads a complete run: every file checked against the completion
+    /// record, and parsed from the very bytes checked. A run that is not
+    /// complete is refused ([`Error::Incomplete`]; [`Error::InUse`] while
+    /// another process writes it).
+    pub fn read_complete(&self) -> Result<CompleteRun> {
+        let (mut config, mut summary, mut metrics) = (None, None, None);
+        let checked = record::check_files(&self.path, &mut |name, bytes| match name {
+            CONFIG => config = Some(bytes.to_vec()),
+            SUMMARY => summary = Some(bytes.to_vec()),
+            METRICS => metrics = Some(bytes.to_vec()),
+            _ => {}
+        });
+        if let Err(reason) = checked {
+            return Err(if lock::is_held(&self.path) {
+                Error::InUse {
+                    path: self.path.clone(),
+                    holder: None,
+                }
+            } else {
+                Error::Incomplete {
+                    path: self.path.clone(),
+                    reason,
+                }
+            });
+        }
+        let text = |bytes: Option<Vec<u8>>, path: PathBuf| {
+            String::from_utf8(bytes.unwrap_or_default()).map_err(|e| Error::Parse {
+                input: path.into(),
+                message: e.to_string(),
+            })
+        };
+        let config_path = self.config_file();
+        let config =
+            Config::from_toml(&text(config, config_path.clone())?).map_err(|e| match e {
+                Error::Parse { message, .. } => Error::parse(config_path, message),
+                other => other,
+            })?;
+        let summary = parse_summary(&text(summary, self.summary_file())?, self.summary_file())?;
+        let metrics = parse_metrics(&text(metrics, self.metrics_file())?, self.metrics_file())?;
+        Ok(CompleteRun {
+            config,
+            summary,
+            metrics,
         })
     }
 
-    /// Reads `metrics.jsonl`.
+    /// Reads `summary.json` as it is (see [`RunDir::read_complete`] for a
+    /// checked read).
+    pub fn read_summary(&self) -> Result<Summary> {
+        let path = self.summary_file();
+        let text = std::fs::read_to_string(&path).map_err(|source| Error::Unreadable {
+            path: path.clone(),
+            source,
+        })?;
+        parse_summary(&text, path)
+    }
+
+    /// Reads `metrics.jsonl` as it is (see [`RunDir::read_complete`] for a
+    /// checked read).
     pub fn read_metrics(&self) -> Result<Vec<Record>> {
         let path = self.metrics_file();
         let text = std::fs::read_to_string(&path).map_err(|source| Error::Unreadable {
             path: path.clone(),
             source,
         })?;
-        text.lines()
-            .map(|l| {
-                serde_json::from_str(l).map_err(|e| Error::Parse {
-                    input: path.clone().into(),
-                    message: e.to_string(),
-                })
-            })
-            .collect()
+        parse_metrics(&text, path)
     }
 
     /// Reads and checks the run's configuration, for resuming.
     fn read_config(&self) -> Result<ValidConfig> {
+        self.check_is_run()?;
+        Config::from_file(&self.config_file())?.check()
+    }
+
+    /// That the directory exists and holds a `config.toml`.
+    fn check_is_run(&self) -> Result<()> {
         let not_a_run = |message: &str| Error::Checkpoint {
             path: self.path.clone(),
             message: message.into(),
@@ -159,41 +266,122 @@ impl RunDir {
                 "not a directory: give the run directory that `clustermoe run --out` wrote",
             ));
         }
-        let path = self.config_file();
-        if !path.is_file() {
+        if !self.config_file().is_file() {
             return Err(not_a_run("it holds no config.toml: not a run directory"));
         }
-        Config::from_file(&path)?.check()
+        Ok(())
     }
 
-    /// Creates the directory for a new run and writes its `config.toml`. An
+    /// The checkpoint of the model with stages `S`, read and verified, if it has one.
+    fn checkpoint<S: Stage>(&self, config_text: &str) -> Result<Option<Payload<S>>> {
+        let path = self.checkpoint_file(S::MODEL);
+        path.exists()
+            .then(|| checkpoint::checked::<S>(&path, config_text))
+            .transpose()
+    }
+
+    /// Takes this directory for a new run, creating it if needed:
+    /// [`Error::InUse`] while another process writes it; nothing is touched
+    /// before the lock is held.
+    pub fn writer(&self) -> Result<RunWriter> {
+        let dir = &self.path;
+        if dir.exists() && !dir.is_dir() {
+            return Err(Error::invalid(
+                "--out",
+                dir.display(),
+                "a directory to write the run in, not an existing file",
+            ));
+        }
+        std::fs::create_dir_all(dir).map_err(|e| Error::io("cannot create", dir, e))?;
+        Ok(RunWriter {
+            dir: self.clone(),
+            _lock: DirLock::exclusive(dir)?,
+        })
+    }
+
+    /// Takes an existing run directory (one with a `config.toml`) for
+    /// resuming it: [`Error::InUse`] while another process writes it.
+    pub fn existing_writer(&self) -> Result<RunWriter> {
+        self.check_is_run()?;
+        Ok(RunWriter {
+            dir: self.clone(),
+            _lock: DirLock::exclusive(&self.path)?,
+        })
+    }
+
+    /// Trains `cfg` into this directory from the start (see [`RunWriter::train`]).
+    pub fn train(
+        &self,
+        cfg: &ValidConfig,
+        monitor: &dyn Monitor,
+        control: &Control,
+    ) -> Result<RunOutput> {
+        self.writer()?.train(cfg, monitor, control)
+    }
+
+    /// Continues the run from its checkpoints; see [`Inspection::resume`].
+    pub fn resume(&self, monitor: &dyn Monitor, control: &Control) -> Result<Option<RunOutput>> {
+        self.existing_writer()?.inspect()?.resume(monitor, control)
+    }
+}
+
+impl RunWriter {
+    /// The directory held.
+    pub fn dir(&self) -> &RunDir {
+        &self.dir
+    }
+
+    /// Empties the directory for a new run and writes its `config.toml`. An
     /// existing directory is reused only when it holds nothing but files of
     /// a previous (possibly killed) run, never otherwise.
     fn create(&self, cfg: &ValidConfig) -> Result<()> {
-        let dir = &self.path;
-        if dir.exists() {
-            let names: Vec<String> = std::fs::read_dir(dir)
-                .map_err(|e| Error::io("cannot read", dir, e))?
-                .filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect();
-            if let Some(other) = names.iter().find(|n| !Self::is_run_file(n)) {
-                return Err(Error::invalid(
-                    "--out",
-                    dir.display(),
-                    format!("a new directory, an empty one, or a previous run directory (it holds `{other}`)"),
-                ));
-            }
-            for name in &names {
-                let p = dir.join(name);
-                std::fs::remove_file(&p).map_err(|e| Error::io("cannot remove", &p, e))?;
-            }
+        let dir = self.dir.path();
+        let names: Vec<String> = std::fs::read_dir(dir)
+            .map_err(|e| Error::io("cannot read", dir, e))?
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        if let Some(other) = names.iter().find(|n| !RunDir::is_run_file(n)) {
+            return Err(Error::invalid(
+                "--out",
+                dir.display(),
+                format!("a new directory, an empty one, or a previous run directory (it holds `{other}`)"),
+            ));
         }
-        std::fs::create_dir_all(dir).map_err(|e| Error::io("cannot create", dir, e))?;
-        output::write_atomic(&self.config_file(), cfg.config.to_toml().as_bytes())
+        // The record goes first: a directory half cleared is never complete.
+        let record = self.dir.record_file();
+        if record.exists() {
+            std::fs::remove_file(&record).map_err(|e| Error::io("cannot remove", &record, e))?;
+        }
+        for name in names
+            .iter()
+            .filter(|n| *n != LOCK_FILE && *n != RECORD_FILE)
+        {
+            let p = dir.join(name);
+            std::fs::remove_file(&p).map_err(|e| Error::io("cannot remove", &p, e))?;
+        }
+        output::write_atomic(&self.dir.config_file(), cfg.config.to_toml().as_bytes())
     }
 
-    /// Trains `cfg` into this directory from the start.
+    /// Keeps the checkpoint interval of a run being started.
+    fn keep_interval(&self, control: &Control) -> Result<()> {
+        match control.checkpoint_every {
+            Some(every) => {
+                output::write_atomic(&self.dir.interval_file(), format!("{every}\n").as_bytes())
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// The interval kept by [`RunWriter::keep_interval`], if any.
+    fn kept_interval(&self) -> Option<u64> {
+        std::fs::read_to_string(self.dir.interval_file())
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .filter(|&every| every > 0)
+    }
+
+    /// Trains `cfg` into the directory from the start.
     pub fn train(
         &self,
         cfg: &ValidConfig,
@@ -201,7 +389,8 @@ impl RunDir {
         control: &Control,
     ) -> Result<RunOutput> {
         self.create(cfg)?;
-        let logs = ModelKind::ALL.map(|m| RecordWriter::create(self.part_file(m)));
+        self.keep_interval(control)?;
+        let logs = ModelKind::ALL.map(|m| RecordWriter::create(self.dir.part_file(m)));
         let [moe_log, vanilla_log] = logs;
         self.train_from(
             cfg,
@@ -212,11 +401,12 @@ impl RunDir {
     }
 
     /// Reads what the directory holds, checking every checkpoint in it.
-    pub fn inspect(&self) -> Result<Inspection> {
-        let config = self.read_config()?;
-        if self.is_complete() {
+    pub fn inspect(&self) -> Result<Inspection<'_>> {
+        let dir = &self.dir;
+        let config = dir.read_config()?;
+        if dir.is_complete() {
             return Ok(Inspection {
-                dir: self.clone(),
+                writer: self,
                 config,
                 progress: Progress::Complete,
                 checkpoints: (None, None),
@@ -224,8 +414,8 @@ impl RunDir {
         }
         let text = config.config.to_toml();
         let checkpoints = (
-            self.checkpoint::<MoeStage>(&text)?,
-            self.checkpoint::<VanillaStage>(&text)?,
+            dir.checkpoint::<MoeStage>(&text)?,
+            dir.checkpoint::<VanillaStage>(&text)?,
         );
         let positions = vec![
             (
@@ -238,39 +428,28 @@ impl RunDir {
             ),
         ];
         Ok(Inspection {
-            dir: self.clone(),
+            writer: self,
             config,
             progress: Progress::Resumable(positions),
             checkpoints,
         })
     }
 
-    /// The checkpoint of the model with stages `S`, read and verified, if it has one.
-    fn checkpoint<S: Stage>(&self, config_text: &str) -> Result<Option<Payload<S>>> {
-        let path = self.checkpoint_file(S::MODEL);
-        path.exists()
-            .then(|| checkpoint::checked::<S>(&path, config_text))
-            .transpose()
-    }
-
-    /// Continues the run from its checkpoints; see [`Inspection::resume`].
-    pub fn resume(&self, monitor: &dyn Monitor, control: &Control) -> Result<Option<RunOutput>> {
-        self.inspect()?.resume(monitor, control)
-    }
-
     /// Removes the checkpoints and metric parts of a complete run.
     pub fn remove_leftovers(&self) {
         for model in ModelKind::ALL {
-            for path in [self.part_file(model), self.checkpoint_file(model)] {
+            for path in [self.dir.part_file(model), self.dir.checkpoint_file(model)] {
                 let _ = std::fs::remove_file(path);
             }
         }
+        let _ = std::fs::remove_file(self.dir.interval_file());
     }
 
     /// Trains (or goes on training) both models here, then writes the
-    /// metrics, `model.npz` and, last, `summary.json`; checkpoints and part
-    /// files go once the run is complete. On failure or a stop, the metrics
-    /// so far are joined into `metrics.jsonl` and the checkpoints stay.
+    /// metrics, `model.npz`, `summary.json` and, last, the completion record;
+    /// checkpoints and part files go once the run is complete. On failure or
+    /// a stop, the metrics so far are joined into `metrics.jsonl` and the
+    /// checkpoints stay.
     fn train_from(
         &self,
         cfg: &ValidConfig,
@@ -278,12 +457,19 @@ impl RunDir {
         control: &Control,
         models: (Resumed<MoeStage>, Resumed<VanillaStage>),
     ) -> Result<RunOutput> {
+        let dir = &self.dir;
+        // A record left from before (a resumed damaged run) vouches for
+        // nothing this training writes: until the new one, incomplete.
+        let stale = dir.record_file();
+        if stale.exists() {
+            std::fs::remove_file(&stale).map_err(|e| Error::io("cannot remove", &stale, e))?;
+        }
         let config_sha256 = checkpoint::sha256_hex(cfg.config.to_toml().as_bytes());
         let ((moe_log, moe_state), (vanilla_log, vanilla_state)) = models;
         let journal = |model: ModelKind, log: RecordWriter| DirJournal {
             model,
             log,
-            path: self.checkpoint_file(model),
+            path: dir.checkpoint_file(model),
             config_sha256: config_sha256.clone(),
             control,
         };
@@ -298,37 +484,63 @@ impl RunDir {
         );
         moe.log.flushed_len()?;
         vanilla.log.flushed_len()?;
-        let parts = ModelKind::ALL.map(|m| self.part_file(m));
-        output::join_metrics(&self.metrics_file(), &parts)?;
+        let parts = ModelKind::ALL.map(|m| dir.part_file(m));
+        output::join_metrics(&dir.metrics_file(), &parts)?;
         let out = result?;
-        output::write_model(&self.model_file(), &out)?;
-        // summary.json comes last: its presence marks the run complete.
-        output::write_json(&self.summary_file(), &out.summary)?;
+        output::write_model(&dir.model_file(), &out)?;
+        output::write_json(&dir.summary_file(), &out.summary)?;
+        // The record comes last: with it, and only with it, the run is complete.
+        record::write(dir.path())?;
         self.remove_leftovers();
         Ok(out)
     }
 }
 
-impl Inspection {
+impl Inspection<'_> {
     /// Continues the run from its checkpoints (a model without one starts
     /// over). Returns None if the run was already complete. Without
     /// `control.checkpoint_every`, the run keeps the interval it was started
     /// with.
     pub fn resume(self, monitor: &dyn Monitor, control: &Control) -> Result<Option<RunOutput>> {
-        let dir = self.dir;
+        let writer = self.writer;
         if self.progress == Progress::Complete {
-            // A kill between summary.json and the clean-up leaves checkpoints
+            // A kill between the record and the clean-up leaves checkpoints
             // of a finished run behind; finish the clean-up now.
-            dir.remove_leftovers();
+            writer.remove_leftovers();
             return Ok(None);
         }
         let mut control = control.clone();
         let (moe, vanilla) = self.checkpoints;
-        let moe = resumed(&dir, moe, &mut control)?;
-        let vanilla = resumed(&dir, vanilla, &mut control)?;
-        dir.train_from(&self.config, monitor, &control, (moe, vanilla))
+        let moe = resumed(&writer.dir, moe, &mut control)?;
+        let vanilla = resumed(&writer.dir, vanilla, &mut control)?;
+        // Killed before any checkpoint: the interval the run started with.
+        if control.checkpoint_every.is_none() {
+            control.checkpoint_every = writer.kept_interval();
+        }
+        writer
+            .train_from(&self.config, monitor, &control, (moe, vanilla))
             .map(Some)
     }
+}
+
+/// Parses `summary.json`'s text.
+fn parse_summary(text: &str, path: PathBuf) -> Result<Summary> {
+    serde_json::from_str(text).map_err(|e| Error::Parse {
+        input: path.into(),
+        message: format!("not a run summary of this version ({e})"),
+    })
+}
+
+/// Parses `metrics.jsonl`'s text.
+fn parse_metrics(text: &str, path: PathBuf) -> Result<Vec<Record>> {
+    text.lines()
+        .map(|l| {
+            serde_json::from_str(l).map_err(|e| Error::Parse {
+                input: path.clone().into(),
+                message: e.to_string(),
+            })
+        })
+        .collect()
 }
 
 /// A model's metrics part file, and its state to resume from if it has one.
@@ -381,6 +593,13 @@ impl SweepDir {
     /// The run directory of run `id`.
     pub fn run(&self, id: &str) -> RunDir {
         RunDir::new(self.runs().join(id))
+    }
+
+    /// Holds the sweep's bookkeeping (`sweep.json`, the merged results) for
+    /// the instant it is written; the runs have locks of their own, so
+    /// several sweep processes on one directory work side by side.
+    pub fn bookkeeping_lock(&self) -> Result<DirLock> {
+        DirLock::wait(&self.path)
     }
 
     /// `results.csv`: one row per complete run, written by a merge.

@@ -8,19 +8,29 @@ use serde_json::{Map, Value};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::experiment;
-use crate::store::{output, SweepDir};
+use crate::store::{output, record, RunState, SweepDir};
 use crate::sweep::Manifest;
-
-/// The way out of a damaged run directory (see [`crate::store::checkpoint::is_complete`]).
-const REDO: &str = "running the sweep again redoes this run";
 
 /// What a merge found.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct MergeReport {
     /// Complete runs written as rows.
     pub rows: usize,
-    /// Runs of the manifest that are not complete (yet).
+    /// Runs of the manifest not started (yet).
     pub missing: Vec<String>,
+    /// Runs another process is writing now.
+    pub in_progress: Vec<String>,
+    /// Runs with files that are not a result (killed, damaged, assembled
+    /// from two processes, of another version), each with the reason;
+    /// running the sweep again redoes them.
+    pub incomplete: Vec<(String, String)>,
+}
+
+impl MergeReport {
+    /// Every run of the grid is a row.
+    pub fn is_whole(&self) -> bool {
+        self.missing.is_empty() && self.in_progress.is_empty() && self.incomplete.is_empty()
+    }
 }
 
 /// Flattens nested objects into dotted keys; arrays stay JSON values (one cell).
@@ -81,6 +91,21 @@ fn run_ids(dir: &SweepDir) -> Result<Vec<String>> {
     Ok(ids)
 }
 
+/// A checked run's configuration and summary as JSON values, or why they
+/// are not of this version.
+fn parse_run(config: &[u8], summary: &[u8]) -> std::result::Result<(Value, Value), String> {
+    serde_json::from_slice::<experiment::Summary>(summary)
+        .map_err(|e| format!("`summary.json` is not a run summary of this version ({e})"))?;
+    let summary: Value = serde_json::from_slice(summary).map_err(|e| e.to_string())?;
+    let text = std::str::from_utf8(config).map_err(|e| format!("`config.toml`: {e}"))?;
+    let config = Config::from_toml(text)
+        .map_err(|e| format!("`config.toml` is not a configuration of this version ({e})"))?;
+    Ok((
+        serde_json::to_value(&config).expect("configs are JSON"),
+        summary,
+    ))
+}
+
 /// Writes `DIR/results.csv` and `DIR/results.jsonl` from every complete run
 /// under `DIR/runs/`, in grid order.
 pub fn merge(dir: &Path) -> Result<MergeReport> {
@@ -90,44 +115,28 @@ pub fn merge(dir: &Path) -> Result<MergeReport> {
     let mut jsonl = String::new();
     for id in run_ids(dir)? {
         let run = dir.run(&id);
-        // summary.json is written last and atomically: absent means the run
-        // is not done (yet); present but unreadable means it was damaged or
-        // written by another version, which is an error (a sweep started
-        // again redoes such a run).
-        let summary_path = run.summary_file();
-        let text = match std::fs::read(&summary_path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                report.missing.push(id);
+        // Each run is read from the bytes its completion record vouches
+        // for; a run without a matching record is named, never a row.
+        let (mut config_bytes, mut summary_bytes) = (Vec::new(), Vec::new());
+        let checked = record::check_files(run.path(), &mut |name, bytes| {
+            if name == "config.toml" {
+                config_bytes = bytes.to_vec();
+            } else if name == "summary.json" {
+                summary_bytes = bytes.to_vec();
+            }
+        })
+        .and_then(|_| parse_run(&config_bytes, &summary_bytes));
+        let (config, summary) = match checked {
+            Ok(parsed) => parsed,
+            Err(reason) => {
+                match run.state() {
+                    RunState::InProgress => report.in_progress.push(id),
+                    RunState::NotStarted => report.missing.push(id),
+                    _ => report.incomplete.push((id, reason)),
+                }
                 continue;
             }
-            Err(source) => {
-                return Err(Error::Unreadable {
-                    path: summary_path,
-                    source,
-                })
-            }
         };
-        let not_a_summary = |e: serde_json::Error| Error::Parse {
-            input: summary_path.clone().into(),
-            message: format!("not a run summary of this version ({e}); {REDO}"),
-        };
-        serde_json::from_slice::<experiment::Summary>(&text).map_err(not_a_summary)?;
-        let summary: Value = serde_json::from_slice(&text).map_err(not_a_summary)?;
-        let config_path = run.config_file();
-        // Any error of a run's config.toml names the file, not only parse errors.
-        let config = Config::from_file(&config_path).map_err(|e| {
-            let message = match e {
-                Error::Unreadable { .. } => return e,
-                Error::Parse { message, .. } => message,
-                other => other.to_string(),
-            };
-            Error::Parse {
-                input: config_path.clone().into(),
-                message: format!("{message}; {REDO}"),
-            }
-        })?;
-        let config = serde_json::to_value(&config).expect("configs are JSON");
         let mut object = Map::new();
         object.insert("id".into(), Value::String(id.clone()));
         object.insert("config".into(), config.clone());
@@ -163,6 +172,7 @@ pub fn merge(dir: &Path) -> Result<MergeReport> {
         csv.write_record(&record).map_err(io)?;
     }
     let bytes = csv.into_inner().map_err(|e| io(e.into_error().into()))?;
+    let _bookkeeping = dir.bookkeeping_lock()?;
     output::write_atomic(&dir.results_csv(), &bytes)?;
     output::write_atomic(&dir.results_jsonl(), jsonl.as_bytes())?;
     report.rows = rows.len();

@@ -105,6 +105,9 @@ pub struct SweepReport {
     pub failed: Vec<(String, String)>,
     /// Runs a stop signal left unfinished (checkpointed or not started).
     pub stopped: usize,
+    /// Runs another process was writing when this one came to them: left
+    /// to it (a sweep started again later picks up any it did not finish).
+    pub busy: Vec<String>,
 }
 
 impl SweepReport {
@@ -156,27 +159,37 @@ enum Outcome {
     Resumed,
     Failed(String),
     Stopped,
+    Busy,
 }
 
-/// Runs one run of a sweep: skipped if complete, continued from its
-/// checkpoints if it has any, trained from the start otherwise (also when
-/// its checkpoints cannot be used: runs are deterministic, so starting over
-/// gives the same result).
+/// Runs one run of a sweep, holding its directory's lock throughout: left
+/// alone if another process holds it, skipped if complete, continued from
+/// its checkpoints if it has usable ones of this configuration, trained from
+/// the start otherwise (runs are deterministic, so starting over gives the
+/// same result).
 fn sweep_one(config: &ValidConfig, dir: &RunDir, control: &Control) -> Outcome {
+    let writer = match dir.writer() {
+        Ok(w) => w,
+        Err(Error::InUse { .. }) => return Outcome::Busy,
+        Err(e) => return Outcome::Failed(e.to_string()),
+    };
     if dir.is_complete() {
-        dir.remove_leftovers();
+        writer.remove_leftovers();
         return Outcome::Skipped;
     }
     if control.stop_signal().is_some() {
         return Outcome::Stopped;
     }
-    let resumed = dir
-        .has_checkpoints()
-        .then(|| dir.resume(&Silent, control))
+    // Checkpoints count only under this run's own configuration: a
+    // config.toml of another run makes the directory one to redo.
+    let planned = config.config.to_toml();
+    let same_config = std::fs::read_to_string(dir.config_file()).is_ok_and(|t| t == planned);
+    let resumed = (same_config && dir.has_checkpoints())
+        .then(|| writer.inspect().and_then(|i| i.resume(&Silent, control)))
         .filter(|r| !matches!(r, Err(Error::Checkpoint { .. })));
     let result = match resumed {
         Some(r) => r.map(|_| Outcome::Resumed),
-        None => dir
+        None => writer
             .train(config, &Silent, control)
             .map(|_| Outcome::Trained),
     };
@@ -210,7 +223,10 @@ pub fn run_grid(
             })
             .collect(),
     };
-    output::write_json(&sweep_dir.manifest_file(), &manifest)?;
+    {
+        let _bookkeeping = sweep_dir.bookkeeping_lock()?;
+        output::write_json(&sweep_dir.manifest_file(), &manifest)?;
+    }
     let mine: Vec<&PlannedRun> = runs
         .iter()
         .enumerate()
@@ -242,6 +258,7 @@ pub fn run_grid(
             Outcome::Resumed => report.resumed += 1,
             Outcome::Failed(e) => report.failed.push((id, e)),
             Outcome::Stopped => report.stopped += 1,
+            Outcome::Busy => report.busy.push(id),
         }
     }
     Ok(report)
