@@ -1,5 +1,5 @@
 //! Joint training against the staged algorithm on the same task and
-//! budget (README "Joint training"): for seeds FIRST to LAST (in
+//! budget (docs/joint-training.md): for seeds FIRST to LAST (in
 //! parallel), the staged MoE and vanilla network, then joint training with
 //! several gates and balancing weights, each MoE beside the vanilla network
 //! trained the same way on the same samples. Prints a Markdown table of

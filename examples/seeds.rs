@@ -1,6 +1,7 @@
 //! Runs the default configuration for seeds 1 to 10 (in parallel) and
-//! prints the README's results tables as Markdown: the default task, and
-//! with overrides every family of "Across the theorem's range".
+//! prints the results tables as Markdown (README.md, docs/results.md): the
+//! default task, and with overrides every family of "Across the theorem's
+//! range".
 //!
 //! `cargo run --release --example seeds [FIRST LAST] [FIELD=VALUE ...]`
 //! (overrides as for `clustermoe run --set`).

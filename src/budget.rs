@@ -4,7 +4,7 @@
 //! run that can succeed. Every value is a default: a number set in the
 //! configuration wins over it.
 //!
-//! Three laws (SPEC §7, `docs/theory.md`), each calibrated so that the
+//! Three laws (`docs/theory.md`, `docs/algorithm.md`), each calibrated so that the
 //! default task (d = 32, k* = 3, h_3 links) keeps the rates and lengths that
 //! were tuned on it:
 //!

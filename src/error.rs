@@ -16,6 +16,9 @@ pub enum Input {
     Set(String),
     /// A value of a sweep grid, as `FIELD=VALUE`.
     GridValue(String),
+    /// A field given as an argument of a function (the Python package's
+    /// keyword sections), as `FIELD=VALUE`.
+    Argument(String),
     /// TOML text given as a string.
     Text,
 }
@@ -26,6 +29,7 @@ impl std::fmt::Display for Input {
             Input::File(path) => write!(f, "{}", path.display()),
             Input::Set(set) => write!(f, "--set {set}"),
             Input::GridValue(set) => write!(f, "grid value {set}"),
+            Input::Argument(set) => write!(f, "argument {set}"),
             Input::Text => write!(f, "configuration"),
         }
     }

@@ -15,6 +15,7 @@ use crate::phase::{ModelKind, Phase};
 use crate::task::{Batch, Task};
 use crate::train::{self, Journal, MoeStage, MoeState, Monitor, VanillaStage, VanillaState};
 
+pub mod predict;
 mod summarise;
 use summarise::{summarise_joint, summarise_moe, summarise_vanilla, test_record};
 

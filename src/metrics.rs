@@ -1,4 +1,4 @@
-//! What is measured (SPEC §5): overlaps, weak recovery, router quality,
+//! What is measured (docs/algorithm.md): overlaps, weak recovery, router quality,
 //! test error; and the records written to `metrics.jsonl`.
 
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis};

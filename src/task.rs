@@ -1,4 +1,4 @@
-//! The clustered single-index task (SPEC §2): cluster centres, local and
+//! The clustered single-index task (docs/algorithm.md): cluster centres, local and
 //! global directions, links, and a sampler of minibatches.
 
 use ndarray::{Array1, Array2};

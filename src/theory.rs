@@ -63,7 +63,7 @@ pub struct DriftPoint {
 }
 
 impl DriftParams {
-    /// The default task of SPEC §2 (k = 3, `f*_c = g* = h_3`, C = 2, noise
+    /// The default task (k = 3, `f*_c = g* = h_3`, C = 2, noise
     /// std 0.1) in dimension `d`, with `sigma2` of a direction orthogonal to
     /// the task (`3 * 2.01 + 36 / (d - 1)`).
     pub fn default_task(d: usize, lr: f64, batch: usize) -> Self {

@@ -311,8 +311,16 @@ fn link_reports_coefficients_and_information_exponent() {
 fn defaults_print_a_configuration_that_parses_back() {
     let out = clustermoe(&["defaults"]);
     assert!(out.status.success());
-    let config = Config::from_toml(&String::from_utf8(out.stdout).unwrap()).unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let config = Config::from_toml(&text).unwrap();
     assert_eq!(config, Config::default());
+    // Every field, those a staged run's config.toml leaves out included.
+    let table: toml::Table = toml::from_str(&text).unwrap();
+    assert_eq!(table["moe"]["training"].as_str(), Some("staged"));
+    let joint = table["joint"].as_table().expect("a [joint] section");
+    for field in ["optimizer", "lr", "steps", "lambda_bal", "activation"] {
+        assert!(joint.contains_key(field), "[joint] lacks {field}");
+    }
 }
 
 #[test]
@@ -513,5 +521,160 @@ fn a_joint_run_writes_its_summary_and_records_and_bad_joint_fields_exit_2() {
         assert_eq!(out.status.code(), Some(2), "{set}: {}", stderr(&out));
         assert!(stderr(&out).contains(field), "{set}: {}", stderr(&out));
         assert!(!out_dir.exists(), "{set}");
+    }
+}
+
+/// Words of Rust and serde that no message meant for a user may hold.
+const RUST_WORDS: [&str; 10] = [
+    "usize",
+    "u64",
+    "u32",
+    "i64",
+    "f64",
+    "f32",
+    "struct ",
+    "untagged enum",
+    "a sequence",
+    "a map",
+];
+
+#[test]
+fn every_field_rejects_bad_values_in_words_not_rust_types() {
+    let defaults: toml::Table = toml::from_str(&Config::default().to_full_toml()).unwrap();
+    let mut fields = Vec::new();
+    for (section, value) in &defaults {
+        match value {
+            toml::Value::Table(t) => fields.extend(t.keys().map(|k| format!("{section}.{k}"))),
+            _ => fields.push(section.clone()),
+        }
+    }
+    assert!(fields.len() > 60, "{} fields", fields.len());
+    let mut rejected = 0;
+    for field in &fields {
+        for value in ["-5", "fast", "[1, 2]", "true", "{ a = 1 }", "-1.5", "NaN"] {
+            let set = format!("{field}={value}");
+            let result = Config::from_toml_with_overrides("", std::slice::from_ref(&set))
+                .and_then(|c| c.check().map(|_| ()));
+            let Err(e) = result else { continue };
+            rejected += 1;
+            let message = e.to_string();
+            assert_eq!(e.exit_status(), 2, "{set}: {message}");
+            assert!(message.contains(field.as_str()), "{set}: {message}");
+            for word in RUST_WORDS {
+                assert!(!message.contains(word), "{set}: {message:?} holds {word:?}");
+            }
+        }
+    }
+    assert!(rejected > fields.len() * 4, "{rejected} rejections");
+    // A negative count gets the field's own range, as 0 does.
+    let e = Config::from_toml_with_overrides("", &["task.d=-5".into()]).unwrap_err();
+    let zero = Config::from_toml_with_overrides("", &["task.d=0".into()])
+        .unwrap()
+        .check()
+        .unwrap_err();
+    match (e, zero) {
+        (
+            clustermoe::error::Error::Invalid { value, allowed, .. },
+            clustermoe::error::Error::Invalid { allowed: want, .. },
+        ) => {
+            assert_eq!(value, "-5");
+            assert_eq!(allowed, want);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn nan_and_inf_read_the_same_in_any_case() {
+    let message = |value: &str| {
+        let set = format!("task.rho={value}");
+        Config::from_toml_with_overrides("", &[set])
+            .and_then(|c| c.check().map(|_| ()))
+            .unwrap_err()
+            .to_string()
+    };
+    for (forms, want) in [
+        (["nan", "NaN", "NAN", "+nan"], "`task.rho`: NaN"),
+        (["inf", "Inf", "INF", "+Infinity"], "`task.rho`: inf"),
+        (["-inf", "-Inf", "-INF", "-infinity"], "`task.rho`: -inf"),
+    ] {
+        for form in forms {
+            let m = message(form);
+            assert!(m.contains(want), "{form}: {m}");
+        }
+    }
+}
+
+#[test]
+fn an_unusable_out_exits_2_saying_what_is_wrong() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = write(tmp.path(), "afile", "not a directory");
+    let grid = write(tmp.path(), "grid.toml", "seeds = [1]\n");
+    let under = file.join("run");
+    for args in [
+        vec!["run", "-q", "--out", file.to_str().unwrap()],
+        vec!["run", "-q", "--out", under.to_str().unwrap()],
+        vec![
+            "sweep",
+            grid.to_str().unwrap(),
+            "-q",
+            "--out",
+            file.to_str().unwrap(),
+        ],
+    ] {
+        let out = clustermoe(&args);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains("`--out`") && err.contains("existing file"),
+            "{err}"
+        );
+    }
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "not a directory");
+}
+
+#[test]
+fn the_summary_table_lines_up_for_any_number_of_clusters() {
+    let tmp = tempfile::tempdir().unwrap();
+    for clusters in [2, 3, 5] {
+        let signs = match clusters {
+            2 => "[1, -1]",
+            3 => "[1, 1, -2]",
+            _ => "[1, -1, 1, -1, 0]",
+        };
+        let text = format!("{SMALL}\n");
+        let text = text.replace(
+            "[task]\nd = 16\n",
+            &format!("[task]\nd = 16\nclusters = {clusters}\nsigns = {signs}\n"),
+        );
+        let config = write(tmp.path(), "c.toml", &text);
+        let out_dir = tmp.path().join(format!("c{clusters}"));
+        let out = clustermoe(&[
+            "run",
+            config.to_str().unwrap(),
+            "-q",
+            "--out",
+            out_dir.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let text = String::from_utf8(out.stdout).unwrap();
+        let lines: Vec<&str> = text.lines().take(3).collect();
+        // Every column starts where its header starts.
+        for header in ["test_rel_mse", "local_overlap", "global_overlap", "samples"] {
+            let at = lines[0].find(header).unwrap();
+            let (start, end) = if header == "test_rel_mse" || header == "samples" {
+                (at + header.len() - 1, at + header.len())
+            } else {
+                (at, at + 1)
+            };
+            for row in &lines[1..] {
+                let cell = &row[start..end];
+                assert!(
+                    cell.chars().all(|c| c.is_ascii_digit() || c == '.'),
+                    "C = {clusters}, {header}: {:?}\n{text}",
+                    cell
+                );
+            }
+        }
     }
 }

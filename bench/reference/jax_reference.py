@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""JAX reference of clustermoe's default staged algorithm (SPEC section 4).
+"""JAX reference of clustermoe's default staged algorithm (docs/algorithm.md).
 
 Written the way a JAX researcher would write it: float32 (float64 only in the
 readout, as numpy_reference.py), pure functions of

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""NumPy reference of clustermoe's default staged algorithm (SPEC section 4).
+"""NumPy reference of clustermoe's default staged algorithm (docs/algorithm.md).
 
 Written the way an ML researcher would write it in NumPy: vectorised over the
 batch (and over neurons), float32 wherever clustermoe uses f32, one Python loop

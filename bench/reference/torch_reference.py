@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""PyTorch (CPU) reference of clustermoe's default staged algorithm (SPEC section 4).
+"""PyTorch (CPU) reference of clustermoe's default staged algorithm (docs/algorithm.md).
 
 Written the way an ML researcher would write it in PyTorch: float32 tensors,
 `torch.randn`/`torch.randint` with a `torch.Generator`, matmuls vectorised

@@ -16,7 +16,7 @@ and writes the same files, and errors carry the same messages::
 A configuration is ``None`` (the defaults), a dict of sections (``{"task":
 {"d": 64}}``), or the path of a TOML file; keyword sections
 (``task={"d": 64}``) then override it field by field as the CLI's ``--set``
-does, and ``seed=`` as ``--seed``. See the README's configuration reference
+does, and ``seed=`` as ``--seed``. See docs/configuration.md
 for every field, or :func:`defaults`.
 
 Long calls release the GIL, show progress on stderr (a terminal or a
@@ -79,7 +79,46 @@ PathLike = Union[str, "os.PathLike[str]"]
 ConfigLike = Union[None, Mapping[str, Any], PathLike]
 
 
-def _sections(sections: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+# The configuration's sections, which ``**sections`` keyword arguments name.
+_SECTIONS = (
+    "task",
+    "moe",
+    "phase_one",
+    "phase_two",
+    "phase_three",
+    "readout",
+    "vanilla",
+    "metrics",
+    "joint",
+)
+
+
+def _sections(
+    sections: Dict[str, Any], function: str, keywords: Sequence[str]
+) -> Optional[Dict[str, Any]]:
+    """The ``**sections`` of ``function``, each a section name with a dict of
+    fields; an unknown name is an :class:`UnknownFieldError` naming the
+    closest keyword or section (``quite=True``: did you mean ``quiet``?)."""
+    for name, value in sections.items():
+        if name not in _SECTIONS:
+            import difflib
+
+            known = list(keywords) + list(_SECTIONS)
+            close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+            hint = f"; did you mean `{close[0]}`?" if close else ""
+            e = UnknownFieldError(
+                f"unknown keyword argument `{name}` of {function}(){hint} "
+                f"(its keywords: {', '.join(keywords)}; configuration sections: "
+                f"{', '.join(_SECTIONS)})"
+            )
+            e.field = name
+            raise e
+        if not isinstance(value, Mapping):
+            raise _invalid(
+                name,
+                repr(value),
+                f"a dict of the [{name}] section's fields, e.g. {name}={{...}}",
+            )
     return sections or None
 
 
@@ -102,7 +141,7 @@ class Run:
         summary: ``summary.json`` as a dict (key order kept): ``seed``,
             ``var_y``, ``samples``, ``moe`` and ``vanilla`` with
             ``test_rel_mse``, overlaps, ``routing_purity``, ... (see the
-            README's "Output files").
+            docs/runs-and-sweeps.md, "Output files").
         metrics: ``metrics.jsonl`` as a list of dicts, MoE records first,
             then vanilla; a field appears only where it applies. See
             :meth:`columns` for them as NumPy arrays.
@@ -173,6 +212,38 @@ class Run:
             if r["model"] == model and (phase is None or r["phase"] == phase)
         ]
         return columns(records)
+
+    def predict(self, x: Any) -> Dict[str, Optional[np.ndarray]]:
+        """Each model's predictions for the rows of ``x`` (n x d, any
+        array-like of numbers; computed in float32 as in training):
+        ``{"moe": array (n,), "vanilla": array (n,) or None}``. The models
+        are rebuilt from :attr:`model` exactly (staged runs).
+
+        Example::
+
+            data = cm.generate(20_000, run.config)      # the run's task
+            pred = run.predict(data["x"])
+            np.mean((pred["moe"] - data["y"]) ** 2) / np.var(data["y"])
+        """
+        x = np.ascontiguousarray(np.asarray(x, dtype=np.float64))
+        if x.ndim != 2:
+            raise _invalid("x", f"an array of shape {x.shape}", "an array of shape (n, d)")
+        moe, vanilla = _native.predict(self.config_toml, self.model, x)
+        return {"moe": moe, "vanilla": vanilla}
+
+    def evaluate(self, n: Optional[int] = None, seed: Optional[int] = None) -> Dict[str, Any]:
+        """Both models' test errors on fresh samples of the run's task:
+        ``n`` samples (default: ``metrics.test_samples``) drawn with
+        ``seed`` (default: the run's seed, from the stream of
+        :func:`generate`; the task's directions stay the run's). With
+        neither, the run's own test set, which reproduces the summary's
+        errors exactly.
+
+        Returns:
+            ``{"samples", "var_y", "moe": {"test_mse", "test_rel_mse",
+            "per_cluster_rel_mse"}, "vanilla": the same or None}``.
+        """
+        return json.loads(_native.evaluate(self.config_toml, self.model, n, seed))
 
     def __repr__(self) -> str:
         s = self.summary
@@ -246,7 +317,7 @@ def resolve(config: ConfigLike = None, *, seed: Optional[int] = None, **sections
     """The complete configuration a :func:`run` with these arguments would
     use (what its ``config.toml`` holds), checked: bad values raise
     :class:`InputError` before anything runs."""
-    as_json, _, _, _ = _native.resolve(config, seed, _sections(sections))
+    as_json, _, _, _ = _native.resolve(config, seed, _sections(sections, "resolve", ["config", "seed"]))
     return json.loads(as_json)
 
 
@@ -295,7 +366,17 @@ def run(
     progress = _progress.make(_progress.RunProgress, quiet)
     try:
         raw = _native.run(
-            config, seed, _sections(sections), out, checkpoint_every, progress, threads
+            config,
+            seed,
+            _sections(
+                sections,
+                "run",
+                ["config", "seed", "out", "checkpoint_every", "threads", "quiet"],
+            ),
+            out,
+            checkpoint_every,
+            progress,
+            threads,
         )
     finally:
         if progress is not None:
@@ -365,19 +446,25 @@ def generate(
     kind = np.dtype(dtype)
     if kind not in (np.dtype(np.float64), np.dtype(np.float32)):
         raise _invalid("dtype", kind, "numpy.float64 or numpy.float32")
-    return _native.generate(n, config, seed, _sections(sections), kind == np.dtype(np.float32))
+    return _native.generate(
+        n,
+        config,
+        seed,
+        _sections(sections, "generate", ["n", "config", "seed", "dtype"]),
+        kind == np.dtype(np.float32),
+    )
 
 
 def link(spec: str, degree: int = 8) -> Dict[str, Any]:
-    """Describes a link (``clustermoe link SPEC --degree K --json``):
+    """Describes a link (``clustermoe link LINK --degree K --json``):
     ``spec``, ``information_exponent``, ``degree``,
     ``hermite_coefficients`` (normalised, up to ``degree``), ``mean`` and
-    ``variance``. See the README's "Link specifications"."""
+    ``variance``. See docs/configuration.md, "Link specifications"."""
     return json.loads(_native.describe_link(spec, degree))
 
 
 def sweep(
-    grid: PathLike,
+    grid: Union[PathLike, Mapping[str, Any]],
     out: PathLike,
     jobs: Optional[int] = None,
     shard: Union[None, str, Tuple[int, int]] = None,
@@ -385,8 +472,11 @@ def sweep(
     checkpoint_every: Optional[int] = None,
     quiet: bool = False,
 ) -> Dict[str, Any]:
-    """Runs every point of a grid file (``clustermoe sweep``), each as an
-    independent run in ``out/runs/<id>/``; parallel (``jobs`` runs at a
+    """Runs every point of a grid (``clustermoe sweep``), each as an
+    independent run in ``out/runs/<id>/``. ``grid`` is the path of a grid
+    file or a dict of the same tables, e.g. ``{"seeds": [1, 2], "set":
+    {"task.d": 16}, "grid": {"task.rho": [2.0, 3.0]}}`` (a ``base`` in a
+    dict is relative to the current directory). Runs are parallel (``jobs`` runs at a
     time, default all cores), resumable (complete runs are skipped) and
     shardable (``shard="I/N"`` or ``(I, N)``; default: the Slurm array's
     variables, else all). Then :func:`merge` gathers the results.

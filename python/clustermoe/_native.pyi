@@ -59,7 +59,7 @@ def describe_link(spec: str, degree: int) -> str:
     """The link's description as JSON."""
 
 def run_sweep(
-    grid: _Path,
+    grid: Union[_Path, Mapping[str, Any]],
     out: _Path,
     jobs: Optional[int] = None,
     shard: Union[None, str, Tuple[int, int]] = None,
@@ -82,6 +82,19 @@ def reproduce(
     progress: Any = None,
 ) -> str:
     """The claims as JSON."""
+
+def predict(
+    config_toml: str, model: Mapping[str, np.ndarray], x: np.ndarray
+) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+    """(MoE predictions, vanilla predictions or None)."""
+
+def evaluate(
+    config_toml: str,
+    model: Mapping[str, np.ndarray],
+    n: Optional[int] = None,
+    seed: Optional[int] = None,
+) -> str:
+    """Both models' errors as JSON."""
 
 def _error_example(kind: str) -> BaseException:
     """For the tests: the exception a library error of this kind becomes."""

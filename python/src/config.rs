@@ -10,7 +10,8 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 
 use clustermoe::config::Config;
-use clustermoe::error::Error;
+use clustermoe::error::{Error, Input};
+use clustermoe::sweep::GridFile;
 
 const ALLOWED: &str = "a TOML value: a number, a string, a boolean, a list or a dict of them";
 
@@ -54,7 +55,7 @@ fn toml_value(field: &str, v: &Bound<'_, PyAny>) -> Result<toml::Value, Error> {
 }
 
 /// A dict with string keys as a TOML table.
-fn toml_table(field: &str, d: &Bound<'_, PyDict>) -> Result<toml::Table, Error> {
+pub fn toml_table(field: &str, d: &Bound<'_, PyDict>) -> Result<toml::Table, Error> {
     let mut table = toml::Table::new();
     for (k, v) in d.iter() {
         let key: String = k
@@ -142,6 +143,29 @@ pub fn count(
 
 /// The configuration of `config` (None, a path, or a dict), keyword
 /// `sections` and `seed`, parsed (not yet checked).
+/// A grid given as a dict (the grid file's tables: `seeds`, `set`, `grid`,
+/// optional `base`), or as the path of a grid file: (the grid, the folder
+/// its `base` is relative to).
+pub fn grid(v: &Bound<'_, PyAny>) -> Result<(GridFile, PathBuf), Error> {
+    if let Ok(d) = v.cast::<PyDict>() {
+        let table = toml_table("grid", d)?;
+        let grid = toml::Value::Table(table)
+            .try_into::<GridFile>()
+            .map_err(|e| Error::parse(Input::Argument("grid".into()), e.to_string()))?;
+        return Ok((grid, PathBuf::from(".")));
+    }
+    let path: PathBuf = v.extract().map_err(|_| {
+        Error::invalid(
+            "grid",
+            describe(v),
+            "a dict (seeds, set, grid, base) or the path of a grid file",
+        )
+    })?;
+    let grid = GridFile::from_file(&path)?;
+    let dir = path.parent().map_or(PathBuf::from("."), PathBuf::from);
+    Ok((grid, dir))
+}
+
 pub fn load(
     config: Option<&Bound<'_, PyAny>>,
     seed_value: Option<&Bound<'_, PyAny>>,
@@ -153,14 +177,14 @@ pub fn load(
     };
     let config = config.filter(|c| !c.is_none());
     let mut parsed = match config {
-        None => Config::from_toml_with_overrides("", &sets)?,
+        None => Config::from_toml_with_overrides("", &sets).map_err(as_argument)?,
         Some(c) => match c.cast::<PyDict>() {
             Ok(d) => {
                 let table = toml_table("", d)?;
                 let text = toml::to_string(&table).map_err(|e| {
                     Error::invalid("config", describe(c), format!("a dict TOML can hold ({e})"))
                 })?;
-                Config::from_toml_with_overrides(&text, &sets)?
+                Config::from_toml_with_overrides(&text, &sets).map_err(as_argument)?
             }
             Err(_) => {
                 let path: PathBuf = c.extract().map_err(|_| {
@@ -170,7 +194,7 @@ pub fn load(
                         "None, a dict of sections, or the path of a TOML file",
                     )
                 })?;
-                Config::from_file_with_overrides(&path, &sets)?
+                Config::from_file_with_overrides(&path, &sets).map_err(as_argument)?
             }
         },
     };
@@ -178,4 +202,18 @@ pub fn load(
         parsed.seed = s;
     }
     Ok(parsed)
+}
+
+/// A keyword section's value is an argument here, not a `--set` flag.
+fn as_argument(e: Error) -> Error {
+    match e {
+        Error::Parse {
+            input: Input::Set(set),
+            message,
+        } => Error::Parse {
+            input: Input::Argument(set),
+            message,
+        },
+        other => other,
+    }
 }

@@ -85,6 +85,14 @@ pub fn to_py(py: Python<'_>, e: &Error) -> PyErr {
 
 /// The Python exception of a library error, with `message`.
 pub fn to_py_with(py: Python<'_>, e: &Error, message: String) -> PyErr {
+    let renamed = with_argument_name(e);
+    let (e, message) = match &renamed {
+        Some((flag, renamed @ Error::Invalid { field, .. })) => (
+            renamed,
+            message.replace(&format!("`{flag}`"), &format!("`{field}`")),
+        ),
+        _ => (e, message),
+    };
     let class = class_name(e);
     if class == "KeyboardInterrupt" {
         return PyKeyboardInterrupt::new_err(message);
@@ -99,6 +107,26 @@ pub fn to_py_with(py: Python<'_>, e: &Error, message: String) -> PyErr {
     };
     // Without the Python module (never in the package) a plain RuntimeError.
     build().unwrap_or_else(|_| PyRuntimeError::new_err(message))
+}
+
+/// An error naming a command-line flag (`--out`), with the Python
+/// argument that stands for it (`out`) instead: (the flag, the error).
+fn with_argument_name(e: &Error) -> Option<(String, Error)> {
+    match e {
+        Error::Invalid {
+            field,
+            value,
+            allowed,
+        } if field.starts_with("--") => Some((
+            field.clone(),
+            Error::Invalid {
+                field: field.trim_start_matches('-').replace('-', "_"),
+                value: value.clone(),
+                allowed: allowed.clone(),
+            },
+        )),
+        _ => None,
+    }
 }
 
 /// `Result<T, Error>` into `PyResult<T>`.

@@ -11,6 +11,7 @@ mod config;
 mod errors;
 mod wait;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -22,6 +23,7 @@ use pyo3::types::{PyDict, PyList};
 
 use clustermoe::config::ValidConfig;
 use clustermoe::error::{Error, Result};
+use clustermoe::experiment::predict::Trained;
 use clustermoe::experiment::{self, Experiment, RunOutput, Summary};
 use clustermoe::metrics::Record;
 use clustermoe::numerics::link;
@@ -231,10 +233,7 @@ fn run_result<'py>(
 #[pyfunction]
 fn defaults() -> (String, String) {
     let config = Config::default();
-    (
-        serde_json::to_string(&config).expect("configs are JSON"),
-        config.to_toml(),
-    )
+    (config.to_full_json(), config.to_full_toml())
 }
 
 /// The configuration of `config`, `seed` and `sections`, checked:
@@ -472,7 +471,7 @@ fn generate<'py>(
     }
 }
 
-/// `clustermoe link SPEC --degree K --json`: the description as JSON.
+/// `clustermoe link LINK --degree K --json`: the description as JSON.
 #[pyfunction]
 #[pyo3(signature = (spec, degree))]
 fn describe_link(py: Python<'_>, spec: &str, degree: &Bound<'_, PyAny>) -> PyResult<String> {
@@ -505,7 +504,7 @@ fn shard(py: Python<'_>, v: Option<&Bound<'_, PyAny>>) -> PyResult<Shard> {
 #[pyo3(signature = (grid, out, jobs=None, shard=None, checkpoint_every=None, progress=None))]
 fn run_sweep<'py>(
     py: Python<'py>,
-    grid: PathBuf,
+    grid: &Bound<'py, PyAny>,
     out: PathBuf,
     jobs: Option<&Bound<'py, PyAny>>,
     shard: Option<&Bound<'py, PyAny>>,
@@ -514,6 +513,7 @@ fn run_sweep<'py>(
 ) -> PyResult<Bound<'py, PyDict>> {
     let shard = self::shard(py, shard)?;
     let jobs = self::jobs(py, jobs)?;
+    let (grid, grid_dir) = config::grid(grid).py_err(py)?;
     let (stop, control) = stoppable(every(py, checkpoint_every)?);
     let latest: Mutex<Option<(usize, usize, String)>> = Mutex::new(None);
     let on_done = |done: usize, planned: usize, id: &str| {
@@ -526,7 +526,7 @@ fn run_sweep<'py>(
         None => Ok(()),
     };
     let (result, pending) = wait::blocking(py, &stop, poll, || {
-        sweep::run_sweep(&grid, &out, jobs, shard, &control, &on_done)
+        sweep::run_grid(&grid, &grid_dir, &out, jobs, shard, &control, &on_done)
     })?;
     // A stop is the sweep's error; failed runs are reported with the report.
     let result = result.and_then(|report| match report.outcome(&control) {
@@ -624,6 +624,82 @@ fn reproduce<'py>(
     Ok(serde_json::to_string(&claims).expect("claims are JSON"))
 }
 
+/// A run's models rebuilt from its configuration and the arrays of its
+/// `model.npz` (a dict of NumPy arrays).
+fn trained(
+    py: Python<'_>,
+    config_toml: &str,
+    model: &Bound<'_, PyDict>,
+) -> PyResult<(ValidConfig, Trained)> {
+    let valid = Config::from_toml(config_toml)
+        .and_then(|c| c.check())
+        .py_err(py)?;
+    let mut arrays = BTreeMap::new();
+    for (name, a) in model.iter() {
+        let name: String = name.extract()?;
+        // Integer arrays (the expert groups) are not used by predictions.
+        if let Ok(a) = a.extract::<numpy::PyReadonlyArrayDyn<'_, f64>>() {
+            arrays.insert(name, a.as_array().to_owned());
+        }
+    }
+    let trained = Trained::from_arrays(&valid, &arrays).py_err(py)?;
+    Ok((valid, trained))
+}
+
+/// Each model's predictions for the rows of `x`: (MoE, vanilla or None).
+#[pyfunction]
+fn predict<'py>(
+    py: Python<'py>,
+    config_toml: &str,
+    model: &Bound<'py, PyDict>,
+    x: numpy::PyReadonlyArray2<'py, f64>,
+) -> PyResult<(Bound<'py, PyAny>, Option<Bound<'py, PyAny>>)> {
+    let (_, trained) = trained(py, config_toml, model)?;
+    let x = x.as_array().mapv(|v| v as f32);
+    let (moe, vanilla) = py.detach(|| trained.predict(x.view())).py_err(py)?;
+    Ok((
+        moe.into_pyarray(py).into_any(),
+        vanilla.map(|v| v.into_pyarray(py).into_any()),
+    ))
+}
+
+/// Both models' errors on `n` fresh samples of the run's task drawn with
+/// `seed` (None: the run's own test set), as JSON.
+#[pyfunction]
+#[pyo3(signature = (config_toml, model, n=None, seed=None))]
+fn evaluate<'py>(
+    py: Python<'py>,
+    config_toml: &str,
+    model: &Bound<'py, PyDict>,
+    n: Option<&Bound<'py, PyAny>>,
+    seed: Option<&Bound<'py, PyAny>>,
+) -> PyResult<String> {
+    let (valid, trained) = trained(py, config_toml, model)?;
+    let max = experiment::MAX_GENERATE;
+    let n = n
+        .map(|n| {
+            config::count(
+                "n",
+                n,
+                2..=max as u64,
+                &format!("a number of samples from 2 to {max}"),
+            )
+        })
+        .transpose()
+        .py_err(py)?;
+    let seed = config::seed(seed).py_err(py)?;
+    let evaluation = py
+        .detach(|| match (n, seed) {
+            (None, None) => trained.evaluate_test_set(&valid),
+            (n, seed) => trained.evaluate(
+                n.map_or(valid.metrics().test_samples, |n| n as usize),
+                seed.unwrap_or(valid.seed()),
+            ),
+        })
+        .py_err(py)?;
+    Ok(serde_json::to_string(&evaluation).expect("evaluations are JSON"))
+}
+
 /// For the tests: the exception a library error of kind `kind` becomes.
 #[pyfunction]
 fn _error_example(py: Python<'_>, kind: &str) -> PyErr {
@@ -706,6 +782,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(run_sweep, m)?)?;
     m.add_function(wrap_pyfunction!(merge, m)?)?;
     m.add_function(wrap_pyfunction!(reproduce, m)?)?;
+    m.add_function(wrap_pyfunction!(predict, m)?)?;
+    m.add_function(wrap_pyfunction!(evaluate, m)?)?;
     m.add_function(wrap_pyfunction!(_error_example, m)?)?;
     Ok(())
 }

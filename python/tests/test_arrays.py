@@ -133,7 +133,8 @@ def test_the_run_repr_and_the_defaults(small_run):
     assert repr(small_run).startswith("Run(seed=1, moe test_rel_mse=")
     config = cm.defaults()
     assert list(config) == ["seed", "task", "moe", "phase_one", "phase_two", "phase_three",
-                            "readout", "vanilla", "metrics"]
+                            "readout", "vanilla", "metrics", "joint"]
+    assert config["moe"]["training"] == "staged" and list(config["moe"])[0] == "experts"
     assert config["task"]["d"] == 32
 
 
@@ -159,3 +160,31 @@ def test_every_public_function_is_documented_and_typed():
             sig = inspect.signature(obj)
             assert sig.return_annotation is not inspect.Signature.empty, name
     assert (pathlib.Path(cm.__file__).parent / "py.typed").exists()
+
+
+def test_predict_and_evaluate_reproduce_the_runs_test_error(small_run):
+    """Run.predict on fresh samples of the run's task (cm.generate with its
+    configuration) gives the run's test relative MSE within sampling
+    error, for both models; Run.evaluate() without arguments recomputes the
+    summary's errors exactly, and with n and seed measures fresh samples."""
+    data = cm.generate(20_000, small_run.config)
+    pred = small_run.predict(data["x"])
+    var_y = np.var(data["y"], ddof=1)
+    for model in ["moe", "vanilla"]:
+        rel = np.mean((pred[model] - data["y"]) ** 2) / var_y
+        want = small_run.summary[model]["test_rel_mse"]
+        assert abs(rel - want) < 0.03 + 0.15 * want, (model, rel, want)
+    exact = small_run.evaluate()
+    for model in ["moe", "vanilla"]:
+        for field in ["test_mse", "test_rel_mse", "per_cluster_rel_mse"]:
+            assert exact[model][field] == small_run.summary[model][field], (model, field)
+    fresh = small_run.evaluate(n=20_000, seed=12)
+    assert fresh["samples"] == 20_000
+    assert fresh["moe"]["test_mse"] != exact["moe"]["test_mse"]
+    assert abs(fresh["moe"]["test_rel_mse"] - exact["moe"]["test_rel_mse"]) < 0.05
+    # The vanilla network misses w*_g: far worse than the MoE on new samples too.
+    assert fresh["vanilla"]["test_rel_mse"] > fresh["moe"]["test_rel_mse"] + 0.2
+    with pytest.raises(cm.InvalidValueError, match="`x`"):
+        small_run.predict(np.zeros((3, 5)))
+    with pytest.raises(cm.InvalidValueError, match="`n`"):
+        small_run.evaluate(n=1)

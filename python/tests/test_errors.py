@@ -67,11 +67,35 @@ def test_an_unknown_field_names_the_closest_one(cli):
         cm.resolve({"task": {"dd": 3}})
 
 
+def test_unknown_keywords_and_bad_sections_get_python_words():
+    with pytest.raises(cm.UnknownFieldError, match="did you mean `quiet`") as e:
+        cm.run(quite=True)
+    assert e.value.field == "quite"
+    with pytest.raises(cm.UnknownFieldError, match="did you mean `dtype`"):
+        cm.generate(3, dtpye="float32")
+    with pytest.raises(cm.InvalidValueError, match="a dict of the \\[task\\] section's fields") as e:
+        cm.run(task=5, quiet=True)
+    assert e.value.field == "task"
+    for bad in [{"d": -5}, {"d": -5.0}]:
+        with pytest.raises(cm.InputError) as e:
+            cm.run(task=bad, quiet=True)
+        message = str(e.value)
+        assert "task.d" in message and "--set" not in message, message
+        for rust in ["usize", "u64", "f64", "struct"]:
+            assert rust not in message, message
+    with pytest.raises(cm.InvalidValueError, match="an integer from 1 to 65536"):
+        cm.run(task={"d": -5}, quiet=True)
+
+
 def test_a_value_of_the_wrong_type_is_a_parse_error(cli, tmp_path):
     with pytest.raises(cm.ParseError) as e:
         cm.run(quiet=True, task={"rho": "fast"})
-    assert str(e.value) == cli_error(cli("run", "--set", 'task.rho="fast"', check=False))
-    assert "expected f64 in `task.rho`" in str(e.value)
+    assert str(e.value).replace("argument", "--set", 1) == cli_error(
+        cli("run", "--set", 'task.rho="fast"', check=False)
+    )
+    # Python's words: an argument, not a flag, and no Rust type.
+    assert str(e.value).startswith("cannot parse argument task.rho=")
+    assert "expected a number in `task.rho`" in str(e.value)
     bad = tmp_path / "bad.toml"
     bad.write_text("[task\nd = 3\n")
     with pytest.raises(cm.ParseError) as e:
@@ -129,9 +153,12 @@ def test_a_non_finite_result_writes_no_summary(tmp_path):
 def test_an_unwritable_directory(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
-    with pytest.raises(cm.FileError, match="cannot create") as e:
+    with pytest.raises(cm.InvalidValueError, match="a part of its path is an existing file") as e:
         cm.run(SMALL, out=blocker / "run", quiet=True)
-    assert e.value.path == blocker / "run"
+    assert e.value.field == "out" and e.value.value == str(blocker / "run")
+    assert str(e.value).startswith("invalid value for `out`")
+    with pytest.raises(cm.InvalidValueError, match="it is an existing file"):
+        cm.run(SMALL, out=blocker, quiet=True)
 
 
 def test_a_directory_with_other_files_is_refused(tmp_path):
@@ -166,7 +193,7 @@ def test_parameters_of_the_python_api_are_checked():
         cm.link("h3", degree=31)
     with pytest.raises(cm.InvalidValueError, match="`jobs`: 0"):
         cm.sweep("grid.toml", "out", jobs=0)
-    with pytest.raises(cm.InvalidValueError, match="`--shard`"):
+    with pytest.raises(cm.InvalidValueError, match="`shard`"):
         cm.sweep("grid.toml", "out", shard="2/2")
     with pytest.raises(cm.InvalidValueError, match="`checkpoint_every`: 0"):
         cm.run(checkpoint_every=0, out="x")

@@ -86,7 +86,7 @@ def test_ctrl_c_checkpoints_a_run_directory_and_resume_finishes_it(tmp_path):
     assert not (out / "summary.json").exists()
     resumed = cm.resume(out, quiet=True)
     assert sorted(p.name for p in out.iterdir()) == [
-        "config.toml", "metrics.jsonl", "model.npz", "summary.json"
+        ".clustermoe.lock", "complete.json", "config.toml", "metrics.jsonl", "model.npz", "summary.json"
     ]
     whole = cm.run(config, seed=2, out=tmp_path / "whole", quiet=True)
     assert resumed.summary == whole.summary

@@ -102,3 +102,27 @@ def _cli():
     from conftest import _cli_path
 
     return _cli_path()
+
+
+def test_a_grid_given_as_a_dict_sweeps_as_its_file_does(cli, tmp_path):
+    grid = {
+        "seeds": [1, 2],
+        "set": {"task.d": 12, "phase_one.steps": 1500, "phase_three.steps": 1500,
+                "readout.samples": 3000, "metrics.test_samples": 2000},
+        "grid": {"task.rho": [3.0, 4.0]},
+    }
+    text = (
+        'seeds = [1, 2]\n[set]\n"task.d" = 12\n"phase_one.steps" = 1500\n'
+        '"phase_three.steps" = 1500\n"readout.samples" = 3000\n'
+        '"metrics.test_samples" = 2000\n[grid]\n"task.rho" = [3.0, 4.0]\n'
+    )
+    (tmp_path / "grid.toml").write_text(text)
+    done = cm.sweep(grid, tmp_path / "py", jobs=1, quiet=True)
+    assert done["planned"] == 4 and done["trained"] == 4
+    cli("sweep", tmp_path / "grid.toml", "--out", tmp_path / "cli", "-q", "--jobs", "1")
+    rows = cm.merge(tmp_path / "py")
+    assert rows == cm.merge(tmp_path / "cli") and len(rows) == 4
+    for name in ["results.csv", "results.jsonl", "sweep.json"]:
+        assert (tmp_path / "py" / name).read_bytes() == (tmp_path / "cli" / name).read_bytes()
+    with pytest.raises(cm.ParseError, match="argument grid"):
+        cm.sweep({"grid": {"task.rho": "x"}, "sedes": [1]}, tmp_path / "bad", quiet=True)

@@ -75,11 +75,11 @@ pub enum Command {
     },
     /// Normalised Hermite coefficients, information exponent and variance of a link.
     ///
-    /// SPEC is a name (relu, tanh, abs, sign, sigmoid, h3, hermite4, ...), a sum of
+    /// LINK is a name (relu, tanh, abs, sign, sigmoid, h3, hermite4, ...), a sum of
     /// Hermite terms joined by + or - (h3-0.5*h5, -h4), `hermite:c0,c1,...` or
     /// `monomial:c0,c1,...`.
     Link {
-        #[arg(allow_hyphen_values = true)]
+        #[arg(value_name = "LINK", allow_hyphen_values = true)]
         spec: String,
         /// Highest degree of the coefficients printed.
         #[arg(long, default_value_t = 8)]
@@ -90,7 +90,7 @@ pub enum Command {
     },
     /// Print the full default configuration (every field) as TOML.
     Defaults,
-    /// Run every point of a grid of configurations (see README, "Sweeps"):
+    /// Run every point of a grid of configurations (see docs/runs-and-sweeps.md):
     /// DIR/runs/<id>/ per run, resumable, shardable, in parallel.
     Sweep {
         /// Grid file (TOML: base, seeds, [set], [grid]).

@@ -58,7 +58,7 @@ pub fn run(cli: Cli) -> Result<()> {
         } => generate(load_config(config.as_deref(), &sets, seed)?, n, &out),
         Command::Link { spec, degree, json } => describe_link(&spec, degree, json),
         Command::Defaults => {
-            print!("{}", Config::default().to_toml());
+            print!("{}", Config::default().to_full_toml());
             Ok(())
         }
         Command::Sweep {
@@ -265,6 +265,21 @@ fn run_reproduce(quick: bool, out: PathBuf, jobs: usize, quiet: bool) -> Result<
     for c in &claims {
         let verdict = if c.held { "held  " } else { "FAILED" };
         println!("{verdict} {}: {}", c.id, c.measured);
+    }
+    let failed: Vec<&str> = claims
+        .iter()
+        .filter(|c| !c.held)
+        .map(|c| c.id.as_str())
+        .collect();
+    if !failed.is_empty() {
+        // A refuted claim is a result, not an error: exit 0, but say so.
+        println!(
+            "{} of {} claims failed ({}); {} says why for each, under \"Claims\"",
+            failed.len(),
+            claims.len(),
+            failed.join(", "),
+            out.join("report.md").display()
+        );
     }
     println!(
         "wrote {} (report.md, report.html, claims.json, figures, tables) in {:.0} s",

@@ -13,28 +13,43 @@ fn fmt_list(v: &[f64]) -> String {
 }
 
 pub fn summary(s: &Summary) {
-    println!(
-        "{:<8} {:>12} {:>16} {:>16} {:>10}",
-        "model", "test_rel_mse", "local_overlap", "global_overlap", "samples"
-    );
     let m = &s.moe.model;
-    println!(
-        "{:<8} {:>12.4} {:>16} {:>16} {:>10}",
+    let mut rows = vec![(
         "moe",
         m.error.test_rel_mse,
         fmt_list(&m.local_overlap_per_cluster),
         fmt_list(&m.global_overlap_per_cluster),
-        s.samples.moe
-    );
+        s.samples.moe,
+    )];
     if let (Some(v), Some(n)) = (&s.vanilla, s.samples.vanilla) {
-        println!(
-            "{:<8} {:>12.4} {:>16} {:>16} {:>10}",
+        rows.push((
             "vanilla",
             v.error.test_rel_mse,
             fmt_list(&v.local_overlap_per_cluster),
             fmt_list(&v.global_overlap_per_cluster),
-            n
-        );
+            n,
+        ));
+    }
+    // Each column as wide as its widest cell, so any number of clusters lines up.
+    let (local, global) = ("local_overlap", "global_overlap");
+    let wl = rows
+        .iter()
+        .map(|r| r.2.len())
+        .max()
+        .unwrap_or(0)
+        .max(local.len());
+    let wg = rows
+        .iter()
+        .map(|r| r.3.len())
+        .max()
+        .unwrap_or(0)
+        .max(global.len());
+    println!(
+        "{:<8} {:>12}  {local:<wl$}  {global:<wg$}  {:>10}",
+        "model", "test_rel_mse", "samples"
+    );
+    for (model, rel, l, g, n) in rows {
+        println!("{model:<8} {rel:>12.4}  {l:<wl$}  {g:<wg$}  {n:>10}");
     }
     let best = s
         .best_linear_router_purity

@@ -450,7 +450,8 @@ fn leading_coefficient(link: &Link, k: usize) -> f64 {
         .abs()
 }
 
-/// The assumptions of the paper's theorem (SPEC §2); a violation is a
+/// The assumptions of the paper's theorem (docs/configuration.md, "Link
+/// specifications"); a violation is a
 /// warning, so users can explore outside the theorem.
 fn paper_assumptions(
     local: &[Link],

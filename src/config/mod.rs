@@ -2,7 +2,7 @@
 //! field, validated once by [`Config::check`] into a [`ValidConfig`] so the
 //! training code never meets an invalid value.
 //!
-//! Why each default is what it is: see the README's configuration reference.
+//! Why each default is what it is: see docs/configuration.md and docs/algorithm.md.
 
 use serde::{Deserialize, Serialize};
 
@@ -37,7 +37,7 @@ pub struct Config {
     pub joint: JointConfig,
 }
 
-/// The data model (SPEC §2).
+/// The data model (docs/algorithm.md, "The task").
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TaskConfig {
@@ -123,7 +123,7 @@ pub enum Links {
     PerCluster(Vec<String>),
 }
 
-/// The mixture of experts (SPEC §3) and how redundant experts are handled.
+/// The mixture of experts (docs/algorithm.md) and how redundant experts are handled.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MoeConfig {
@@ -162,10 +162,10 @@ pub struct MoeConfig {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Training {
-    /// The staged algorithm of the paper (SPEC §4).
+    /// The staged algorithm of the paper (docs/algorithm.md).
     #[default]
     Staged,
-    /// Every parameter at once by SGD or Adam on the squared loss (SPEC §8),
+    /// Every parameter at once by SGD or Adam on the squared loss (docs/joint-training.md),
     /// both models the same way on the same samples.
     Joint,
 }
@@ -177,7 +177,7 @@ impl Training {
     }
 }
 
-/// Joint training (SPEC §8): the MoE's router, first layers, biases and
+/// Joint training (docs/joint-training.md): the MoE's router, first layers, biases and
 /// second layers all at once, and the vanilla network of M x J neurons the
 /// same way, by minibatch SGD or Adam on (y - F(x))^2 / 2 over fresh samples.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -278,7 +278,7 @@ pub enum Allocation {
 pub enum Merge {
     /// Redundant experts become one routed expert with all their neurons.
     Pool,
-    /// Keep the first expert of each group, discard the rest (SPEC §6 trial).
+    /// Keep the first expert of each group, discard the rest (as an earlier trial did).
     Drop,
     /// Keep every expert; the router chooses among all M.
     None,

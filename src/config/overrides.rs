@@ -86,10 +86,15 @@ impl Config {
             merge_tables(&mut table, over);
             set_fields.push((path.join("."), set));
         }
-        toml::Value::Table(table)
+        // `NaN`, `Inf`, `-INF` given to `--set` read as TOML's nan and inf.
+        normalise_special_floats(&mut table, &set_fields);
+        toml::Value::Table(table.clone())
             .try_into()
             .map_err(|e: toml::de::Error| {
-                let error = parse_error(e.to_string());
+                if let Some(invalid) = negative_count(&table, &e.to_string()) {
+                    return invalid;
+                }
+                let error = parse_error(plain_words(&e.to_string()));
                 // Blame the last `--set` of the field the error names, if any.
                 let named = |(field, _): &&(String, &String)| {
                     e.to_string().contains(&format!("in `{field}`"))
@@ -109,9 +114,183 @@ impl Config {
         toml::to_string(self).expect("a Config always serialises to TOML")
     }
 
+    /// Every field of the configuration as TOML, including those a staged
+    /// run's `config.toml` leaves out while they hold their defaults
+    /// (`moe.training` and the `[joint]` section): what `defaults` prints.
+    pub fn to_full_toml(&self) -> String {
+        toml::to_string(&Full::of(self)).expect("a Config always serialises to TOML")
+    }
+
+    /// Every field of the configuration as JSON, in the order of
+    /// [`Config::to_full_toml`].
+    pub fn to_full_json(&self) -> String {
+        serde_json::to_string(&Full::of(self)).expect("configs are JSON")
+    }
+
     /// Validates every field once; the result is what training consumes.
     pub fn check(&self) -> Result<ValidConfig> {
         super::check::check(self)
+    }
+}
+
+/// Serde's words for Rust types, in the words of a configuration.
+fn plain_words(message: &str) -> String {
+    let mut out = message.to_string();
+    for (rust, plain) in [
+        ("expected usize", "expected a whole number >= 0"),
+        ("expected u64", "expected a whole number >= 0"),
+        ("expected u32", "expected a whole number >= 0"),
+        ("expected i64", "expected a whole number"),
+        ("expected f64", "expected a number"),
+        ("expected f32", "expected a number"),
+        ("expected a sequence", "expected a list"),
+        ("expected a map", "expected a table of fields"),
+        (
+            "data did not match any variant of untagged enum Auto",
+            "expected \"auto\" or a value of the field's type",
+        ),
+        (
+            "data did not match any variant of untagged enum Links",
+            "expected a link such as \"h3\" or \"h3+0.5*h5\", or a list of one per cluster",
+        ),
+    ] {
+        out = out.replace(rust, plain);
+    }
+    // Any other untagged enum: its name is Rust's, not the user's.
+    const UNTAGGED: &str = "data did not match any variant of untagged enum ";
+    while let Some(at) = out.find(UNTAGGED) {
+        let end = out[at + UNTAGGED.len()..]
+            .find(|c: char| !c.is_ascii_alphanumeric())
+            .map_or(out.len(), |e| at + UNTAGGED.len() + e);
+        out.replace_range(
+            at..end,
+            "expected a value of the field's form (`clustermoe defaults` shows each)",
+        );
+    }
+    // `expected struct TaskConfig` and the like: a section.
+    while let Some(at) = out.find("expected struct ") {
+        let end = out[at + 16..]
+            .find(|c: char| !c.is_ascii_alphanumeric())
+            .map_or(out.len(), |e| at + 16 + e);
+        out.replace_range(at..end, "expected a table of fields");
+    }
+    out
+}
+
+/// The value of the dotted `field` in `table`, if there is one.
+fn value_at<'t>(table: &'t mut toml::Table, field: &str) -> Option<&'t mut toml::Value> {
+    let (section, name) = field.rsplit_once('.').unwrap_or(("", field));
+    let table = if section.is_empty() {
+        table
+    } else {
+        section.split('.').try_fold(table, |t, part| {
+            t.get_mut(part).and_then(toml::Value::as_table_mut)
+        })?
+    };
+    table.get_mut(name)
+}
+
+/// Writes the `--set` values `nan`, `inf`, `+inf`, `-inf` in any case (and
+/// `infinity`) as TOML's own, so `rho=NaN` reads as `rho=nan` does.
+fn normalise_special_floats(table: &mut toml::Table, set_fields: &[(String, &String)]) {
+    for (field, _) in set_fields {
+        let Some(toml::Value::String(text)) = value_at(table, field) else {
+            continue;
+        };
+        let lower = text.trim().to_ascii_lowercase();
+        let (sign, body) = match lower.strip_prefix('-') {
+            Some(rest) => (-1.0, rest),
+            None => (1.0, lower.strip_prefix('+').unwrap_or(&lower)),
+        };
+        let number = match body {
+            "nan" => f64::NAN,
+            "inf" | "infinity" => sign * f64::INFINITY,
+            _ => continue,
+        };
+        if let Some(v) = value_at(table, field) {
+            *v = toml::Value::Float(number);
+        }
+    }
+}
+
+/// A negative number given to a field that counts (`task.d = -5`,
+/// `moe.restart_every = -3`): the field's own rule, as `check` states it
+/// for 0, or else "a whole number >= 0", never serde's Rust type.
+fn negative_count(table: &toml::Table, message: &str) -> Option<Error> {
+    let field = message.rsplit("in `").next()?.split('`').next()?;
+    let mut zeroed = table.clone();
+    let value = value_at(&mut zeroed, field)?;
+    let negative = match value {
+        toml::Value::Integer(n) if *n < 0 => *n,
+        _ => return None,
+    };
+    *value = toml::Value::Integer(0);
+    let config = toml::Value::Table(zeroed).try_into::<Config>().ok()?;
+    let allowed = match config.check() {
+        Err(Error::Invalid {
+            field: f, allowed, ..
+        }) if f == field => allowed,
+        _ => "a whole number >= 0".into(),
+    };
+    Some(Error::invalid(field, negative, allowed))
+}
+
+/// A configuration with every field, in `config.toml`'s order: the
+/// `[moe]` section with its `training` and the `[joint]` section always.
+#[derive(serde::Serialize)]
+struct Full<'c> {
+    seed: u64,
+    task: &'c super::TaskConfig,
+    moe: FullMoe<'c>,
+    phase_one: &'c super::PhaseConfig,
+    phase_two: &'c super::RouterConfig,
+    phase_three: &'c super::PhaseConfig,
+    readout: &'c super::ReadoutConfig,
+    vanilla: &'c super::VanillaConfig,
+    metrics: &'c super::MetricsConfig,
+    joint: &'c super::JointConfig,
+}
+
+/// `[moe]` with `training` even when it is the default (staged).
+#[derive(serde::Serialize)]
+struct FullMoe<'c> {
+    #[serde(flatten)]
+    moe: &'c super::MoeConfig,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    training: Option<super::Training>,
+}
+
+impl<'c> Full<'c> {
+    fn of(c: &'c Config) -> Self {
+        // Every field of Config, so a new one cannot be forgotten here.
+        let Config {
+            seed,
+            task,
+            moe,
+            phase_one,
+            phase_two,
+            phase_three,
+            readout,
+            vanilla,
+            metrics,
+            joint,
+        } = c;
+        Full {
+            seed: *seed,
+            task,
+            moe: FullMoe {
+                moe,
+                // MoeConfig writes it itself unless it is the default.
+                training: moe.training.is_staged().then_some(moe.training),
+            },
+            phase_one,
+            phase_two,
+            phase_three,
+            readout,
+            vanilla,
+            metrics,
+            joint,
+        }
     }
 }
 

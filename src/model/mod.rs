@@ -1,4 +1,4 @@
-//! Two-layer networks (SPEC §3): first-layer directions on the unit sphere,
+//! Two-layer networks (docs/algorithm.md): first-layer directions on the unit sphere,
 //! an input centre, random biases and a linear readout; the trained `Moe`
 //! and `Vanilla`. [`activation`] holds the Hermite activations and the loss
 //! gradient of the first layer, [`sphere`] the spherical SGD step, [`router`]

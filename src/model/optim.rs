@@ -1,4 +1,4 @@
-//! First-order optimizers of joint training (SPEC §8) over a flat parameter
+//! First-order optimizers of joint training (docs/joint-training.md) over a flat parameter
 //! vector: SGD with (heavy-ball) momentum and Adam with bias correction.
 //! The state is plain data, so checkpoints carry it and a resumed run
 //! takes exactly the steps it would have taken.

@@ -1,4 +1,4 @@
-//! The linear router h(x) = Theta x and its gates (SPEC §3), and the
+//! The linear router h(x) = Theta x and its gates (docs/algorithm.md), and the
 //! phase-II objective it ascends.
 
 use ndarray::{Array2, ArrayView2, Axis};

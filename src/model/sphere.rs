@@ -1,4 +1,4 @@
-//! One step of spherical online SGD (SPEC §4): the tangent gradient, a
+//! One step of spherical online SGD (docs/algorithm.md): the tangent gradient, a
 //! step of bounded length, the retraction to the sphere, and each neuron's
 //! running correlation, which sets its sign and tells whether it found a
 //! direction.

@@ -4,7 +4,7 @@
 //! [`LANES`] generators of a [`Stream`] at once in vector registers.
 //!
 //! Drawing the B x d Gaussians of a minibatch is half of a training step's
-//! irreducible work (SPEC's algorithm is online SGD on fresh samples).
+//! irreducible work (the algorithm is online SGD on fresh samples).
 //! `rand_distr`'s `StandardNormal` spends a whole 64-bit output and f64
 //! arithmetic on each f32 the training loops use; this sampler does the same
 //! job several times faster (`clustermoe bench` prints both).

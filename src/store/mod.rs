@@ -13,5 +13,6 @@ mod run_dir;
 pub use checkpoint::Control;
 pub use record::Completeness;
 pub use run_dir::{
-    CompleteRun, Inspection, Position, Progress, RunDir, RunState, RunWriter, SweepDir,
+    unusable_out, CompleteRun, Inspection, Position, Progress, RunDir, RunState, RunWriter,
+    SweepDir,
 };

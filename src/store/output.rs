@@ -210,7 +210,7 @@ pub fn task_arrays(task: &Task) -> Vec<(String, NpzArray)> {
 }
 
 /// The arrays of `model.npz`, in the file's order: the ground truth and
-/// every learned array (see the README's "Output files").
+/// every learned array (see docs/runs-and-sweeps.md, "Output files").
 pub fn model_arrays(out: &RunOutput) -> Vec<(String, NpzArray)> {
     let mut arrays = task_arrays(&out.task);
     let mut add = |name: String, a: NpzArray| arrays.push((name, a));

@@ -141,7 +141,16 @@ impl RunDir {
         let per_model = ModelKind::ALL
             .iter()
             .any(|m| name == format!("metrics.{m}.part") || name == format!("checkpoint.{m}"));
-        [CONFIG, METRICS, SUMMARY, MODEL, RECORD_FILE, LOCK_FILE, INTERVAL].contains(&name)
+        [
+            CONFIG,
+            METRICS,
+            SUMMARY,
+            MODEL,
+            RECORD_FILE,
+            LOCK_FILE,
+            INTERVAL,
+        ]
+        .contains(&name)
             || per_model
             || (name.starts_with('.') && name.ends_with(".tmp"))
     }
@@ -194,10 +203,17 @@ impl RunDir {
             _ => {}
         });
         if let Err(reason) = checked {
+            let config = self.config_file();
             return Err(if lock::is_held(&self.path) {
                 Error::InUse {
                     path: self.path.clone(),
                     holder: None,
+                }
+            } else if !config.is_file() {
+                // No run at all here: the file a run writes first is missing.
+                Error::Unreadable {
+                    path: config,
+                    source: std::io::Error::from(std::io::ErrorKind::NotFound),
                 }
             } else {
                 Error::Incomplete {
@@ -285,17 +301,14 @@ impl RunDir {
     /// before the lock is held.
     pub fn writer(&self) -> Result<RunWriter> {
         let dir = &self.path;
-        if dir.exists() && !dir.is_dir() {
-            return Err(Error::invalid(
-                "--out",
-                dir.display(),
-                "a directory to write the run in, not an existing file",
-            ));
-        }
-        std::fs::create_dir_all(dir).map_err(|e| Error::io("cannot create", dir, e))?;
+        std::fs::create_dir_all(dir).map_err(|e| unusable_out(dir, e))?;
+        let lock = DirLock::exclusive(dir).map_err(|e| match e {
+            Error::Io { source, .. } if is_unwritable(&source) => unusable_out(dir, source),
+            other => other,
+        })?;
         Ok(RunWriter {
             dir: self.clone(),
-            _lock: DirLock::exclusive(dir)?,
+            _lock: lock,
         })
     }
 
@@ -521,6 +534,31 @@ impl Inspection<'_> {
             .train_from(&self.config, monitor, &control, (moe, vanilla))
             .map(Some)
     }
+}
+
+/// Whether an I/O error means the place cannot be written by this user.
+fn is_unwritable(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(e.kind(), PermissionDenied | ReadOnlyFilesystem)
+}
+
+/// The error of an output directory that cannot be made or written: bad
+/// input (exit status 2), saying what is wrong with it.
+pub fn unusable_out(dir: &Path, e: std::io::Error) -> Error {
+    let why = if dir.exists() && !dir.is_dir() {
+        "it is an existing file".to_string()
+    } else if dir.ancestors().skip(1).any(|a| a.is_file()) {
+        "a part of its path is an existing file".to_string()
+    } else if is_unwritable(&e) {
+        format!("this user cannot write there ({e})")
+    } else {
+        e.to_string()
+    };
+    Error::invalid(
+        "--out",
+        dir.display(),
+        format!("a directory that can be created and written; {why}"),
+    )
 }
 
 /// Parses `summary.json`'s text.

@@ -131,7 +131,8 @@ impl SweepReport {
 }
 
 /// Runs the shard `shard` of the grid `grid_path` into `out`, `jobs` runs
-/// at a time; `on_done(done, planned)` is called after each run.
+/// at a time; `on_done(done, planned, label)` is called after each run,
+/// with the run's id and grid values (`3f2a… (seed=1, task.d=16)`).
 pub fn run_sweep(
     grid_path: &Path,
     out: &Path,
@@ -213,7 +214,7 @@ pub fn run_grid(
 ) -> Result<SweepReport> {
     let runs = grid.expand(dir)?;
     let sweep_dir = SweepDir::new(out);
-    std::fs::create_dir_all(sweep_dir.runs()).map_err(|e| Error::io("cannot create", out, e))?;
+    std::fs::create_dir_all(sweep_dir.runs()).map_err(|e| crate::store::unusable_out(out, e))?;
     let manifest = Manifest {
         runs: runs
             .iter()
@@ -227,11 +228,15 @@ pub fn run_grid(
         let _bookkeeping = sweep_dir.bookkeeping_lock()?;
         output::write_json(&sweep_dir.manifest_file(), &manifest)?;
     }
-    let mine: Vec<&PlannedRun> = runs
+    // Each run with its label for progress: its id and grid values.
+    let mine: Vec<(&PlannedRun, String)> = runs
         .iter()
         .enumerate()
         .filter(|(i, _)| shard.owns(*i))
-        .map(|(_, (r, _))| r)
+        .map(|(_, (r, values))| {
+            let values: Vec<String> = values.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            (r, format!("{} ({})", r.id, values.join(", ")))
+        })
         .collect();
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(jobs.max(1))
@@ -240,9 +245,9 @@ pub fn run_grid(
     let done = AtomicUsize::new(0);
     let outcomes: Vec<(String, Outcome)> = pool.install(|| {
         mine.par_iter()
-            .map(|run| {
+            .map(|(run, label)| {
                 let outcome = sweep_one(&run.config, &sweep_dir.run(&run.id), control);
-                on_done(done.fetch_add(1, Ordering::SeqCst) + 1, mine.len(), &run.id);
+                on_done(done.fetch_add(1, Ordering::SeqCst) + 1, mine.len(), label);
                 (run.id.clone(), outcome)
             })
             .collect()

@@ -1,4 +1,4 @@
-//! Joint training (SPEC §8, `moe.training = "joint"`): every parameter of
+//! Joint training (`moe.training = "joint"`, docs/joint-training.md): every parameter of
 //! the MoE at once (router, first layers, biases, second layers) by
 //! minibatch SGD or Adam on the squared loss with the auxiliary losses, and
 //! the vanilla network of M x J neurons the same way. Both models draw

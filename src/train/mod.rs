@@ -1,4 +1,4 @@
-//! The staged algorithm (SPEC §4): phase I (experts specialise), phase II
+//! The staged algorithm (docs/algorithm.md): phase I (experts specialise), phase II
 //! (the router learns), phase III (experts learn their cluster), phase IV
 //! (readout); and the vanilla baseline on the same sample budget.
 //!

@@ -1,4 +1,4 @@
-//! The jointly trained mixture of experts (SPEC §8): M experts, each a
+//! The jointly trained mixture of experts (docs/joint-training.md): M experts, each a
 //! two-layer network f_m(x) = sum_j a_mj sigma(<w_mj, x - c> + b_mj) + a_m0,
 //! a linear router with logits h(x) = Theta (x - c), and the output
 //! F(x) = sum_m g_m(x) f_m(x) with the gate g of the configured rule. The
