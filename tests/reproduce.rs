@@ -5,12 +5,17 @@ use std::process::Command;
 
 use serde_json::Value;
 
-const FIGURES: [&str; 17] = [
+const FIGURES: [&str; 22] = [
     "e1_c2",
+    "e1_c2_overlaps",
     "e1_c4",
+    "e1_c4_overlaps",
     "e1_k4",
+    "e1_k4_overlaps",
     "e1_several",
+    "e1_several_overlaps",
     "e1_d128",
+    "e1_d128_overlaps",
     "e2_dynamics",
     "e2_phase_one",
     "e3_k3",
@@ -41,7 +46,7 @@ const TABLES: [&str; 11] = [
 /// At k* = 4 and d = 32 the vanilla bar (w*_g overlap < 0.5) is partly a bar
 /// on chance: the network's neurons that never leave the equator keep random
 /// overlaps, and the largest of them passes 0.5 in a few percent of seeds
-/// (README, "Across the theorem's range"). A failure of that claim must come
+/// (docs/results.md, "Across the theorem's range"). A failure of that claim must come
 /// from such a neuron: every seed still fails to learn (relative MSE >= 0.40)
 /// and no neuron is anywhere near w*_g (largest overlap < 0.7).
 fn chance_only_at_k4(out: &std::path::Path) {
@@ -187,6 +192,37 @@ fn quick_reproduction_writes_the_report_and_its_claims_hold() {
             "report.md lacks {name}"
         );
     }
+
+    // A claim that fails says why, in claims.json and beside its verdict
+    // in the report; one that holds has no `why` (its JSON is as before).
+    for c in &claims {
+        assert_eq!(c.get("why").is_some(), c["held"] == false, "{c}");
+        if let Some(why) = c.get("why") {
+            let why = why.as_str().unwrap();
+            assert!(why.len() > 20, "{c}");
+            assert!(
+                md.contains(&format!("**no**: {}", why.replace('|', "\\|"))),
+                "{why}"
+            );
+        }
+    }
+    // Measured values read as text: no JSON lists, objects or nulls.
+    let claims_table = md.split("\n## E1").next().unwrap();
+    for raw in ["[[", "null", "{"] {
+        assert!(
+            !claims_table.contains(raw),
+            "the claims table holds {raw:?}"
+        );
+    }
+    // ... and large numbers with thousands separators: no five digits in a row.
+    let digits = claims_table
+        .split(|c: char| !c.is_ascii_digit())
+        .map(str::len)
+        .max()
+        .unwrap_or(0);
+    assert!(digits < 5, "the claims table holds ungrouped numbers");
+    // Wide tables scroll in their own box.
+    assert!(html.contains("<div class=\"wide\"><table><tr><th>model</th>"));
 
     // Run again: every run is reused, the report is the same.
     let second = run();

@@ -265,6 +265,9 @@ fn run_reproduce(quick: bool, out: PathBuf, jobs: usize, quiet: bool) -> Result<
     for c in &claims {
         let verdict = if c.held { "held  " } else { "FAILED" };
         println!("{verdict} {}: {}", c.id, c.measured);
+        if let Some(why) = &c.why {
+            println!("       why: {why}");
+        }
     }
     let failed: Vec<&str> = claims
         .iter()

@@ -197,7 +197,7 @@ impl Trained {
     /// from the seed `seed`'s stream of `generate` (the task's directions
     /// stay the run's).
     pub fn evaluate(&self, n: usize, seed: u64) -> Result<Evaluation> {
-        if n < 2 || n > super::MAX_GENERATE {
+        if !(2..=super::MAX_GENERATE).contains(&n) {
             return Err(Error::invalid(
                 "n",
                 n,

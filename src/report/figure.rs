@@ -1,85 +1,188 @@
 //! Figures of the reproduction report: line and point charts drawn with
 //! `plotters` into self-contained SVG text, on the axes of `axis.rs` (round
-//! ticks, log scales labelled with the data's values). The legend goes
-//! where it hides the least data, and shows each series as it is drawn (a
-//! point, a line, a dashed line).
+//! ticks that reach past the data, log scales labelled with the data's
+//! values). The legend sits below the plot, never on the data, and shows
+//! each series as it is drawn (a point, a line, a dashed line); a spread
+//! over seeds is drawn as error bars at points and as a band along lines;
+//! marked x values (phase boundaries) are dotted vertical lines labelled
+//! above the plot.
 
 use plotters::element::DashedPathElement;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use super::axis::{padded, tick, ticks, transform, Axis};
+use super::axis::{axis, tick, transform, Axis, Room};
 use crate::error::{Error, Result};
 
 /// How a series is drawn.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Mark {
+    #[default]
     Line,
     Points,
     LineAndPoints,
+    /// A reference line (a bar, a prediction).
     Dashed,
 }
 
-/// One labelled series of (x, y) points.
-#[derive(Clone, Debug)]
+/// One series of (x, y) points.
+#[derive(Clone, Debug, Default)]
 pub struct Series {
+    /// Its entry in the legend; an empty label has none (one of several
+    /// series drawn alike, as one line per seed).
     pub label: String,
     pub points: Vec<(f64, f64)>,
     pub mark: Mark,
+    /// Per point, the lowest and highest y over seeds: error bars at
+    /// points, a band along a line. Empty: none.
+    pub spread: Vec<(f64, f64)>,
+    /// The palette's colour of this index; None: of the series' position.
+    pub color: Option<usize>,
+    /// A thin line (for many lines of one kind).
+    pub thin: bool,
 }
 
-/// Where the legend should go. It goes there when it hides no data there,
-/// else to the place of the plot where it hides the least.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Legend {
-    #[default]
-    UpperRight,
-    MiddleRight,
-    LowerRight,
-    UpperLeft,
-    LowerLeft,
+impl Series {
+    pub fn new(label: impl Into<String>, mark: Mark, points: Vec<(f64, f64)>) -> Self {
+        Series {
+            label: label.into(),
+            points,
+            mark,
+            ..Series::default()
+        }
+    }
+
+    /// The same series in the palette's colour `index`.
+    pub fn color(mut self, index: usize) -> Self {
+        self.color = Some(index);
+        self
+    }
+
+    /// The same series with a spread (lowest, highest) per point.
+    pub fn spread(mut self, spread: Vec<(f64, f64)>) -> Self {
+        self.spread = spread;
+        self
+    }
 }
 
 /// A chart: axes with units, optional log scales, series with a legend.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct Chart {
     pub title: String,
     pub x_label: String,
     pub y_label: String,
     pub log_x: bool,
     pub log_y: bool,
-    /// Fixed y range (in data units); None fits the data.
+    /// Fixed y range (in data units); None fits the data. Data outside it
+    /// widens it.
     pub y_range: Option<(f64, f64)>,
     pub series: Vec<Series>,
-    pub legend: Legend,
+    /// Marked x values, each a dotted vertical line labelled above the plot
+    /// (the start of a phase).
+    pub markers: Vec<(f64, String)>,
 }
 
 /// Okabe–Ito colours (distinguishable with colour-blindness), with a brown
-/// in place of their yellow, which a thin line on white hides; then grey.
-const PALETTE: [RGBColor; 9] = [
+/// in place of their yellow, which a thin line on white hides, and without
+/// their sky blue, which reads as their blue; then black, grey, violet and
+/// olive: ten hues apart.
+const PALETTE: [RGBColor; 10] = [
     RGBColor(0, 114, 178),
     RGBColor(213, 94, 0),
     RGBColor(0, 158, 115),
     RGBColor(204, 121, 167),
-    RGBColor(86, 180, 233),
     RGBColor(230, 159, 0),
-    RGBColor(0, 0, 0),
     RGBColor(140, 86, 75),
-    RGBColor(120, 120, 120),
+    RGBColor(0, 0, 0),
+    RGBColor(130, 130, 130),
+    RGBColor(110, 60, 180),
+    RGBColor(128, 128, 0),
 ];
 
 /// Font sizes in plotters' points (the SVG's pixels are 1/1.24 of them):
 /// in a page the figure is 720 pixels wide, so its text should not be much
 /// smaller than the page's.
 const TITLE_FONT: u32 = 22;
-const TICK_FONT: u32 = 15;
-const AXIS_FONT: u32 = 16;
-const LEGEND_FONT: u32 = 15;
-/// The legend's inner margin and the width of its sample marks, as plotters
-/// lays it out.
-const LEGEND_MARGIN: i32 = 10;
-const LEGEND_MARK: i32 = 30;
-/// A point's radius in pixels.
+const TICK_FONT: u32 = 17;
+const AXIS_FONT: u32 = 18;
+const LEGEND_FONT: u32 = 17;
+const MARKER_FONT: u32 = 16;
+/// The title's height and the space under it, in pixels.
+const TITLE_ROOM: u32 = 42;
+/// The figure's width and the height of its plot (title, axes and plotting
+/// area); the legend adds its rows below, marker labels theirs above.
+const WIDTH: u32 = 720;
+const PLOT_HEIGHT: u32 = 450;
+/// The plotting area's size inside that, about (for the tick labels' room).
+const AREA: (f64, f64) = (600.0, 330.0);
+/// A legend row's and a marker label row's height, the legend's sample
+/// mark's width and the gap after it.
+const LEGEND_ROW: i32 = 23;
+const MARKER_ROW: i32 = 19;
+const LEGEND_MARK: i32 = 28;
+const LEGEND_GAP: i32 = 8;
+/// A point's radius and an error bar's half cap, in pixels.
 const POINT: i32 = 4;
+const CAP: i32 = 5;
+
+/// A text's width in pixels at a font of `points` (about 0.55 em a
+/// character: DejaVu Sans, the widest of the usual sans-serif fonts, sets
+/// the report's labels at 0.5 em on average).
+fn text_width(s: &str, points: u32) -> i32 {
+    (s.chars().count() as f64 * 0.55 * points as f64 / 1.24).ceil() as i32
+}
+
+/// A legend entry's look.
+#[derive(Clone, Copy)]
+struct Look {
+    mark: Mark,
+    color: RGBColor,
+    width: u32,
+}
+
+/// Where each legend entry goes: columns of equal width, filled row by row.
+struct LegendLayout {
+    columns: usize,
+    rows: usize,
+    column_width: i32,
+}
+
+impl LegendLayout {
+    fn new(labels: &[&str]) -> Self {
+        if labels.is_empty() {
+            return LegendLayout {
+                columns: 1,
+                rows: 0,
+                column_width: 0,
+            };
+        }
+        let widest = labels
+            .iter()
+            .map(|l| text_width(l, LEGEND_FONT))
+            .max()
+            .unwrap_or(0);
+        let column_width = LEGEND_MARK + LEGEND_GAP + widest + 24;
+        let room = WIDTH as i32 - 40;
+        let columns = ((room / column_width.max(1)) as usize)
+            .clamp(1, 3)
+            .min(labels.len());
+        LegendLayout {
+            columns,
+            rows: labels.len().div_ceil(columns),
+            column_width,
+        }
+    }
+
+    fn height(&self) -> u32 {
+        if self.rows == 0 {
+            0
+        } else {
+            (self.rows as i32 * LEGEND_ROW + 12) as u32
+        }
+    }
+}
+
+type Plot<'a, DB> = ChartContext<'a, DB, Cartesian2d<Axis, Axis>>;
 
 impl Chart {
     /// The chart as an SVG document.
@@ -91,157 +194,160 @@ impl Chart {
         Ok(svg)
     }
 
-    /// Where the legend goes, in pixels of the plotting area: the preferred
-    /// place if it hides no data there, else the place along the right, the
-    /// left or the middle of the plot that hides the least. A hidden point
-    /// weighs 100, each 2 pixels of a hidden line 2, of a dashed reference
-    /// line 1: a legend may cross a line rather than hide a point.
-    fn legend_position<DB: DrawingBackend>(
-        &self,
-        chart: &ChartContext<'_, DB, Cartesian2d<Axis, Axis>>,
-        data: &[Vec<(f64, f64)>],
-    ) -> std::result::Result<SeriesLabelPosition, Box<dyn std::error::Error>> {
-        let font: TextStyle = ("sans-serif", LEGEND_FONT).into_font().into();
-        let mut text = MultiLineText::<(i32, i32), &str>::new((0, 0), &font);
-        for s in self.series.iter().filter(|s| !s.label.is_empty()) {
-            text.push_line(s.label.as_str());
-        }
-        let (text_w, text_h) = text
-            .estimate_dimension()
-            .map_err(|e| format!("cannot measure the legend: {e:?}"))?;
-        let (w, h) = (
-            text_w + LEGEND_MARK + 2 * LEGEND_MARGIN,
-            text_h + 2 * LEGEND_MARGIN,
-        );
-        let area = chart.plotting_area();
-        let base = area.get_base_pixel();
-        let (area_w, area_h) = area.dim_in_pixel();
-        let (area_w, area_h) = (area_w as i32, area_h as i32);
-        // What the legend could hide: points, and lines every 2 pixels.
-        let mut marks: Vec<(i32, i32, u32)> = Vec::new();
-        for (series, points) in self.series.iter().zip(data) {
-            let pixels: Vec<(i32, i32)> = points
-                .iter()
-                .map(|p| {
-                    let (x, y) = chart.backend_coord(p);
-                    (x - base.0, y - base.1)
-                })
-                .collect();
-            let weight = match series.mark {
-                Mark::Points => 0,
-                Mark::Dashed => 1,
-                Mark::Line | Mark::LineAndPoints => 2,
-            };
-            if weight > 0 {
-                for pair in pixels.windows(2) {
-                    let ((x0, y0), (x1, y1)) = (pair[0], pair[1]);
-                    let steps = ((x1 - x0).abs().max((y1 - y0).abs()) / 2).max(1);
-                    marks.extend(
-                        (0..=steps)
-                            .map(|k| (x0 + (x1 - x0) * k / steps, y0 + (y1 - y0) * k / steps, 1)),
-                    );
-                }
-            }
-            if matches!(series.mark, Mark::Points | Mark::LineAndPoints) {
-                marks.extend(pixels.iter().map(|&(x, y)| (x, y, 100)));
-            }
-        }
-        // plotters' layout of a legend of w x h pixels, 5 from the edges.
-        let (left, centre, right) = (5, (area_w - w) / 2, area_w - w - 5);
-        let (top, middle, bottom) = (5, (area_h - h) / 2, area_h - h - 5);
-        let place = |legend: Legend| match legend {
-            Legend::UpperRight => (right, top),
-            Legend::MiddleRight => (right, middle),
-            Legend::LowerRight => (right, bottom),
-            Legend::UpperLeft => (left, top),
-            Legend::LowerLeft => (left, bottom),
-        };
-        // The preferred place first (it wins a tie), then down the right,
-        // the left and the middle in tenths of the free height.
-        let mut candidates = vec![place(self.legend)];
-        for x in [right, left, centre] {
-            candidates.extend((0..=10).map(|k| (x, top + (bottom - top) * k / 10)));
-        }
-        let hidden = |&(x, y): &(i32, i32)| -> u32 {
-            let pad = POINT + 1;
-            marks
-                .iter()
-                .filter(|m| {
-                    (x - pad..=x + w + pad).contains(&m.0) && (y - pad..=y + h + pad).contains(&m.1)
-                })
-                .map(|m| m.2)
-                .sum()
-        };
-        // The first of the least hidden: the preferred place on a tie.
-        let best = candidates
-            .iter()
-            .min_by_key(|c| hidden(c))
-            .copied()
-            .unwrap_or(candidates[0]);
-        Ok(SeriesLabelPosition::Coordinate(best.0, best.1))
-    }
-
-    fn draw(&self, svg: &mut String) -> std::result::Result<(), Box<dyn std::error::Error + '_>> {
-        let data: Vec<Vec<(f64, f64)>> = self
+    /// Each series' points in drawn coordinates, and its spread as
+    /// (x, low, high), both without points a log axis cannot show.
+    #[allow(clippy::type_complexity)]
+    fn drawn(&self) -> (Vec<Vec<(f64, f64)>>, Vec<Vec<(f64, f64, f64)>>) {
+        let (lx, ly) = (self.log_x, self.log_y);
+        let points = self
             .series
             .iter()
             .map(|s| {
                 s.points
                     .iter()
-                    .filter_map(|&(x, y)| {
-                        Some((transform(x, self.log_x)?, transform(y, self.log_y)?))
+                    .filter_map(|&(x, y)| Some((transform(x, lx)?, transform(y, ly)?)))
+                    .collect()
+            })
+            .collect();
+        let spreads = self
+            .series
+            .iter()
+            .map(|s| {
+                if s.spread.len() != s.points.len() {
+                    return Vec::new();
+                }
+                s.points
+                    .iter()
+                    .zip(&s.spread)
+                    .filter_map(|(&(x, _), &(lo, hi))| {
+                        Some((transform(x, lx)?, transform(lo, ly)?, transform(hi, ly)?))
                     })
                     .collect()
             })
             .collect();
-        let all: Vec<&(f64, f64)> = data.iter().flatten().collect();
-        let range = |f: fn(&(f64, f64)) -> f64| {
-            let lo = all.iter().map(|p| f(p)).fold(f64::INFINITY, f64::min);
-            let hi = all.iter().map(|p| f(p)).fold(f64::NEG_INFINITY, f64::max);
-            if lo.is_finite() {
-                padded(lo, hi)
-            } else {
-                (0.0, 1.0)
-            }
+        (points, spreads)
+    }
+
+    /// The x and y axes: fitted to every point, spread and marker, or the
+    /// fixed y range when the data lies inside it.
+    fn axes(&self, points: &[Vec<(f64, f64)>], spreads: &[Vec<(f64, f64, f64)>]) -> (Axis, Axis) {
+        let extent = |v: &mut dyn Iterator<Item = f64>| {
+            v.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| {
+                (a.min(x), b.max(x))
+            })
         };
-        let (x0, x1) = range(|p| p.0);
-        let (y0, y1) = match self.y_range {
-            Some((a, b)) => (
-                transform(a, self.log_y).unwrap_or(0.0),
-                transform(b, self.log_y).unwrap_or(1.0),
-            ),
-            None => range(|p| p.1),
-        };
+        let markers: Vec<f64> = self
+            .markers
+            .iter()
+            .filter_map(|m| transform(m.0, self.log_x))
+            .collect();
+        let (x0, x1) = extent(
+            &mut points
+                .iter()
+                .flatten()
+                .map(|p| p.0)
+                .chain(markers.iter().copied()),
+        );
+        let (y0, y1) = extent(
+            &mut points
+                .iter()
+                .flatten()
+                .map(|p| p.1)
+                .chain(spreads.iter().flatten().flat_map(|s| [s.1, s.2])),
+        );
+        // The data's own values (not the reference lines') choose the
+        // kind of tick: whole seeds, a few dimensions d.
         let values = |pick: fn(&(f64, f64)) -> f64| -> Vec<f64> {
             self.series
                 .iter()
-                .filter(|s| s.mark != Mark::Dashed) // reference lines
+                .filter(|s| s.mark != Mark::Dashed)
                 .flat_map(|s| s.points.iter().map(pick))
                 .collect()
         };
-        let x_ticks = ticks(x0, x1, self.log_x, &values(|p| p.0));
-        let y_ticks = ticks(y0, y1, self.log_y, &values(|p| p.1));
-        let root = SVGBackend::with_string(svg, (720, 450)).into_drawing_area();
+        let x_room = Room {
+            pixels: AREA.0,
+            horizontal: true,
+        };
+        let y_room = Room {
+            pixels: AREA.1,
+            horizontal: false,
+        };
+        let x = if x0.is_finite() {
+            axis(x0, x1, self.log_x, &values(|p| p.0), false, x_room)
+        } else {
+            axis(0.0, 1.0, false, &[], true, x_room)
+        };
+        let fixed = self
+            .y_range
+            .and_then(|(a, b)| Some((transform(a, self.log_y)?, transform(b, self.log_y)?)));
+        let y = match fixed {
+            Some((a, b)) if !y0.is_finite() || (y0 >= a && y1 <= b) => {
+                axis(a, b, self.log_y, &values(|p| p.1), true, y_room)
+            }
+            Some((a, b)) => axis(
+                y0.min(a),
+                y1.max(b),
+                self.log_y,
+                &values(|p| p.1),
+                false,
+                y_room,
+            ),
+            None if y0.is_finite() => axis(y0, y1, self.log_y, &values(|p| p.1), false, y_room),
+            None => axis(0.0, 1.0, false, &[], true, y_room),
+        };
+        (x, y)
+    }
+
+    fn look(&self, i: usize) -> Look {
+        let s = &self.series[i];
+        Look {
+            mark: s.mark,
+            color: PALETTE[s.color.unwrap_or(i) % PALETTE.len()],
+            width: if s.thin { 1 } else { 2 },
+        }
+    }
+
+    fn draw(&self, svg: &mut String) -> std::result::Result<(), Box<dyn std::error::Error + '_>> {
+        let (points, spreads) = self.drawn();
+        let (x_axis, y_axis) = self.axes(&points, &spreads);
+        let entries: Vec<(&str, Look)> = self
+            .series
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| !s.label.is_empty())
+            .map(|(i, s)| {
+                // A thin line is drawn in full in the legend.
+                let mut look = self.look(i);
+                look.width = 2;
+                (s.label.as_str(), look)
+            })
+            .collect();
+        let legend = LegendLayout::new(&entries.iter().map(|e| e.0).collect::<Vec<_>>());
+        let marker_rows = self.markers.len().min(2) as i32;
+        let above = (marker_rows * MARKER_ROW) as u32;
+        let height = PLOT_HEIGHT + above + legend.height();
+        let root = SVGBackend::with_string(svg, (WIDTH, height)).into_drawing_area();
         root.fill(&WHITE)?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(&self.title, ("sans-serif", TITLE_FONT))
+        let (upper, lower) = root.split_vertically(PLOT_HEIGHT + above);
+        // The title on top (a long one shrinks to the figure's width), then
+        // the markers' labels, then the plot.
+        let title_font = (TITLE_FONT as f64
+            * ((WIDTH as f64 - 30.0) / text_width(&self.title, TITLE_FONT) as f64).min(1.0))
+        .floor() as u32;
+        root.draw(&Text::new(
+            self.title.clone(),
+            (WIDTH as i32 / 2, 10),
+            TextStyle::from(("sans-serif", title_font).into_font())
+                .pos(Pos::new(HPos::Center, VPos::Top)),
+        ))?;
+        let mut chart = ChartBuilder::on(&upper)
             .margin(12)
+            .margin_top(TITLE_ROOM + above)
             // Room for the last x tick's label, centred on the plot's edge.
             .margin_right(30)
             .x_label_area_size(50)
             .y_label_area_size(75)
-            .build_cartesian_2d(
-                Axis {
-                    lo: x0,
-                    hi: x1,
-                    ticks: x_ticks,
-                },
-                Axis {
-                    lo: y0,
-                    hi: y1,
-                    ticks: y_ticks,
-                },
-            )?;
+            .build_cartesian_2d(x_axis, y_axis)?;
         let (log_x, log_y) = (self.log_x, self.log_y);
         chart
             .configure_mesh()
@@ -253,56 +359,156 @@ impl Chart {
             .axis_desc_style(("sans-serif", AXIS_FONT))
             .light_line_style(RGBColor(235, 235, 235))
             .draw()?;
-        let legend_at = self.legend_position(&chart, &data)?;
-        for (i, (series, points)) in self.series.iter().zip(&data).enumerate() {
-            let color = PALETTE[i % PALETTE.len()];
-            let style = color.stroke_width(2);
+        self.draw_markers(&mut chart, &root)?;
+        // Bands under everything, then lines, points and error bars.
+        for (i, (series, spread)) in self.series.iter().zip(&spreads).enumerate() {
+            let look = self.look(i);
+            if matches!(series.mark, Mark::Line | Mark::Dashed) && spread.len() > 1 {
+                let band: Vec<(f64, f64)> = spread
+                    .iter()
+                    .map(|s| (s.0, s.2))
+                    .chain(spread.iter().rev().map(|s| (s.0, s.1)))
+                    .collect();
+                chart.draw_series(std::iter::once(Polygon::new(
+                    band,
+                    look.color.mix(0.15).filled(),
+                )))?;
+            }
+        }
+        for (i, (series, drawn)) in self.series.iter().zip(&points).enumerate() {
+            let look = self.look(i);
+            let style = look.color.stroke_width(look.width);
             match series.mark {
                 Mark::Line | Mark::LineAndPoints => {
-                    chart.draw_series(LineSeries::new(points.clone(), style))?;
+                    chart.draw_series(LineSeries::new(drawn.clone(), style))?;
                 }
                 Mark::Dashed => {
-                    chart.draw_series(DashedLineSeries::new(points.clone(), 8, 5, style))?;
+                    chart.draw_series(DashedLineSeries::new(drawn.clone(), 8, 5, style))?;
                 }
                 Mark::Points => {}
             }
-            let anno = match series.mark {
-                Mark::Points | Mark::LineAndPoints => chart.draw_series(
-                    points
+            if matches!(series.mark, Mark::Points | Mark::LineAndPoints) {
+                chart.draw_series(
+                    drawn
                         .iter()
-                        .map(|&p| Circle::new(p, POINT, color.filled())),
-                )?,
-                _ => chart.draw_series(std::iter::empty::<Circle<(f64, f64), i32>>())?,
-            };
-            if !series.label.is_empty() {
-                // The legend shows a point for points, a dashed line for a
-                // dashed series (a line with points shows its line).
-                let mark = series.mark;
-                anno.label(series.label.as_str())
-                    .legend(move |(x, y)| match mark {
-                        Mark::Points => Circle::new((x + 10, y), POINT, color.filled()).into_dyn(),
-                        Mark::Dashed => {
-                            DashedPathElement::new(vec![(x, y), (x + 20, y)], 6, 4, style)
-                                .into_dyn()
-                        }
-                        Mark::Line | Mark::LineAndPoints => {
-                            PathElement::new(vec![(x, y), (x + 20, y)], style).into_dyn()
-                        }
-                    });
+                        .map(|&p| Circle::new(p, POINT, look.color.filled())),
+                )?;
+                let bar = look.color.stroke_width(2);
+                for &(x, lo, hi) in &spreads[i] {
+                    chart.draw_series(std::iter::once(PathElement::new(
+                        vec![(x, lo), (x, hi)],
+                        bar,
+                    )))?;
+                    for end in [lo, hi] {
+                        chart.draw_series(std::iter::once(
+                            EmptyElement::at((x, end))
+                                + PathElement::new(vec![(-CAP, 0), (CAP, 0)], bar),
+                        ))?;
+                    }
+                }
             }
         }
-        chart
-            .configure_series_labels()
-            .label_font(("sans-serif", LEGEND_FONT))
-            .margin(LEGEND_MARGIN)
-            .legend_area_size(LEGEND_MARK)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .position(legend_at)
-            .draw()?;
+        draw_legend(&lower, &legend, &entries, &chart)?;
         root.present()?;
         Ok(())
     }
+
+    /// The markers: a dotted line each, its label above the plotting area
+    /// right of the line, on a second row where it would run into the
+    /// label before it.
+    fn draw_markers<DB: DrawingBackend>(
+        &self,
+        chart: &mut Plot<'_, DB>,
+        root: &DrawingArea<DB, plotters::coord::Shift>,
+    ) -> std::result::Result<(), Box<dyn std::error::Error>>
+    where
+        DB::ErrorType: 'static,
+    {
+        let (y0, y1) = {
+            let r = chart.y_range();
+            (r.start, r.end)
+        };
+        let grey = RGBColor(90, 90, 90);
+        let mut ends: Vec<i32> = vec![i32::MIN; 2];
+        let mut markers: Vec<(f64, &str)> = self
+            .markers
+            .iter()
+            .filter_map(|(x, l)| Some((transform(*x, self.log_x)?, l.as_str())))
+            .collect();
+        markers.sort_by(|a, b| a.0.total_cmp(&b.0));
+        for (x, label) in markers {
+            chart.draw_series(DashedLineSeries::new(
+                vec![(x, y0), (x, y1)],
+                3,
+                3,
+                grey.stroke_width(1),
+            ))?;
+            let (px, top) = chart.backend_coord(&(x, y1));
+            let start = px + 4;
+            let row = ends.iter().position(|&e| e + 6 <= start).unwrap_or(1);
+            ends[row] = start + text_width(label, MARKER_FONT);
+            let font = ("sans-serif", MARKER_FONT)
+                .into_font()
+                .color(&grey)
+                .pos(Pos::new(HPos::Left, VPos::Bottom));
+            root.draw(&Text::new(
+                label.to_string(),
+                (start, top - 4 - row as i32 * MARKER_ROW),
+                font,
+            ))?;
+        }
+        Ok(())
+    }
+}
+
+/// The legend below the plot, centred under the plotting area.
+fn draw_legend<DB: DrawingBackend>(
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+    layout: &LegendLayout,
+    entries: &[(&str, Look)],
+    chart: &Plot<'_, DB>,
+) -> std::result::Result<(), Box<dyn std::error::Error>>
+where
+    DB::ErrorType: 'static,
+{
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let plot = chart.plotting_area().get_pixel_range();
+    let centre = (plot.0.start + plot.0.end) / 2;
+    let width = layout.columns as i32 * layout.column_width - 24;
+    let left = (centre - width / 2).clamp(8, (WIDTH as i32 - width - 8).max(8));
+    let font = TextStyle::from(("sans-serif", LEGEND_FONT).into_font())
+        .pos(Pos::new(HPos::Left, VPos::Center));
+    for (k, (label, look)) in entries.iter().enumerate() {
+        let (row, column) = (k / layout.columns, k % layout.columns);
+        let x = left + column as i32 * layout.column_width;
+        let y = 4 + row as i32 * LEGEND_ROW + LEGEND_ROW / 2;
+        let style = look.color.stroke_width(look.width);
+        let mid = x + LEGEND_MARK / 2;
+        match look.mark {
+            Mark::Points => area.draw(&Circle::new((mid, y), POINT, look.color.filled()))?,
+            Mark::Dashed => area.draw(&DashedPathElement::new(
+                vec![(x, y), (x + LEGEND_MARK, y)],
+                7,
+                4,
+                style,
+            ))?,
+            Mark::Line => {
+                area.draw(&PathElement::new(vec![(x, y), (x + LEGEND_MARK, y)], style))?
+            }
+            Mark::LineAndPoints => {
+                area.draw(&PathElement::new(vec![(x, y), (x + LEGEND_MARK, y)], style))?;
+                area.draw(&Circle::new((mid, y), POINT, look.color.filled()))?;
+            }
+        }
+        area.draw(&Text::new(
+            label.to_string(),
+            (x + LEGEND_MARK + LEGEND_GAP, y),
+            font.clone(),
+        ))?;
+    }
+    Ok(())
 }
 
 /// Renders SVG text to PNG bytes with `resvg`, text in the system's fonts
@@ -368,21 +574,16 @@ mod tests {
             x_label: "samples".into(),
             y_label: "overlap".into(),
             log_x: true,
-            log_y: false,
             y_range: Some((0.0, 1.0)),
             series: vec![
-                Series {
-                    label: "moe".into(),
-                    points: vec![(1e3, 0.1), (1e4, 0.5), (1e5, 0.99), (0.0, 0.3)],
-                    mark: Mark::LineAndPoints,
-                },
-                Series {
-                    label: "theory".into(),
-                    points: vec![(1e3, 0.2), (1e5, 0.9)],
-                    mark: Mark::Dashed,
-                },
+                Series::new(
+                    "moe",
+                    Mark::LineAndPoints,
+                    vec![(1e3, 0.1), (1e4, 0.5), (1e5, 0.99), (0.0, 0.3)],
+                ),
+                Series::new("theory", Mark::Dashed, vec![(1e3, 0.2), (1e5, 0.9)]),
             ],
-            legend: Legend::LowerRight,
+            ..Chart::default()
         };
         let svg = chart.to_svg().unwrap();
         assert!(svg.starts_with("<svg"));
@@ -402,70 +603,93 @@ mod tests {
         element[start..start + len].parse().unwrap()
     }
 
+    /// The y of the text element that reads `text`.
+    fn text_y(svg: &str, text: &str) -> f64 {
+        let lines: Vec<&str> = svg.lines().collect();
+        let at = lines
+            .iter()
+            .position(|l| l.trim() == text)
+            .unwrap_or_else(|| panic!("no text {text}"));
+        attribute(lines[at - 1], "y")
+    }
+
     #[test]
-    fn the_legend_leaves_the_preferred_corner_when_data_is_there() {
-        // Points fill the upper half and the lower left; the lower right
-        // is free.
-        let grid = |x0: f64, y0: f64| {
-            (0..10).flat_map(move |i| {
-                (0..10).map(move |j| (x0 + 0.5 * i as f64, y0 + 0.05 * j as f64))
-            })
-        };
-        let points: Vec<(f64, f64)> = grid(0.0, 0.55)
-            .chain(grid(5.0, 0.55))
-            .chain(grid(0.0, 0.0))
+    fn the_legend_sits_below_the_plot_and_hides_nothing() {
+        // Points everywhere: no corner of the plot is free.
+        let points: Vec<(f64, f64)> = (0..20)
+            .flat_map(|i| (0..20).map(move |j| (i as f64, 0.05 * j as f64)))
             .collect();
+        let labels: Vec<String> = (0..9)
+            .map(|k| format!("a long legend entry number {k}"))
+            .collect();
+        let mut series = vec![Series::new(labels[0].clone(), Mark::Points, points)];
+        for label in &labels[1..] {
+            series.push(Series::new(
+                label.clone(),
+                Mark::Line,
+                vec![(0.0, 0.5), (19.0, 0.6)],
+            ));
+        }
         let chart = Chart {
             title: "legend".into(),
             x_label: "x".into(),
             y_label: "y".into(),
-            log_x: false,
-            log_y: false,
             y_range: Some((0.0, 1.0)),
-            series: vec![
-                Series {
-                    label: "data".into(),
-                    points,
-                    mark: Mark::Points,
-                },
-                Series {
-                    label: "bar".into(),
-                    points: vec![(0.0, 0.52), (9.5, 0.52)],
-                    mark: Mark::Dashed,
-                },
-            ],
-            legend: Legend::UpperRight,
+            series,
+            ..Chart::default()
         };
         let svg = chart.to_svg().unwrap();
-        let legend = svg
-            .lines()
-            .find(|l| l.starts_with("<rect") && l.contains("opacity=\"0.85\""))
-            .expect("a legend box");
-        let (x, y) = (attribute(legend, "x"), attribute(legend, "y"));
-        let (w, h) = (attribute(legend, "width"), attribute(legend, "height"));
-        let inside: Vec<(f64, f64)> = svg
+        // The data's points (not the legend's own sample point, the last).
+        let circles: Vec<f64> = svg
             .lines()
             .filter(|l| l.starts_with("<circle"))
-            .map(|l| (attribute(l, "cx"), attribute(l, "cy")))
-            .filter(|&(cx, cy)| cx >= x && cx <= x + w && cy >= y && cy <= y + h)
+            .map(|l| attribute(l, "cy"))
             .collect();
-        // Only the legend's own sample point.
-        assert_eq!(inside.len(), 1, "legend at {x},{y} hides {inside:?}");
-        // The lower right: right of the middle, below the bar (y = 0.52 is
-        // about pixel 206 of 450).
-        assert!(x > 360.0 && y > 200.0, "the free lower right: {x},{y}");
-        // A dashed series is dashed in the legend too: more than one piece
-        // of its colour in the legend box.
-        let legend_dashes = svg
+        assert_eq!(circles.len(), 401);
+        let lowest_point = circles[..400].iter().copied().fold(0.0, f64::max);
+        let x_label = text_y(&svg, "x");
+        for label in &labels {
+            let y = text_y(&svg, label);
+            assert!(y > lowest_point + 20.0 && y > x_label, "{label} at {y}");
+        }
+        let height = attribute(svg.lines().next().unwrap(), "height");
+        assert!(
+            height > 450.0 + 4.0 * 21.0,
+            "the legend's rows add height: {height}"
+        );
+        // Every entry inside the figure.
+        let width = attribute(svg.lines().next().unwrap(), "width");
+        for l in svg.lines().filter(|l| l.starts_with("<text")) {
+            assert!(attribute(l, "x") >= 0.0 && attribute(l, "x") < width);
+        }
+    }
+
+    #[test]
+    fn markers_spreads_and_colours_are_drawn() {
+        let chart = Chart {
+            title: "markers".into(),
+            x_label: "samples".into(),
+            y_label: "error".into(),
+            log_y: true,
+            series: vec![
+                Series::new("median", Mark::LineAndPoints, vec![(1.0, 0.3), (2.0, 0.1)])
+                    .spread(vec![(0.2, 0.4), (0.05, 0.15)]),
+                Series::new("reference", Mark::Dashed, vec![(1.0, 0.028), (2.0, 0.028)])
+                    .spread(vec![(0.02, 0.04), (0.02, 0.04)])
+                    .color(0),
+            ],
+            markers: vec![(1.2, "phase II".into()), (1.25, "phase III".into())],
+            ..Chart::default()
+        };
+        let svg = chart.to_svg().unwrap();
+        // Both labels above the plot, on two rows (they would overlap).
+        let (a, b) = (text_y(&svg, "phase II"), text_y(&svg, "phase III"));
+        assert!((a - b).abs() >= MARKER_ROW as f64, "{a} {b}");
+        // The band of the reference line, in the first series' colour.
+        assert!(svg
             .lines()
-            .filter(|l| l.starts_with("<polyline") && l.contains("#D55E00"))
-            .filter(|l| {
-                let start = l.find("points=\"").unwrap() + 8;
-                let first = l[start..].split([',', ' ']).collect::<Vec<_>>();
-                let (px, py): (f64, f64) = (first[0].parse().unwrap(), first[1].parse().unwrap());
-                px >= x && px <= x + w && py >= y && py <= y + h
-            })
-            .count();
-        assert!(legend_dashes > 1, "{legend_dashes} pieces");
+            .any(|l| l.starts_with("<polygon") && l.contains("#0072B2")));
+        // The axis reaches below the reference line: a tick at 0.02.
+        assert!(svg.lines().any(|l| l.trim() == "0.02"), "{svg}");
     }
 }

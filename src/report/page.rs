@@ -22,6 +22,65 @@ pub struct Claim {
     pub claim: String,
     pub measured: Value,
     pub held: bool,
+    /// Why a claim failed, in words, from the measured values and the
+    /// bar (which seeds missed which criterion, by how much); only when
+    /// `held` is false, so that the claims that hold read as before.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub why: Option<String>,
+}
+
+impl Claim {
+    /// A claim whose explanation `why` is computed only when it failed.
+    pub fn new(
+        id: impl Into<String>,
+        claim: impl Into<String>,
+        measured: Value,
+        held: bool,
+        why: impl FnOnce() -> String,
+    ) -> Self {
+        Claim {
+            id: id.into(),
+            claim: claim.into(),
+            measured,
+            held,
+            why: (!held).then(why),
+        }
+    }
+}
+
+/// A whole number with thousands separators: 2,288,192.
+pub fn grouped(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A number for a reader: whole numbers with thousands separators,
+/// fractions with at most four decimals (no trailing zeros).
+pub fn grouped_f64(x: f64) -> String {
+    if !x.is_finite() {
+        return x.to_string();
+    }
+    let sign = if x < 0.0 { "-" } else { "" };
+    let a = x.abs();
+    if a == a.round() && a < 1e18 {
+        return format!("{sign}{}", grouped(a as u64));
+    }
+    let text = format!("{a:.4}");
+    let text = text.trim_end_matches('0').trim_end_matches('.');
+    let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+    let whole = grouped(whole.parse().unwrap_or(0));
+    if fraction.is_empty() {
+        format!("{sign}{whole}")
+    } else {
+        format!("{sign}{whole}.{fraction}")
+    }
 }
 
 /// A table of the report, also written as CSV.
@@ -130,19 +189,72 @@ fn text_html(text: &str) -> String {
     out
 }
 
-/// A claim's measured figures in words (`claims.json` keeps the JSON).
+/// A measured value in words: numbers with thousands separators, null as
+/// "—", lists as short text (a list of pairs as "a → b, c → d").
+fn value_text(v: &Value) -> String {
+    match v {
+        Value::Null => "—".into(),
+        Value::Bool(b) => if *b { "yes" } else { "no" }.into(),
+        Value::Number(n) => match (n.as_u64(), n.as_i64()) {
+            (Some(u), _) => grouped(u),
+            (None, Some(i)) => format!("-{}", grouped(i.unsigned_abs())),
+            _ => grouped_f64(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        Value::String(s) => s.clone(),
+        Value::Array(items) => items
+            .iter()
+            .map(|item| match item.as_array().map(Vec::as_slice) {
+                Some([a, b]) => format!("{} → {}", value_text(a), value_text(b)),
+                Some(inner) => format!(
+                    "({})",
+                    inner.iter().map(value_text).collect::<Vec<_>>().join(", ")
+                ),
+                None => value_text(item),
+            })
+            .collect::<Vec<_>>()
+            .join(", "),
+        Value::Object(fields) => fields
+            .iter()
+            .map(|(k, v)| format!("{} {}", key_text(k), value_text(v)))
+            .collect::<Vec<_>>()
+            .join(", "),
+    }
+}
+
+/// A field's name in words: `median_rel_mse_by_multiple` as "median
+/// relative MSE by multiple".
+fn key_text(key: &str) -> String {
+    let words = format!(" {} ", key.replace('_', " "));
+    words
+        .replace(" rel mse ", " relative MSE ")
+        .replace(" log log ", " log-log ")
+        .replace(" ci95 ", " 95 % interval ")
+        .trim()
+        .to_string()
+}
+
+/// A claim's measured figures in words (`claims.json` keeps the JSON): the
+/// usual lead ("9 of 10 seeds", "slope 2.24 (95 % interval ...)", "largest
+/// gap ..."), then every other field as "name value", apart by semicolons.
 fn describe(measured: &Value) -> String {
-    let number = |key: &str| measured.get(key).and_then(Value::as_f64);
+    let Some(fields) = measured.as_object() else {
+        return value_text(measured);
+    };
+    let number = |key: &str| fields.get(key).and_then(Value::as_f64);
+    let mut used: Vec<&str> = Vec::new();
+    let mut parts: Vec<String> = Vec::new();
     if let (Some(held), Some(seeds)) = (number("seeds_held"), number("seeds")) {
-        let mut s = format!("{held} of {seeds} seeds");
+        parts.push(format!("{held} of {seeds} seeds"));
+        used.extend(["seeds_held", "seeds"]);
         if let Some(mean) = number("mean_rel_mse") {
-            s.push_str(&format!(", mean relative MSE {mean:.3}"));
+            parts[0].push_str(&format!(", mean relative MSE {mean:.3}"));
+            used.push("mean_rel_mse");
         }
-        return s;
     }
     if let Some(slope) = number("slope") {
         let mut s = format!("slope {slope:.2}");
-        if let Some([lo, hi]) = measured
+        used.push("slope");
+        if let Some([lo, hi]) = fields
             .get("ci95")
             .and_then(Value::as_array)
             .and_then(|a| <&[Value; 2]>::try_from(a.as_slice()).ok())
@@ -152,23 +264,27 @@ fn describe(measured: &Value) -> String {
                 lo.as_f64().unwrap_or(f64::NAN),
                 hi.as_f64().unwrap_or(f64::NAN)
             ));
+            used.push("ci95");
         }
         if let Some(n) = number("recoveries") {
             s.push_str(&format!(", {n} recoveries"));
+            used.push("recoveries");
         }
-        return s;
+        parts.push(s);
     }
     if let Some(gap) = number("largest_gap") {
-        return format!("largest gap {:.2} percentage points", 100.0 * gap);
+        parts.push(format!("largest gap {:.2} percentage points", 100.0 * gap));
+        used.push("largest_gap");
     }
-    match measured.as_object() {
-        Some(fields) => fields
-            .iter()
-            .map(|(k, v)| format!("{} {v}", k.replace('_', " ")))
-            .collect::<Vec<_>>()
-            .join(", "),
-        None => measured.to_string(),
+    for (k, v) in fields.iter().filter(|(k, _)| !used.contains(&k.as_str())) {
+        parts.push(format!("{} {}", key_text(k), value_text(v)));
     }
+    parts.join("; ")
+}
+
+/// A Markdown table cell: a `|` would end it.
+fn md_cell(s: &str) -> String {
+    s.replace('|', "\\|")
 }
 
 /// Writes the sections' figures and tables, both reports and `claims.json`
@@ -188,9 +304,12 @@ pub(crate) fn write(out: &Path, sections: &[Section], quick: bool) -> Result<Vec
          <style>body{{font-family:sans-serif;max-width:900px;margin:2em auto;padding:0 1em;line-height:1.4}}\
          table{{border-collapse:collapse;margin-bottom:1em}}td,th{{border:1px solid #ccc;padding:2px 8px;text-align:right}}\
          th{{background:#f4f4f4}}table.claims td,table.claims th{{text-align:left}}\
+         .wide{{overflow-x:auto;max-width:100%;margin-bottom:1em}}.wide table{{margin-bottom:0}}\
+         .wide th{{vertical-align:bottom}}td.t{{text-align:left}}\
          figure{{margin:1.5em 0 0.5em}}figure svg{{max-width:100%;height:auto}}\
          figcaption{{color:#555;font-size:90%}}\
-         .held{{color:#060}}.failed{{color:#b00;font-weight:bold}}</style></head>\
+         .held{{color:#060}}.failed span{{color:#b00;font-weight:bold}}.why{{color:#333;font-size:90%}}\
+         table.claims{{width:100%}}table.claims td{{vertical-align:top}}table.claims td:nth-child(1){{width:44%}}table.claims td:nth-child(2){{width:30%}}</style></head>\
          <body><h1>clustermoe reproduction report</h1>{}",
         text_html(&intro)
     );
@@ -200,14 +319,21 @@ pub(crate) fn write(out: &Path, sections: &[Section], quick: bool) -> Result<Vec
         "<h2>Claims</h2><table class=\"claims\"><tr><th>claim</th><th>measured</th><th>held</th></tr>",
     );
     for c in &claims {
+        let verdict = match (&c.held, &c.why) {
+            (true, _) => "yes".to_string(),
+            (false, Some(why)) => format!("**no**: {}", md_cell(why)),
+            (false, None) => "**no**".to_string(),
+        };
         md.push_str(&format!(
-            "| {} | {} | {} |\n",
-            c.claim,
-            describe(&c.measured),
-            if c.held { "yes" } else { "**no**" }
+            "| {} | {} | {verdict} |\n",
+            md_cell(&c.claim),
+            md_cell(&describe(&c.measured)),
         ));
+        let why = c.why.as_deref().map_or(String::new(), |w| {
+            format!("<div class=\"why\">{}</div>", html_escape(w))
+        });
         html.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td class=\"{}\">{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td class=\"{}\"><span>{}</span>{why}</td></tr>",
             inline_html(&c.claim),
             html_escape(&describe(&c.measured)),
             if c.held { "held" } else { "failed" },
@@ -265,22 +391,33 @@ fn write_table(out: &Path, t: &Table, md: &mut String, html: &mut String) -> Res
         t.name,
         markdown_table(t)
     ));
+    // A wide table scrolls in its own box, and its headers may break
+    // after an underscore: nothing is cut at the page's edge.
     html.push_str(&format!(
-        "<p>Table <code>{}.csv</code></p><table><tr>",
+        "<p>Table <code>{}.csv</code></p><div class=\"wide\"><table><tr>",
         t.name
     ));
     for h in &t.header {
-        html.push_str(&format!("<th>{}</th>", html_escape(h)));
+        html.push_str(&format!(
+            "<th>{}</th>",
+            html_escape(h).replace('_', "_<wbr>")
+        ));
     }
     html.push_str("</tr>");
     for row in &t.rows {
         html.push_str("<tr>");
         for cell in row {
-            html.push_str(&format!("<td>{}</td>", html_escape(cell)));
+            // Words read from the left, numbers from the right.
+            let words = !cell.is_empty() && cell.parse::<f64>().is_err();
+            html.push_str(&format!(
+                "<td{}>{}</td>",
+                if words { " class=\"t\"" } else { "" },
+                html_escape(cell)
+            ));
         }
         html.push_str("</tr>");
     }
-    html.push_str("</table>");
+    html.push_str("</table></div>");
     Ok(())
 }
 
@@ -290,20 +427,13 @@ mod tests {
 
     #[test]
     fn a_table_follows_the_last_figure_drawn_from_it() {
-        use crate::report::figure::{Chart, Legend, Mark, Series};
+        use crate::report::figure::{Chart, Mark, Series};
         let chart = |title: &str| Chart {
             title: title.into(),
             x_label: "x".into(),
             y_label: "y".into(),
-            log_x: false,
-            log_y: false,
-            y_range: None,
-            series: vec![Series {
-                label: "s".into(),
-                points: vec![(0.0, 0.0), (1.0, 1.0)],
-                mark: Mark::Line,
-            }],
-            legend: Legend::UpperLeft,
+            series: vec![Series::new("s", Mark::Line, vec![(0.0, 0.0), (1.0, 1.0)])],
+            ..Chart::default()
         };
         let table = |name: &str| Table {
             name: name.into(),
@@ -319,7 +449,14 @@ mod tests {
                 ("s_b".into(), chart("B")),
             ],
             tables: vec![table("s_b"), table("s_a"), table("other")],
-            claims: vec![],
+            claims: vec![
+                Claim::new("A", "a holds", serde_json::json!({"x": 1}), true, || {
+                    unreachable!("no why for a claim that holds")
+                }),
+                Claim::new("B", "b fails", serde_json::json!({"x": 2}), false, || {
+                    "seed 3: overlap 0.42 < 0.9".into()
+                }),
+            ],
         };
         let dir = tempfile::tempdir().unwrap();
         write(dir.path(), &[section], true).unwrap();
@@ -344,6 +481,16 @@ mod tests {
         }
         let html = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
         assert!(html.contains("Mode: quick."));
+        // The failed claim says why, beside its verdict; claims.json keeps
+        // `why` off the claim that held.
+        assert!(md.contains("| b fails | x 2 | **no**: seed 3: overlap 0.42 < 0.9 |"));
+        assert!(html.contains("<div class=\"why\">seed 3: overlap 0.42 &lt; 0.9</div>"));
+        let claims = std::fs::read_to_string(dir.path().join("claims.json")).unwrap();
+        let claims: Vec<serde_json::Value> = serde_json::from_str(&claims).unwrap();
+        assert!(claims[0].get("why").is_none());
+        assert_eq!(claims[1]["why"], "seed 3: overlap 0.42 < 0.9");
+        // Tables scroll in their own box; headers may break after `_`.
+        assert!(html.contains("<div class=\"wide\"><table><tr><th>a</th>"));
     }
 
     #[test]
@@ -363,5 +510,25 @@ mod tests {
         );
         let gap = serde_json::json!({"largest_gap": 0.0027});
         assert_eq!(describe(&gap), "largest gap 0.27 percentage points");
+        // Every field is said, numbers grouped, lists as text, null as a dash.
+        let budget = serde_json::json!({
+            "fitted_samples_to_staged_error": 10635493.0,
+            "median_rel_mse_by_multiple": [[0.25, 0.2971], [1.0, 0.073]],
+            "samples": null,
+            "log_log_slope_from_staged_budget": -0.6127,
+            "seeds": 3,
+            "seeds_held": 0,
+            "max_global_overlap": 0.9601,
+        });
+        assert_eq!(
+            describe(&budget),
+            "0 of 3 seeds; fitted samples to staged error 10,635,493; \
+             log-log slope from staged budget -0.6127; max global overlap 0.9601; \
+             median relative MSE by multiple 0.25 → 0.2971, 1 → 0.073; samples —"
+        );
+        assert_eq!(grouped(2288192), "2,288,192");
+        assert_eq!(grouped(999), "999");
+        assert_eq!(grouped_f64(-1234567.25), "-1,234,567.25");
+        assert_eq!(grouped_f64(0.5), "0.5");
     }
 }

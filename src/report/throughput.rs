@@ -4,7 +4,7 @@
 //! `report` feature; drawing it lives here with the other figures.
 
 use crate::bench::DimBench;
-use crate::report::figure::{Chart, Legend, Mark, Series};
+use crate::report::figure::{Chart, Mark, Series};
 
 /// Samples per second against d (log-log): every training phase at the
 /// first thread count measured, and the whole run (both models' samples over
@@ -18,11 +18,7 @@ pub fn chart(results: &[DimBench]) -> Chart {
     let mut add =
         |label: String, point: (f64, f64)| match series.iter_mut().find(|s| s.label == label) {
             Some(s) => s.points.push(point),
-            None => series.push(Series {
-                label,
-                points: vec![point],
-                mark: Mark::LineAndPoints,
-            }),
+            None => series.push(Series::new(label, Mark::LineAndPoints, vec![point])),
         };
     for r in results.iter().filter(|r| r.threads == first) {
         for p in &r.phases {
@@ -48,8 +44,7 @@ pub fn chart(results: &[DimBench]) -> Chart {
         y_label: "samples per second".into(),
         log_x: true,
         log_y: true,
-        y_range: None,
         series,
-        legend: Legend::LowerLeft,
+        ..Chart::default()
     }
 }

@@ -9,13 +9,30 @@ use std::collections::BTreeMap;
 use super::{min, Section};
 use crate::error::Result;
 use crate::phase::{ModelKind, Phase};
-use crate::report::figure::{Chart, Legend, Mark, Series};
+use crate::report::figure::{Chart, Mark, Series};
 use crate::store::RunDir;
 
 /// E2: overlaps against samples through all phases, from the metrics of
 /// the run in `run_dir` (seed 1 of E1's default task).
 pub(super) fn dynamics(run_dir: &RunDir) -> Result<Section> {
     let records = run_dir.read_metrics()?;
+    // Where each MoE phase starts: the samples the phase before had drawn
+    // at its last record (logged at its last step), phase I at 0.
+    let mut markers: Vec<(f64, String)> = Vec::new();
+    let moe: Vec<_> = records
+        .iter()
+        .filter(|r| r.model == ModelKind::Moe)
+        .collect();
+    for (phase, label) in [
+        (Phase::PhaseOne, "MoE phase I"),
+        (Phase::PhaseTwo, "phase II"),
+        (Phase::PhaseThree, "phase III"),
+    ] {
+        if let Some(k) = moe.iter().position(|r| r.phase == phase) {
+            let start = if k == 0 { 0 } else { moe[k - 1].samples };
+            markers.push((start as f64, label.to_string()));
+        }
+    }
     let mut series: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
     // Phase I expert by expert: each one's overlap with the w*_c it is closest to.
     let mut experts: Vec<Vec<(f64, f64)>> = Vec::new();
@@ -50,7 +67,7 @@ pub(super) fn dynamics(run_dir: &RunDir) -> Result<Section> {
                         .map(|c| cos.iter().map(|row| row[c]).fold(f64::MIN, f64::max))
                         .collect();
                     push(
-                        "MoE phase II: router cos(theta, v_c) (worst cluster)".into(),
+                        "MoE phase II: router cos(theta, v_c)".into(),
                         x,
                         min(&per_cluster),
                     );
@@ -65,16 +82,8 @@ pub(super) fn dynamics(run_dir: &RunDir) -> Result<Section> {
                 if let (Some(l), Some(g)) =
                     (&r.local_overlap_per_cluster, &r.global_overlap_per_cluster)
                 {
-                    push(
-                        format!("{who}: best |<w, w*_c>| (worst cluster)"),
-                        x,
-                        min(l),
-                    );
-                    push(
-                        format!("{who}: best |<w, w*_g>| (worst cluster)"),
-                        x,
-                        min(g),
-                    );
+                    push(format!("{who}: best |<w, w*_c>|"), x, min(l));
+                    push(format!("{who}: best |<w, w*_g>|"), x, min(g));
                 }
             }
             _ => {}
@@ -89,44 +98,40 @@ pub(super) fn dynamics(run_dir: &RunDir) -> Result<Section> {
         (2.0 * ((defaults.moe.experts * defaults.task.clusters) as f64).ln() / d as f64).sqrt();
     let offset = p1.centre_samples as f64;
     series.insert(
-        "drift ODE prediction (phase I, best start)".into(),
+        "drift ODE (phase I, best start)".into(),
         drift
             .trajectory(m0, p1.steps as f64 / 4.0, 100)
             .into_iter()
             .map(|pt| (offset + pt.samples, pt.overlap))
             .collect(),
     );
-    let theory_label = "drift ODE prediction (phase I, best start)";
+    let theory_label = "drift ODE (phase I, best start)";
+    // Each series its own colour; the prediction dashed in black.
     let chart = Chart {
         title: "E2: learning dynamics, default task, seed 1".into(),
         x_label: "samples seen by the model".into(),
-        y_label: "overlap / purity".into(),
-        log_x: false,
-        log_y: false,
+        y_label: "overlap or purity (worst cluster)".into(),
         y_range: Some((0.0, 1.05)),
-        legend: Legend::MiddleRight,
         series: series
             .into_iter()
             .map(|(label, points)| {
-                let mark = if label == theory_label {
-                    Mark::Dashed
+                if label == theory_label {
+                    Series::new(label, Mark::Dashed, points).color(6)
                 } else {
-                    Mark::Line
-                };
-                Series {
-                    label,
-                    points,
-                    mark,
+                    Series::new(label, Mark::Line, points)
                 }
             })
             .collect(),
+        markers,
+        ..Chart::default()
     };
     Ok(Section {
         title: "E2 Dynamics: what each phase learns".into(),
         text: "Phase I: each expert's tied direction finds one cluster's w*_c (second figure: stuck and redundant \
                experts restart every 2,000 steps). Phase II: the router learns to send each cluster \
                to its expert (purity). Phase III: inside its cluster an expert's fresh neurons find both w*_c and w*_g. The \
-               vanilla network, on the same samples, finds the w*_c and never w*_g."
+               vanilla network, on the same samples, finds the w*_c and never w*_g. Each curve is the worst cluster's (for \
+               phase I: the best expert's overlap with each w*_c); dotted lines mark where the MoE's phases start."
             .into(),
         figures: vec![
             ("e2_dynamics".into(), chart),
@@ -136,15 +141,13 @@ pub(super) fn dynamics(run_dir: &RunDir) -> Result<Section> {
                     title: "E2: phase I expert by expert, default task, seed 1".into(),
                     x_label: "samples seen by the MoE".into(),
                     y_label: "max_c |<u_m, w*_c>|".into(),
-                    log_x: false,
-                    log_y: false,
                     y_range: Some((0.0, 1.05)),
-                    legend: Legend::MiddleRight,
                     series: experts
                         .into_iter()
                         .enumerate()
-                        .map(|(e, points)| Series { label: format!("expert {}", e + 1), points, mark: Mark::Line })
+                        .map(|(e, points)| Series::new(format!("expert {}", e + 1), Mark::Line, points))
                         .collect(),
+                    ..Chart::default()
                 },
             ),
         ],

@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use super::{fmt, grid, mean, run, Options, Section, Table};
 use crate::error::Result;
-use crate::report::figure::{Chart, Legend, Mark, Series};
+use crate::report::figure::{Chart, Mark, Series};
 
 /// P(all C clusters covered) when M experts pick clusters uniformly at random.
 pub fn coupon_collector(clusters: usize, experts: usize) -> f64 {
@@ -114,28 +114,22 @@ pub(super) fn experts_needed(opts: &Options, progress: &(dyn Fn(&str) + Sync)) -
                 title: format!("E4: every cluster found after phase I, C = {c}"),
                 x_label: "experts M".into(),
                 y_label: "probability (share of seeds)".into(),
-                log_x: false,
-                log_y: false,
                 // A little below 0: points at probability 0 are drawn whole.
                 y_range: Some((-0.03, 1.05)),
-                legend: Legend::LowerRight,
                 series: vec![
-                    Series {
-                        label: "measured, no restarts".into(),
-                        points: plain,
-                        mark: Mark::LineAndPoints,
-                    },
-                    Series {
-                        label: "measured, restarts (default)".into(),
-                        points: restarted,
-                        mark: Mark::LineAndPoints,
-                    },
-                    Series {
-                        label: "coupon collector".into(),
-                        points: theory,
-                        mark: Mark::Dashed,
-                    },
+                    Series::new("measured, no restarts", Mark::LineAndPoints, plain),
+                    Series::new(
+                        "measured, restarts (default)",
+                        Mark::LineAndPoints,
+                        restarted,
+                    ),
+                    Series::new(
+                        "coupon collector (experts land on clusters at random)",
+                        Mark::Dashed,
+                        theory,
+                    ),
                 ],
+                ..Chart::default()
             },
         ));
         section.tables.push(table);
