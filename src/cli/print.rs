@@ -32,18 +32,9 @@ pub fn summary(s: &Summary) {
     }
     // Each column as wide as its widest cell, so any number of clusters lines up.
     let (local, global) = ("local_overlap", "global_overlap");
-    let wl = rows
-        .iter()
-        .map(|r| r.2.len())
-        .max()
-        .unwrap_or(0)
-        .max(local.len());
-    let wg = rows
-        .iter()
-        .map(|r| r.3.len())
-        .max()
-        .unwrap_or(0)
-        .max(global.len());
+    let wl = rows.iter().map(|r| r.2.len()).chain([local.len()]).max();
+    let wg = rows.iter().map(|r| r.3.len()).chain([global.len()]).max();
+    let (wl, wg) = (wl.unwrap_or(0), wg.unwrap_or(0));
     println!(
         "{:<8} {:>12}  {local:<wl$}  {global:<wg$}  {:>10}",
         "model", "test_rel_mse", "samples"

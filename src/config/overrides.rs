@@ -156,60 +156,61 @@ fn plain_words(message: &str) -> String {
     ] {
         out = out.replace(rust, plain);
     }
-    // Any other untagged enum: its name is Rust's, not the user's.
-    const UNTAGGED: &str = "data did not match any variant of untagged enum ";
-    while let Some(at) = out.find(UNTAGGED) {
-        let end = out[at + UNTAGGED.len()..]
-            .find(|c: char| !c.is_ascii_alphanumeric())
-            .map_or(out.len(), |e| at + UNTAGGED.len() + e);
-        out.replace_range(
-            at..end,
+    // Any other untagged enum, and `expected struct TaskConfig` and the
+    // like (a section): the type's name is Rust's, not the user's.
+    for (prefix, plain) in [
+        (
+            "data did not match any variant of untagged enum ",
             "expected a value of the field's form (`clustermoe defaults` shows each)",
-        );
-    }
-    // `expected struct TaskConfig` and the like: a section.
-    while let Some(at) = out.find("expected struct ") {
-        let end = out[at + 16..]
-            .find(|c: char| !c.is_ascii_alphanumeric())
-            .map_or(out.len(), |e| at + 16 + e);
-        out.replace_range(at..end, "expected a table of fields");
+        ),
+        ("expected struct ", "expected a table of fields"),
+    ] {
+        while let Some(at) = out.find(prefix) {
+            let name = at + prefix.len();
+            let end = out[name..]
+                .find(|c: char| !c.is_ascii_alphanumeric())
+                .map_or(out.len(), |e| name + e);
+            out.replace_range(at..end, plain);
+        }
     }
     out
 }
 
 /// The value of the dotted `field` in `table`, if there is one.
 fn value_at<'t>(table: &'t mut toml::Table, field: &str) -> Option<&'t mut toml::Value> {
-    let (section, name) = field.rsplit_once('.').unwrap_or(("", field));
-    let table = if section.is_empty() {
-        table
-    } else {
-        section.split('.').try_fold(table, |t, part| {
+    let mut parts = field.split('.');
+    let name = parts.next_back()?;
+    parts
+        .try_fold(table, |t, part| {
             t.get_mut(part).and_then(toml::Value::as_table_mut)
         })?
-    };
-    table.get_mut(name)
+        .get_mut(name)
 }
 
 /// Writes the `--set` values `nan`, `inf`, `+inf`, `-inf` in any case (and
 /// `infinity`) as TOML's own, so `rho=NaN` reads as `rho=nan` does.
 fn normalise_special_floats(table: &mut toml::Table, set_fields: &[(String, &String)]) {
     for (field, _) in set_fields {
-        let Some(toml::Value::String(text)) = value_at(table, field) else {
+        let Some(value) = value_at(table, field) else {
             continue;
         };
-        let lower = text.trim().to_ascii_lowercase();
-        let (sign, body) = match lower.strip_prefix('-') {
-            Some(rest) => (-1.0, rest),
-            None => (1.0, lower.strip_prefix('+').unwrap_or(&lower)),
-        };
-        let number = match body {
-            "nan" => f64::NAN,
-            "inf" | "infinity" => sign * f64::INFINITY,
-            _ => continue,
-        };
-        if let Some(v) = value_at(table, field) {
-            *v = toml::Value::Float(number);
+        if let Some(number) = value.as_str().and_then(special_float) {
+            *value = toml::Value::Float(number);
         }
+    }
+}
+
+/// `nan`, `inf`, `infinity` (signed or not) in any case, as a number.
+fn special_float(text: &str) -> Option<f64> {
+    let lower = text.trim().to_ascii_lowercase();
+    let (sign, body) = match lower.strip_prefix('-') {
+        Some(rest) => (-1.0, rest),
+        None => (1.0, lower.strip_prefix('+').unwrap_or(&lower)),
+    };
+    match body {
+        "nan" => Some(f64::NAN),
+        "inf" | "infinity" => Some(sign * f64::INFINITY),
+        _ => None,
     }
 }
 

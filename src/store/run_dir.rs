@@ -184,9 +184,19 @@ impl RunDir {
     pub fn state(&self) -> RunState {
         match self.completeness() {
             Completeness::Complete(_) => RunState::Complete,
-            Completeness::Incomplete(_) if lock::is_held(&self.path) => RunState::InProgress,
-            Completeness::Incomplete(_) if !self.config_file().exists() => RunState::NotStarted,
-            Completeness::Incomplete(reason) => RunState::Incomplete(reason),
+            Completeness::Incomplete(reason) => self.not_complete(reason),
+        }
+    }
+
+    /// What a run found not complete (for `reason`) is: being written by
+    /// another process, not started (no `config.toml`), or incomplete.
+    pub fn not_complete(&self, reason: String) -> RunState {
+        if lock::is_held(&self.path) {
+            RunState::InProgress
+        } else if !self.config_file().is_file() {
+            RunState::NotStarted
+        } else {
+            RunState::Incomplete(reason)
         }
     }
 
@@ -203,23 +213,15 @@ impl RunDir {
             _ => {}
         });
         if let Err(reason) = checked {
-            let config = self.config_file();
-            return Err(if lock::is_held(&self.path) {
-                Error::InUse {
-                    path: self.path.clone(),
-                    holder: None,
-                }
-            } else if !config.is_file() {
+            let path = self.path.clone();
+            return Err(match self.not_complete(reason.clone()) {
+                RunState::InProgress => Error::InUse { path, holder: None },
                 // No run at all here: the file a run writes first is missing.
-                Error::Unreadable {
-                    path: config,
+                RunState::NotStarted => Error::Unreadable {
+                    path: self.config_file(),
                     source: std::io::Error::from(std::io::ErrorKind::NotFound),
-                }
-            } else {
-                Error::Incomplete {
-                    path: self.path.clone(),
-                    reason,
-                }
+                },
+                _ => Error::Incomplete { path, reason },
             });
         }
         let text = |bytes: Option<Vec<u8>>, path: PathBuf| {
@@ -362,10 +364,7 @@ impl RunWriter {
             ));
         }
         // The record goes first: a directory half cleared is never complete.
-        let record = self.dir.record_file();
-        if record.exists() {
-            std::fs::remove_file(&record).map_err(|e| Error::io("cannot remove", &record, e))?;
-        }
+        self.remove_record()?;
         for name in names
             .iter()
             .filter(|n| *n != LOCK_FILE && *n != RECORD_FILE)
@@ -374,6 +373,18 @@ impl RunWriter {
             std::fs::remove_file(&p).map_err(|e| Error::io("cannot remove", &p, e))?;
         }
         output::write_atomic(&self.dir.config_file(), cfg.config.to_toml().as_bytes())
+    }
+
+    /// Removes the completion record, if there is one: from then on the
+    /// directory is incomplete until a new record is written.
+    fn remove_record(&self) -> Result<()> {
+        let record = self.dir.record_file();
+        match std::fs::remove_file(&record) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(Error::io("cannot remove", &record, e))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Keeps the checkpoint interval of a run being started.
@@ -473,10 +484,7 @@ impl RunWriter {
         let dir = &self.dir;
         // A record left from before (a resumed damaged run) vouches for
         // nothing this training writes: until the new one, incomplete.
-        let stale = dir.record_file();
-        if stale.exists() {
-            std::fs::remove_file(&stale).map_err(|e| Error::io("cannot remove", &stale, e))?;
-        }
+        self.remove_record()?;
         let config_sha256 = checkpoint::sha256_hex(cfg.config.to_toml().as_bytes());
         let ((moe_log, moe_state), (vanilla_log, vanilla_state)) = models;
         let journal = |model: ModelKind, log: RecordWriter| DirJournal {

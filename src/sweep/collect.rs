@@ -129,10 +129,11 @@ pub fn merge(dir: &Path) -> Result<MergeReport> {
         let (config, summary) = match checked {
             Ok(parsed) => parsed,
             Err(reason) => {
-                match run.state() {
+                match run.not_complete(reason) {
                     RunState::InProgress => report.in_progress.push(id),
                     RunState::NotStarted => report.missing.push(id),
-                    _ => report.incomplete.push((id, reason)),
+                    RunState::Incomplete(reason) => report.incomplete.push((id, reason)),
+                    RunState::Complete => unreachable!("not_complete never says complete"),
                 }
                 continue;
             }
