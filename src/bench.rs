@@ -26,7 +26,7 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::experiment::Experiment;
+use crate::experiment::{Experiment, Models};
 use crate::numerics::normal::{self, Simd};
 use crate::numerics::rng::{stream, Stream, StreamId};
 use crate::phase::{ModelKind, Phase};
@@ -305,7 +305,10 @@ pub fn bench(options: &BenchOptions, progress: &dyn Fn(&str)) -> Result<Vec<DimB
                 ),
                 (ModelKind::Moe, Phase::PhaseTwo) => (
                     cfg.phase_two.batch,
-                    result.moe.as_ref().map_or(0, |m| m.experts.len()),
+                    match &result.models {
+                        Models::Staged { moe, .. } => moe.experts.len(),
+                        Models::Joint { .. } => 0,
+                    },
                     steps * cfg.phase_two.batch as u64,
                 ),
                 (ModelKind::Moe, Phase::PhaseThree) => (

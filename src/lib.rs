@@ -38,6 +38,7 @@ pub mod phase;
 pub mod report;
 #[cfg(feature = "report")]
 pub mod reproduce;
+pub mod results;
 pub mod store;
 pub mod sweep;
 pub mod task;

@@ -73,6 +73,30 @@ impl Phase {
     }
 }
 
+/// A model as a type, for what is generic over the model (the stages of
+/// joint training): a checkpoint of one model then cannot be handed to the
+/// other.
+pub trait ModelTag: Clone + Copy + fmt::Debug + Default + Send + Sync + 'static {
+    /// The model this type stands for.
+    const MODEL: ModelKind;
+}
+
+/// The mixture of experts, as a type.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MoeTag;
+
+/// The vanilla network, as a type.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VanillaTag;
+
+impl ModelTag for MoeTag {
+    const MODEL: ModelKind = ModelKind::Moe;
+}
+
+impl ModelTag for VanillaTag {
+    const MODEL: ModelKind = ModelKind::Vanilla;
+}
+
 impl fmt::Display for ModelKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())

@@ -10,6 +10,7 @@ use std::path::Path;
 
 use clustermoe::config::Config;
 use clustermoe::metrics::Record;
+use clustermoe::results::Models;
 use clustermoe::Experiment;
 use common::{output, stderr};
 
@@ -110,14 +111,13 @@ fn library_run(config: &Config, threads: usize) -> String {
         Ok(())
     };
     let out = Experiment::new(&valid)
-        .journals(&mut moe_log, &mut vanilla_log)
+        .records(&mut moe_log, &mut vanilla_log)
         .threads(threads)
         .run()
         .unwrap();
-    let models = match (&out.moe, &out.joint) {
-        (Some(moe), _) => serde_json::json!({ "moe": moe, "vanilla": out.vanilla }),
-        (None, Some(joint)) => serde_json::json!({ "moe": joint.moe, "vanilla": joint.vanilla }),
-        (None, None) => unreachable!("a run trains a MoE"),
+    let models = match &out.models {
+        Models::Staged { moe, vanilla } => serde_json::json!({ "moe": moe, "vanilla": vanilla }),
+        Models::Joint { moe, vanilla } => serde_json::json!({ "moe": moe, "vanilla": vanilla }),
     };
     serde_json::json!({
         "summary": out.summary,

@@ -31,7 +31,6 @@ use clustermoe::phase::{ModelKind, Phase};
 use clustermoe::store::output::{self, NpzArray};
 use clustermoe::store::{Control, Progress, RunDir, SweepDir};
 use clustermoe::sweep::{self, collect, Shard};
-use clustermoe::train::Journal;
 use clustermoe::Config;
 
 use errors::IntoPy;
@@ -155,31 +154,6 @@ fn show<'py>(
     Ok(())
 }
 
-/// The stop flag as a journal sees it.
-fn stop_signal(stop: &AtomicUsize) -> Option<i32> {
-    let s = stop.load(Ordering::Relaxed);
-    (s != 0).then_some(s as i32)
-}
-
-/// A journal that keeps one model's records in memory, for a run without
-/// a directory; it stops when the flag is set (and has nowhere to
-/// checkpoint).
-struct Memory {
-    records: Vec<Record>,
-    stop: Arc<AtomicUsize>,
-}
-
-impl<S> Journal<S> for Memory {
-    fn record(&mut self, rec: &Record) -> Result<()> {
-        self.records.push(rec.clone());
-        Ok(())
-    }
-
-    fn stop_requested(&self) -> Option<i32> {
-        stop_signal(&self.stop)
-    }
-}
-
 /// The outcome of a long call: its result, unless the calling thread saw
 /// an exception (Ctrl-C) meanwhile, which is raised instead. A library
 /// error becomes its exception with `message(error)`; a stop the library
@@ -292,34 +266,36 @@ fn run<'py>(
         Some(path) => {
             let dir = RunDir::new(path);
             let (result, pending) = wait::blocking(py, &stop, poll, || {
-                clustermoe::threads::install("threads", threads, || {
-                    dir.train(&valid, &tracker, &control)
-                })
+                let writer = dir.writer()?;
+                let experiment = Experiment::new(&valid)
+                    .monitor(&tracker)
+                    .control(&control)
+                    .write_to(&writer);
+                match threads {
+                    Some(n) => experiment.threads(n).run(),
+                    None => experiment.run(),
+                }
             })?;
             let out = outcome(py, result, pending, &|e| in_dir(e, &dir))?;
             let metrics = read_text(&dir.metrics_file()).py_err(py)?;
             run_result(py, &valid, out, metrics, Some(dir.path()))
         }
         None => {
-            let mut moe = Memory {
-                records: Vec::new(),
-                stop: Arc::clone(&stop),
-            };
-            let mut vanilla = Memory {
-                records: Vec::new(),
-                stop: Arc::clone(&stop),
-            };
+            let (mut moe, mut vanilla) = (Vec::new(), Vec::new());
+            let mut moe_log = |r: &Record| Ok(moe.push(r.clone()));
+            let mut vanilla_log = |r: &Record| Ok(vanilla.push(r.clone()));
             let (result, pending) = wait::blocking(py, &stop, poll, || {
                 let experiment = Experiment::new(&valid)
                     .monitor(&tracker)
-                    .journals(&mut moe, &mut vanilla);
+                    .control(&control)
+                    .records(&mut moe_log, &mut vanilla_log);
                 match threads {
                     Some(n) => experiment.threads(n).run(),
                     None => experiment.run(),
                 }
             })?;
             let out = outcome(py, result, pending, &in_memory)?;
-            let metrics = records_text(moe.records.iter().chain(&vanilla.records));
+            let metrics = records_text(moe.iter().chain(&vanilla));
             run_result(py, &valid, out, metrics, None)
         }
     }
@@ -375,7 +351,7 @@ fn resume<'py>(
     let threads = self::threads(py, threads)?;
     let dir = RunDir::new(dir);
     let writer = dir.existing_writer().py_err(py)?;
-    let inspection = writer.inspect().py_err(py)?;
+    let mut inspection = writer.inspect().py_err(py)?;
     if let (Some(p), Progress::Resumable(models)) = (progress, &inspection.progress) {
         for (model, position) in models {
             let at = match position {
@@ -392,7 +368,15 @@ fn resume<'py>(
     let tracker = Tracker::default();
     let poll = |_: Python<'_>| show(progress, tracker.snapshot());
     let (result, pending) = wait::blocking(py, &stop, poll, || {
-        clustermoe::threads::install("threads", threads, || inspection.resume(&tracker, &control))
+        let Some(experiment) = Experiment::resume(&mut inspection) else {
+            return Ok(None);
+        };
+        let experiment = experiment.monitor(&tracker).control(&control);
+        match threads {
+            Some(n) => experiment.threads(n).run(),
+            None => experiment.run(),
+        }
+        .map(Some)
     })?;
     match outcome(py, result, pending, &|e| in_dir(e, &dir))? {
         None => Ok(None),

@@ -16,7 +16,7 @@ use clustermoe::error::{Error, Result};
 use clustermoe::numerics::link;
 use clustermoe::store::{output, Control, Progress as RunProgress, RunDir};
 use clustermoe::sweep::{self, collect};
-use clustermoe::{bench, experiment, reproduce};
+use clustermoe::{bench, experiment, reproduce, Experiment};
 
 use args::{checked_every, jobs_or_all, load_config, Cli, Command};
 use progress::{Progress, Steps};
@@ -133,8 +133,15 @@ fn train_run(
         RunDir::new(out.unwrap_or_else(|| PathBuf::from(format!("runs/seed{}", valid.seed()))));
     let start = Instant::now();
     let progress = Progress::new(quiet);
-    let result = clustermoe::threads::install("--threads", threads, || {
-        dir.train(&valid, &progress, control)
+    let result = dir.writer().and_then(|writer| {
+        let mut experiment = Experiment::new(&valid)
+            .monitor(&progress)
+            .control(control)
+            .write_to(&writer);
+        if let Some(threads) = threads {
+            experiment = experiment.threads(threads);
+        }
+        experiment.run()
     });
     progress.finish();
     finish_run(&dir, result, start)
@@ -144,7 +151,7 @@ fn train_run(
 fn resume_run(dir: &RunDir, control: &Control, threads: Option<usize>, quiet: bool) -> Result<()> {
     let start = Instant::now();
     let writer = dir.existing_writer()?;
-    let inspection = writer.inspect()?;
+    let mut inspection = writer.inspect()?;
     if let RunProgress::Resumable(models) = &inspection.progress {
         if !quiet {
             for (model, position) in models {
@@ -156,17 +163,17 @@ fn resume_run(dir: &RunDir, control: &Control, threads: Option<usize>, quiet: bo
         eprintln!("warning: {w}");
     }
     let progress = Progress::new(quiet);
-    let result = clustermoe::threads::install("--threads", threads, || {
-        inspection.resume(&progress, control)
-    });
-    progress.finish();
-    match result {
-        Ok(None) => {
-            println!("{} is already complete", dir.path().display());
-            Ok(())
-        }
-        other => finish_run(dir, other.map(|o| o.expect("not complete")), start),
+    let Some(mut experiment) = Experiment::resume(&mut inspection) else {
+        println!("{} is already complete", dir.path().display());
+        return Ok(());
+    };
+    experiment = experiment.monitor(&progress).control(control);
+    if let Some(threads) = threads {
+        experiment = experiment.threads(threads);
     }
+    let result = experiment.run();
+    progress.finish();
+    finish_run(dir, result, start)
 }
 
 fn finish_run(dir: &RunDir, result: Result<experiment::RunOutput>, start: Instant) -> Result<()> {

@@ -1,7 +1,15 @@
 //! From trained models and a test set to the sections of `summary.json`
 //! and the final metric record of each model.
 
-use super::*;
+use crate::config::ValidConfig;
+use crate::metrics::{self, JointRouting, Record};
+use crate::model::joint::JointModel;
+use crate::model::{Moe, Vanilla};
+use crate::numerics::rng::{stream, StreamId};
+use crate::phase::{ModelKind, Phase};
+use crate::results::{JointSummary, ModelSummary, MoeSummary};
+use crate::task::{Batch, Task};
+use crate::train;
 
 /// The summaries of jointly trained models on the test samples.
 pub(super) fn summarise_joint(

@@ -150,15 +150,15 @@ fn load<S: Stage>(path: &Path) -> Result<Payload<S>> {
 
 /// The journal of one model in a run directory: its metrics part file and
 /// its checkpoints.
-pub(crate) struct DirJournal<'a> {
+pub(crate) struct DirJournal {
     pub(crate) model: ModelKind,
     pub(crate) log: RecordWriter,
     pub(crate) path: PathBuf,
     pub(crate) config_sha256: String,
-    pub(crate) control: &'a Control,
+    pub(crate) control: Control,
 }
 
-impl<S: Stage> Journal<S> for DirJournal<'_> {
+impl<S: Stage> Journal<S> for DirJournal {
     fn record(&mut self, rec: &Record) -> Result<()> {
         self.log.write(rec)
     }

@@ -12,7 +12,7 @@ use ndarray_npy::NpzWriter;
 use zip::{write::SimpleFileOptions, CompressionMethod, DateTime};
 
 use crate::error::{Error, Result};
-use crate::experiment::RunOutput;
+use crate::results::{Models, RunOutput};
 use crate::metrics::Record;
 use crate::task::{Batch, Task};
 
@@ -214,47 +214,49 @@ pub fn task_arrays(task: &Task) -> Vec<(String, NpzArray)> {
 pub fn model_arrays(out: &RunOutput) -> Vec<(String, NpzArray)> {
     let mut arrays = task_arrays(&out.task);
     let mut add = |name: String, a: NpzArray| arrays.push((name, a));
-    if let Some(moe) = &out.moe {
-        add("moe_u".into(), f64s(&moe.phase_one_directions).into());
-        add(
-            "moe_global_centre".into(),
-            moe.input_map.centre.mapv(|v| v as f64).into(),
-        );
-        if let Some(w) = &moe.input_map.whiten {
-            add("moe_whitening".into(), f64s(w).into());
-        }
-        add(
-            "moe_expert_group".into(),
-            Array1::from_iter(moe.expert_group.iter().map(|g| g.map_or(-1, |g| g as i64))).into(),
-        );
-        add("router_theta".into(), f64s(&moe.router.theta).into());
-        for (k, e) in moe.experts.iter().enumerate() {
-            add(format!("expert{k}_w"), f64s(&e.w).into());
+    match &out.models {
+        Models::Staged { moe, vanilla } => {
+            add("moe_u".into(), f64s(&moe.phase_one_directions).into());
             add(
-                format!("expert{k}_centre"),
-                e.centre.mapv(|v| v as f64).into(),
+                "moe_global_centre".into(),
+                moe.input_map.centre.mapv(|v| v as f64).into(),
             );
-            add(format!("expert{k}_bias"), e.bias.mapv(|v| v as f64).into());
-            add(format!("expert{k}_a"), e.a.clone().into());
-            add(format!("expert{k}_a0"), Array1::from(vec![e.a0]).into());
+            if let Some(w) = &moe.input_map.whiten {
+                add("moe_whitening".into(), f64s(w).into());
+            }
+            add(
+                "moe_expert_group".into(),
+                Array1::from_iter(moe.expert_group.iter().map(|g| g.map_or(-1, |g| g as i64))).into(),
+            );
+            add("router_theta".into(), f64s(&moe.router.theta).into());
+            for (k, e) in moe.experts.iter().enumerate() {
+                add(format!("expert{k}_w"), f64s(&e.w).into());
+                add(
+                    format!("expert{k}_centre"),
+                    e.centre.mapv(|v| v as f64).into(),
+                );
+                add(format!("expert{k}_bias"), e.bias.mapv(|v| v as f64).into());
+                add(format!("expert{k}_a"), e.a.clone().into());
+                add(format!("expert{k}_a0"), Array1::from(vec![e.a0]).into());
+            }
+            if let Some(v) = vanilla {
+                let net = &v.net;
+                add("vanilla_w".into(), f64s(&net.w).into());
+                add(
+                    "vanilla_centre".into(),
+                    net.centre.mapv(|v| v as f64).into(),
+                );
+                add("vanilla_bias".into(), net.bias.mapv(|v| v as f64).into());
+                add("vanilla_a".into(), net.a.clone().into());
+                add("vanilla_a0".into(), Array1::from(vec![net.a0]).into());
+            }
         }
-    }
-    if let Some(joint) = &out.joint {
-        joint_arrays("joint_moe", &joint.moe, &mut add);
-        if let Some(v) = &joint.vanilla {
-            joint_arrays("joint_vanilla", v, &mut add);
+        Models::Joint { moe, vanilla } => {
+            joint_arrays("joint_moe", moe, &mut add);
+            if let Some(v) = vanilla {
+                joint_arrays("joint_vanilla", v, &mut add);
+            }
         }
-    }
-    if let Some(v) = &out.vanilla {
-        let net = &v.net;
-        add("vanilla_w".into(), f64s(&net.w).into());
-        add(
-            "vanilla_centre".into(),
-            net.centre.mapv(|v| v as f64).into(),
-        );
-        add("vanilla_bias".into(), net.bias.mapv(|v| v as f64).into());
-        add("vanilla_a".into(), net.a.clone().into());
-        add("vanilla_a0".into(), Array1::from(vec![net.a0]).into());
     }
     arrays
 }

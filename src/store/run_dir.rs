@@ -16,14 +16,15 @@ use std::path::{Path, PathBuf};
 
 use crate::config::{Config, ValidConfig};
 use crate::error::{Error, Result};
-use crate::experiment::{self, RunOutput, Summary};
+use crate::results::{RunOutput, Summary};
 use crate::metrics::Record;
 use crate::phase::{ModelKind, Phase};
 use crate::store::checkpoint::{self, Control, DirJournal, Payload};
 use crate::store::lock::{self, DirLock, LOCK_FILE};
 use crate::store::output::{self, RecordWriter};
 use crate::store::record::{self, Completeness, RECORD_FILE};
-use crate::train::{ModelState, MoeStage, Monitor, Stage, VanillaStage};
+use crate::phase::{MoeTag, VanillaTag};
+use crate::train::{JointStage, ModelState, MoeStage, Stage, Start, VanillaStage};
 
 const CONFIG: &str = "config.toml";
 const METRICS: &str = "metrics.jsonl";
@@ -88,8 +89,46 @@ pub struct Inspection<'w> {
     pub config: ValidConfig,
     /// How far the run got.
     pub progress: Progress,
-    checkpoints: (Option<Payload<MoeStage>>, Option<Payload<VanillaStage>>),
+    /// The checkpoints; None once the run is complete.
+    checkpoints: Option<Checkpoints>,
 }
+
+/// The checkpoints of a run directory, each read and verified, of the
+/// training its configuration asks for (MoE, vanilla network).
+pub(crate) enum Checkpoints {
+    /// Of the staged algorithm.
+    Staged(Option<Payload<MoeStage>>, Option<Payload<VanillaStage>>),
+    /// Of joint training.
+    Joint(
+        Option<Payload<JointStage<MoeTag>>>,
+        Option<Payload<JointStage<VanillaTag>>>,
+    ),
+}
+
+impl Checkpoints {
+    /// Reads the checkpoints of the training `config` asks for.
+    fn read(dir: &RunDir, config: &ValidConfig) -> Result<Self> {
+        let text = config.config.to_toml();
+        Ok(match Start::fresh(config) {
+            Start::Staged(..) => Checkpoints::Staged(dir.checkpoint(&text)?, dir.checkpoint(&text)?),
+            Start::Joint(..) => Checkpoints::Joint(dir.checkpoint(&text)?, dir.checkpoint(&text)?),
+        })
+    }
+
+    /// Each model with its checkpoint's position, if it has one.
+    fn positions(&self) -> Vec<(ModelKind, Option<Position>)> {
+        fn at<S: Stage>(p: &Option<Payload<S>>) -> (ModelKind, Option<Position>) {
+            (S::MODEL, p.as_ref().map(|p| p.state.stage.position()))
+        }
+        match self {
+            Checkpoints::Staged(moe, vanilla) => vec![at(moe), at(vanilla)],
+            Checkpoints::Joint(moe, vanilla) => vec![at(moe), at(vanilla)],
+        }
+    }
+}
+
+/// The journals of a run directory's two models (MoE, vanilla network).
+pub(crate) type DirJournals = [DirJournal; 2];
 
 impl RunDir {
     pub fn new(path: impl Into<PathBuf>) -> Self {
@@ -323,21 +362,6 @@ impl RunDir {
             _lock: DirLock::exclusive(&self.path)?,
         })
     }
-
-    /// Trains `cfg` into this directory from the start (see [`RunWriter::train`]).
-    pub fn train(
-        &self,
-        cfg: &ValidConfig,
-        monitor: &dyn Monitor,
-        control: &Control,
-    ) -> Result<RunOutput> {
-        self.writer()?.train(cfg, monitor, control)
-    }
-
-    /// Continues the run from its checkpoints; see [`Inspection::resume`].
-    pub fn resume(&self, monitor: &dyn Monitor, control: &Control) -> Result<Option<RunOutput>> {
-        self.existing_writer()?.inspect()?.resume(monitor, control)
-    }
 }
 
 impl RunWriter {
@@ -405,57 +429,93 @@ impl RunWriter {
             .filter(|&every| every > 0)
     }
 
-    /// Trains `cfg` into the directory from the start.
-    pub fn train(
-        &self,
-        cfg: &ValidConfig,
-        monitor: &dyn Monitor,
-        control: &Control,
-    ) -> Result<RunOutput> {
+    /// Starts a new run of `cfg` here: empties the directory, writes
+    /// `config.toml` and the checkpoint interval, and opens each model's
+    /// metrics part file.
+    pub(crate) fn begin(&self, cfg: &ValidConfig, control: &Control) -> Result<DirJournals> {
         self.create(cfg)?;
         self.keep_interval(control)?;
-        let logs = ModelKind::ALL.map(|m| RecordWriter::create(self.dir.part_file(m)));
-        let [moe_log, vanilla_log] = logs;
-        self.train_from(
-            cfg,
-            monitor,
-            control,
-            ((moe_log?, None), (vanilla_log?, None)),
-        )
+        let [moe_log, vanilla_log] =
+            ModelKind::ALL.map(|m| RecordWriter::create(self.dir.part_file(m)));
+        self.journals(cfg, control, [moe_log?, vanilla_log?])
     }
 
-    /// Reads what the directory holds, checking every checkpoint in it.
+    /// Reopens a stopped run for going on from its `checkpoints`: each
+    /// model's part file cut back to its checkpoint's length, and the
+    /// checkpoint interval the run had unless `control` gives one. Returns
+    /// the journals and where each model starts.
+    pub(crate) fn reopen(
+        &self,
+        cfg: &ValidConfig,
+        checkpoints: Checkpoints,
+        mut control: Control,
+    ) -> Result<(DirJournals, Start)> {
+        let dir = &self.dir;
+        let (logs, start) = match checkpoints {
+            Checkpoints::Staged(moe, vanilla) => {
+                let (moe_log, moe) = resumed(dir, moe, &mut control)?;
+                let (vanilla_log, vanilla) = resumed(dir, vanilla, &mut control)?;
+                ([moe_log, vanilla_log], Start::Staged(moe, vanilla))
+            }
+            Checkpoints::Joint(moe, vanilla) => {
+                let (moe_log, moe) = resumed(dir, moe, &mut control)?;
+                let (vanilla_log, vanilla) = resumed(dir, vanilla, &mut control)?;
+                ([moe_log, vanilla_log], Start::Joint(moe, vanilla))
+            }
+        };
+        // Killed before any checkpoint: the interval the run started with.
+        if control.checkpoint_every.is_none() {
+            control.checkpoint_every = self.kept_interval();
+        }
+        Ok((self.journals(cfg, &control, logs)?, start))
+    }
+
+    /// Both models' journals over their part files. A record left from
+    /// before (a resumed damaged run) vouches for nothing the training
+    /// writes: until the new one, the directory is incomplete.
+    fn journals(
+        &self,
+        cfg: &ValidConfig,
+        control: &Control,
+        logs: [RecordWriter; 2],
+    ) -> Result<DirJournals> {
+        self.remove_record()?;
+        let config_sha256 = checkpoint::sha256_hex(cfg.config.to_toml().as_bytes());
+        let [moe, vanilla] = logs;
+        let journal = |model: ModelKind, log: RecordWriter| DirJournal {
+            model,
+            log,
+            path: self.dir.checkpoint_file(model),
+            config_sha256: config_sha256.clone(),
+            control: control.clone(),
+        };
+        Ok([
+            journal(ModelKind::Moe, moe),
+            journal(ModelKind::Vanilla, vanilla),
+        ])
+    }
+
+    /// Reads what the directory holds, checking every checkpoint in it. A
+    /// complete run loses its leftovers: a kill between the completion
+    /// record and the clean-up leaves checkpoints of a finished run behind.
     pub fn inspect(&self) -> Result<Inspection<'_>> {
         let dir = &self.dir;
         let config = dir.read_config()?;
         if dir.is_complete() {
+            self.remove_leftovers();
             return Ok(Inspection {
                 writer: self,
                 config,
                 progress: Progress::Complete,
-                checkpoints: (None, None),
+                checkpoints: None,
             });
         }
-        let text = config.config.to_toml();
-        let checkpoints = (
-            dir.checkpoint::<MoeStage>(&text)?,
-            dir.checkpoint::<VanillaStage>(&text)?,
-        );
-        let positions = vec![
-            (
-                ModelKind::Moe,
-                checkpoints.0.as_ref().map(|p| p.state.stage.position()),
-            ),
-            (
-                ModelKind::Vanilla,
-                checkpoints.1.as_ref().map(|p| p.state.stage.position()),
-            ),
-        ];
+        let checkpoints = Checkpoints::read(dir, &config)?;
         Ok(Inspection {
             writer: self,
             config,
-            progress: Progress::Resumable(positions),
-            checkpoints,
+            progress: Progress::Resumable(checkpoints.positions()),
+            checkpoints: Some(checkpoints),
         })
     }
 
@@ -469,42 +529,20 @@ impl RunWriter {
         let _ = std::fs::remove_file(self.dir.interval_file());
     }
 
-    /// Trains (or goes on training) both models here, then writes the
-    /// metrics, `model.npz`, `summary.json` and, last, the completion record;
-    /// checkpoints and part files go once the run is complete. On failure or
-    /// a stop, the metrics so far are joined into `metrics.jsonl` and the
-    /// checkpoints stay.
-    fn train_from(
+    /// Writes what a run in this directory produced: the metrics so far
+    /// joined into `metrics.jsonl`, and, if it trained to the end,
+    /// `model.npz`, `summary.json` and, last, the completion record; then
+    /// the checkpoints and part files go. On failure or a stop the
+    /// checkpoints stay, and the error is returned.
+    pub(crate) fn finish(
         &self,
-        cfg: &ValidConfig,
-        monitor: &dyn Monitor,
-        control: &Control,
-        models: (Resumed<MoeStage>, Resumed<VanillaStage>),
+        journals: DirJournals,
+        result: Result<RunOutput>,
     ) -> Result<RunOutput> {
         let dir = &self.dir;
-        // A record left from before (a resumed damaged run) vouches for
-        // nothing this training writes: until the new one, incomplete.
-        self.remove_record()?;
-        let config_sha256 = checkpoint::sha256_hex(cfg.config.to_toml().as_bytes());
-        let ((moe_log, moe_state), (vanilla_log, vanilla_state)) = models;
-        let journal = |model: ModelKind, log: RecordWriter| DirJournal {
-            model,
-            log,
-            path: dir.checkpoint_file(model),
-            config_sha256: config_sha256.clone(),
-            control,
-        };
-        let mut moe = journal(ModelKind::Moe, moe_log);
-        let mut vanilla = journal(ModelKind::Vanilla, vanilla_log);
-        let result = experiment::run_from(
-            cfg,
-            &mut moe,
-            &mut vanilla,
-            monitor,
-            (moe_state, vanilla_state),
-        );
-        moe.log.flushed_len()?;
-        vanilla.log.flushed_len()?;
+        for mut journal in journals {
+            journal.log.flushed_len()?;
+        }
         let parts = ModelKind::ALL.map(|m| dir.part_file(m));
         output::join_metrics(&dir.metrics_file(), &parts)?;
         let out = result?;
@@ -518,29 +556,14 @@ impl RunWriter {
 }
 
 impl Inspection<'_> {
-    /// Continues the run from its checkpoints (a model without one starts
-    /// over). Returns None if the run was already complete. Without
-    /// `control.checkpoint_every`, the run keeps the interval it was started
-    /// with.
-    pub fn resume(self, monitor: &dyn Monitor, control: &Control) -> Result<Option<RunOutput>> {
-        let writer = self.writer;
-        if self.progress == Progress::Complete {
-            // A kill between the record and the clean-up leaves checkpoints
-            // of a finished run behind; finish the clean-up now.
-            writer.remove_leftovers();
-            return Ok(None);
-        }
-        let mut control = control.clone();
-        let (moe, vanilla) = self.checkpoints;
-        let moe = resumed(&writer.dir, moe, &mut control)?;
-        let vanilla = resumed(&writer.dir, vanilla, &mut control)?;
-        // Killed before any checkpoint: the interval the run started with.
-        if control.checkpoint_every.is_none() {
-            control.checkpoint_every = writer.kept_interval();
-        }
-        writer
-            .train_from(&self.config, monitor, &control, (moe, vanilla))
-            .map(Some)
+    /// The writer holding the directory.
+    pub fn writer(&self) -> &RunWriter {
+        self.writer
+    }
+
+    /// Takes the checkpoints to go on from; None once the run is complete.
+    pub(crate) fn take_checkpoints(&mut self) -> Option<Checkpoints> {
+        self.checkpoints.take()
     }
 }
 

@@ -30,7 +30,7 @@ use crate::store::{Control, RunDir, SweepDir};
 pub mod collect;
 mod grid;
 
-use crate::train::Silent;
+use crate::experiment::Experiment;
 pub use grid::{run_id, Axis, GridFile, Manifest, ManifestRun, PlannedRun, Range, MAX_RUNS};
 /// Which part of a sweep this process runs: shard `index` (from 0) of `count`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -185,13 +185,22 @@ fn sweep_one(config: &ValidConfig, dir: &RunDir, control: &Control) -> Outcome {
     // config.toml of another run makes the directory one to redo.
     let planned = config.config.to_toml();
     let same_config = std::fs::read_to_string(dir.config_file()).is_ok_and(|t| t == planned);
+    let resume = || -> Result<()> {
+        let mut inspection = writer.inspect()?;
+        match Experiment::resume(&mut inspection) {
+            Some(experiment) => experiment.control(control).run().map(drop),
+            None => Ok(()),
+        }
+    };
     let resumed = (same_config && dir.has_checkpoints())
-        .then(|| writer.inspect().and_then(|i| i.resume(&Silent, control)))
+        .then(resume)
         .filter(|r| !matches!(r, Err(Error::Checkpoint { .. })));
     let result = match resumed {
         Some(r) => r.map(|_| Outcome::Resumed),
-        None => writer
-            .train(config, &Silent, control)
+        None => Experiment::new(config)
+            .write_to(&writer)
+            .control(control)
+            .run()
             .map(|_| Outcome::Trained),
     };
     match result {

@@ -7,11 +7,23 @@
 //! stream, and the noisy gates their own stream (a long jump from the
 //! MoE's initialisation stream), carried in the state.
 //!
-//! Joint training is one stage ([`JointState`]) of each model's stage type,
-//! so checkpoints, resuming and interruption work as for the staged phases.
+//! Joint training is a stage type of its own ([`JointStage`]), generic over
+//! the model, so checkpoints, resuming and interruption work as for the
+//! staged phases.
 
-use super::*;
-use crate::metrics::JointRouting;
+use std::marker::PhantomData;
+
+use ndarray::Array2;
+use serde::{Deserialize, Serialize};
+
+use super::context::{tick, Run};
+use super::{fill_cluster_overlaps, ModelState, Monitor, Sink, Stage};
+use crate::config::ValidConfig;
+use crate::error::Result;
+use crate::metrics::{self, JointRouting, Record};
+use crate::numerics::rng::{stream, Stream, StreamId};
+use crate::phase::{ModelKind, ModelTag, Phase};
+use crate::task::{Batch, Task};
 use crate::model::joint::{logit_noise, JointLoss, JointModel, Pass, TermsMean};
 use crate::model::optim::OptimizerState;
 
@@ -28,50 +40,56 @@ pub struct JointState {
 }
 
 /// Where joint training of a model stands.
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum JointPoint {
+    /// Inside training, after some steps. (The serialised names are those
+    /// the checkpoint format has always had; the aliases read files from
+    /// before the two models shared this type.)
+    #[serde(rename = "Joint", alias = "MoeJoint", alias = "VanillaJoint")]
     Training(Box<JointState>),
+    /// Trained.
+    #[serde(
+        rename = "JointTrained",
+        alias = "MoeJointTrained",
+        alias = "VanillaJointTrained"
+    )]
     Trained(Box<JointModel>),
 }
 
-/// A model's stage type that can hold joint training.
-pub trait JointStages: Stage {
-    fn training(state: JointState) -> Self;
-    fn trained(model: JointModel) -> Self;
-    /// The joint stage this is, or None for a stage of staged training.
-    fn joint_point(self) -> Option<JointPoint>;
+/// The stages of the model `M` (the MoE or the vanilla network) in joint
+/// training: its own stage type, so a checkpoint of joint training cannot
+/// be handed to staged training, nor the MoE's to the vanilla network.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(transparent, bound = "")]
+pub struct JointStage<M> {
+    /// Where training stands.
+    pub point: JointPoint,
+    #[serde(skip)]
+    model: PhantomData<M>,
 }
 
-impl JointStages for MoeStage {
-    fn training(state: JointState) -> Self {
-        MoeStage::Joint(Box::new(state))
-    }
-    fn trained(model: JointModel) -> Self {
-        MoeStage::JointTrained(Box::new(model))
-    }
-    fn joint_point(self) -> Option<JointPoint> {
-        match self {
-            MoeStage::Joint(s) => Some(JointPoint::Training(s)),
-            MoeStage::JointTrained(m) => Some(JointPoint::Trained(m)),
-            _ => None,
+impl<M: ModelTag> JointStage<M> {
+    fn new(point: JointPoint) -> Self {
+        JointStage {
+            point,
+            model: PhantomData,
         }
     }
 }
 
-impl JointStages for VanillaStage {
-    fn training(state: JointState) -> Self {
-        VanillaStage::Joint(Box::new(state))
-    }
-    fn trained(model: JointModel) -> Self {
-        VanillaStage::JointTrained(Box::new(model))
-    }
-    fn joint_point(self) -> Option<JointPoint> {
-        match self {
-            VanillaStage::Joint(s) => Some(JointPoint::Training(s)),
-            VanillaStage::JointTrained(m) => Some(JointPoint::Trained(m)),
-            _ => None,
+impl<M: ModelTag> Stage for JointStage<M> {
+    const MODEL: ModelKind = M::MODEL;
+
+    fn position(&self) -> Option<(Phase, u64)> {
+        match &self.point {
+            JointPoint::Training(s) => Some((Phase::Joint, s.step)),
+            JointPoint::Trained(_) => None,
         }
     }
 }
+
+/// A checkpoint of a jointly trained model.
+pub type JointModelState<M> = ModelState<JointStage<M>>;
 
 /// The loss a model of kind `model` trains on.
 pub fn joint_loss(cfg: &ValidConfig, model: ModelKind) -> JointLoss {
@@ -81,23 +99,14 @@ pub fn joint_loss(cfg: &ValidConfig, model: ModelKind) -> JointLoss {
     }
 }
 
-/// The error of a checkpoint of one training handed to the other.
-pub(super) fn wrong_training(found: &str) -> Error {
-    Error::invalid(
-        "moe.training",
-        format!("a checkpoint of {found} training"),
-        "a checkpoint of the training the configuration asks for",
-    )
-}
-
 impl JointState {
     /// Before the first step: the input centre from fresh samples, the
     /// model drawn from the initialisation stream, zero moments.
-    fn start<S: Stage>(run: &mut Run<S>) -> Self {
+    fn start<M: ModelTag>(run: &mut Run<JointStage<M>>) -> Self {
         let cfg = run.cfg;
         let p = &cfg.joint;
         let centre = run.input_map(p.centre_samples, false).centre;
-        let (experts, neurons) = match S::MODEL {
+        let (experts, neurons) = match M::MODEL {
             ModelKind::Moe => (cfg.moe.experts, cfg.moe.neurons),
             ModelKind::Vanilla => (1, cfg.vanilla_neurons),
         };
@@ -122,14 +131,14 @@ impl JointState {
 
 /// Trains a model (the MoE or the vanilla network, by its stage type)
 /// jointly, from the start or from a checkpoint's `resume` state.
-pub fn train_joint<S: JointStages>(
+pub fn train_joint<M: ModelTag>(
     cfg: &ValidConfig,
     task: &Task,
-    journal: Sink<S>,
+    journal: Sink<JointStage<M>>,
     monitor: &dyn Monitor,
-    resume: Option<ModelState<S>>,
+    resume: Option<JointModelState<M>>,
 ) -> Result<JointModel> {
-    let init = match S::MODEL {
+    let init = match M::MODEL {
         ModelKind::Moe => StreamId::MoeInit,
         ModelKind::Vanilla => StreamId::VanillaInit,
     };
@@ -141,22 +150,24 @@ pub fn train_joint<S: JointStages>(
         monitor,
         resume,
     );
-    let state = match stage.map(S::joint_point) {
+    let state = match stage.map(|s| s.point) {
         None => JointState::start(&mut run),
-        Some(Some(JointPoint::Training(s))) => *s,
-        Some(Some(JointPoint::Trained(m))) => return Ok(*m),
-        Some(None) => return Err(wrong_training("staged")),
+        Some(JointPoint::Training(s)) => *s,
+        Some(JointPoint::Trained(m)) => return Ok(*m),
     };
     let model = joint_steps(&mut run, state)?;
-    run.save_trained(|| S::trained(model.clone()))?;
+    run.save_trained(|| JointStage::new(JointPoint::Trained(Box::new(model.clone()))))?;
     Ok(model)
 }
 
 /// The steps from `state` to the last, with records and save points.
-fn joint_steps<S: JointStages>(run: &mut Run<S>, mut state: JointState) -> Result<JointModel> {
+fn joint_steps<M: ModelTag>(
+    run: &mut Run<JointStage<M>>,
+    mut state: JointState,
+) -> Result<JointModel> {
     let (cfg, task) = (run.cfg, run.task);
     let p = &cfg.joint;
-    let loss = joint_loss(cfg, S::MODEL);
+    let loss = joint_loss(cfg, M::MODEL);
     let steps = p.steps;
     let last_batch = (p.train_samples() - (steps - 1) * p.batch as u64) as usize;
     let probe = task.sample(
@@ -171,8 +182,8 @@ fn joint_steps<S: JointStages>(run: &mut Run<S>, mut state: JointState) -> Resul
     let mut grad = vec![0.0f32; state.model.params.len()];
     let mut noise = Array2::<f32>::zeros((p.batch, experts));
     let mut batch = Batch::new(p.batch, task.d);
-    run.monitor.phase(S::MODEL, Phase::Joint, steps);
-    run.monitor.advance(S::MODEL, state.step);
+    run.monitor.phase(M::MODEL, Phase::Joint, steps);
+    run.monitor.advance(M::MODEL, state.step);
     for step in state.step + 1..=steps {
         if step == steps && last_batch != batch.len() {
             batch = Batch::new(last_batch, task.d);
@@ -214,15 +225,17 @@ fn joint_steps<S: JointStages>(run: &mut Run<S>, mut state: JointState) -> Resul
                 rec.lr = Some(lr);
                 rec.loss = Some(terms.total);
                 rec.loss_main = Some(terms.main);
-                if S::MODEL == ModelKind::Moe {
+                if M::MODEL == ModelKind::Moe {
                     rec.loss_balance = Some(terms.balance);
                     rec.loss_z = Some(terms.z);
                 }
                 fill_joint(rec, cfg, task, model, &loss, &probe, &mut probe_pass);
             })?;
         }
-        run.save_point(step, || S::training(state.clone()))?;
-        tick(run.monitor, S::MODEL, step, steps);
+        run.save_point(step, || {
+            JointStage::new(JointPoint::Training(Box::new(state.clone())))
+        })?;
+        tick(run.monitor, M::MODEL, step, steps);
     }
     Ok(state.model)
 }
@@ -263,6 +276,8 @@ pub(crate) fn fill_joint(
 mod tests {
     use super::super::testing::*;
     use super::*;
+    use crate::phase::{MoeTag, VanillaTag};
+    use crate::train::Silent;
     use crate::config::{Config, Training};
     use crate::experiment::Experiment;
 
@@ -342,15 +357,15 @@ mod tests {
             every: 20,
             states: Vec::new(),
         };
-        let moe = train_joint::<MoeStage>(&cfg, &task, &mut keep, &Silent, None).unwrap();
-        let again = train_joint::<MoeStage>(&cfg, &task, &mut no_records, &Silent, None).unwrap();
+        let moe = train_joint::<MoeTag>(&cfg, &task, &mut keep, &Silent, None).unwrap();
+        let again = train_joint::<MoeTag>(&cfg, &task, &mut no_records, &Silent, None).unwrap();
         assert_eq!(json(&moe), json(&again));
         assert_eq!(keep.states.len(), 4, "steps 20, 40, 60 and trained");
         for state in keep.states {
             let text = serde_json::to_string(&state).unwrap();
-            let state: MoeState = serde_json::from_str(&text).unwrap();
+            let state: JointModelState<MoeTag> = serde_json::from_str(&text).unwrap();
             let resumed =
-                train_joint::<MoeStage>(&cfg, &task, &mut no_records, &Silent, Some(state))
+                train_joint::<MoeTag>(&cfg, &task, &mut no_records, &Silent, Some(state))
                     .unwrap();
             assert_eq!(json(&resumed), json(&moe));
         }
@@ -362,23 +377,21 @@ mod tests {
             every: 30,
             states: Vec::new(),
         };
-        let vanilla = train_joint::<VanillaStage>(&cfg, &task, &mut keep, &Silent, None).unwrap();
+        let vanilla = train_joint::<VanillaTag>(&cfg, &task, &mut keep, &Silent, None).unwrap();
         assert_eq!((vanilla.experts, vanilla.neurons), (1, 12));
         for state in keep.states {
             let resumed =
-                train_joint::<VanillaStage>(&cfg, &task, &mut no_records, &Silent, Some(state))
+                train_joint::<VanillaTag>(&cfg, &task, &mut no_records, &Silent, Some(state))
                     .unwrap();
             assert_eq!(json(&resumed), json(&vanilla));
         }
-        // A staged checkpoint is refused by joint training, and the reverse.
-        let staged = ModelState {
-            model: ModelKind::Moe,
-            samples: 0,
-            data: stream(1, StreamId::MoeData),
-            init: stream(1, StreamId::MoeInit),
-            stage: MoeStage::JointTrained(Box::new(moe)),
-        };
-        let e = train_moe(&cfg, &task, &mut no_records, &Silent, Some(staged)).unwrap_err();
-        assert!(e.to_string().contains("moe.training"), "{e}");
+        // Checkpoints name the stage as they always have, and those written
+        // when each model had its own joint variant still read.
+        let trained = JointStage::<MoeTag>::new(JointPoint::Trained(Box::new(vanilla)));
+        let text = serde_json::to_string(&trained).unwrap();
+        assert!(text.starts_with(r#"{"JointTrained":"#), "{text}");
+        let old = text.replacen("JointTrained", "VanillaJointTrained", 1);
+        let back: JointStage<VanillaTag> = serde_json::from_str(&old).unwrap();
+        assert_eq!(back.position(), None);
     }
 }

@@ -23,14 +23,14 @@ use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Allocation, Merge, ValidConfig, ValidPhase};
+use crate::config::{Allocation, Merge, Training, ValidConfig, ValidPhase};
 use crate::error::{Error, Result};
 use crate::metrics::{self, Record};
 use crate::model::router::{router_gradient, GateRule, Router};
 use crate::model::{self, Activation, InputMap, Moe, NeuronStats, SphereStep, Vanilla};
 use crate::numerics::linalg::matmul;
 use crate::numerics::rng::{stream, Stream, StreamId};
-use crate::phase::{ModelKind, Phase};
+use crate::phase::{ModelKind, MoeTag, Phase, VanillaTag};
 use crate::task::{Batch, Task};
 
 mod context;
@@ -47,7 +47,7 @@ use phase_three::phase_three;
 use phase_two::phase_two;
 use readout::phase_four;
 
-pub use joint::{train_joint, JointState};
+pub use joint::{train_joint, JointModelState, JointPoint, JointStage, JointState};
 pub(crate) use phase_one::merge_experts;
 pub use phase_one::{PhaseOne, PhaseOneState};
 pub use phase_three::{PhaseThreeState, Routed};
@@ -126,6 +126,28 @@ pub type MoeState = ModelState<MoeStage>;
 /// A checkpoint of the vanilla network.
 pub type VanillaState = ModelState<VanillaStage>;
 
+/// Where each model's training starts, for the training the configuration
+/// asks for: from the beginning (None) or from a checkpoint's state.
+pub(crate) enum Start {
+    /// The staged algorithm: the MoE's and the vanilla network's states.
+    Staged(Option<MoeState>, Option<VanillaState>),
+    /// Joint training: the MoE's and the vanilla network's states.
+    Joint(
+        Option<JointModelState<MoeTag>>,
+        Option<JointModelState<VanillaTag>>,
+    ),
+}
+
+impl Start {
+    /// Both models from the beginning.
+    pub(crate) fn fresh(cfg: &ValidConfig) -> Self {
+        match cfg.training {
+            Training::Staged => Start::Staged(None, None),
+            Training::Joint => Start::Joint(None, None),
+        }
+    }
+}
+
 /// Where the mixture of experts is: inside a phase, or trained. (Phase IV,
 /// the readout, is one solve and has no stage of its own.)
 ///
@@ -137,11 +159,6 @@ pub enum MoeStage {
     PhaseThree(Box<PhaseThreeState>),
     #[serde(rename = "MoeTrained")]
     Trained(Box<Moe>),
-    /// Joint training (`moe.training = "joint"`).
-    #[serde(rename = "MoeJoint")]
-    Joint(Box<JointState>),
-    #[serde(rename = "MoeJointTrained")]
-    JointTrained(Box<crate::model::joint::JointModel>),
 }
 
 impl Stage for MoeStage {
@@ -152,8 +169,7 @@ impl Stage for MoeStage {
             MoeStage::PhaseOne(s) => Some((Phase::PhaseOne, s.step)),
             MoeStage::PhaseTwo(s) => Some((Phase::PhaseTwo, s.step)),
             MoeStage::PhaseThree(s) => Some((Phase::PhaseThree, s.step)),
-            MoeStage::Joint(s) => Some((Phase::Joint, s.step)),
-            MoeStage::Trained(_) | MoeStage::JointTrained(_) => None,
+            MoeStage::Trained(_) => None,
         }
     }
 }
@@ -167,11 +183,6 @@ pub enum VanillaStage {
     Train(VanillaTrainState),
     #[serde(rename = "VanillaTrained")]
     Trained(Box<Vanilla>),
-    /// Joint training (`moe.training = "joint"`).
-    #[serde(rename = "VanillaJoint")]
-    Joint(Box<JointState>),
-    #[serde(rename = "VanillaJointTrained")]
-    JointTrained(Box<crate::model::joint::JointModel>),
 }
 
 impl Stage for VanillaStage {
@@ -180,8 +191,7 @@ impl Stage for VanillaStage {
     fn position(&self) -> Option<(Phase, u64)> {
         match self {
             VanillaStage::Train(s) => Some((Phase::Train, s.step)),
-            VanillaStage::Joint(s) => Some((Phase::Joint, s.step)),
-            VanillaStage::Trained(_) | VanillaStage::JointTrained(_) => None,
+            VanillaStage::Trained(_) => None,
         }
     }
 }
@@ -220,9 +230,6 @@ pub fn train_moe(
                 MoeStage::Trained(Box::new(moe))
             }
             MoeStage::Trained(moe) => return Ok(*moe),
-            MoeStage::Joint(_) | MoeStage::JointTrained(_) => {
-                return Err(joint::wrong_training("joint"))
-            }
         }
     }
 }

@@ -58,9 +58,6 @@ pub fn train_vanilla(
                 VanillaStage::Trained(Box::new(vanilla))
             }
             VanillaStage::Trained(vanilla) => return Ok(*vanilla),
-            VanillaStage::Joint(_) | VanillaStage::JointTrained(_) => {
-                return Err(super::joint::wrong_training("joint"))
-            }
         }
     }
 }
