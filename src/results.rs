@@ -162,4 +162,3 @@ pub enum Models {
         vanilla: Option<JointModel>,
     },
 }
-

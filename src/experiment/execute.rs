@@ -17,7 +17,7 @@ use crate::results::{
 use crate::store::{Control, DirJournal};
 use crate::task::{Batch, Task};
 use crate::train::{
-    self, Journal, JointModelState, JointStage, ModelState, Monitor, MoeStage, MoeState, Stage,
+    self, JointModelState, JointStage, Journal, ModelState, MoeStage, MoeState, Monitor, Stage,
     Start, VanillaStage, VanillaState,
 };
 

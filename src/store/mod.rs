@@ -10,10 +10,10 @@ pub mod output;
 pub mod record;
 mod run_dir;
 
-pub(crate) use checkpoint::DirJournal;
 pub use checkpoint::Control;
-pub(crate) use run_dir::Checkpoints;
+pub(crate) use checkpoint::DirJournal;
 pub use record::Completeness;
+pub(crate) use run_dir::Checkpoints;
 pub use run_dir::{
     unusable_out, CompleteRun, Inspection, Position, Progress, RunDir, RunState, RunWriter,
     SweepDir,

@@ -12,8 +12,8 @@ use ndarray_npy::NpzWriter;
 use zip::{write::SimpleFileOptions, CompressionMethod, DateTime};
 
 use crate::error::{Error, Result};
-use crate::results::{Models, RunOutput};
 use crate::metrics::Record;
+use crate::results::{Models, RunOutput};
 use crate::task::{Batch, Task};
 
 /// Writes `bytes` to `path` atomically (temporary file, then rename).
@@ -226,7 +226,8 @@ pub fn model_arrays(out: &RunOutput) -> Vec<(String, NpzArray)> {
             }
             add(
                 "moe_expert_group".into(),
-                Array1::from_iter(moe.expert_group.iter().map(|g| g.map_or(-1, |g| g as i64))).into(),
+                Array1::from_iter(moe.expert_group.iter().map(|g| g.map_or(-1, |g| g as i64)))
+                    .into(),
             );
             add("router_theta".into(), f64s(&moe.router.theta).into());
             for (k, e) in moe.experts.iter().enumerate() {

@@ -16,14 +16,14 @@ use std::path::{Path, PathBuf};
 
 use crate::config::{Config, ValidConfig};
 use crate::error::{Error, Result};
-use crate::results::{RunOutput, Summary};
 use crate::metrics::Record;
 use crate::phase::{ModelKind, Phase};
+use crate::phase::{MoeTag, VanillaTag};
+use crate::results::{RunOutput, Summary};
 use crate::store::checkpoint::{self, Control, DirJournal, Payload};
 use crate::store::lock::{self, DirLock, LOCK_FILE};
 use crate::store::output::{self, RecordWriter};
 use crate::store::record::{self, Completeness, RECORD_FILE};
-use crate::phase::{MoeTag, VanillaTag};
 use crate::train::{JointStage, ModelState, MoeStage, Stage, Start, VanillaStage};
 
 const CONFIG: &str = "config.toml";
@@ -110,7 +110,9 @@ impl Checkpoints {
     fn read(dir: &RunDir, config: &ValidConfig) -> Result<Self> {
         let text = config.config.to_toml();
         Ok(match Start::fresh(config) {
-            Start::Staged(..) => Checkpoints::Staged(dir.checkpoint(&text)?, dir.checkpoint(&text)?),
+            Start::Staged(..) => {
+                Checkpoints::Staged(dir.checkpoint(&text)?, dir.checkpoint(&text)?)
+            }
             Start::Joint(..) => Checkpoints::Joint(dir.checkpoint(&text)?, dir.checkpoint(&text)?),
         })
     }

@@ -4,8 +4,15 @@
 //! model's stage type, so a phase can only ever save a stage of its own
 //! model.
 
-use super::*;
-
+use super::{ModelState, Monitor, Sink, Stage};
+use crate::config::{ValidConfig, ValidPhase};
+use crate::error::{Error, Result};
+use crate::metrics::Record;
+use crate::model::{InputMap, NeuronStats, SphereStep};
+use crate::numerics::rng::{stream, Stream, StreamId};
+use crate::phase::{ModelKind, Phase};
+use crate::task::{Batch, Task};
+use ndarray::Array2;
 /// Shared state of one model's training: its data and initialisation
 /// streams, sample count, metric journal and monitor.
 pub(super) struct Run<'a, S: Stage> {

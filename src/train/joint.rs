@@ -21,11 +21,11 @@ use super::{fill_cluster_overlaps, ModelState, Monitor, Sink, Stage};
 use crate::config::ValidConfig;
 use crate::error::Result;
 use crate::metrics::{self, JointRouting, Record};
+use crate::model::joint::{logit_noise, JointLoss, JointModel, Pass, TermsMean};
+use crate::model::optim::OptimizerState;
 use crate::numerics::rng::{stream, Stream, StreamId};
 use crate::phase::{ModelKind, ModelTag, Phase};
 use crate::task::{Batch, Task};
-use crate::model::joint::{logit_noise, JointLoss, JointModel, Pass, TermsMean};
-use crate::model::optim::OptimizerState;
 
 /// A model inside joint training, after `step` of its steps.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -276,10 +276,10 @@ pub(crate) fn fill_joint(
 mod tests {
     use super::super::testing::*;
     use super::*;
-    use crate::phase::{MoeTag, VanillaTag};
-    use crate::train::Silent;
     use crate::config::{Config, Training};
     use crate::experiment::Experiment;
+    use crate::phase::{MoeTag, VanillaTag};
+    use crate::train::Silent;
 
     /// An easy joint task: C = 2 at d = 8 with linear links (k* = 1), so
     /// each cluster's target is a different linear function and the
@@ -365,8 +365,7 @@ mod tests {
             let text = serde_json::to_string(&state).unwrap();
             let state: JointModelState<MoeTag> = serde_json::from_str(&text).unwrap();
             let resumed =
-                train_joint::<MoeTag>(&cfg, &task, &mut no_records, &Silent, Some(state))
-                    .unwrap();
+                train_joint::<MoeTag>(&cfg, &task, &mut no_records, &Silent, Some(state)).unwrap();
             assert_eq!(json(&resumed), json(&moe));
         }
         // On the sphere every first-layer row stays a unit vector.

@@ -19,16 +19,15 @@
 //! `vanilla.rs`. Each phase's unit tests, on a small task where its outcome
 //! is known, sit beside it.
 
-use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis};
+use ndarray::Array2;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Allocation, Merge, Training, ValidConfig, ValidPhase};
-use crate::error::{Error, Result};
+use crate::config::{Training, ValidConfig};
+use crate::error::Result;
 use crate::metrics::{self, Record};
-use crate::model::router::{router_gradient, GateRule, Router};
-use crate::model::{self, Activation, InputMap, Moe, NeuronStats, SphereStep, Vanilla};
-use crate::numerics::linalg::matmul;
+use crate::model::router::{GateRule, Router};
+use crate::model::{Moe, Vanilla};
 use crate::numerics::rng::{stream, Stream, StreamId};
 use crate::phase::{ModelKind, MoeTag, Phase, VanillaTag};
 use crate::task::{Batch, Task};
@@ -41,7 +40,7 @@ mod phase_two;
 pub(crate) mod readout;
 mod vanilla;
 
-use context::{tick, Run};
+use context::Run;
 use phase_one::phase_one;
 use phase_three::phase_three;
 use phase_two::phase_two;
@@ -292,6 +291,8 @@ fn fill_cluster_overlaps(rec: &mut Record, task: &Task, serving: &[&Array2<f32>]
 mod testing {
     use super::*;
     use crate::config::Config;
+    use crate::model::InputMap;
+    use ndarray::Axis;
 
     /// Keeps a copy of every checkpoint, one every `every` steps of a phase.
     pub struct Keep<S> {

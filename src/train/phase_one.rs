@@ -1,8 +1,17 @@
 //! Phase I: tied experts find directions, with restarts of stuck and
 //! redundant experts; then redundant experts are merged.
 
-use super::*;
-
+use super::context::Run;
+use super::MoeStage;
+use crate::config::Merge;
+use crate::error::Result;
+use crate::metrics;
+use crate::model;
+use crate::model::{InputMap, NeuronStats, SphereStep};
+use crate::numerics::rng::Stream;
+use crate::phase::Phase;
+use ndarray::Array2;
+use serde::{Deserialize, Serialize};
 /// Restarts of phase-I experts, decided without ground truth from each
 /// expert's running gain a_m R_m = a_m E[y sigma(<u_m, x>)] (about
 /// |beta| m^k* / C once an expert has found a cluster, about 0 while it is

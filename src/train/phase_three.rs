@@ -2,8 +2,21 @@
 //! cluster, on the samples the router sends it; and how the neurons are
 //! shared among the experts.
 
-use super::*;
-
+use super::context::{tick, Run};
+use super::phase_one::PhaseOne;
+use super::phase_two::PhaseTwoState;
+use super::{expert_groups, fill_cluster_overlaps, MoeStage, Routing};
+use crate::config::Allocation;
+use crate::error::Result;
+use crate::metrics;
+use crate::model;
+use crate::model::router::{GateRule, Router};
+use crate::model::{NeuronStats, SphereStep};
+use crate::numerics::rng::Stream;
+use crate::phase::{ModelKind, Phase};
+use crate::task::Batch;
+use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis};
+use serde::{Deserialize, Serialize};
 /// Phase III after `step` of its steps.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct PhaseThreeState {
@@ -194,38 +207,13 @@ pub(super) fn phase_three(
         run.draw(&mut batch);
         router.gates_into(batch.x.view(), &routing.rule, &mut noise, &mut gates);
         let lr = p3.schedule.at(step - 1, p3.steps) as f32;
-        // The batch and its gates are drawn above, in order; each expert's
-        // step reads them and changes only its own neurons and statistics.
-        let expert_step = |(e, ((w, sgd), routed)): (
-            usize,
-            ((&mut Array2<f32>, &mut SphereStep), &mut Routed),
-        )| {
-            // An expert without neurons has nothing to gather for.
-            if w.nrows() == 0 || routed.gather(&batch, gates.column(e), &centres[e]) == 0 {
-                return true;
-            }
-            let hard = routed.weights.iter().all(|&g| g == 1.0);
-            sgd.step(
-                w,
-                None,
-                routed.x(task.d),
-                &routed.y,
-                (!hard).then_some(&routed.weights[..]),
-                lr,
-            )
+        let experts = Experts {
+            neurons: &mut neurons,
+            sgd: &mut sgd,
+            routed: &mut routed,
+            centres: &centres,
         };
-        // `all` stops at a diverged expert: the run ends with an error then.
-        let moved = if parallel {
-            use rayon::prelude::*;
-            let experts = neurons.par_iter_mut().zip(sgd.par_iter_mut());
-            experts
-                .zip(routed.par_iter_mut())
-                .enumerate()
-                .all(expert_step)
-        } else {
-            let experts = neurons.iter_mut().zip(sgd.iter_mut());
-            experts.zip(routed.iter_mut()).enumerate().all(expert_step)
-        };
+        let moved = experts.step(&batch, &gates, lr, parallel);
         if !moved {
             return Err(run.diverged(Phase::PhaseThree, step, "a first-layer weight"));
         }
@@ -263,6 +251,59 @@ pub(super) fn phase_three(
         serving,
         purity,
     })
+}
+
+/// The routed experts during a step: each one's neurons, SGD state, buffer
+/// of routed samples and input centre.
+struct Experts<'a> {
+    neurons: &'a mut [Array2<f32>],
+    sgd: &'a mut [SphereStep],
+    routed: &'a mut [Routed],
+    centres: &'a [Array1<f32>],
+}
+
+impl Experts<'_> {
+    /// One SGD step of every expert on the samples of `batch` routed to it
+    /// (weighted by `gates`); false if an expert diverged.
+    fn step(self, batch: &Batch, gates: &Array2<f32>, lr: f32, parallel: bool) -> bool {
+        let d = batch.x.ncols();
+        let centres = self.centres;
+        // The batch and its gates are drawn before, in order; each expert's
+        // step reads them and changes only its own neurons and statistics.
+        let expert_step = |(e, ((w, sgd), routed)): (
+            usize,
+            ((&mut Array2<f32>, &mut SphereStep), &mut Routed),
+        )| {
+            // An expert without neurons has nothing to gather for.
+            if w.nrows() == 0 || routed.gather(batch, gates.column(e), &centres[e]) == 0 {
+                return true;
+            }
+            let hard = routed.weights.iter().all(|&g| g == 1.0);
+            sgd.step(
+                w,
+                None,
+                routed.x(d),
+                &routed.y,
+                (!hard).then_some(&routed.weights[..]),
+                lr,
+            )
+        };
+        // `all` stops at a diverged expert: the run ends with an error then.
+        if parallel {
+            use rayon::prelude::*;
+            let experts = self.neurons.par_iter_mut().zip(self.sgd.par_iter_mut());
+            experts
+                .zip(self.routed.par_iter_mut())
+                .enumerate()
+                .all(expert_step)
+        } else {
+            let experts = self.neurons.iter_mut().zip(self.sgd.iter_mut());
+            experts
+                .zip(self.routed.iter_mut())
+                .enumerate()
+                .all(expert_step)
+        }
+    }
 }
 
 /// Phase III's experts step in parallel when batch x d x neurons (all the

@@ -1,7 +1,19 @@
 //! Phase II: the router learns to send each cluster to its expert.
 
-use super::*;
-
+use super::context::{tick, Run};
+use super::{expert_groups, MoeStage, Routing};
+use crate::config::ValidConfig;
+use crate::error::Result;
+use crate::metrics;
+use crate::model::router::{router_gradient, Router};
+use crate::model::Activation;
+use crate::numerics::linalg::matmul;
+use crate::numerics::rng::Stream;
+use crate::phase::{ModelKind, Phase};
+use crate::task::Batch;
+use crate::train::PhaseOne;
+use ndarray::{Array1, Array2, Axis};
+use serde::{Deserialize, Serialize};
 /// Phase II after `step` of its steps.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct PhaseTwoState {
@@ -120,6 +132,7 @@ pub(super) fn phase_two(
 mod tests {
     use super::super::testing::*;
     use super::*;
+    use crate::numerics::rng::{stream, StreamId};
 
     /// Experts on the true directions: the router learns to send cluster c
     /// to expert c (the one on w*_c), nearly as well as the best linear

@@ -1,9 +1,19 @@
 //! The vanilla baseline: N untied neurons by spherical SGD on all data for
 //! the MoE's whole training budget, then the same readout.
 
+use super::context::Run;
 use super::phase_one::restart_stuck;
 use super::readout::{fit_single, random_bias_network};
-use super::*;
+use super::{fill_cluster_overlaps, Monitor, Sink, VanillaStage, VanillaState};
+use crate::config::ValidConfig;
+use crate::error::Result;
+use crate::model;
+use crate::model::{InputMap, NeuronStats, Vanilla};
+use crate::numerics::rng::StreamId;
+use crate::phase::{ModelKind, Phase};
+use crate::task::Task;
+use ndarray::Array2;
+use serde::{Deserialize, Serialize};
 
 /// The vanilla network's first layer after `step` of its steps.
 #[derive(Clone, Debug, Serialize, Deserialize)]
