@@ -8,15 +8,13 @@
 use std::hint::black_box;
 use std::time::Duration;
 
+use clustermoe::internals::{
+    centre_rows, fill_normal, fit_readout, random_directions, router_gradient, stream, GateRule,
+    InputMap, NeuronSign, Routed, Router, SphereStep, Stream, StreamId, TwoLayer,
+};
 use clustermoe::{
     config::{Config, Loss},
-    internals::centre_rows,
-    internals::{fill_normal, fit_readout},
-    model::router::{router_gradient, GateRule, Router},
-    model::{random_directions, InputMap, NeuronSign, SphereStep, TwoLayer},
-    numerics::rng::{stream, Stream, StreamId},
     task::{Batch, Task},
-    train::Routed,
     ValidConfig,
 };
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};

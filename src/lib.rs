@@ -44,17 +44,23 @@ pub mod sweep;
 pub mod task;
 pub mod theory;
 pub mod threads;
-pub mod train;
+pub(crate) mod train;
 
-/// Building blocks that the criterion benchmarks and the precision tests
-/// time and compare; not part of the library's interface.
-#[doc(hidden)]
+/// Building blocks that the criterion benchmarks time, behind the cargo
+/// feature `internals` (`cargo bench --features internals`); not part of
+/// the library's interface.
+#[cfg(feature = "internals")]
 pub mod internals {
+    pub use crate::model::router::{router_gradient, GateRule, Router};
+    pub use crate::model::{random_directions, InputMap, NeuronSign, SphereStep, TwoLayer};
     pub use crate::numerics::linalg::centre_rows;
     pub use crate::numerics::normal::fill as fill_normal;
+    pub use crate::numerics::rng::{stream, Stream, StreamId};
     pub use crate::train::readout::fit_single as fit_readout;
+    pub use crate::train::Routed;
 }
 
 pub use config::{Config, ValidConfig};
 pub use error::{Error, Result};
-pub use experiment::{Experiment, RunOutput, Summary};
+pub use experiment::{Experiment, Monitor};
+pub use results::{RunOutput, Summary};

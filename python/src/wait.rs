@@ -12,8 +12,8 @@ use std::time::Duration;
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 
+use clustermoe::experiment::Monitor;
 use clustermoe::phase::{ModelKind, Phase};
-use clustermoe::train::Monitor;
 
 /// How often the calling thread looks for signals and shows progress.
 const POLL: Duration = Duration::from_millis(50);

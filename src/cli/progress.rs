@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::sync::Mutex;
 
+use clustermoe::experiment::Monitor;
 use clustermoe::phase::{ModelKind, Phase};
-use clustermoe::train::Monitor;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 /// Progress bars on a terminal, one plain line per phase otherwise.

@@ -9,7 +9,7 @@ use crate::metrics::Record;
 use crate::numerics::rng::{stream, StreamId};
 use crate::store::{Checkpoints, Control, Inspection, RunWriter};
 use crate::task::{Batch, Task};
-use crate::train::{self, Monitor};
+use crate::train;
 
 mod execute;
 pub mod predict;
@@ -19,6 +19,7 @@ pub use crate::results::{
     JointSummary, LinkInfo, ModelSummary, Models, MoeSummary, RunOutput, Samples, Summary,
     TaskLinks,
 };
+pub use crate::train::{Monitor, Silent};
 
 /// Purity of the Bayes-optimal router for two equally likely clusters
 /// N(rho v_1, I) and N(rho v_2, I): its boundary is a hyperplane through the

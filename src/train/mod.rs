@@ -37,6 +37,8 @@ pub mod joint;
 mod phase_one;
 mod phase_three;
 mod phase_two;
+#[cfg(test)]
+mod precision;
 pub(crate) mod readout;
 mod vanilla;
 
@@ -46,7 +48,7 @@ use phase_three::phase_three;
 use phase_two::phase_two;
 use readout::phase_four;
 
-pub use joint::{train_joint, JointModelState, JointPoint, JointStage, JointState};
+pub use joint::{train_joint, JointModelState, JointStage};
 pub(crate) use phase_one::merge_experts;
 pub use phase_one::{PhaseOne, PhaseOneState};
 pub use phase_three::{PhaseThreeState, Routed};

@@ -3,14 +3,13 @@
 //! onto the directions, follows a plain f64 implementation that whitens
 //! every batch, step for step on the same samples.
 
-use clustermoe::{
-    config::{Config, Loss},
-    internals::centre_rows,
-    model::{random_directions, InputMap, NeuronSign, SphereStep},
-    numerics::rng::{stream, StreamId},
-    task::{Batch, Task},
-};
 use ndarray::{Array2, Axis};
+
+use crate::config::{Config, Loss};
+use crate::model::{random_directions, InputMap, NeuronSign, SphereStep};
+use crate::numerics::linalg::centre_rows;
+use crate::numerics::rng::{stream, StreamId};
+use crate::task::{Batch, Task};
 
 /// h_3(t) = (t^3 - 3t)/sqrt(6), and its derivative.
 fn h3_slope(t: f64) -> f64 {
