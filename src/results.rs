@@ -14,9 +14,11 @@ use crate::task::Task;
 /// What `summary.json` holds.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
+    /// The run's seed: every random stream derives from it.
     pub seed: u64,
     /// Variance of y on the test samples (the denominator of every relative MSE).
     pub var_y: f64,
+    /// k*: the smallest information exponent among the task's links.
     pub information_exponent: usize,
     /// Every link of the task with its information exponent and degree.
     pub links: TaskLinks,
@@ -27,9 +29,12 @@ pub struct Summary {
     pub warnings: Vec<String>,
     /// Every rate and length the run used, and the budget laws' choice.
     pub budget: crate::budget::ResolvedBudget,
+    /// Samples each model drew (training and readout).
     pub samples: Samples,
+    /// The MoE's final metrics.
     pub moe: MoeSummary,
-    /// Absent when `vanilla.enabled = false`.
+    /// The vanilla network's final metrics; absent when
+    /// `vanilla.enabled = false`.
     pub vanilla: Option<ModelSummary>,
     /// Joint training's own measures; absent for staged runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -41,8 +46,9 @@ pub struct Summary {
 /// cluster, the purity and the confusion; the phase-I fields are empty.)
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct JointSummary {
-    /// Steps of each model, and samples each drew (the same samples).
+    /// Steps of each model.
     pub steps: u64,
+    /// Samples each model drew (the same samples for both).
     pub samples: u64,
     /// The MoE's routing on the test samples (noise-free gates; a sample
     /// counts for its largest gate): confusion, purity, expert load,
@@ -52,8 +58,9 @@ pub struct JointSummary {
     pub expert_local_overlap: Vec<Vec<f64>>,
     /// Per expert: best |<w, w*_g>| among its neurons.
     pub expert_global_overlap: Vec<f64>,
-    /// The squared loss (y - F)^2 / 2 of each model on the test samples.
+    /// The MoE's squared loss (y - F)^2 / 2 on the test samples.
     pub moe_test_loss: f64,
+    /// The vanilla network's, when it trained.
     pub vanilla_test_loss: Option<f64>,
 }
 
@@ -90,20 +97,25 @@ fn first_non_finite(value: &toml::Value, path: String) -> Option<(String, f64)> 
 /// The links f*_c (per cluster) and g*.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TaskLinks {
+    /// f*_c of each cluster c.
     pub local: Vec<LinkInfo>,
+    /// g*, shared by every cluster.
     pub global: LinkInfo,
 }
 
 /// Samples drawn by each model (training and readout).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Samples {
+    /// The MoE's.
     pub moe: u64,
+    /// The vanilla network's; None when it did not train.
     pub vanilla: Option<u64>,
 }
 
 /// Final metrics common to both models.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ModelSummary {
+    /// Test errors, overall and per cluster.
     #[serde(flatten)]
     pub error: TestError,
     /// Per cluster, best |<w, w*_c>| among the neurons serving that cluster.
@@ -115,6 +127,7 @@ pub struct ModelSummary {
 /// Final metrics of the MoE.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MoeSummary {
+    /// What every model's summary holds.
     #[serde(flatten)]
     pub model: ModelSummary,
     /// Share of test samples sent to an expert whose majority cluster is theirs.

@@ -14,8 +14,11 @@ use crate::numerics::rng::Stream;
 /// Ground truth of one task instance.
 #[derive(Clone, Debug)]
 pub struct Task {
+    /// Input dimension d.
     pub d: usize,
+    /// Distance scale of the cluster centres: x = rho v_c + z.
     pub rho: f64,
+    /// Standard deviation zeta of the label noise.
     pub noise: f64,
     /// Cluster centres v_c, one per row (C x d).
     pub v: Array2<f64>,
@@ -25,7 +28,9 @@ pub struct Task {
     pub wg: Array1<f64>,
     /// Cluster coefficients s_c of the global task.
     pub s: Vec<f64>,
+    /// The local link f*_c of each cluster.
     pub local_links: Vec<Link>,
+    /// The global link g*.
     pub global_link: Link,
     /// f32 copies for the sampler's hot loop: the centres, and the rows
     /// w*_1..w*_C, w*_g stacked.
@@ -40,8 +45,11 @@ pub struct Task {
 /// A minibatch: inputs (rows), labels and cluster indices.
 #[derive(Clone, Debug)]
 pub struct Batch {
+    /// Inputs, one per row (n x d).
     pub x: Array2<f32>,
+    /// Labels y.
     pub y: Vec<f32>,
+    /// Cluster of each sample (0-based).
     pub c: Vec<usize>,
     scratch: LabelScratch,
 }
@@ -74,6 +82,7 @@ impl LabelScratch {
 }
 
 impl Batch {
+    /// `n` samples of dimension `d`, all zero: a buffer to sample into.
     pub fn new(n: usize, d: usize) -> Self {
         Batch {
             x: Array2::zeros((n, d)),
@@ -83,10 +92,12 @@ impl Batch {
         }
     }
 
+    /// The number of samples.
     pub fn len(&self) -> usize {
         self.y.len()
     }
 
+    /// Whether there are none.
     pub fn is_empty(&self) -> bool {
         self.y.is_empty()
     }
@@ -148,6 +159,7 @@ impl Task {
         }
     }
 
+    /// The number of clusters C.
     pub fn clusters(&self) -> usize {
         self.v.nrows()
     }

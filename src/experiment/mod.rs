@@ -1,7 +1,12 @@
-//! One run: draw the task, train the MoE and the vanilla network (in
-//! parallel, on independent streams), evaluate both on the same fresh test
-//! set, and summarise. A run uses the threads of the rayon pool it runs in
-//! (see [`crate::threads`]); its results do not depend on their number.
+//! The one executor: [`Experiment`] drives every run, new or resumed,
+//! staged or joint, in memory or in a run directory, from the CLI, Python,
+//! sweeps and `reproduce` alike. A run draws the task, trains the MoE and
+//! the vanilla network (in parallel, on independent streams), evaluates both
+//! on the same fresh test set and summarises ([`crate::results`]); in a
+//! directory, [`crate::store`] opens the journals before and writes the
+//! files after, and does nothing else. A run uses the threads of the rayon
+//! pool it runs in (see [`crate::threads`]); its results do not depend on
+//! their number.
 
 use crate::config::ValidConfig;
 use crate::error::{Error, Result};

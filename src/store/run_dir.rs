@@ -133,10 +133,12 @@ impl Checkpoints {
 pub(crate) type DirJournals = [DirJournal; 2];
 
 impl RunDir {
+    /// The run directory at `path` (nothing is read or created).
     pub fn new(path: impl Into<PathBuf>) -> Self {
         RunDir { path: path.into() }
     }
 
+    /// Its path.
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -643,10 +645,12 @@ pub struct SweepDir {
 }
 
 impl SweepDir {
+    /// The sweep directory at `path` (nothing is read or created).
     pub fn new(path: impl Into<PathBuf>) -> Self {
         SweepDir { path: path.into() }
     }
 
+    /// Its path.
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -51,7 +51,9 @@ use readout::phase_four;
 pub use joint::{train_joint, JointModelState, JointStage};
 pub(crate) use phase_one::merge_experts;
 pub use phase_one::{PhaseOne, PhaseOneState};
-pub use phase_three::{PhaseThreeState, Routed};
+pub use phase_three::PhaseThreeState;
+#[cfg(feature = "internals")]
+pub use phase_three::Routed;
 pub use phase_two::PhaseTwoState;
 pub use vanilla::{train_vanilla, VanillaTrainState};
 
