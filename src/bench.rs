@@ -51,14 +51,21 @@ pub struct BenchOptions {
 /// One phase of one model.
 #[derive(Clone, Debug, Serialize)]
 pub struct PhaseBench {
+    /// The model trained.
     pub model: ModelKind,
+    /// The phase timed.
     pub phase: Phase,
+    /// Steps the phase reported (SGD steps for a training phase).
     pub steps: u64,
+    /// Minibatch size B of a step; 0 for the readout.
     pub batch: usize,
     /// Directions trained (N); 0 for the readout.
     pub width: usize,
+    /// Samples the phase drew.
     pub samples: u64,
+    /// Wall-clock seconds of the phase.
     pub seconds: f64,
+    /// `samples / seconds`.
     pub samples_per_second: f64,
     /// Seconds a step of the limit takes (Gaussians plus two products); None for the readout.
     pub limit_step_seconds: Option<f64>,
@@ -71,14 +78,18 @@ pub struct PhaseBench {
 /// Everything measured at one dimension.
 #[derive(Clone, Debug, Serialize)]
 pub struct DimBench {
+    /// Input dimension d.
     pub d: usize,
+    /// Threads of the run ([`BenchOptions::threads`]).
     pub threads: usize,
     /// Both models, training and evaluation.
     pub wall_seconds: f64,
     /// The samples of both models (one without the vanilla network) over
     /// the wall time: the whole run's throughput.
     pub run_samples_per_second: f64,
+    /// Samples each model saw (training and readout).
     pub samples_per_model: u64,
+    /// Every phase of both models, in the order they started.
     pub phases: Vec<PhaseBench>,
     /// Nanoseconds per standard normal of the sampler, through the fastest
     /// path of this machine.
@@ -92,7 +103,9 @@ pub struct DimBench {
     pub rand_distr_ns: f64,
     /// Nanoseconds per 64 random bits of one lane of the generator alone.
     pub generator_ns: f64,
+    /// The MoE's relative test MSE (the run's result, beside its speed).
     pub moe_rel_mse: f64,
+    /// The vanilla network's relative test MSE; None when it is disabled.
     pub vanilla_rel_mse: Option<f64>,
     /// Peak resident memory of the process so far (Linux only).
     pub peak_rss_bytes: Option<u64>,
@@ -101,8 +114,11 @@ pub struct DimBench {
 /// Two seeds one after the other on one thread, then side by side on two.
 #[derive(Clone, Debug, Serialize)]
 pub struct ScalingBench {
+    /// Input dimension d (the first of [`BenchOptions::dims`]).
     pub d: usize,
+    /// Wall-clock seconds of the two runs one after the other on one thread.
     pub sequential_seconds: f64,
+    /// Wall-clock seconds of the two runs side by side on two threads.
     pub parallel_seconds: f64,
     /// parallel / sequential: 0.5 is perfect scaling on two cores.
     pub ratio: f64,
@@ -147,7 +163,7 @@ impl Monitor for Timeline {
 /// Seconds per call of `f`: the fastest of several blocks of calls, each
 /// block long enough (10 ms) for the clock to be exact. The fastest block
 /// is what the machine can do; slower ones measured someone else's load.
-pub fn seconds_per_call(mut f: impl FnMut()) -> f64 {
+fn seconds_per_call(mut f: impl FnMut()) -> f64 {
     f();
     let mut calls = 1u32;
     loop {
@@ -172,7 +188,7 @@ pub fn seconds_per_call(mut f: impl FnMut()) -> f64 {
 }
 
 /// Seconds to fill `n` standard normals with the sampler of the task.
-pub fn gaussian_seconds(n: usize) -> f64 {
+fn gaussian_seconds(n: usize) -> f64 {
     fill_seconds(n, normal::fill)
 }
 
@@ -213,7 +229,7 @@ fn generator_seconds() -> f64 {
 }
 
 /// Seconds for a step's two products: (B x d)(d x N) and (N x B)(B x d).
-pub fn products_seconds(batch: usize, d: usize, width: usize) -> f64 {
+fn products_seconds(batch: usize, d: usize, width: usize) -> f64 {
     let x = Array2::<f32>::from_shape_fn((batch, d), |(i, j)| ((i * 7 + j * 3) % 11) as f32 - 5.0);
     let w = Array2::<f32>::from_shape_fn((width, d), |(i, j)| ((i * 5 + j) % 13) as f32 * 0.01);
     let mut pre = Array2::<f32>::zeros((batch, width));
@@ -226,12 +242,12 @@ pub fn products_seconds(batch: usize, d: usize, width: usize) -> f64 {
 }
 
 /// Seconds of one step of the limit: B d Gaussians and the two products.
-pub fn limit_step_seconds(batch: usize, d: usize, width: usize) -> f64 {
+fn limit_step_seconds(batch: usize, d: usize, width: usize) -> f64 {
     gaussian_seconds(batch * d) + products_seconds(batch, d, width)
 }
 
 /// Peak resident memory of this process (VmHWM), where the system says.
-pub fn peak_rss_bytes() -> Option<u64> {
+fn peak_rss_bytes() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
@@ -271,7 +287,26 @@ fn thread_pool(threads: usize) -> Result<rayon::ThreadPool> {
     crate::threads::pool("--threads", threads)
 }
 
-/// Runs the configuration at every dimension and times each phase.
+/// Runs the configuration at every dimension and times each phase, then
+/// measures the limit of each phase at its shapes and the sampler's speed;
+/// `progress` hears what it is doing. Results are per dimension, in the
+/// order of [`BenchOptions::dims`]. A bad option (no dimension, a scale
+/// that is not a finite number > 0, a thread count out of range) is an
+/// error that names it.
+///
+/// ```
+/// use clustermoe::bench::{bench, BenchOptions};
+///
+/// let mut config = clustermoe::Config::default();
+/// config.readout.samples = 2_000;
+/// config.metrics.test_samples = 500;
+/// let options = BenchOptions { config, dims: vec![8], steps_scale: 0.02, threads: 1 };
+/// let results = bench(&options, &|message| eprintln!("{message}"))?;
+/// let phase_one = &results[0].phases[0];
+/// assert_eq!(phase_one.samples, phase_one.steps * phase_one.batch as u64);
+/// assert!(phase_one.ratio_to_limit.unwrap() > 0.0);
+/// # Ok::<(), clustermoe::Error>(())
+/// ```
 pub fn bench(options: &BenchOptions, progress: &dyn Fn(&str)) -> Result<Vec<DimBench>> {
     check(options)?;
     let pool = thread_pool(options.threads)?;

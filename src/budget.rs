@@ -29,6 +29,17 @@
 //!
 //! The vanilla network gets the phase-III rates and exactly the MoE's
 //! sample budget.
+//!
+//! A checked configuration says what it resolved to:
+//!
+//! ```
+//! let valid = clustermoe::Config::default().check()?;
+//! let budget = valid.resolved_budget();
+//! assert_eq!(budget.phase_three_steps, 24_000);
+//! assert_eq!(budget.theory.phase_three_steps, 24_000); // "auto": the laws' choice
+//! println!("{}", budget.describe());
+//! # Ok::<(), clustermoe::Error>(())
+//! ```
 
 use serde::{Deserialize, Serialize};
 
@@ -49,10 +60,13 @@ const PHASE_THREE_RECOVERIES: f64 = 21.0;
 const MIN_RESTART_EVERY: u64 = 2_000;
 const MIN_PHASE_THREE_STEPS: u64 = 24_000;
 
-/// What the task looks like to the budget laws.
+/// What the task looks like to the budget laws (`Config::check` builds it
+/// from the task section and its links).
 #[derive(Clone, Debug, PartialEq)]
 pub struct TaskShape {
+    /// Input dimension d.
     pub d: usize,
+    /// Number of clusters C.
     pub clusters: usize,
     /// Information exponent k* (the activation's degree).
     pub k: usize,
@@ -63,17 +77,28 @@ pub struct TaskShape {
     pub local: Vec<f64>,
     /// Hermite coefficients of the global link times max_c |s_c|.
     pub global: Vec<f64>,
+    /// Standard deviation zeta of the label noise.
     pub noise: f64,
 }
 
-/// The budget the laws choose, recorded in `summary.json`.
+/// The budget the laws choose, recorded in `summary.json` (as
+/// `budget.theory`). Rates are learning rates per SGD step, lengths counts
+/// of SGD steps.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Budget {
+    /// Phase I's learning rate, at most 0.003.
     pub phase_one_lr: f64,
+    /// Phase-I steps between restarts of stuck or redundant experts, at
+    /// least 2000.
     pub restart_every: u64,
+    /// Phase I's length: four times `restart_every`.
     pub phase_one_steps: u64,
+    /// Phase III's learning rate on the plateau, at most 0.003.
     pub phase_three_lr: f64,
+    /// Phase III's learning rate at the last step, at most 0.0003 and at
+    /// most `phase_three_lr`.
     pub phase_three_lr_end: f64,
+    /// Phase III's length, at least 24000.
     pub phase_three_steps: u64,
     /// Predicted phase-I weak-recovery steps at the phase-I rate.
     pub phase_one_recovery_steps: f64,
@@ -86,6 +111,31 @@ pub struct Budget {
 impl Budget {
     /// The laws of the module documentation for a task, with phase batches
     /// `batch_one` and `batch_three`.
+    ///
+    /// ```
+    /// use clustermoe::budget::{Budget, TaskShape};
+    ///
+    /// // The default task: d = 32, two clusters, h_3 links, noise 0.1.
+    /// let h3 = vec![0.0, 0.0, 0.0, 1.0];
+    /// let task = TaskShape {
+    ///     d: 32,
+    ///     clusters: 2,
+    ///     k: 3,
+    ///     beta: 1.0,
+    ///     local: h3.clone(),
+    ///     global: h3,
+    ///     noise: 0.1,
+    /// };
+    /// let b = Budget::for_task(&task, 64, 64);
+    /// assert_eq!((b.phase_one_lr, b.phase_one_steps), (0.003, 8000));
+    /// assert_eq!((b.phase_three_lr_end, b.phase_three_steps), (0.0003, 24000));
+    ///
+    /// // k* = 4 is harder: a smaller rate and a longer phase III.
+    /// let h4 = vec![0.0, 0.0, 0.0, 0.0, 1.0];
+    /// let hard = Budget::for_task(&TaskShape { k: 4, local: h4.clone(), global: h4, ..task }, 64, 64);
+    /// assert!(hard.phase_three_lr < b.phase_three_lr);
+    /// assert!(hard.phase_three_steps > b.phase_three_steps);
+    /// ```
     pub fn for_task(task: &TaskShape, batch_one: usize, batch_three: usize) -> Budget {
         let k = task.k.max(1);
         let beta = task.beta.abs().max(1e-12);
@@ -151,15 +201,26 @@ impl Budget {
 /// what the laws predicted. `summary.json` holds it as `budget`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ResolvedBudget {
+    /// Phase I's learning rate (`phase_one.lr`).
     pub phase_one_lr: f64,
+    /// Phase I's SGD steps (`phase_one.steps`).
     pub phase_one_steps: u64,
+    /// Phase-I steps between restarts (`phase_one.restart_every`; 0: none).
     pub restart_every: u64,
+    /// Phase II's router steps (`phase_two.steps`).
     pub phase_two_steps: u64,
+    /// Phase III's learning rate until its decay starts (`phase_three.lr`).
     pub phase_three_lr: f64,
+    /// Phase III's learning rate at the last step (`phase_three.lr_end`).
     pub phase_three_lr_end: f64,
+    /// Phase III's SGD steps (`phase_three.steps`).
     pub phase_three_steps: u64,
+    /// The vanilla network's learning rate until its decay starts (`vanilla.lr`).
     pub vanilla_lr: f64,
+    /// The vanilla network's learning rate at the last step (`vanilla.lr_end`).
     pub vanilla_lr_end: f64,
+    /// The vanilla network's SGD steps, so that it draws as many training
+    /// samples as the MoE (the last batch partial when needed).
     pub vanilla_steps: u64,
     /// Samples each model sees (training and readout): the same for both.
     pub samples_per_model: u64,

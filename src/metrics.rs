@@ -1,5 +1,26 @@
-//! What is measured (docs/algorithm.md): overlaps, weak recovery, router quality,
-//! test error; and the records written to `metrics.jsonl`.
+//! What is measured (docs/algorithm.md, "What is measured"): overlaps,
+//! weak recovery, router quality, test error; and the records written to
+//! `metrics.jsonl`.
+//!
+//! An *overlap* is |<w, w*>| between a unit first-layer row w and a task
+//! direction (a random direction has about d^(-1/2); `metrics.recovery_threshold`,
+//! 0.5 by default, counts as weak recovery). Routing is measured through a
+//! *confusion* matrix, samples of cluster c (rows) sent to expert m
+//! (columns), from which come the routing purity and, for each cluster, the
+//! expert that serves it:
+//!
+//! ```
+//! use clustermoe::metrics::{confusion, routing_purity, serving_expert};
+//!
+//! // Six samples of clusters 0 and 1, sent to experts 1, 1, 0, 0, 0, 1.
+//! let clusters = [0, 0, 0, 1, 1, 1];
+//! let assigned = [1, 1, 0, 0, 0, 1];
+//! let m = confusion(&clusters, &assigned, 2, 2);
+//! assert_eq!(m, vec![vec![1, 2], vec![2, 1]]);
+//! // Expert 0's majority is cluster 1 and expert 1's cluster 0: 4 of 6.
+//! assert!((routing_purity(&m) - 4.0 / 6.0).abs() < 1e-12);
+//! assert_eq!(serving_expert(&m), vec![1, 0]);
+//! ```
 
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis};
 use serde::{Deserialize, Serialize};
@@ -7,7 +28,8 @@ use serde::{Deserialize, Serialize};
 use crate::phase::{ModelKind, Phase};
 use crate::task::{Batch, Task};
 
-/// |<row, target>| for every row of `dirs` (rows are unit vectors).
+/// The overlap |<row, target>| of every row of `dirs` (unit rows, in f32)
+/// with `target` (a unit task direction, in f64), summed in f64.
 pub fn overlaps(dirs: ArrayView2<f32>, target: ArrayView1<f64>) -> Vec<f64> {
     dirs.axis_iter(Axis(0))
         .map(|row| overlap(row, target))
@@ -31,7 +53,9 @@ pub fn best_overlap(dirs: ArrayView2<f32>, target: ArrayView1<f64>) -> f64 {
         .fold(0.0, f64::max)
 }
 
-/// Matrix of |<row_m, target_c>|: rows of `dirs` against rows of `targets`.
+/// The overlaps |<row_m, target_c>| of every row of `dirs` (outer index m)
+/// with every row of `targets` (inner index c): for phase-I experts against
+/// the w*_c, an M x C matrix.
 pub fn overlap_matrix(dirs: ArrayView2<f32>, targets: ArrayView2<f64>) -> Vec<Vec<f64>> {
     let per_target: Vec<Vec<f64>> = targets
         .axis_iter(Axis(0))
@@ -42,7 +66,9 @@ pub fn overlap_matrix(dirs: ArrayView2<f32>, targets: ArrayView2<f64>) -> Vec<Ve
         .collect()
 }
 
-/// Signed cosine of every router row with every cluster centre (K x C).
+/// The signed cosine of every router row theta_k with every cluster centre
+/// v_c (`v` holds unit centres as rows): a K x C matrix in [-1, 1]; 0 for a
+/// zero router row.
 pub fn router_cosines(theta: &Array2<f32>, v: &Array2<f64>) -> Vec<Vec<f64>> {
     theta
         .axis_iter(Axis(0))
@@ -62,7 +88,12 @@ pub fn router_cosines(theta: &Array2<f32>, v: &Array2<f64>) -> Vec<Vec<f64>> {
         .collect()
 }
 
-/// Counts of samples of each cluster (rows) sent to each expert (columns).
+/// The confusion matrix: how many samples of each cluster (`c` rows) were
+/// sent to each expert (`k` columns), from each sample's cluster in
+/// `clusters` and expert in `assigned`.
+///
+/// # Panics
+/// If a cluster is not below `c` or an expert not below `k`.
 pub fn confusion(clusters: &[usize], assigned: &[usize], c: usize, k: usize) -> Vec<Vec<u64>> {
     let mut m = vec![vec![0u64; k]; c];
     for (&ci, &e) in clusters.iter().zip(assigned) {
@@ -71,7 +102,10 @@ pub fn confusion(clusters: &[usize], assigned: &[usize], c: usize, k: usize) -> 
     m
 }
 
-/// Share of samples sent to an expert whose majority cluster is their own.
+/// The routing purity, in [0, 1]: the share of samples sent to an expert
+/// whose majority cluster is their own (each expert's largest entry in its
+/// column of the confusion matrix, summed, over all samples); 0 for no
+/// samples. With C clusters a perfect router scores 1.
 pub fn routing_purity(confusion: &[Vec<u64>]) -> f64 {
     let k = confusion.first().map_or(0, Vec::len);
     let total: u64 = confusion.iter().flatten().sum();
@@ -85,7 +119,8 @@ pub fn routing_purity(confusion: &[Vec<u64>]) -> f64 {
     }
 }
 
-/// For each cluster, the expert that receives most of its samples.
+/// For each cluster (row of the confusion matrix), the expert that receives
+/// most of its samples (the lowest index among ties; 0 for an empty row).
 pub fn serving_expert(confusion: &[Vec<u64>]) -> Vec<usize> {
     confusion
         .iter()
@@ -101,19 +136,26 @@ pub fn serving_expert(confusion: &[Vec<u64>]) -> Vec<usize> {
 /// Test error of predictions on a labelled batch.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TestError {
+    /// Mean squared error (prediction - y)^2 over the batch.
     pub test_mse: f64,
+    /// Relative MSE: `test_mse` divided by Var(y), the variance of the
+    /// labels; predicting the mean of y scores 1.
     pub test_rel_mse: f64,
     /// Per cluster: mean squared error on that cluster's samples divided by Var(y).
     pub per_cluster_rel_mse: Vec<f64>,
 }
 
-/// Sample variance of the labels.
+/// Var(y): the variance of the labels (the mean squared deviation from
+/// their mean, divided by n, in f64), the denominator of every relative MSE.
 pub fn label_variance(y: &[f32]) -> f64 {
     let n = y.len() as f64;
     let mean = y.iter().map(|&v| v as f64).sum::<f64>() / n;
     y.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n
 }
 
+/// The test error of `prediction` (one value per sample of `test`), with
+/// Var(y) given as `var_y` (see [`label_variance`]) and the per-cluster
+/// errors over `clusters` clusters (a cluster without samples gets 0).
 pub fn test_error(
     prediction: &Array1<f64>,
     test: &Batch,
@@ -138,7 +180,8 @@ pub fn test_error(
     }
 }
 
-/// Best overlap of the given neuron rows with each w*_c and with w*_g.
+/// The best overlap of the neuron rows `w` with each local direction w*_c
+/// (one per cluster) and with the global direction w*_g of `task`.
 pub fn neuron_overlaps(task: &Task, w: ArrayView2<f32>) -> (Vec<f64>, f64) {
     let local = (0..task.clusters())
         .map(|c| best_overlap(w, task.w.row(c)))
@@ -149,6 +192,7 @@ pub fn neuron_overlaps(task: &Task, w: ArrayView2<f32>) -> (Vec<f64>, f64) {
 /// One line of `metrics.jsonl`. Fields that do not apply are omitted.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Record {
+    /// The model the record is of (`"moe"` or `"vanilla"`).
     pub model: ModelKind,
     /// Phases I to IV for the MoE, train and readout for the vanilla
     /// network, test at the end.
@@ -157,6 +201,7 @@ pub struct Record {
     pub step: u64,
     /// Samples this model has drawn so far.
     pub samples: u64,
+    /// The learning rate of the step, where the phase has one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lr: Option<f64>,
     /// Phase I: |<u_m, w*_c>| per expert (M x C).
@@ -186,10 +231,13 @@ pub struct Record {
     /// Per cluster: share of the serving neurons with |<w, w*_g>| >= the recovery threshold.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub global_aligned_share: Option<Vec<f64>>,
+    /// Test records: the test mean squared error ([`TestError::test_mse`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub test_mse: Option<f64>,
+    /// Test records: the test MSE over Var(y) ([`TestError::test_rel_mse`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub test_rel_mse: Option<f64>,
+    /// Test records: per cluster, its test MSE over Var(y).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub per_cluster_rel_mse: Option<Vec<f64>>,
     /// Joint training: the mean total loss since the last record.
@@ -224,6 +272,7 @@ pub struct Record {
 pub struct JointRouting {
     /// Samples of cluster c (rows) sent to expert m (columns).
     pub confusion: Vec<Vec<u64>>,
+    /// The routing purity of `confusion` ([`routing_purity`]).
     pub purity: f64,
     /// Share of the samples sent to each expert.
     pub expert_load: Vec<f64>,
@@ -235,7 +284,11 @@ pub struct JointRouting {
 
 impl JointRouting {
     /// Measures the routing of a forward pass over samples of `clusters`.
-    pub fn measure(fwd: &crate::model::joint::Forward, clusters: &[usize], c: usize) -> Self {
+    pub(crate) fn measure(
+        fwd: &crate::model::joint::Forward,
+        clusters: &[usize],
+        c: usize,
+    ) -> Self {
         let m = fwd.probs.ncols();
         let confusion = confusion(clusters, &fwd.assigned, c, m);
         let n = fwd.assigned.len().max(1) as f64;
@@ -263,7 +316,7 @@ impl JointRouting {
     }
 
     /// Writes the routing into a metric record.
-    pub fn fill(self, rec: &mut Record) {
+    pub(crate) fn fill(self, rec: &mut Record) {
         rec.routing_purity = Some(self.purity);
         rec.confusion = Some(self.confusion);
         rec.expert_load = Some(self.expert_load);
@@ -272,7 +325,8 @@ impl JointRouting {
     }
 }
 
-/// Share of rows of `w` whose |<w, target>| reaches `threshold`.
+/// The share of rows of `w` whose overlap |<w, target>| reaches
+/// `threshold` (0 when `w` has no rows).
 pub fn aligned_share(w: ArrayView2<f32>, target: ArrayView1<f64>, threshold: f64) -> f64 {
     let o = overlaps(w, target);
     if o.is_empty() {

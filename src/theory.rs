@@ -107,6 +107,18 @@ impl DriftParams {
     /// `m = +-1` are fixed points, or push inwards when there is shrinkage, so
     /// the exact solution stays in `[-1, 1]`; the numerical one is clamped
     /// there.
+    ///
+    /// ```
+    /// use clustermoe::theory::{typical_initial_overlap, DriftParams};
+    ///
+    /// let p = DriftParams::default_task(32, 0.003, 64);
+    /// let path = p.trajectory(typical_initial_overlap(32), 2000.0, 5);
+    /// assert_eq!(path.len(), 5);
+    /// assert_eq!((path[4].step, path[4].samples), (2000.0, 2000.0 * 64.0));
+    /// // From d^(-1/2) the overlap grows past weak recovery (0.5).
+    /// assert!(path.windows(2).all(|w| w[1].overlap > w[0].overlap));
+    /// assert!(path[4].overlap > 0.5);
+    /// ```
     pub fn trajectory(&self, m0: f64, steps: f64, points: usize) -> Vec<DriftPoint> {
         let n = points.max(2);
         let dt = steps / (n - 1) as f64;
@@ -189,6 +201,18 @@ impl DriftParams {
     ///
     /// # Panics
     /// If `k < 2`.
+    ///
+    /// ```
+    /// use clustermoe::theory::{typical_initial_overlap, DriftParams};
+    ///
+    /// // Without shrinkage, the closed form is a little faster than the ODE
+    /// // (which has the factor 1 - m^2 < 1).
+    /// let p = DriftParams { noise_variance: 0.0, ..DriftParams::default_task(32, 0.003, 64) };
+    /// let m0 = typical_initial_overlap(32);
+    /// let ode = p.recovery_step(m0, 0.3).unwrap();
+    /// let closed = p.recovery_step_leading_order(m0, 0.3).unwrap();
+    /// assert!(closed < ode && ode < 1.1 * closed);
+    /// ```
     pub fn recovery_step_leading_order(&self, m0: f64, threshold: f64) -> Option<f64> {
         assert!(self.k >= 2, "recovery from the equator needs k >= 2");
         let x0 = m0.abs();
@@ -211,7 +235,19 @@ impl DriftParams {
     /// The learning rate above which shrinkage beats the signal at `m0`
     /// (`drift(m0) <= 0` for `m0 > 0`, `beta > 0`):
     /// `2 B k beta m0^(k-2) (1 - m0^2) / (C (d - 1) sigma2)`. For
-    /// `m0 = 1 / sqrt(d)` it falls like `d^(-k/2)`.
+    /// `m0 = 1 / sqrt(d)` it falls like `d^(-k/2)`. The rate of `self` is
+    /// not used.
+    ///
+    /// ```
+    /// use clustermoe::theory::{typical_initial_overlap, DriftParams};
+    ///
+    /// let p = DriftParams::default_task(32, 0.003, 64);
+    /// let m0 = typical_initial_overlap(32);
+    /// let critical = p.critical_lr(m0);
+    /// // Below it the overlap grows from m0, above it shrinks.
+    /// assert!(DriftParams { lr: 0.9 * critical, ..p.clone() }.drift(m0) > 0.0);
+    /// assert!(DriftParams { lr: 1.1 * critical, ..p }.drift(m0) < 0.0);
+    /// ```
     pub fn critical_lr(&self, m0: f64) -> f64 {
         let m0 = m0.abs();
         2.0 * self.batch as f64
@@ -306,6 +342,17 @@ impl GradientNoise {
 ///
 /// # Panics
 /// If `clusters == 0`.
+///
+/// ```
+/// use clustermoe::theory::gradient_noise;
+///
+/// // The default task (h_3 links, C = 2, noise std 0.1) at the equator:
+/// // per_direction = k E[y^2] = 3 (1 + 1 + 0.01).
+/// let h3 = [0.0, 0.0, 0.0, 1.0];
+/// let noise = gradient_noise(3, &h3, &h3, 0.1, 2, 0.0);
+/// assert!((noise.per_direction - 3.0 * 2.01).abs() < 1e-9);
+/// assert!((noise.noise_variance(32) - (3.0 * 2.01 + 36.0 / 31.0)).abs() < 1e-9);
+/// ```
 pub fn gradient_noise(
     k: usize,
     local: &[f64],

@@ -30,7 +30,9 @@ pub const LOCK_FILE: &str = ".clustermoe.lock";
 const GRACE: Duration = Duration::from_millis(50);
 
 /// An exclusive lock on a directory, released when dropped (or when the
-/// process ends, however it ends).
+/// process ends, however it ends). A run's [`RunWriter`](crate::store::RunWriter)
+/// holds one; [`SweepDir::bookkeeping_lock`](crate::store::SweepDir::bookkeeping_lock)
+/// hands out a sweep directory's.
 #[derive(Debug)]
 pub struct DirLock {
     file: File,
@@ -61,7 +63,7 @@ fn unsupported(path: &Path, e: std::io::Error) -> Error {
 impl DirLock {
     /// Takes the exclusive lock of `dir` (which must exist), retrying for a
     /// short grace; [`Error::InUse`] if another process holds it.
-    pub fn exclusive(dir: &Path) -> Result<Self> {
+    pub(crate) fn exclusive(dir: &Path) -> Result<Self> {
         let (path, mut file) = open(dir)?;
         let start = Instant::now();
         loop {
@@ -90,7 +92,7 @@ impl DirLock {
 
     /// Waits for the exclusive lock of `dir` (which must exist), for
     /// bookkeeping that takes an instant.
-    pub fn wait(dir: &Path) -> Result<Self> {
+    pub(crate) fn wait(dir: &Path) -> Result<Self> {
         let (path, file) = open(dir)?;
         file.lock().map_err(|e| unsupported(&path, e))?;
         Ok(DirLock { file })
@@ -106,7 +108,7 @@ impl Drop for DirLock {
 /// Whether another process holds the lock of `dir` now (false if `dir` has
 /// no lock file). Takes the lock shared for an instant, so two readers
 /// never disturb each other.
-pub fn is_held(dir: &Path) -> bool {
+pub(crate) fn is_held(dir: &Path) -> bool {
     let Ok(file) = File::open(dir.join(LOCK_FILE)) else {
         return false;
     };
@@ -130,7 +132,7 @@ fn holder(file: &mut File) -> Option<u32> {
 
 /// Blocks until no process holds the exclusive lock of `dir` (for a caller
 /// that needs a run another process is finishing).
-pub fn wait_until_free(dir: &Path) -> Result<()> {
+pub(crate) fn wait_until_free(dir: &Path) -> Result<()> {
     if !dir.join(LOCK_FILE).exists() {
         return Ok(());
     }

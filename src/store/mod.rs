@@ -3,6 +3,12 @@
 //! [`lock`] keeps one writer per directory; [`record`] is the completion
 //! record that says a run is complete; [`checkpoint`] is the checkpoint file
 //! format and the journal that writes it; [`output`] writes files atomically.
+//!
+//! A library user reads and writes run directories through [`RunDir`] and
+//! the [`RunWriter`] it hands out, and sweep directories through
+//! [`SweepDir`] (run by [`crate::sweep`]); what the submodules make public
+//! is the files' formats: the completion record, the lock file, the
+//! checkpoint format's version, the arrays of `.npz` files.
 
 pub mod checkpoint;
 pub mod lock;

@@ -1,7 +1,10 @@
 //! Files on disk: atomic writes, metric part files, `.npz` archives.
 //!
 //! Every file is written under a temporary name and renamed into place, so
-//! a reader never sees half a `summary.json` or `model.npz`.
+//! a reader never sees half a `summary.json` or `model.npz`. The arrays of
+//! `model.npz` and of a data set file (`clustermoe generate`) are listed in
+//! docs/runs-and-sweeps.md ("Output files"); [`model_arrays`] and
+//! [`dataset_arrays`] give them in memory, in the file's order.
 
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
@@ -43,7 +46,7 @@ fn tmp_path(path: &Path) -> PathBuf {
 }
 
 /// Streams metric records of one model to a part file as JSON lines.
-pub struct RecordWriter {
+pub(crate) struct RecordWriter {
     path: PathBuf,
     out: BufWriter<File>,
     /// Bytes in the file once the buffer is flushed.
@@ -51,7 +54,8 @@ pub struct RecordWriter {
 }
 
 impl RecordWriter {
-    pub fn create(path: PathBuf) -> Result<Self> {
+    /// Creates (or empties) the part file at `path`.
+    pub(crate) fn create(path: PathBuf) -> Result<Self> {
         let f = File::create(&path).map_err(|e| Error::io("cannot create", &path, e))?;
         Ok(RecordWriter {
             path,
@@ -62,7 +66,7 @@ impl RecordWriter {
 
     /// Reopens a part file to append after its first `len` bytes (what a
     /// checkpoint counted); records written after that checkpoint are cut.
-    pub fn resume(path: PathBuf, len: u64) -> Result<Self> {
+    pub(crate) fn resume(path: PathBuf, len: u64) -> Result<Self> {
         let f = fs::OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -90,7 +94,8 @@ impl RecordWriter {
         Ok(RecordWriter { path, out, len })
     }
 
-    pub fn write(&mut self, rec: &Record) -> Result<()> {
+    /// Appends `rec` as one JSON line (buffered).
+    pub(crate) fn write(&mut self, rec: &Record) -> Result<()> {
         let mut line = serde_json::to_vec(rec).expect("records serialise");
         line.push(b'\n');
         self.out
@@ -101,25 +106,18 @@ impl RecordWriter {
     }
 
     /// Flushes to the file and returns its length.
-    pub fn flushed_len(&mut self) -> Result<u64> {
+    pub(crate) fn flushed_len(&mut self) -> Result<u64> {
         self.out
             .flush()
             .map_err(|e| Error::io("cannot write", &self.path, e))?;
         Ok(self.len)
-    }
-
-    pub fn finish(mut self) -> Result<PathBuf> {
-        self.out
-            .flush()
-            .map_err(|e| Error::io("cannot write", &self.path, e))?;
-        Ok(self.path)
     }
 }
 
 /// Joins the per-model part files into `metrics` (MoE first), so the file
 /// is the same whatever order the threads logged in. The parts stay (a
 /// resumed run appends to them) until the run is complete.
-pub fn join_metrics(metrics: &Path, parts: &[PathBuf]) -> Result<()> {
+pub(crate) fn join_metrics(metrics: &Path, parts: &[PathBuf]) -> Result<()> {
     let mut all = Vec::new();
     for p in parts {
         if p.exists() {
@@ -132,7 +130,9 @@ pub fn join_metrics(metrics: &Path, parts: &[PathBuf]) -> Result<()> {
 /// One array of an `.npz` file: float64, or int64 for indices.
 #[derive(Clone, Debug, PartialEq)]
 pub enum NpzArray {
+    /// A float64 array (directions, weights, data).
     F64(ArrayD<f64>),
+    /// An int64 array (cluster labels, expert groups; -1 for none).
     I64(ArrayD<i64>),
 }
 
@@ -291,7 +291,9 @@ fn joint_arrays(
     add(format!("{prefix}_theta"), theta.into());
 }
 
-/// Writes `model.npz`: the ground truth and every learned array.
+/// Writes `model.npz` at `path` (atomically, uncompressed, with fixed
+/// timestamps so that equal arrays give equal bytes): the arrays of
+/// [`model_arrays`].
 pub fn write_model(path: &Path, out: &RunOutput) -> Result<()> {
     Npz::write(path, &model_arrays(out))
 }
@@ -314,12 +316,14 @@ pub fn dataset_arrays(task: &Task, data: &Batch) -> Vec<(String, NpzArray)> {
     arrays
 }
 
-/// Writes a data set: `x`, `y`, `c` and the ground truth.
+/// Writes a data set file at `path` (as [`write_model`] writes): the
+/// arrays of [`dataset_arrays`], `x`, `y`, `c` and the ground truth.
 pub fn write_dataset(path: &Path, task: &Task, data: &Batch) -> Result<()> {
     Npz::write(path, &dataset_arrays(task, data))
 }
 
-/// Writes `summary.json` (pretty, atomically).
+/// Writes `value` as pretty-printed JSON with a final newline, atomically
+/// (how `summary.json` and the sweep's `sweep.json` are written).
 pub fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<()> {
     let mut text = serde_json::to_string_pretty(value).expect("summaries serialise");
     text.push('\n');

@@ -55,7 +55,7 @@ impl FileRecord {
     }
 
     /// Why `bytes` (the file's content now) is not the recorded file, if it is not.
-    pub fn mismatch(&self, bytes: &[u8]) -> Option<String> {
+    fn mismatch(&self, bytes: &[u8]) -> Option<String> {
         if bytes.len() as u64 != self.bytes {
             Some(format!(
                 "`{}` holds {} bytes, the record says {}",
@@ -74,7 +74,8 @@ impl FileRecord {
     }
 }
 
-/// Whether a run directory is complete, and if not, why.
+/// Whether a run directory is complete, and if not, why
+/// ([`RunDir::completeness`](crate::store::RunDir::completeness)).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Completeness {
     /// Every output file matches the record.
@@ -100,7 +101,7 @@ fn read(dir: &Path, name: &str) -> std::result::Result<Vec<u8>, String> {
 
 /// Writes the record of the run in `dir` from the files now there; the
 /// caller has written them and holds the directory's lock.
-pub fn write(dir: &Path) -> Result<CompletionRecord> {
+pub(crate) fn write(dir: &Path) -> Result<CompletionRecord> {
     let mut files = Vec::with_capacity(OUTPUT_FILES.len());
     let mut config_sha256 = String::new();
     for name in OUTPUT_FILES {
@@ -121,8 +122,9 @@ pub fn write(dir: &Path) -> Result<CompletionRecord> {
     Ok(record)
 }
 
-/// Checks the run in `dir` against its record: every file's length and hash.
-pub fn check(dir: &Path) -> Completeness {
+/// Checks the run in `dir` against its record: every file's length and hash
+/// (what [`RunDir::completeness`](crate::store::RunDir::completeness) says).
+pub(crate) fn check(dir: &Path) -> Completeness {
     match check_files(dir, &mut |_, _| {}) {
         Ok(record) => Completeness::Complete(record),
         Err(reason) => Completeness::Incomplete(reason),
@@ -132,7 +134,7 @@ pub fn check(dir: &Path) -> Completeness {
 /// Checks the run in `dir` against its record, handing each output file's
 /// bytes, once checked, to `seen` (so a reader uses exactly the bytes it
 /// checked, never a second read that a writer may have changed).
-pub fn check_files(
+pub(crate) fn check_files(
     dir: &Path,
     seen: &mut dyn FnMut(&str, &[u8]),
 ) -> std::result::Result<CompletionRecord, String> {

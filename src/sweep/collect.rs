@@ -16,12 +16,12 @@ use crate::sweep::Manifest;
 pub struct MergeReport {
     /// Complete runs written as rows.
     pub rows: usize,
-    /// Runs of the manifest not started (yet).
+    /// Ids of the runs of the manifest not started (yet).
     pub missing: Vec<String>,
-    /// Runs another process is writing now.
+    /// Ids of the runs another process is writing now.
     pub in_progress: Vec<String>,
     /// Runs with files that are not a result (killed, damaged, assembled
-    /// from two processes, of another version), each with the reason;
+    /// from two processes, of another version), each id with the reason;
     /// running the sweep again redoes them.
     pub incomplete: Vec<(String, String)>,
 }
@@ -107,7 +107,11 @@ fn parse_run(config: &[u8], summary: &[u8]) -> std::result::Result<(Value, Value
 }
 
 /// Writes `DIR/results.csv` and `DIR/results.jsonl` from every complete run
-/// under `DIR/runs/`, in grid order.
+/// under `DIR/runs/`, in grid order (that of `sweep.json`; without it, runs
+/// sorted by id). A row holds the run's id, its configuration (`config.*`
+/// columns) and its summary (`summary.*`); a run that is not complete is
+/// no row but named in the report, with the reason. The example of
+/// [`crate::sweep::run_sweep`] merges a sweep.
 pub fn merge(dir: &Path) -> Result<MergeReport> {
     let dir = &SweepDir::new(dir);
     let mut report = MergeReport::default();

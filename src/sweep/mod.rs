@@ -16,6 +16,11 @@
 //! "task.rho" = { from = 1.0, to = 5.0, step = 1.0 }
 //! "moe.gate" = ["top1", "softmax"]
 //! ```
+//!
+//! [`run_sweep`] runs a grid file into a sweep directory ([`crate::store::SweepDir`]:
+//! `sweep.json`, one run directory per run under `runs/`), and
+//! [`collect::merge`] gathers its complete runs into `results.csv` and
+//! `results.jsonl`.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -33,13 +38,31 @@ mod grid;
 use crate::experiment::Experiment;
 pub use grid::{run_id, Axis, GridFile, Manifest, ManifestRun, PlannedRun, Range, MAX_RUNS};
 /// Which part of a sweep this process runs: shard `index` (from 0) of `count`.
+/// Shard `I/N` owns the runs at grid positions p with p mod N = I, so the N
+/// shards of a grid partition its runs.
+///
+/// ```
+/// use clustermoe::sweep::Shard;
+///
+/// let shard = Shard::parse("1/3")?;
+/// assert_eq!(shard, Shard { index: 1, count: 3 });
+/// assert!(shard.owns(4) && !shard.owns(5));
+/// assert!(Shard::parse("3/3").is_err());
+/// // Without a Slurm job array, the whole grid.
+/// let env = |_: &str| None;
+/// assert_eq!(Shard::from_env(env)?.unwrap_or(Shard::ALL), Shard::ALL);
+/// # Ok::<(), clustermoe::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Shard {
+    /// This shard's number, from 0 to `count - 1`.
     pub index: usize,
+    /// How many shards the grid is split into (at least 1).
     pub count: usize,
 }
 
 impl Shard {
+    /// The whole grid: shard 0 of 1.
     pub const ALL: Shard = Shard { index: 0, count: 1 };
 
     /// Parses `I/N` (I from 0 to N-1).
@@ -101,12 +124,13 @@ pub struct SweepReport {
     pub trained: usize,
     /// Runs continued from their checkpoints.
     pub resumed: usize,
-    /// Runs that failed, with their error.
+    /// Runs that failed: each run's id and its error message.
     pub failed: Vec<(String, String)>,
     /// Runs a stop signal left unfinished (checkpointed or not started).
     pub stopped: usize,
-    /// Runs another process was writing when this one came to them: left
-    /// to it (a sweep started again later picks up any it did not finish).
+    /// Ids of the runs another process was writing when this one came to
+    /// them: left to it (a sweep started again later picks up any it did
+    /// not finish).
     pub busy: Vec<String>,
 }
 
@@ -133,6 +157,52 @@ impl SweepReport {
 /// Runs the shard `shard` of the grid `grid_path` into `out`, `jobs` runs
 /// at a time; `on_done(done, planned, label)` is called after each run,
 /// with the run's id and grid values (`3f2a… (seed=1, task.d=16)`).
+///
+/// Each run holds its directory's lock while it trains, so several sweeps
+/// of one grid on one `out` share the work; a run found complete is
+/// skipped, one with checkpoints of its configuration resumed. A run that
+/// fails does not stop the others: the report lists it, and
+/// [`SweepReport::outcome`] turns the report into an error.
+///
+/// ```
+/// use clustermoe::store::Control;
+/// use clustermoe::sweep::{collect, run_sweep, Shard};
+///
+/// let dir = tempfile::tempdir().unwrap();
+/// let grid = dir.path().join("grid.toml");
+/// // Two seeds of a small, fast task (d = 16, short phases).
+/// std::fs::write(
+///     &grid,
+///     r#"
+/// seeds = [1, 2]
+///
+/// [set]
+/// "task.d" = 16
+/// "phase_one.steps" = 500
+/// "phase_two.steps" = 100
+/// "phase_three.steps" = 500
+/// "readout.samples" = 2000
+/// "metrics.test_samples" = 2000
+/// "#,
+/// )
+/// .unwrap();
+/// let out = dir.path().join("sweep");
+/// let control = Control::default();
+/// let progress = |done: usize, planned: usize, label: &str| println!("{done}/{planned} {label}");
+///
+/// let report = run_sweep(&grid, &out, 2, Shard::ALL, &control, &progress)?;
+/// assert_eq!((report.planned, report.trained), (2, 2));
+/// report.outcome(&control)?;
+/// // Again: every run is complete, none is trained twice.
+/// let again = run_sweep(&grid, &out, 2, Shard::ALL, &control, &progress)?;
+/// assert_eq!((again.skipped, again.trained), (2, 0));
+///
+/// let merged = collect::merge(&out)?;
+/// assert!(merged.is_whole());
+/// assert_eq!(merged.rows, 2);
+/// assert!(out.join("results.csv").is_file());
+/// # Ok::<(), clustermoe::Error>(())
+/// ```
 pub fn run_sweep(
     grid_path: &Path,
     out: &Path,
@@ -211,7 +281,8 @@ fn sweep_one(config: &ValidConfig, dir: &RunDir, control: &Control) -> Outcome {
 }
 
 /// Runs the shard `shard` of `grid` (whose `base` is relative to `dir`)
-/// into `out`, `jobs` runs at a time.
+/// into `out`, `jobs` runs at a time: [`run_sweep`] for a grid already
+/// read (with [`GridFile::from_file`]).
 pub fn run_grid(
     grid: &GridFile,
     dir: &Path,
