@@ -12,7 +12,8 @@ use clustermoe::{
     config::{Config, Loss},
     internals::centre_rows,
     internals::{fill_normal, fit_readout},
-    model::router::{router_gradient, GateRule, Router},
+    model::gate::GateRule,
+    model::router::{router_gradient, Router},
     model::{random_directions, InputMap, NeuronSign, SphereStep, TwoLayer},
     numerics::rng::{stream, Stream, StreamId},
     task::{Batch, Task},
@@ -140,8 +141,9 @@ fn phase_three_step(c: &mut Criterion) {
     let mut g = group(c, "phase_three_step");
     let rule = GateRule {
         kind: clustermoe::config::Gate::Top1,
-        top_k: 1,
+        k: 1,
         noise: 0.0,
+        renormalise: true,
     };
     for d in DIMS {
         let (_, task, mut rng) = setup(d);

@@ -26,7 +26,8 @@ use serde::{Deserialize, Serialize};
 use crate::config::{Allocation, Merge, ValidConfig, ValidPhase};
 use crate::error::{Error, Result};
 use crate::metrics::{self, Record};
-use crate::model::router::{router_gradient, GateRule, Router};
+use crate::model::gate::GateRule;
+use crate::model::router::{router_gradient, Router};
 use crate::model::{self, Activation, InputMap, Moe, NeuronStats, SphereStep, Vanilla};
 use crate::numerics::linalg::matmul;
 use crate::numerics::rng::{stream, Stream, StreamId};
@@ -240,8 +241,9 @@ impl Routing {
         Routing {
             rule: GateRule {
                 kind: cfg.moe.gate,
-                top_k: cfg.moe.top_k,
-                noise: cfg.moe.gate_noise as f32,
+                k: cfg.moe.top_k,
+                noise: cfg.moe.gate_noise,
+                renormalise: true,
             },
             probe: task.sample(
                 cfg.metrics.probe_samples,
