@@ -138,8 +138,9 @@ fn phase_three_step(c: &mut Criterion) {
     let mut g = group(c, "phase_three_step");
     let rule = GateRule {
         kind: clustermoe::config::Gate::Top1,
-        top_k: 1,
+        k: 1,
         noise: 0.0,
+        renormalise: true,
     };
     for d in DIMS {
         let (_, task, mut rng) = setup(d);

@@ -51,7 +51,8 @@ pub(crate) mod train;
 /// the library's interface.
 #[cfg(feature = "internals")]
 pub mod internals {
-    pub use crate::model::router::{router_gradient, GateRule, Router};
+    pub use crate::model::gate::GateRule;
+    pub use crate::model::router::{router_gradient, Router};
     pub use crate::model::{random_directions, InputMap, NeuronSign, SphereStep, TwoLayer};
     pub use crate::numerics::linalg::centre_rows;
     pub use crate::numerics::normal::fill as fill_normal;

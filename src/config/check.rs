@@ -10,7 +10,8 @@ use crate::config::{
     ValidConfig, ValidJoint, ValidPhase, ValidTask,
 };
 use crate::error::{Error, Result};
-use crate::model::joint::{JointActivation, JointGate, JointInit, JointLoss};
+use crate::model::gate::GateRule;
+use crate::model::joint::{JointActivation, JointInit, JointLoss};
 use crate::model::optim::OptimizerRule;
 use crate::numerics::link::{self, Link};
 

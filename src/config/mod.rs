@@ -6,8 +6,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::model::gate::Gate;
 pub use crate::model::optim::OptimizerKind;
-pub use crate::model::router::Gate;
 pub use crate::model::{Loss, NeuronSign};
 
 mod check;

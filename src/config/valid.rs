@@ -3,7 +3,8 @@
 use super::{
     Config, Geometry, MetricsConfig, MoeConfig, ReadoutConfig, RouterConfig, Schedule, Training,
 };
-use crate::model::joint::{JointGate, JointInit, JointLoss};
+use crate::model::gate::{Gate, GateRule};
+use crate::model::joint::{JointInit, JointLoss};
 use crate::model::optim::OptimizerRule;
 use crate::model::{Loss, NeuronSign};
 use crate::numerics::link::Link;
@@ -93,8 +94,8 @@ impl ValidJoint {
     pub fn vanilla_loss(&self) -> JointLoss {
         JointLoss {
             activation: self.loss.activation.clone(),
-            gate: JointGate {
-                kind: crate::model::router::Gate::Softmax,
+            gate: GateRule {
+                kind: Gate::Softmax,
                 k: 1,
                 noise: 0.0,
                 renormalise: false,

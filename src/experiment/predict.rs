@@ -15,7 +15,8 @@ use serde::Serialize;
 use crate::config::{Training, ValidConfig};
 use crate::error::{Error, Result};
 use crate::metrics::{self, TestError};
-use crate::model::router::{GateRule, Router};
+use crate::model::gate::GateRule;
+use crate::model::router::Router;
 use crate::model::{InputMap, Moe, TwoLayer, Vanilla};
 use crate::numerics::rng::{stream, StreamId};
 use crate::task::{Batch, Task};
@@ -137,8 +138,9 @@ impl Trained {
             router,
             gate: GateRule {
                 kind: cfg.moe.gate,
-                top_k: cfg.moe.top_k,
-                noise: cfg.moe.gate_noise as f32,
+                k: cfg.moe.top_k,
+                noise: cfg.moe.gate_noise,
+                renormalise: true,
             },
             experts,
             phase1_weak_recovery_samples: Vec::new(),

@@ -1,8 +1,9 @@
 //! Two-layer networks (docs/algorithm.md): first-layer directions on the unit sphere,
 //! an input centre, random biases and a linear readout; the trained `Moe`
 //! and `Vanilla`. [`activation`] holds the Hermite activations and the loss
-//! gradient of the first layer, [`sphere`] the spherical SGD step, [`router`]
-//! the gates and the router.
+//! gradient of the first layer, [`sphere`] the spherical SGD step, [`gate`]
+//! the gates (of the staged router and of joint training), [`router`] the
+//! staged phases' router.
 
 use ndarray::{Array1, Array2, ArrayView2, Axis};
 
@@ -11,13 +12,15 @@ use crate::numerics::normal;
 use crate::numerics::rng::Stream;
 
 pub mod activation;
+pub mod gate;
 pub mod joint;
 pub mod optim;
 pub mod router;
 pub mod sphere;
 
 pub use activation::{loss_gradient, Activation, Loss, NeuronSign, SgdScratch};
-use router::{GateRule, Router};
+use gate::GateRule;
+use router::Router;
 pub use sphere::{spherical_step, NeuronStats, SphereStep, CORRELATION_RATE};
 
 /// The input map x -> W (x - mu) of phases I and II: a centre and an

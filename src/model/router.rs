@@ -3,65 +3,16 @@
 
 use ndarray::{Array2, ArrayView2, Axis};
 
+use super::gate::{argmax, softmax, GateRule};
 use crate::numerics::linalg::matmul;
-
 use crate::numerics::normal;
 use crate::numerics::rng::Stream;
-
-/// Gating function of the router.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Gate {
-    /// Every expert with weight softmax(Theta x).
-    Softmax,
-    /// The expert with the largest logit, weight 1.
-    Top1,
-    /// The k largest logits, softmax-renormalised among them.
-    TopK,
-    /// argmax of the logits plus Gaussian noise.
-    NoisyTop1,
-    /// The k largest of the logits plus Gaussian noise, softmax-renormalised
-    /// among them (Shazeer et al. 2017).
-    NoisyTopK,
-}
-
-/// A gate with its parameters.
-#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct GateRule {
-    pub kind: Gate,
-    pub top_k: usize,
-    pub noise: f32,
-}
 
 /// Router weights Theta (K x d), one row per routed expert.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Router {
+    /// Theta, one row per routed expert (K x d).
     pub theta: Array2<f32>,
-}
-
-fn softmax_in_place(row: &mut [f32]) {
-    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let mut sum = 0.0;
-    for v in row.iter_mut() {
-        *v = (*v - max).exp();
-        sum += *v;
-    }
-    for v in row.iter_mut() {
-        *v /= sum;
-    }
-}
-
-fn argmax(row: &[f32]) -> usize {
-    // First index on ties, so Theta = 0 routes everything to expert 0.
-    // Selects, not branches: which logit wins is a coin toss the branch
-    // predictor would lose about once a row.
-    let (mut best, mut top) = (0, f32::NEG_INFINITY);
-    for (i, &v) in row.iter().enumerate() {
-        let better = v > top;
-        best = if better { i } else { best };
-        top = if better { v } else { top };
-    }
-    best
 }
 
 impl Router {
@@ -72,6 +23,7 @@ impl Router {
         }
     }
 
+    /// Routed experts K.
     pub fn experts(&self) -> usize {
         self.theta.nrows()
     }
@@ -81,7 +33,9 @@ impl Router {
         x.dot(&self.theta.t())
     }
 
-    /// Gate weights (n x K): each row sums to 1. `rng` drives the noisy gate.
+    /// Gate weights (n x K) of the rule (see [`super::gate`]), 0 off the
+    /// kept experts; renormalised rows sum to 1. `rng` drives the noisy
+    /// gates.
     pub fn gates(&self, x: ArrayView2<f32>, rule: &GateRule, rng: &mut Stream) -> Array2<f32> {
         let mut g = Array2::zeros((x.nrows(), self.experts()));
         self.gates_into(x, rule, rng, &mut g);
@@ -105,45 +59,45 @@ impl Router {
             return;
         }
         let all = g.as_slice_mut().expect("a new array is contiguous");
-        let noisy = matches!(rule.kind, Gate::NoisyTop1 | Gate::NoisyTopK);
+        // A noisy kind draws its noise row by row, even at scale 0.
+        let (noisy, scale) = (rule.kind.is_noisy(), rule.noise as f32);
         let add_noise = |row: &mut [f32], rng: &mut Stream| {
             if noisy {
                 for v in row.iter_mut() {
-                    *v += rule.noise * normal::sample(rng);
+                    *v += scale * normal::sample(rng);
                 }
             }
         };
-        match rule.kind {
-            Gate::Softmax => all.chunks_exact_mut(experts).for_each(softmax_in_place),
-            Gate::Top1 | Gate::NoisyTop1 => {
-                // Every row's winner first, the one-hot rows after: a store
-                // of 1.0 at a data-dependent place would make the next
-                // row's loads wait for it, one row at a time.
-                for block in all.chunks_mut(64 * experts) {
-                    let mut best = [0usize; 64];
-                    for (b, row) in best.iter_mut().zip(block.chunks_exact_mut(experts)) {
-                        add_noise(row, rng);
-                        *b = argmax(row);
-                    }
-                    for (&b, row) in best.iter().zip(block.chunks_exact_mut(experts)) {
-                        row.fill(0.0);
-                        row[b] = 1.0;
-                    }
-                }
-            }
-            Gate::TopK | Gate::NoisyTopK => {
-                let mut order: Vec<usize> = Vec::with_capacity(experts);
-                for row in all.chunks_exact_mut(experts) {
+        let kept = rule.kept(experts);
+        if kept == 1 && rule.renormalise {
+            // One expert weighing 1, as `GateRule::dense_row` gives it.
+            // Every row's winner first, the one-hot rows after: a store of
+            // 1.0 at a data-dependent place would make the next row's loads
+            // wait for it, one row at a time.
+            for block in all.chunks_mut(64 * experts) {
+                let mut best = [0usize; 64];
+                for (b, row) in best.iter_mut().zip(block.chunks_exact_mut(experts)) {
                     add_noise(row, rng);
-                    order.clear();
-                    order.extend(0..experts);
-                    order.sort_by(|&a, &b| row[b].total_cmp(&row[a]).then(a.cmp(&b)));
-                    for &i in &order[rule.top_k.min(experts)..] {
-                        row[i] = f32::NEG_INFINITY;
-                    }
-                    softmax_in_place(row);
+                    *b = argmax(row);
+                }
+                for (&b, row) in best.iter().zip(block.chunks_exact_mut(experts)) {
+                    row.fill(0.0);
+                    row[b] = 1.0;
                 }
             }
+            return;
+        }
+        // The kept experts of a row: on the stack for the usual few.
+        let (mut stack, mut heap) = ([0usize; 16], Vec::new());
+        let selected = if kept <= stack.len() {
+            &mut stack[..kept]
+        } else {
+            heap.resize(kept, 0);
+            &mut heap[..]
+        };
+        for row in all.chunks_exact_mut(experts) {
+            add_noise(row, rng);
+            rule.dense_row(row, selected);
         }
     }
 
@@ -162,7 +116,7 @@ pub fn router_objective(theta: &Array2<f32>, x: ArrayView2<f32>, rewards: &Array
     let mut pi = x.dot(&theta.t());
     let mut total = 0.0;
     for (mut p, r) in pi.axis_iter_mut(Axis(0)).zip(rewards.axis_iter(Axis(0))) {
-        softmax_in_place(p.as_slice_mut().expect("contiguous"));
+        softmax(p.as_slice_mut().expect("contiguous"), f32::NEG_INFINITY);
         total += p.iter().zip(r).map(|(a, b)| (a * b) as f64).sum::<f64>();
     }
     total / x.nrows() as f64
@@ -179,7 +133,7 @@ pub fn router_gradient(
     let n = x.nrows() as f32;
     for (mut p, r) in coef.axis_iter_mut(Axis(0)).zip(rewards.axis_iter(Axis(0))) {
         let p = p.as_slice_mut().expect("contiguous");
-        softmax_in_place(p);
+        softmax(p, f32::NEG_INFINITY);
         let mean: f32 = p.iter().zip(r).map(|(a, b)| a * b).sum();
         for (pm, &rm) in p.iter_mut().zip(r) {
             *pm *= (rm - mean) / n;
@@ -191,6 +145,7 @@ pub fn router_gradient(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::gate::Gate;
     use crate::numerics::rng::{stream, StreamId};
     use rand::Rng;
     use rand_distr::StandardNormal;
@@ -240,8 +195,9 @@ mod tests {
         ] {
             let rule = GateRule {
                 kind,
-                top_k: 2,
+                k: 2,
                 noise: 0.5,
+                renormalise: true,
             };
             let g = router.gates(x.view(), &rule, &mut rng);
             for (row, l) in g.axis_iter(Axis(0)).zip(logits.axis_iter(Axis(0))) {
@@ -265,8 +221,9 @@ mod tests {
             x.view(),
             &GateRule {
                 kind: Gate::NoisyTop1,
-                top_k: 1,
+                k: 1,
                 noise: 0.5,
+                renormalise: true,
             },
             &mut rng,
         );
@@ -274,8 +231,9 @@ mod tests {
             x.view(),
             &GateRule {
                 kind: Gate::Top1,
-                top_k: 1,
+                k: 1,
                 noise: 0.0,
+                renormalise: true,
             },
             &mut rng,
         );

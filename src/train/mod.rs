@@ -26,7 +26,8 @@ use serde::{Deserialize, Serialize};
 use crate::config::{Training, ValidConfig};
 use crate::error::Result;
 use crate::metrics::{self, Record};
-use crate::model::router::{GateRule, Router};
+use crate::model::gate::GateRule;
+use crate::model::router::Router;
 use crate::model::{Moe, Vanilla};
 use crate::numerics::rng::{stream, Stream, StreamId};
 use crate::phase::{ModelKind, MoeTag, Phase, VanillaTag};
@@ -250,8 +251,9 @@ impl Routing {
         Routing {
             rule: GateRule {
                 kind: cfg.moe.gate,
-                top_k: cfg.moe.top_k,
-                noise: cfg.moe.gate_noise as f32,
+                k: cfg.moe.top_k,
+                noise: cfg.moe.gate_noise,
+                renormalise: true,
             },
             probe: task.sample(
                 cfg.metrics.probe_samples,

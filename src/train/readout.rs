@@ -12,7 +12,7 @@ use super::context::Run;
 use super::{expert_groups, MoeStage, PhaseThreeState, Routing};
 use crate::config::{ReadoutConfig, ValidConfig};
 use crate::error::{Error, Result};
-use crate::model::router::Gate;
+use crate::model::gate::Gate;
 use crate::model::Moe;
 use crate::model::{FeatureBuffers, TwoLayer};
 use crate::numerics::rng::Stream;
@@ -245,7 +245,8 @@ pub(super) fn random_bias_network(
 mod tests {
     use super::super::testing::*;
     use super::*;
-    use crate::model::router::{GateRule, Router};
+    use crate::model::gate::GateRule;
+    use crate::model::router::Router;
     use crate::model::{random_directions, InputMap};
     use crate::numerics::rng::{stream, StreamId};
     use rand_distr::StandardNormal;
@@ -338,8 +339,9 @@ mod tests {
                 },
                 gate: GateRule {
                     kind,
-                    top_k: 1,
+                    k: 1,
                     noise: 0.0,
+                    renormalise: true,
                 },
                 experts,
                 phase1_weak_recovery_samples: vec![None; 2],

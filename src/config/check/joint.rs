@@ -89,7 +89,7 @@ pub(super) fn joint(
         centre_samples: j.centre_samples,
         loss: JointLoss {
             activation,
-            gate: JointGate {
+            gate: GateRule {
                 kind: m.gate,
                 k: match m.gate {
                     Gate::TopK | Gate::NoisyTopK => m.top_k,

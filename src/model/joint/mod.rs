@@ -11,10 +11,11 @@
 //! Stated choices:
 //! - The router sees centred inputs x - c (c the global input centre,
 //!   estimated before training), like the experts.
-//! - top-k gates keep the k largest logits; the kept experts are weighted
-//!   by their softmax probabilities over all M experts (Switch style, so
-//!   top-1 still gives the router a gradient), or, with `renormalise`, by
-//!   the softmax among the kept ones (GShard style; top-1 then weighs 1).
+//! - The gates are those of [`super::gate`]: top-k gates keep the k
+//!   largest logits; the kept experts are weighted by their softmax
+//!   probabilities over all M experts (Switch style, so top-1 still gives
+//!   the router a gradient), or, with `renormalise`, by the softmax among
+//!   the kept ones (GShard style; top-1 then weighs 1).
 //! - Noisy gates add N(0, noise^2) to the logits before everything else
 //!   (selection, probabilities, auxiliary losses); the noise is a constant
 //!   of the step, so gradients flow through the clean logits.
@@ -35,7 +36,7 @@ mod pass;
 use ndarray::{s, Array1, Array2, ArrayView2, NdFloat};
 use serde::{Deserialize, Serialize};
 
-use super::router::Gate;
+use super::gate::GateRule;
 use crate::numerics::hermite::hermite_to_monomial;
 use crate::numerics::link::{Link, NamedLink};
 use crate::numerics::normal;
@@ -163,38 +164,11 @@ impl JointActivation {
     }
 }
 
-/// How the router's gates are formed (see the module's stated choices).
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct JointGate {
-    pub kind: Gate,
-    /// k of top-k (1 for top-1 gates).
-    pub k: usize,
-    /// Standard deviation of the logit noise of the noisy gates.
-    pub noise: f64,
-    /// Weigh the kept experts by the softmax among them.
-    pub renormalise: bool,
-}
-
-impl JointGate {
-    /// Experts kept per sample (all of them for softmax).
-    pub fn kept(&self, experts: usize) -> usize {
-        match self.kind {
-            Gate::Softmax => experts,
-            Gate::Top1 | Gate::NoisyTop1 => 1,
-            Gate::TopK | Gate::NoisyTopK => self.k.min(experts),
-        }
-    }
-
-    pub fn noisy(&self) -> bool {
-        matches!(self.kind, Gate::NoisyTop1 | Gate::NoisyTopK) && self.noise > 0.0
-    }
-}
-
 /// Everything that shapes the loss besides the parameters.
 #[derive(Clone, Debug, PartialEq)]
 pub struct JointLoss {
     pub activation: JointActivation,
-    pub gate: JointGate,
+    pub gate: GateRule,
     /// Weight of the load-balancing loss.
     pub balance: f64,
     /// Weight of the router z-loss.

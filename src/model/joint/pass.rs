@@ -19,7 +19,8 @@
 
 use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut2};
 
-use super::{Forward, JointLoss, JointModel, LossTerms, Scalar};
+use super::{Forward, JointActivation, JointLoss, JointModel, LossTerms, Ranges, Scalar};
+use crate::model::gate::{argmax, softmax, GateRule};
 use crate::numerics::linalg::matmul;
 
 /// The buffers of a batch's forward pass and gradient. The training loop
@@ -84,6 +85,30 @@ fn sized<V: Clone + Default>(v: &mut Vec<V>, len: usize) -> &mut [V] {
     v
 }
 
+/// The sizes of a batch's pass, and where each parameter block lies.
+struct Shape {
+    /// Samples n, input dimension d, experts M, neurons per expert J.
+    n: usize,
+    d: usize,
+    experts: usize,
+    j: usize,
+    /// Experts kept per sample.
+    per: usize,
+    r: Ranges,
+}
+
+impl Shape {
+    /// Every sample keeps every expert: the dense layout of slots.
+    fn dense(&self) -> bool {
+        self.per == self.experts
+    }
+
+    /// Kept (sample, expert) pairs.
+    fn slots(&self) -> usize {
+        self.n * self.per
+    }
+}
+
 impl<T: Scalar> Pass<T> {
     /// The forward pass of a batch (raw inputs `x`, labels `y`), with the
     /// logit noise `noise` (n x M) if the gate is noisy, and, if `grad` is
@@ -102,42 +127,44 @@ impl<T: Scalar> Pass<T> {
         assert_eq!(d, model.d, "inputs of the model's dimension");
         assert_eq!(y.len(), n, "one label per input");
         assert!(n > 0, "a non-empty batch");
-        let (m_count, j) = (model.experts, model.neurons);
-        let per = loss.gate.kept(m_count);
-        let dense = per == m_count;
-        let slots = n * per;
-        let renormalise = loss.gate.renormalise && !dense;
-        let (zero, nt) = (T::zero(), T::of(n as f64));
+        let shape = Shape {
+            n,
+            d,
+            experts: model.experts,
+            j: model.neurons,
+            per: loss.gate.kept(model.experts),
+            r: model.ranges(),
+        };
         self.n = n;
-        self.experts = m_count;
+        self.experts = model.experts;
+        self.centred_inputs(model, x);
+        // One expert without a z-loss (the vanilla network) has gate 1 and
+        // a router gradient of exactly 0 (p (u - <p, u>) with p = 1): its
+        // router is skipped.
+        let router = model.experts > 1 || loss.z != 0.0;
+        self.route(&shape, &loss.gate, noise, router);
+        self.pre_activations(&shape);
+        let main = self.outputs(&shape, y, &loss.activation);
+        let terms = self.loss_terms(&shape, loss, main);
+        let Some(grad) = grad else {
+            return terms;
+        };
+        assert_eq!(grad.len(), model.params.len(), "one gradient per parameter");
+        grad.fill(T::zero());
+        self.backward_experts(&shape, grad);
+        self.backward_first_layer(&shape, grad);
+        if router {
+            self.backward_router(&shape, loss, grad);
+        }
+        terms
+    }
+
+    /// The model's parameters and centre in T, and the centred inputs x - c.
+    fn centred_inputs(&mut self, model: &JointModel, x: ArrayView2<T>) {
+        let (n, d) = x.dim();
         let Pass {
-            params,
-            centre,
-            xc,
-            probs,
-            lse,
-            kept,
-            gates,
-            slot,
-            slot_expert,
-            delta,
-            spread,
-            start,
-            cursor,
-            gathered,
-            act,
-            slope,
-            f,
-            output,
-            resid,
-            assigned,
-            chosen,
-            mean_p,
-            balance,
-            dh,
-            ..
+            params, centre, xc, ..
         } = self;
-        let r = model.ranges();
         params.clear();
         params.extend(model.params.iter().map(|&v| T::of(v)));
         centre.clear();
@@ -149,24 +176,32 @@ impl<T: Scalar> Pass<T> {
                 *o = v - c;
             }
         }
-        let xc: &[T] = xc;
-        let xcm = ArrayView2::from_shape((n, d), xc).expect("sized");
-        let w = ArrayView2::from_shape((m_count * j, d), &params[r.w.clone()]).expect("sized");
-        let (bias, a, a0) = (
-            &params[r.b.clone()],
-            &params[r.a.clone()],
-            &params[r.a0.clone()],
-        );
-        let theta = ArrayView2::from_shape((m_count, d), &params[r.theta.clone()]).expect("sized");
+    }
 
-        // Logits h = Theta (x - c) + noise, the selection, softmax(h), gates.
-        // One expert without a z-loss (the vanilla network) has gate 1 and
-        // a router gradient of exactly 0 (p (u - <p, u>) with p = 1): its
-        // router is skipped.
-        let router = m_count > 1 || loss.z != 0.0;
+    /// Logits h = Theta (x - c) + noise (h = 1 without a router), then per
+    /// sample the gate's selection, softmax(h) and logsumexp(h), the kept
+    /// experts' gates, and the balance loss's counts and mean
+    /// probabilities.
+    fn route(&mut self, s: &Shape, gate: &GateRule, noise: Option<ArrayView2<T>>, router: bool) {
+        let (n, m_count, per) = (s.n, s.experts, s.per);
+        let Pass {
+            params,
+            xc,
+            probs,
+            lse,
+            kept,
+            gates,
+            assigned,
+            chosen,
+            mean_p,
+            ..
+        } = self;
         let mut h =
             ArrayViewMut2::from_shape((n, m_count), sized(probs, n * m_count)).expect("sized");
         if router {
+            let xcm = ArrayView2::from_shape((n, s.d), &xc[..]).expect("sized");
+            let theta =
+                ArrayView2::from_shape((m_count, s.d), &params[s.r.theta.clone()]).expect("sized");
             matmul(&mut h, &xcm, &theta.t(), T::one(), false);
             if let Some(z) = noise {
                 h += &z;
@@ -174,125 +209,158 @@ impl<T: Scalar> Pass<T> {
         } else {
             h.fill(T::one());
         }
-        sized(kept, slots);
-        sized(gates, slots);
+        sized(kept, s.slots());
+        sized(gates, s.slots());
         sized(lse, n);
         sized(assigned, n);
         chosen.clear();
         chosen.resize(m_count, 0.0);
         mean_p.clear();
         mean_p.resize(m_count, 0.0);
-        // Results below T's smallest normal flush to 0: glibc's expf takes
-        // a slow path (~60 ns) to underflow, which is where a confident
-        // router sends most of its logits.
+        // Results below T's smallest normal flush to 0 (see `softmax`).
         let floor = T::min_positive_value().ln();
+        let dense = s.dense();
         for i in 0..n {
             let h = &mut probs[i * m_count..(i + 1) * m_count];
             let sel = &mut kept[i * per..(i + 1) * per];
-            // The largest logits, the first on ties, by repeated scans:
-            // k and M are small.
-            let largest = |sel: &[usize]| {
-                (0..m_count)
-                    .filter(|m| !sel.contains(m))
-                    .fold(None, |best: Option<usize>, m| match best {
-                        Some(b) if h[b] >= h[m] => Some(b),
-                        _ => Some(m),
-                    })
-                    .expect("an expert left")
+            gate.select(h, sel);
+            assigned[i] = if dense { argmax(h) } else { sel[0] };
+            lse[i] = if router {
+                let (max, sum) = softmax(h, floor);
+                max + sum.ln()
+            } else {
+                T::zero()
             };
-            if dense {
-                sel.iter_mut().enumerate().for_each(|(t, s)| *s = t);
-                assigned[i] = largest(&[]);
-            } else {
-                for t in 0..per {
-                    sel[t] = largest(&sel[..t]);
-                }
-                assigned[i] = sel[0];
-            }
-            if router {
-                let max = h.iter().copied().fold(T::neg_infinity(), T::max);
-                let mut sum = zero;
-                for v in h.iter_mut() {
-                    let t = *v - max;
-                    *v = if t < floor { zero } else { t.exp() };
-                    sum += *v;
-                }
-                lse[i] = max + sum.ln();
-                h.iter_mut().for_each(|p| *p /= sum);
-            } else {
-                lse[i] = zero;
-            }
             for (p, m) in h.iter().zip(mean_p.iter_mut()) {
                 *m += p.widen();
             }
-            let p = &*h;
-            let g = &mut gates[i * per..(i + 1) * per];
-            let mass = sel.iter().fold(zero, |acc, &m| acc + p[m]);
-            for (g, &m) in g.iter_mut().zip(sel.iter()) {
-                *g = if renormalise { p[m] / mass } else { p[m] };
-            }
+            gate.weigh(h, sel, &mut gates[i * per..(i + 1) * per]);
             if dense {
                 chosen[assigned[i]] += 1.0;
             } else {
                 sel.iter().for_each(|&m| chosen[m] += 1.0);
             }
         }
+    }
 
-        // The kept pairs' slots and pre-activations <w_mj, x_i - c>.
-        sized(slot, slots);
-        sized(slot_expert, slots);
-        let act = sized(act, slots * j);
-        if dense {
-            for (s, (sl, se)) in slot.iter_mut().zip(slot_expert.iter_mut()).enumerate() {
-                *sl = s;
-                *se = s - s / m_count * m_count;
-            }
-            let mut pre = ArrayViewMut2::from_shape((n, m_count * j), &mut act[..]).expect("sized");
-            matmul(&mut pre, &xcm, &w.t(), T::one(), false);
+    /// The kept pairs' slots and pre-activations <w_mj, x_i - c>.
+    fn pre_activations(&mut self, s: &Shape) {
+        sized(&mut self.slot, s.slots());
+        sized(&mut self.slot_expert, s.slots());
+        sized(&mut self.act, s.slots() * s.j);
+        if s.dense() {
+            self.pre_activations_dense(s);
         } else {
-            start.clear();
-            start.resize(m_count + 1, 0);
-            kept.iter().for_each(|&m| start[m + 1] += 1);
-            for m in 0..m_count {
-                start[m + 1] += start[m];
-            }
-            cursor.clear();
-            cursor.extend_from_slice(&start[..m_count]);
-            let gathered = sized(gathered, slots * d);
-            for (i, sel) in kept.chunks_exact(per).enumerate() {
-                for (t, &m) in sel.iter().enumerate() {
-                    let s = cursor[m];
-                    cursor[m] += 1;
-                    slot[i * per + t] = s;
-                    slot_expert[s] = m;
-                    gathered[s * d..(s + 1) * d].copy_from_slice(&xc[i * d..(i + 1) * d]);
-                }
-            }
-            for m in 0..m_count {
-                let span = start[m]..start[m + 1];
-                if span.is_empty() {
-                    continue;
-                }
-                let rows = span.len();
-                let xm = ArrayView2::from_shape((rows, d), &gathered[span.start * d..span.end * d])
-                    .expect("sized");
-                let mut pre =
-                    ArrayViewMut2::from_shape((rows, j), &mut act[span.start * j..span.end * j])
-                        .expect("sized");
-                let wm = w.slice(ndarray::s![m * j..(m + 1) * j, ..]);
-                matmul(&mut pre, &xm, &wm.t(), T::one(), false);
+            self.pre_activations_grouped(s);
+        }
+    }
+
+    /// Dense layout: slot i M + m is (sample i, expert m); one product of
+    /// the centred inputs with every first layer.
+    fn pre_activations_dense(&mut self, s: &Shape) {
+        let m_count = s.experts;
+        let Pass {
+            params,
+            xc,
+            slot,
+            slot_expert,
+            act,
+            ..
+        } = self;
+        for (k, (sl, se)) in slot.iter_mut().zip(slot_expert.iter_mut()).enumerate() {
+            *sl = k;
+            *se = k - k / m_count * m_count;
+        }
+        let xcm = ArrayView2::from_shape((s.n, s.d), &xc[..]).expect("sized");
+        let w =
+            ArrayView2::from_shape((m_count * s.j, s.d), &params[s.r.w.clone()]).expect("sized");
+        let mut pre = ArrayViewMut2::from_shape((s.n, m_count * s.j), &mut act[..]).expect("sized");
+        matmul(&mut pre, &xcm, &w.t(), T::one(), false);
+    }
+
+    /// Grouped layout: expert m's slots consecutive, in sample order, with
+    /// its samples' centred inputs gathered beside them; one product per
+    /// expert.
+    fn pre_activations_grouped(&mut self, s: &Shape) {
+        let (m_count, j, d, per) = (s.experts, s.j, s.d, s.per);
+        let Pass {
+            params,
+            xc,
+            kept,
+            slot,
+            slot_expert,
+            start,
+            cursor,
+            gathered,
+            act,
+            ..
+        } = self;
+        start.clear();
+        start.resize(m_count + 1, 0);
+        kept.iter().for_each(|&m| start[m + 1] += 1);
+        for m in 0..m_count {
+            start[m + 1] += start[m];
+        }
+        cursor.clear();
+        cursor.extend_from_slice(&start[..m_count]);
+        let gathered = sized(gathered, s.slots() * d);
+        for (i, sel) in kept.chunks_exact(per).enumerate() {
+            for (t, &m) in sel.iter().enumerate() {
+                let at = cursor[m];
+                cursor[m] += 1;
+                slot[i * per + t] = at;
+                slot_expert[at] = m;
+                gathered[at * d..(at + 1) * d].copy_from_slice(&xc[i * d..(i + 1) * d]);
             }
         }
-        // + b_mj, then sigma and sigma' over the whole block at once.
+        let w = ArrayView2::from_shape((m_count * j, d), &params[s.r.w.clone()]).expect("sized");
+        for m in 0..m_count {
+            let span = start[m]..start[m + 1];
+            if span.is_empty() {
+                continue;
+            }
+            let rows = span.len();
+            let xm = ArrayView2::from_shape((rows, d), &gathered[span.start * d..span.end * d])
+                .expect("sized");
+            let mut pre =
+                ArrayViewMut2::from_shape((rows, j), &mut act[span.start * j..span.end * j])
+                    .expect("sized");
+            let wm = w.slice(ndarray::s![m * j..(m + 1) * j, ..]);
+            matmul(&mut pre, &xm, &wm.t(), T::one(), false);
+        }
+    }
+
+    /// + b_mj, then sigma and sigma' over the whole block at once; the
+    /// expert outputs f_m(x_i) = a_m0 + sum_j a_mj sigma_ij, the outputs
+    /// F(x_i) = sum_kept g_im f_m(x_i) and the residuals. Returns the main
+    /// loss, mean (F - y)^2 / 2.
+    fn outputs(&mut self, s: &Shape, y: &[T], activation: &JointActivation) -> f64 {
+        let (n, j, per) = (s.n, s.j, s.per);
+        let Pass {
+            params,
+            gates,
+            slot,
+            slot_expert,
+            act,
+            slope,
+            f,
+            output,
+            resid,
+            ..
+        } = self;
+        let (bias, a, a0) = (
+            &params[s.r.b.clone()],
+            &params[s.r.a.clone()],
+            &params[s.r.a0.clone()],
+        );
         for (row, &m) in act.chunks_exact_mut(j).zip(slot_expert.iter()) {
             for (v, &b) in row.iter_mut().zip(&bias[m * j..(m + 1) * j]) {
                 *v += b;
             }
         }
-        let slope = sized(slope, slots * j);
-        loss.activation.apply(act, slope);
-        // f_m(x_i) = a_m0 + sum_j a_mj sigma_ij; F(x_i) = sum_kept g_im f_m(x_i).
-        let f = sized(f, slots);
+        let slope = sized(slope, s.slots() * j);
+        activation.apply(act, slope);
+        let f = sized(f, s.slots());
         for ((fs, row), &m) in f
             .iter_mut()
             .zip(act.chunks_exact(j))
@@ -303,120 +371,182 @@ impl<T: Scalar> Pass<T> {
         }
         let output = sized(output, n);
         let resid = sized(resid, n);
+        let nt = T::of(n as f64);
         let mut main = 0.0;
         for i in 0..n {
             let pairs = slot[i * per..(i + 1) * per].iter().zip(&gates[i * per..]);
-            output[i] = pairs.fold(zero, |acc, (&s, &g)| acc + g * f[s]);
+            output[i] = pairs.fold(T::zero(), |acc, (&s, &g)| acc + g * f[s]);
             let e = output[i] - y[i];
             main += 0.5 * (e * e).widen();
             resid[i] = e / nt;
         }
-        let nf = n as f64;
-        main /= nf;
-        let selections = if dense { n } else { slots } as f64;
+        main / n as f64
+    }
+
+    /// The loss terms from the main loss `main`: the balance loss (and its
+    /// constants lambda M f_m / n for the router's gradient) and the
+    /// z-loss.
+    fn loss_terms(&mut self, s: &Shape, loss: &JointLoss, main: f64) -> LossTerms {
+        let (nf, m_count) = (s.n as f64, s.experts as f64);
+        let selections = if s.dense() { s.n } else { s.slots() } as f64;
         let mut balance_loss = 0.0;
-        balance.clear();
-        for (c, p) in chosen.iter().zip(mean_p.iter_mut()) {
+        self.balance.clear();
+        for (c, p) in self.chosen.iter().zip(self.mean_p.iter_mut()) {
             let frac = c / selections;
             *p /= nf;
             balance_loss += frac * *p;
-            balance.push(T::of(loss.balance * m_count as f64 * frac / nf));
+            self.balance.push(T::of(loss.balance * m_count * frac / nf));
         }
-        let balance_loss = loss.balance * m_count as f64 * balance_loss;
-        let z = loss.z * lse.iter().map(|v| v.widen() * v.widen()).sum::<f64>() / nf;
-        let terms = LossTerms {
+        let balance_loss = loss.balance * m_count * balance_loss;
+        let z = loss.z * self.lse.iter().map(|v| v.widen() * v.widen()).sum::<f64>() / nf;
+        LossTerms {
             main,
             balance: balance_loss,
             z,
             total: main + balance_loss + z,
-        };
-        let Some(grad) = grad else {
-            return terms;
-        };
+        }
+    }
 
-        assert_eq!(grad.len(), model.params.len(), "one gradient per parameter");
-        grad.fill(zero);
-        // Expert outputs: dL/df_im = r_i g_im (delta), hence a0, a, and the
-        // pre-activations' gradient delta a_mj sigma'_ij, hence b and w.
-        let delta = sized(delta, slots);
-        for i in 0..n {
+    /// Expert outputs: dL/df_im = r_i g_im (delta), hence a0, a, and the
+    /// pre-activations' gradient delta a_mj sigma'_ij (into `slope`), hence
+    /// b.
+    fn backward_experts(&mut self, s: &Shape, grad: &mut [T]) {
+        let per = s.per;
+        let Pass {
+            gates,
+            slot,
+            resid,
+            delta,
+            ..
+        } = self;
+        let delta = sized(delta, s.slots());
+        for i in 0..s.n {
             for t in 0..per {
                 delta[slot[i * per + t]] = resid[i] * gates[i * per + t];
             }
         }
-        {
-            let (gw_gb, rest) = grad.split_at_mut(r.a.start);
-            let (ga, ga0) = rest.split_at_mut(r.a0.start - r.a.start);
-            let gb = &mut gw_gb[r.b.clone()];
-            // Per unit k of expert m: a_mk gets delta sigma, the
-            // pre-activation's gradient is delta a_mk sigma'. The dense
-            // layout loops over whole rows of one known length, the form
-            // the compiler vectorises (J = 8 alone is too short for its
-            // vector loop); the arithmetic is the same in both layouts.
-            if dense {
-                // A sample's slots are its M experts in order: one row of
-                // M J units.
-                let units = m_count * j;
-                let spread = sized(spread, units);
-                let (ga, gb, a) = (&mut ga[..units], &mut gb[..units], &a[..units]);
-                let rows = act.chunks_exact(units).zip(slope.chunks_exact_mut(units));
-                for ((row, drow), dls) in rows.zip(delta.chunks_exact(m_count)) {
-                    for ((s, &dl), g0) in spread.chunks_exact_mut(j).zip(dls).zip(ga0.iter_mut()) {
-                        *g0 += dl;
-                        s.fill(dl);
-                    }
-                    let (dl, row, drow) = (&spread[..units], &row[..units], &mut drow[..units]);
-                    for k in 0..units {
-                        ga[k] += dl[k] * row[k];
-                        drow[k] *= dl[k] * a[k];
-                        gb[k] += drow[k];
-                    }
-                }
-            } else {
-                let rows = act.chunks_exact(j).zip(slope.chunks_exact_mut(j));
-                for ((row, drow), (&m, &dl)) in rows.zip(slot_expert.iter().zip(delta.iter())) {
-                    ga0[m] += dl;
-                    let span = m * j..(m + 1) * j;
-                    let units = ga[span.clone()].iter_mut().zip(&mut gb[span.clone()]);
-                    for (((ga, gb), &am), (&v, ds)) in units.zip(&a[span]).zip(row.iter().zip(drow))
-                    {
-                        *ga += dl * v;
-                        *ds *= dl * am;
-                        *gb += *ds;
-                    }
-                }
+        let (gw_gb, rest) = grad.split_at_mut(s.r.a.start);
+        let (ga, ga0) = rest.split_at_mut(s.r.a0.start - s.r.a.start);
+        let gb = &mut gw_gb[s.r.b.clone()];
+        // Per unit k of expert m: a_mk gets delta sigma, the
+        // pre-activation's gradient is delta a_mk sigma'. The dense layout
+        // loops over whole rows of one known length, the form the compiler
+        // vectorises (J = 8 alone is too short for its vector loop); the
+        // arithmetic is the same in both layouts.
+        if s.dense() {
+            self.backward_experts_dense(s, ga, gb, ga0);
+        } else {
+            self.backward_experts_grouped(s, ga, gb, ga0);
+        }
+    }
+
+    /// [`Pass::backward_experts`] in the dense layout: a sample's slots are
+    /// its M experts in order, one row of M J units.
+    fn backward_experts_dense(&mut self, s: &Shape, ga: &mut [T], gb: &mut [T], ga0: &mut [T]) {
+        let (m_count, j) = (s.experts, s.j);
+        let Pass {
+            params,
+            delta,
+            spread,
+            act,
+            slope,
+            ..
+        } = self;
+        let units = m_count * j;
+        let spread = sized(spread, units);
+        let a = &params[s.r.a.clone()];
+        let (ga, gb, a) = (&mut ga[..units], &mut gb[..units], &a[..units]);
+        let rows = act.chunks_exact(units).zip(slope.chunks_exact_mut(units));
+        for ((row, drow), dls) in rows.zip(delta.chunks_exact(m_count)) {
+            for ((units, &dl), g0) in spread.chunks_exact_mut(j).zip(dls).zip(ga0.iter_mut()) {
+                *g0 += dl;
+                units.fill(dl);
+            }
+            let (dl, row, drow) = (&spread[..units], &row[..units], &mut drow[..units]);
+            for k in 0..units {
+                ga[k] += dl[k] * row[k];
+                drow[k] *= dl[k] * a[k];
+                gb[k] += drow[k];
             }
         }
-        let gw = &mut grad[r.w.clone()];
-        if dense {
-            let dpre = ArrayView2::from_shape((n, m_count * j), &slope[..]).expect("sized");
+    }
+
+    /// [`Pass::backward_experts`] in the grouped layout, slot by slot.
+    fn backward_experts_grouped(&mut self, s: &Shape, ga: &mut [T], gb: &mut [T], ga0: &mut [T]) {
+        let j = s.j;
+        let Pass {
+            params,
+            slot_expert,
+            delta,
+            act,
+            slope,
+            ..
+        } = self;
+        let a = &params[s.r.a.clone()];
+        let rows = act.chunks_exact(j).zip(slope.chunks_exact_mut(j));
+        for ((row, drow), (&m, &dl)) in rows.zip(slot_expert.iter().zip(delta.iter())) {
+            ga0[m] += dl;
+            let span = m * j..(m + 1) * j;
+            let units = ga[span.clone()].iter_mut().zip(&mut gb[span.clone()]);
+            for (((ga, gb), &am), (&v, ds)) in units.zip(&a[span]).zip(row.iter().zip(drow)) {
+                *ga += dl * v;
+                *ds *= dl * am;
+                *gb += *ds;
+            }
+        }
+    }
+
+    /// The first layers' gradient: the pre-activations' gradient times the
+    /// centred inputs, one product (dense) or one per expert (grouped).
+    fn backward_first_layer(&self, s: &Shape, grad: &mut [T]) {
+        let (m_count, j, d) = (s.experts, s.j, s.d);
+        let gw = &mut grad[s.r.w.clone()];
+        if s.dense() {
+            let xcm = ArrayView2::from_shape((s.n, d), &self.xc[..]).expect("sized");
+            let dpre = ArrayView2::from_shape((s.n, m_count * j), &self.slope[..]).expect("sized");
             let mut gw = ArrayViewMut2::from_shape((m_count * j, d), gw).expect("sized");
             matmul(&mut gw, &dpre.t(), &xcm, T::one(), false);
-        } else {
-            for (m, gwm) in gw.chunks_exact_mut(j * d).enumerate() {
-                let span = start[m]..start[m + 1];
-                if span.is_empty() {
-                    continue;
-                }
-                let rows = span.len();
-                let dpre = ArrayView2::from_shape((rows, j), &slope[span.start * j..span.end * j])
-                    .expect("sized");
-                let xm = ArrayView2::from_shape((rows, d), &gathered[span.start * d..span.end * d])
-                    .expect("sized");
-                let mut gwm = ArrayViewMut2::from_shape((j, d), gwm).expect("sized");
-                matmul(&mut gwm, &dpre.t(), &xm, T::one(), false);
+            return;
+        }
+        let (start, slope, gathered) = (&self.start, &self.slope, &self.gathered);
+        for (m, gwm) in gw.chunks_exact_mut(j * d).enumerate() {
+            let span = start[m]..start[m + 1];
+            if span.is_empty() {
+                continue;
             }
+            let rows = span.len();
+            let dpre = ArrayView2::from_shape((rows, j), &slope[span.start * j..span.end * j])
+                .expect("sized");
+            let xm = ArrayView2::from_shape((rows, d), &gathered[span.start * d..span.end * d])
+                .expect("sized");
+            let mut gwm = ArrayViewMut2::from_shape((j, d), gwm).expect("sized");
+            matmul(&mut gwm, &dpre.t(), &xm, T::one(), false);
         }
+    }
 
-        if !router {
-            return terms;
-        }
-        // Router: dL/dh_i through the gates (with u_m = r_i f_im on the kept
-        // experts: p (u - <p, u>), or g (u - <g, u>) renormalised), the
-        // balance loss (p (b - <p, b>), b its constants) and the z-loss
-        // (2 lambda_z lse p / n).
-        let two_z = T::of(2.0 * loss.z / nf);
-        let dh = sized(dh, n * m_count);
+    /// Router: dL/dh_i through the gates (with u_m = r_i f_im on the kept
+    /// experts: p (u - <p, u>), or g (u - <g, u>) renormalised), the
+    /// balance loss (p (b - <p, b>), b its constants) and the z-loss
+    /// (2 lambda_z lse p / n); then Theta's gradient.
+    fn backward_router(&mut self, s: &Shape, loss: &JointLoss, grad: &mut [T]) {
+        let (m_count, per) = (s.experts, s.per);
+        let renormalise = loss.gate.renormalises(m_count);
+        let Pass {
+            xc,
+            probs,
+            lse,
+            kept,
+            gates,
+            slot,
+            f,
+            resid,
+            balance,
+            dh,
+            ..
+        } = self;
+        let zero = T::zero();
+        let two_z = T::of(2.0 * loss.z / s.n as f64);
+        let dh = sized(dh, s.n * m_count);
         for (i, row) in dh.chunks_exact_mut(m_count).enumerate() {
             let p = &probs[i * m_count..(i + 1) * m_count];
             let (sel, g) = (
@@ -447,13 +577,15 @@ impl<T: Scalar> Pass<T> {
                 }
             }
         }
-        let dh = ArrayView2::from_shape((n, m_count), &dh[..]).expect("sized");
+        let xcm = ArrayView2::from_shape((s.n, s.d), &xc[..]).expect("sized");
+        let dh = ArrayView2::from_shape((s.n, m_count), &dh[..]).expect("sized");
         let mut gt =
-            ArrayViewMut2::from_shape((m_count, d), &mut grad[r.theta.clone()]).expect("sized");
+            ArrayViewMut2::from_shape((m_count, s.d), &mut grad[s.r.theta.clone()]).expect("sized");
         matmul(&mut gt, &dh.t(), &xcm, T::one(), false);
-        terms
     }
+}
 
+impl<T: Scalar> Pass<T> {
     /// The last batch's outputs, gates, probabilities and assignment (f64),
     /// with its loss terms `terms`.
     pub fn forward(&self, terms: LossTerms) -> Forward {
@@ -487,6 +619,7 @@ impl<T: Scalar> Pass<T> {
 mod tests {
     use super::super::*;
     use super::*;
+    use crate::model::gate::Gate;
     use crate::numerics::link;
     use crate::numerics::rng::{stream, StreamId};
     use rand::Rng;
@@ -540,7 +673,7 @@ mod tests {
             let act = &activations[case % activations.len()];
             let loss = JointLoss {
                 activation: JointActivation::from_link(act).unwrap(),
-                gate: JointGate {
+                gate: GateRule {
                     kind,
                     k: 2,
                     noise: 0.7,
@@ -594,7 +727,7 @@ mod tests {
         m.retract();
         let loss = JointLoss {
             activation: JointActivation::from_link(&link::parse("a", "relu").unwrap()).unwrap(),
-            gate: JointGate {
+            gate: GateRule {
                 kind: Gate::Softmax,
                 k: 1,
                 noise: 0.0,
@@ -677,7 +810,7 @@ mod tests {
         ] {
             let loss = JointLoss {
                 activation: JointActivation::from_link(&link::parse("a", "relu").unwrap()).unwrap(),
-                gate: JointGate {
+                gate: GateRule {
                     kind,
                     k,
                     noise: 0.0,
