@@ -6,6 +6,7 @@ use rand::Rng;
 use rand_distr::StandardNormal;
 
 use crate::config::{Geometry, ValidConfig};
+use crate::numerics::kernels::{vectorised, Vectorised};
 use crate::numerics::linalg::dot;
 use crate::numerics::link::{FastLink, Link};
 use crate::numerics::normal;
@@ -198,17 +199,17 @@ impl Task {
         }
         rng.set_lane(0, lane);
         scratch.resize(c.len());
-        shift_and_project(
+        vectorised(ShiftAndProject {
             x,
-            self.d,
-            c,
-            self.rho as f32,
-            self.v32.as_slice().expect("contiguous"),
-            self.directions32.as_slice().expect("contiguous"),
+            d: self.d,
+            clusters: c,
+            rho: self.rho as f32,
+            centres: self.v32.as_slice().expect("contiguous"),
+            directions: self.directions32.as_slice().expect("contiguous"),
             centre,
-            &mut scratch.local,
-            &mut scratch.global,
-        );
+            local: &mut scratch.local,
+            global: &mut scratch.global,
+        });
         // The links at every sample's projections, the loop over samples
         // innermost.
         let s = scratch;
@@ -265,33 +266,59 @@ impl Task {
 
 /// Each input row moves to its cluster (`x += rho v_c`), gives its
 /// projections on w*_c and w*_g (the last row of `directions`), and then,
-/// with a `centre`, is centred. Compiled for AVX-512, AVX2 and the
-/// baseline, with the same operations (so the same bits) on each.
-#[multiversion::multiversion(targets("x86_64+avx512f+avx512vl", "x86_64+avx2"))]
-#[allow(clippy::too_many_arguments)]
-fn shift_and_project(
-    x: &mut [f32],
-    d: usize,
-    clusters: &[usize],
-    rho: f32,
-    centres: &[f32],
-    directions: &[f32],
-    centre: Option<&[f32]>,
-    local: &mut [f32],
-    global: &mut [f32],
-) {
-    let wg = &directions[directions.len() - d..];
-    for (i, row) in x.chunks_exact_mut(d).enumerate() {
-        let c = clusters[i];
-        let v = &centres[c * d..(c + 1) * d];
-        for (xj, &vj) in row.iter_mut().zip(v) {
-            *xj += rho * vj;
-        }
-        local[i] = dot(&directions[c * d..(c + 1) * d], row);
-        global[i] = dot(wg, row);
-        if let Some(mu) = centre {
-            for (xj, &m) in row.iter_mut().zip(mu) {
-                *xj -= m;
+/// with a `centre`, is centred: a loop that [`vectorised`] compiles for
+/// each instruction set, with the same operations (so the same bits) on
+/// each.
+pub(crate) struct ShiftAndProject<'a> {
+    /// The inputs, row-major, rows of `d`.
+    pub x: &'a mut [f32],
+    /// The dimension.
+    pub d: usize,
+    /// Each row's cluster.
+    pub clusters: &'a [usize],
+    /// The scale of the shift: a row moves by rho v_c.
+    pub rho: f32,
+    /// The cluster centres v_c, row-major.
+    pub centres: &'a [f32],
+    /// The rows w*_1..w*_C, w*_g, row-major.
+    pub directions: &'a [f32],
+    /// The centre subtracted from every row, if any.
+    pub centre: Option<&'a [f32]>,
+    /// Out: each row's projection on its cluster's w*_c.
+    pub local: &'a mut [f32],
+    /// Out: each row's projection on w*_g.
+    pub global: &'a mut [f32],
+}
+
+impl Vectorised for ShiftAndProject<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn run(self) {
+        let ShiftAndProject {
+            x,
+            d,
+            clusters,
+            rho,
+            centres,
+            directions,
+            centre,
+            local,
+            global,
+        } = self;
+        let wg = &directions[directions.len() - d..];
+        for (i, row) in x.chunks_exact_mut(d).enumerate() {
+            let c = clusters[i];
+            let v = &centres[c * d..(c + 1) * d];
+            for (xj, &vj) in row.iter_mut().zip(v) {
+                *xj += rho * vj;
+            }
+            local[i] = dot(&directions[c * d..(c + 1) * d], row);
+            global[i] = dot(wg, row);
+            if let Some(mu) = centre {
+                for (xj, &m) in row.iter_mut().zip(mu) {
+                    *xj -= m;
+                }
             }
         }
     }

@@ -5,6 +5,7 @@
 use ndarray::{Array2, ArrayView2, ArrayViewMut2};
 
 use crate::numerics::hermite::hermite_to_monomial;
+use crate::numerics::kernels::{slopes_and_sums, Residual, SlopeBlock};
 use crate::numerics::linalg::matmul;
 
 /// A polynomial activation sigma given by normalised Hermite coefficients,
@@ -57,190 +58,6 @@ impl Activation {
     }
 }
 
-/// Horner's rule over a slice, the loop over elements innermost so that
-/// it vectorises (`out = c_n`, then `out = out * t + c_k` from the top
-/// coefficient down: the scalar rule's operations, element by element).
-#[inline(always)]
-fn horner_slice(coefficients: &[f32], t: &[f32], out: &mut [f32]) {
-    let (last, rest) = coefficients.split_last().expect("non-empty coefficients");
-    out.fill(*last);
-    for &a in rest.iter().rev() {
-        for (o, &ti) in out.iter_mut().zip(t) {
-            *o = *o * ti + a;
-        }
-    }
-}
-
-/// What a pass of [`slopes_and_sums`] reads: the activation (monomial
-/// coefficients of sigma and sigma'), the loss, the batch's labels and
-/// weights (summing to `total`), the neurons' signs and the pre-activations
-/// `t` (rows of `signs.len()` neurons).
-#[derive(Clone, Copy)]
-struct SlopeBlock<'a> {
-    monomial: &'a [f32],
-    derivative: &'a [f32],
-    squared: bool,
-    y: &'a [f32],
-    weights: Option<&'a [f32]>,
-    total: f32,
-    signs: &'a [f32],
-    t: &'a [f32],
-}
-
-impl SlopeBlock<'_> {
-    /// Sample i's label y_i, its slope scale weight_i / total, and its
-    /// weight times label in f64 (its share of the sums).
-    #[inline(always)]
-    fn sample(&self, i: usize) -> (f32, f32, f64) {
-        let weight = self.weights.map_or(1.0, |ws| ws[i]);
-        let y = self.y[i];
-        (y, weight / self.total, (weight * y) as f64)
-    }
-}
-
-/// `out[i j] = scale_i * d loss / d t` at the pre-activations (`scale_i =
-/// weight_i / total`), each neuron with its second-layer sign; and, in the
-/// same pass, `sums[j] += weight_i y_i sigma(t_ij)` in f64, the batch's
-/// share of the running correlations. One pass computes both polynomials
-/// while `t` sits in registers, as wide as the CPU has; each element sees
-/// the same operations in the same order as the scalar Horner rule, so the
-/// bits do not depend on the path.
-fn slopes_and_sums(block: SlopeBlock, out: &mut [f32], sums: &mut [f64]) {
-    if block.signs.is_empty() {
-        return;
-    }
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") {
-        // SAFETY: the CPU has AVX-512F (checked above).
-        unsafe { x86::slopes_avx512(block, out, sums) };
-        return;
-    }
-    slopes_kernel(block, out, sums);
-}
-
-/// Neurons of a row that [`slopes_kernel`] takes at a time.
-const COLUMNS: usize = 64;
-
-/// [`slopes_and_sums`] as vectorised slices, compiled for AVX-512, AVX2 and
-/// the baseline and chosen at run time. No operation is fused or reordered
-/// by the wider paths (Rust never contracts a * b + c), so every path gives
-/// the same bits.
-#[multiversion::multiversion(targets("x86_64+avx512f+avx512vl", "x86_64+avx2"))]
-fn slopes_kernel(block: SlopeBlock, out: &mut [f32], sums: &mut [f64]) {
-    let j = block.signs.len();
-    let rows = block.t.chunks_exact(j).zip(out.chunks_exact_mut(j));
-    for (i, (t_row, out_row)) in rows.enumerate() {
-        let (yi, si, wy) = block.sample(i);
-        let columns = t_row
-            .chunks(COLUMNS)
-            .zip(out_row.chunks_mut(COLUMNS))
-            .zip(block.signs.chunks(COLUMNS).zip(sums.chunks_mut(COLUMNS)));
-        for ((t, out), (signs, sums)) in columns {
-            // sigma'(t) goes straight into `out`, sigma(t) into `values`.
-            let values = &mut [0.0f32; COLUMNS][..t.len()];
-            horner_slice(block.derivative, t, out);
-            horner_slice(block.monomial, t, values);
-            if block.squared {
-                // (y - a sigma)^2 / 2 with a = +-1 has slope -(a y - sigma) sigma'.
-                for ((o, &v), &a) in out.iter_mut().zip(&*values).zip(signs) {
-                    *o *= -(a * yi - v) * si;
-                }
-            } else {
-                // -a y sigma has slope -a y sigma'.
-                let factor = -yi * si;
-                for (o, &a) in out.iter_mut().zip(signs) {
-                    *o *= factor * a;
-                }
-            }
-            for (m, &v) in sums.iter_mut().zip(&*values) {
-                *m += wy * v as f64;
-            }
-        }
-    }
-}
-
-/// Horner's rule at one point, with the slice rule's operations (the
-/// reference of the tests).
-#[cfg(test)]
-fn horner_one(coefficients: &[f32], t: f32) -> f32 {
-    let (last, rest) = coefficients.split_last().expect("non-empty coefficients");
-    rest.iter().rev().fold(*last, |acc, &a| acc * t + a)
-}
-
-#[cfg(target_arch = "x86_64")]
-mod x86 {
-    use super::SlopeBlock;
-    use std::arch::x86_64::*;
-
-    /// Horner's rule on 16 lanes: multiply, then add (never fused).
-    #[inline(always)]
-    unsafe fn horner(coefficients: &[f32], t: __m512) -> __m512 {
-        let (last, rest) = coefficients.split_last().expect("non-empty coefficients");
-        let mut acc = _mm512_set1_ps(*last);
-        for &a in rest.iter().rev() {
-            acc = _mm512_add_ps(_mm512_mul_ps(acc, t), _mm512_set1_ps(a));
-        }
-        acc
-    }
-
-    /// [`super::slopes_and_sums`] with each 16 neurons of a row in one
-    /// register from t to the slope and the f64 sums; the same operations
-    /// element by element, so the same bits.
-    #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn slopes_avx512(block: SlopeBlock, out: &mut [f32], sums: &mut [f64]) {
-        let (signs, squared) = (block.signs, block.squared);
-        let (monomial, derivative) = (block.monomial, block.derivative);
-        let j = signs.len();
-        let sign_bit = _mm512_set1_epi32(i32::MIN);
-        let rows = block.t.chunks_exact(j).zip(out.chunks_exact_mut(j));
-        for (i, (t_row, out_row)) in rows.enumerate() {
-            let (yi, si, wy) = block.sample(i);
-            let factor = -yi * si;
-            let (vy, vsi, vfactor, vwy) = (
-                _mm512_set1_ps(yi),
-                _mm512_set1_ps(si),
-                _mm512_set1_ps(factor),
-                _mm512_set1_pd(wy),
-            );
-            for k in (0..j).step_by(16) {
-                // Lanes k.. of the row that exist: all 16 but in the last
-                // chunk of a row whose length is not a multiple of 16.
-                let lanes = (j - k).min(16);
-                let mask: __mmask16 = if lanes == 16 { !0 } else { (1 << lanes) - 1 };
-                // SAFETY (loads and stores): the mask covers only lanes
-                // k..k + lanes, inside every row slice, `signs` and `sums`.
-                let tk = _mm512_maskz_loadu_ps(mask, t_row.as_ptr().add(k));
-                let d = horner(derivative, tk);
-                let v = horner(monomial, tk);
-                let a = _mm512_maskz_loadu_ps(mask, signs.as_ptr().add(k));
-                let scale = if squared {
-                    // -(a y - v) * scale
-                    let diff = _mm512_sub_ps(_mm512_mul_ps(a, vy), v);
-                    let negated =
-                        _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(diff), sign_bit));
-                    _mm512_mul_ps(negated, vsi)
-                } else {
-                    _mm512_mul_ps(vfactor, a)
-                };
-                _mm512_mask_storeu_ps(out_row.as_mut_ptr().add(k), mask, _mm512_mul_ps(d, scale));
-                let halves = [
-                    _mm512_castps512_ps256(v),
-                    _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)),
-                ];
-                for (h, half) in halves.into_iter().enumerate() {
-                    let m = sums.as_mut_ptr().add(k + 8 * h);
-                    let mask = (mask >> (8 * h)) as __mmask8;
-                    let sum = _mm512_add_pd(
-                        _mm512_maskz_loadu_pd(mask, m),
-                        _mm512_mul_pd(vwy, _mm512_cvtps_pd(half)),
-                    );
-                    _mm512_mask_storeu_pd(m, mask, sum);
-                }
-            }
-        }
-    }
-}
-
 /// Loss whose gradient moves the first-layer directions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -249,6 +66,27 @@ pub enum Loss {
     Correlation,
     /// (y - a sigma(<w, x - mu>))^2 / 2 per neuron, a its second-layer sign.
     Squared,
+}
+
+impl Loss {
+    /// The loss as the slope kernel takes it: the coefficients of the
+    /// residual `r = a (label y) + output sigma(t)` whose slope is
+    /// `d loss / d t = -r sigma'(t)`, a the neuron's sign (+-1). A new loss
+    /// adds its coefficients here, not a kernel.
+    pub(crate) const fn residual(self) -> Residual {
+        match self {
+            // -a y sigma: slope -a y sigma'.
+            Loss::Correlation => Residual {
+                label: 1.0,
+                output: 0.0,
+            },
+            // (y - a sigma)^2 / 2 with a^2 = 1: slope -(a y - sigma) sigma'.
+            Loss::Squared => Residual {
+                label: 1.0,
+                output: -1.0,
+            },
+        }
+    }
 }
 
 /// How each neuron's second-layer sign a_j (the loss is -a_j y sigma(t),
@@ -326,7 +164,7 @@ pub fn loss_gradient<'a>(
     let block = SlopeBlock {
         monomial: &activation.monomial,
         derivative: &activation.derivative,
-        squared: loss == Loss::Squared,
+        residual: loss.residual(),
         y,
         weights,
         total,
@@ -387,75 +225,6 @@ mod tests {
             }
         }
         sum / total
-    }
-
-    /// The slopes and sums of every path (AVX-512 registers, the
-    /// vectorised slices, one element at a time) agree bit for bit, for
-    /// both losses, with and without weights, at widths with and without a
-    /// remainder beyond whole registers, and wider than one chunk of columns.
-    #[test]
-    fn every_slope_path_gives_the_same_bits() {
-        let mut rng = stream(8, StreamId::Test);
-        let act = Activation::from_hermite(&[0.1, -0.3, 0.2, 1.0, 0.4]);
-        for j in [1usize, 16, 37, 64, 100] {
-            let n = 9;
-            let t: Vec<f32> = (0..n * j)
-                .map(|_| 1.5 * rng.sample::<f32, _>(StandardNormal))
-                .collect();
-            let y: Vec<f32> = (0..n).map(|_| rng.sample(StandardNormal)).collect();
-            let ws: Vec<f32> = (0..n).map(|_| rng.gen_range(0.1..1.0)).collect();
-            let signs: Vec<f32> = (0..j)
-                .map(|k| if k % 3 == 0 { -1.0 } else { 1.0 })
-                .collect();
-            for squared in [false, true] {
-                for weights in [None, Some(&ws[..])] {
-                    let total = weights.map_or(n as f32, |w| w.iter().sum());
-                    let run = |path: &dyn Fn(&mut [f32], &mut [f64])| {
-                        let (mut out, mut sums) = (vec![0.0f32; n * j], vec![0.5f64; j]);
-                        path(&mut out, &mut sums);
-                        (out, sums)
-                    };
-                    let (mono, deriv) = (&act.monomial[..], &act.derivative[..]);
-                    let block = SlopeBlock {
-                        monomial: mono,
-                        derivative: deriv,
-                        squared,
-                        y: &y,
-                        weights,
-                        total,
-                        signs: &signs,
-                        t: &t,
-                    };
-                    let slices = run(&|out, sums| slopes_kernel(block, out, sums));
-                    let one_by_one = run(&|out, sums| {
-                        for i in 0..n {
-                            let w = weights.map_or(1.0, |ws| ws[i]);
-                            let si = w / total;
-                            for k in 0..j {
-                                let (tk, a) = (t[i * j + k], signs[k]);
-                                let (d, v) = (horner_one(deriv, tk), horner_one(mono, tk));
-                                out[i * j + k] = if squared {
-                                    d * (-(a * y[i] - v) * si)
-                                } else {
-                                    d * (-y[i] * si * a)
-                                };
-                                sums[k] += (w * y[i]) as f64 * v as f64;
-                            }
-                        }
-                    });
-                    assert_eq!(slices, one_by_one, "slices, j = {j}, squared = {squared}");
-                    #[cfg(target_arch = "x86_64")]
-                    if std::arch::is_x86_feature_detected!("avx512f") {
-                        let registers =
-                            run(&|out, sums| unsafe { x86::slopes_avx512(block, out, sums) });
-                        assert_eq!(
-                            registers, one_by_one,
-                            "AVX-512, j = {j}, squared = {squared}"
-                        );
-                    }
-                }
-            }
-        }
     }
 
     #[test]

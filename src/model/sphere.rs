@@ -7,6 +7,7 @@ use ndarray::{Array2, ArrayView2};
 
 use super::activation::{loss_gradient, Activation, Loss, NeuronSign, SgdScratch};
 use super::times_whitening;
+use crate::numerics::kernels::{vectorised, Vectorised};
 use crate::numerics::linalg::dot;
 
 /// What a [`SphereStep`] knows of its neurons beside their directions:
@@ -182,42 +183,68 @@ pub fn spherical_step(w: &mut Array2<f32>, grad: &Array2<f32>, lr: f32, max_step
     if d == 0 {
         return true;
     }
-    step_rows(
-        w.as_slice_mut().expect("standard layout"),
-        grad.as_slice().expect("standard layout"),
+    vectorised(StepRows {
+        w: w.as_slice_mut().expect("standard layout"),
+        grad: grad.as_slice().expect("standard layout"),
         d,
         lr,
         max_step,
-    )
+    })
 }
 
-/// [`spherical_step`] on rows of length `d`, compiled for AVX-512, AVX2 and
-/// the baseline (the same operations, so the same bits, on each).
-#[multiversion::multiversion(targets("x86_64+avx512f+avx512vl", "x86_64+avx2"))]
-fn step_rows(w: &mut [f32], grad: &[f32], d: usize, lr: f32, max_step: f32) -> bool {
-    let mut finite = true;
-    // Rows as slices: the fixed-order vectorised dot, not ndarray's
-    // element-by-element iteration (this step runs on every neuron each step).
-    for (row, g) in w.chunks_exact_mut(d).zip(grad.chunks_exact(d)) {
-        let radial = dot(row, g);
-        // The tangent step turns the row by about lr |g_t| radians; a rare
-        // batch whose y sigma'(t) sits far in its tails (degree 2k*-1 in
-        // Gaussians) would throw a learned neuron out of its basin.
-        let tangent = (dot(g, g) - radial * radial).max(0.0).sqrt();
-        let lr = if lr * tangent > max_step {
-            max_step / tangent
-        } else {
-            lr
-        };
-        for (wi, &gi) in row.iter_mut().zip(g) {
-            *wi -= lr * (gi - radial * *wi);
+/// [`spherical_step`] on rows of length `d`, a loop that
+/// [`vectorised`] compiles for each instruction set (the same operations,
+/// so the same bits, on each).
+pub(crate) struct StepRows<'a> {
+    /// The directions, row-major.
+    pub w: &'a mut [f32],
+    /// Their gradients, row-major.
+    pub grad: &'a [f32],
+    /// The length of a row.
+    pub d: usize,
+    /// The learning rate.
+    pub lr: f32,
+    /// The longest step, in radians.
+    pub max_step: f32,
+}
+
+impl Vectorised for StepRows<'_> {
+    /// Whether every direction stayed finite.
+    type Output = bool;
+
+    #[inline(always)]
+    fn run(self) -> bool {
+        let StepRows {
+            w,
+            grad,
+            d,
+            lr,
+            max_step,
+        } = self;
+        let mut finite = true;
+        // Rows as slices: the fixed-order vectorised dot, not ndarray's
+        // element-by-element iteration (this step runs on every neuron each step).
+        for (row, g) in w.chunks_exact_mut(d).zip(grad.chunks_exact(d)) {
+            let radial = dot(row, g);
+            // The tangent step turns the row by about lr |g_t| radians; a rare
+            // batch whose y sigma'(t) sits far in its tails (degree 2k*-1 in
+            // Gaussians) would throw a learned neuron out of its basin.
+            let tangent = (dot(g, g) - radial * radial).max(0.0).sqrt();
+            let lr = if lr * tangent > max_step {
+                max_step / tangent
+            } else {
+                lr
+            };
+            for (wi, &gi) in row.iter_mut().zip(g) {
+                *wi -= lr * (gi - radial * *wi);
+            }
+            let norm = dot(row, row).sqrt();
+            finite &= norm.is_finite() && norm > 0.0;
+            let inverse = 1.0 / norm;
+            row.iter_mut().for_each(|wi| *wi *= inverse);
         }
-        let norm = dot(row, row).sqrt();
-        finite &= norm.is_finite() && norm > 0.0;
-        let inverse = 1.0 / norm;
-        row.iter_mut().for_each(|wi| *wi *= inverse);
+        finite
     }
-    finite
 }
 
 #[cfg(test)]

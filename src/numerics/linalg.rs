@@ -17,6 +17,8 @@
 use faer::{Accum, MatMut, MatRef, Par};
 use ndarray::{Array1, ArrayView2, ArrayViewMut2, Axis};
 
+use crate::numerics::kernels::clean_upper_state;
+
 /// A faer view of an ndarray view (any strides, in elements).
 fn faer_ref<'a, T>(a: &ArrayView2<'a, T>) -> MatRef<'a, T> {
     let (m, n) = a.dim();
@@ -206,26 +208,6 @@ pub fn cholesky_solve(mut a: faer::Mat<f64>, mut b: faer::Mat<f64>) -> Option<fa
     }
     clean_upper_state();
     factored.ok().map(|_| b)
-}
-
-/// Zeroes the upper halves of the vector registers after a faer kernel.
-/// faer's x86 kernels (AVX2 / AVX-512, in inline assembly) return without
-/// `vzeroupper`, and while the upper state is dirty every call from this
-/// crate's SSE code into a VEX-encoded libm routine (glibc's expf, logf,
-/// exp, log, tanh ...) pays a state transition: measured 60 ns per expf
-/// instead of 5 ns, for the rest of the thread's life. Results do not
-/// change; only the transitions go.
-#[inline]
-fn clean_upper_state() {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx") {
-            // SAFETY: the CPU has AVX (checked above); vzeroupper clears
-            // only bits 128 and up of the vector registers, which this
-            // crate's (SSE) code never holds values in.
-            unsafe { std::arch::x86_64::_mm256_zeroupper() }
-        }
-    }
 }
 
 /// The lower triangle (diagonal included) of `g += f' f`: half the work of

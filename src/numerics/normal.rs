@@ -1,7 +1,7 @@
 //! The standard normal sampler of the hot loops: a 512-layer ziggurat
 //! (Marsaglia & Tsang 2000) in f32 that makes one Gaussian from 32 random
 //! bits, so two from each 64-bit output of a generator, drawn from the
-//! [`LANES`] generators of a [`Stream`] at once in vector registers.
+//! [`LANES`](crate::numerics::rng::LANES) generators of a [`Stream`] at once in vector registers.
 //!
 //! Drawing the B x d Gaussians of a minibatch is half of a training step's
 //! irreducible work (the algorithm is online SGD on fresh samples).
@@ -28,69 +28,63 @@
 //! defines every number without reference to vector width: the AVX-512 path
 //! (one step in one register), the AVX2 path (two registers) and the scalar
 //! path give the same bits on every machine, which `tests` checks against a
-//! lane-by-lane reference built from `rand_xoshiro`.
+//! lane-by-lane reference built from `rand_xoshiro`. The fast path's steps
+//! (all three paths) are kernels, in `numerics::kernels`; the tables, the
+//! blocks and the rejection steps are here.
 
 use std::sync::LazyLock;
 
 use rand::RngCore;
 
-use crate::numerics::rng::{LaneState, Stream, LANES};
+use crate::numerics::kernels::{
+    ziggurat_steps, FastTables, BLOCK, LAYERS, LAYER_BITS, SLOTS, STEPS,
+};
+use crate::numerics::rng::{LaneState, Stream};
 
-const LAYERS: usize = 512;
-/// The bits of a draw that pick its layer.
-const LAYER_BITS: u32 = LAYERS as u32 - 1;
+/// The sampler's code paths, one per instruction set (the kernels').
+pub use crate::numerics::kernels::Simd;
+
 /// Where the tail starts: the right edge of the base layer.
 const R: f64 = 3.852_046_150_368_391;
 /// The area of each layer (and of the base layer with its tail) under exp(-x^2/2).
 const AREA: f64 = 2.456_766_351_541_356e-3;
 /// 2^22: the positions within a layer.
 const POSITIONS: f64 = 4_194_304.0;
-/// Normals per step: two from each lane's 64-bit word.
-const SLOTS: usize = 2 * LANES;
-/// Steps per block: the rejected draws of a block take their extra bits
-/// after its steps, so the steps run without a branch.
-const STEPS: usize = 32;
-/// Normals per block.
-pub const BLOCK: usize = SLOTS * STEPS;
 
-/// The ziggurat's tables. Layer 0 is the base strip with the tail; layer
-/// `i >= 1` is the box [0, x_i] x [f(x_i), f(x_{i-1})], x_i growing with i.
+/// The ziggurat's tables: those of the fast path ([`FastTables`]: layer 0
+/// is the base strip with the tail; layer `i >= 1` is the box [0, x_i] x
+/// [f(x_i), f(x_{i-1})], x_i growing with i) and the densities of the
+/// rejection steps.
 struct Tables {
-    /// A draw at position p of layer i is accepted at once when p < `accept[i]`
-    /// (it lies under the layer above, so under the curve).
-    accept: [u32; LAYERS],
-    /// x = p * `width[i]`.
-    width: [f32; LAYERS],
+    /// The layers' widths and acceptance bounds, which the fast path reads.
+    fast: FastTables,
     /// f(x_i) = exp(-x_i^2 / 2); `density[0]` = 1.
     density: [f32; LAYERS],
-    /// `width[i]`'s bits in the low half, `accept[i]` in the high half: one
-    /// 64-bit gather fetches both (gathers cost per element).
-    packed: [u64; LAYERS],
 }
 
 impl Tables {
     fn new() -> Self {
         let f = |x: f64| libm::exp(-0.5 * x * x);
-        let mut t = Tables {
+        let mut t = FastTables {
             accept: [0; LAYERS],
             width: [0.0; LAYERS],
-            density: [0.0; LAYERS],
             packed: [0; LAYERS],
         };
+        let mut density = [0.0; LAYERS];
         // The base strip [0, R] x [0, f(R)] plus the tail has area AREA, as if
         // it were a box of width q.
         let q = AREA / f(R);
         t.accept[0] = (R / q * POSITIONS) as u32;
         t.width[0] = (q / POSITIONS) as f32;
-        t.density[0] = 1.0;
+        density[0] = 1.0;
         t.width[LAYERS - 1] = (R / POSITIONS) as f32;
-        t.density[LAYERS - 1] = f(R) as f32;
+        density[LAYERS - 1] = f(R) as f32;
         let (mut x, mut outer) = (R, R);
         for i in (1..LAYERS - 1).rev() {
             x = (-2.0 * libm::log(AREA / x + f(x))).sqrt();
             t.accept[i + 1] = (x / outer * POSITIONS) as u32;
             outer = x;
-            t.density[i] = f(x) as f32;
+            density[i] = f(x) as f32;
             t.width[i] = (x / POSITIONS) as f32;
         }
         // Layer 1 is the cap [0, x_1] x [f(x_1), 1]: no part of it is
@@ -99,17 +93,14 @@ impl Tables {
         for i in 0..LAYERS {
             t.packed[i] = u64::from(t.width[i].to_bits()) | u64::from(t.accept[i]) << 32;
         }
-        t
+        Tables { fast: t, density }
     }
 
-    /// The fast path: the candidate x of the 32 bits `bits`, and whether it
-    /// is accepted without more bits. The vector paths compute exactly this.
+    /// The fast path ([`FastTables::candidate`]): the candidate x of the 32
+    /// bits `bits`, and whether it is accepted without more bits.
     #[inline(always)]
     fn candidate(&self, bits: u32) -> (f32, bool) {
-        let layer = (bits & LAYER_BITS) as usize;
-        let position = bits >> 10;
-        let x = with_sign(position as f32 * self.width[layer], bits);
-        (x, position < self.accept[layer])
+        self.fast.candidate(bits)
     }
 
     /// One Gaussian from the 32 bits `bits`, drawing more from `rng` only
@@ -160,65 +151,11 @@ impl Tables {
     }
 }
 
-/// `x` negated when bit 9 of `bits` is set. Branch-free: the sign is a coin
-/// flip, and a branch on it is mispredicted half the time (it tripled the
-/// sampler's time).
-#[inline(always)]
-fn with_sign(x: f32, bits: u32) -> f32 {
-    f32::from_bits(x.to_bits() ^ ((bits & 0x200) << 22))
-}
-
 static TABLES: LazyLock<Tables> = LazyLock::new(Tables::new);
 
 /// Uniform on [0, 1) with 53 random bits.
 fn uniform<R: RngCore>(rng: &mut R) -> f64 {
     (rng.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
-}
-
-/// The sampler's code paths, one per instruction set.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Simd {
-    /// One lane at a time; every machine.
-    Scalar,
-    /// x86-64 with AVX2: a step in two 256-bit registers.
-    Avx2,
-    /// x86-64 with AVX-512F: a step in one 512-bit register.
-    Avx512,
-}
-
-impl Simd {
-    /// The fastest path this machine runs (detected once).
-    pub fn detected() -> Simd {
-        static DETECTED: LazyLock<Simd> = LazyLock::new(|| {
-            [Simd::Avx512, Simd::Avx2]
-                .into_iter()
-                .find(|s| s.available())
-                .unwrap_or(Simd::Scalar)
-        });
-        *DETECTED
-    }
-
-    /// Whether this machine can run the path.
-    pub fn available(self) -> bool {
-        match self {
-            Simd::Scalar => true,
-            #[cfg(target_arch = "x86_64")]
-            Simd::Avx2 => std::arch::is_x86_feature_detected!("avx2"),
-            #[cfg(target_arch = "x86_64")]
-            Simd::Avx512 => std::arch::is_x86_feature_detected!("avx512f"),
-            #[cfg(not(target_arch = "x86_64"))]
-            _ => false,
-        }
-    }
-
-    /// The path's name, as `bench` prints it.
-    pub fn name(self) -> &'static str {
-        match self {
-            Simd::Scalar => "scalar",
-            Simd::Avx2 => "AVX2",
-            Simd::Avx512 => "AVX-512",
-        }
-    }
 }
 
 /// Fills `out` with independent standard normals, through the fastest path
@@ -261,16 +198,7 @@ pub fn fill_with(simd: Simd, rng: &mut Stream, out: &mut [f32]) {
         } else {
             &mut partial[..steps * SLOTS]
         };
-        match simd {
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: `available` checked the instruction set; `dst`, `bits`
-            // and `rejected` hold `steps` whole steps.
-            Simd::Avx512 => unsafe { x86::steps_avx512(tables, rng, dst, bits, rejected) },
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: as above.
-            Simd::Avx2 => unsafe { x86::steps_avx2(tables, rng, dst, bits, rejected) },
-            _ => steps_scalar(tables, rng, dst, bits, rejected),
-        }
+        ziggurat_steps(simd, &tables.fast, rng, dst, bits, rejected);
         if !whole {
             block.copy_from_slice(&partial[..block.len()]);
         }
@@ -284,31 +212,6 @@ struct Scratch {
     bits: [u32; BLOCK],
     rejected: [u16; STEPS],
     partial: [f32; BLOCK],
-}
-
-/// The fast path of `out.len() / SLOTS` steps, one lane at a time.
-fn steps_scalar(
-    tables: &Tables,
-    rng: &mut Stream,
-    out: &mut [f32],
-    bits: &mut [u32; BLOCK],
-    rejected: &mut [u16; STEPS],
-) {
-    for (t, step) in out.chunks_exact_mut(SLOTS).enumerate() {
-        let mut mask = 0u16;
-        for lane in 0..LANES {
-            let word = rng.next_lane(lane);
-            for half in 0..2 {
-                let j = 2 * lane + half;
-                let b = (word >> (32 * half)) as u32;
-                bits[t * SLOTS + j] = b;
-                let (x, accepted) = tables.candidate(b);
-                step[j] = x;
-                mask |= u16::from(!accepted) << j;
-            }
-        }
-        rejected[t] = mask;
-    }
 }
 
 /// The rejection steps of the slots the fast path rejected, in the order
@@ -332,146 +235,6 @@ fn redraw_rejected(
             let mut lane = rng.lane(j / 2);
             out[i] = tables.rejected((bits[i] & LAYER_BITS) as usize, out[i], &mut lane);
             rng.set_lane(j / 2, lane);
-        }
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-mod x86 {
-    //! The fast path with one step (16 normals) per AVX-512 register or two
-    //! AVX2 registers: xoshiro256++ on eight lanes, the table lookups as
-    //! gathers, and the rejected slots as a bit mask.
-    use std::arch::x86_64::*;
-
-    use super::{Tables, BLOCK, LAYER_BITS, SLOTS, STEPS};
-    use crate::numerics::rng::Stream;
-
-    #[target_feature(enable = "avx512f")]
-    pub(super) fn steps_avx512(
-        tables: &Tables,
-        rng: &mut Stream,
-        out: &mut [f32],
-        bits: &mut [u32; BLOCK],
-        rejected: &mut [u16; STEPS],
-    ) {
-        let state = rng.state_mut();
-        // SAFETY: unaligned loads and stores of whole arrays of 8 u64 / 16
-        // u32 / 16 f32, in bounds since `out` holds whole steps of SLOTS
-        // and at most BLOCK; the gathers index 512-entry tables with the
-        // low 9 bits.
-        unsafe {
-            let load = |w: &[u64; 8]| _mm512_loadu_si512(w.as_ptr().cast());
-            let (mut s0, mut s1, mut s2, mut s3) = (
-                load(&state[0]),
-                load(&state[1]),
-                load(&state[2]),
-                load(&state[3]),
-            );
-            let layer_bits = _mm512_set1_epi32(LAYER_BITS as i32);
-            let sign_bit = _mm512_set1_epi32(0x200);
-            let evens =
-                _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-            let odds = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
-            for (t, step) in out.chunks_exact_mut(SLOTS).enumerate() {
-                let word = _mm512_add_epi64(_mm512_rol_epi64::<23>(_mm512_add_epi64(s0, s3)), s0);
-                let shifted = _mm512_slli_epi64::<17>(s1);
-                s2 = _mm512_xor_si512(s2, s0);
-                s3 = _mm512_xor_si512(s3, s1);
-                s1 = _mm512_xor_si512(s1, s2);
-                s0 = _mm512_xor_si512(s0, s3);
-                s2 = _mm512_xor_si512(s2, shifted);
-                s3 = _mm512_rol_epi64::<45>(s3);
-                // Little-endian: 32-bit slot j of the register is half j % 2
-                // of lane j / 2's word.
-                _mm512_storeu_si512(bits.as_mut_ptr().add(t * SLOTS).cast(), word);
-                let layer = _mm512_and_si512(word, layer_bits);
-                let position = _mm512_srli_epi32::<10>(word);
-                // (width, accept) of slots 0-7 and of slots 8-15, then
-                // the widths and the accepts of all 16 slots.
-                let packed = tables.packed.as_ptr().cast();
-                let low = _mm512_i32gather_epi64::<8>(_mm512_castsi512_si256(layer), packed);
-                let high =
-                    _mm512_i32gather_epi64::<8>(_mm512_extracti64x4_epi64::<1>(layer), packed);
-                let width = _mm512_castsi512_ps(_mm512_permutex2var_epi32(low, evens, high));
-                let accept = _mm512_permutex2var_epi32(low, odds, high);
-                let x = _mm512_mul_ps(_mm512_cvtepi32_ps(position), width);
-                let sign = _mm512_slli_epi32::<22>(_mm512_and_si512(word, sign_bit));
-                let x = _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(x), sign));
-                _mm512_storeu_ps(step.as_mut_ptr(), x);
-                rejected[t] = !_mm512_cmplt_epi32_mask(position, accept);
-            }
-            let store = |w: &mut [u64; 8], v| _mm512_storeu_si512(w.as_mut_ptr().cast(), v);
-            store(&mut state[0], s0);
-            store(&mut state[1], s1);
-            store(&mut state[2], s2);
-            store(&mut state[3], s3);
-        }
-    }
-
-    #[target_feature(enable = "avx2")]
-    pub(super) fn steps_avx2(
-        tables: &Tables,
-        rng: &mut Stream,
-        out: &mut [f32],
-        bits: &mut [u32; BLOCK],
-        rejected: &mut [u16; STEPS],
-    ) {
-        #[inline(always)]
-        fn rotl<const L: i32, const R: i32>(v: __m256i) -> __m256i {
-            // SAFETY: AVX2 is enabled by the caller.
-            unsafe { _mm256_or_si256(_mm256_slli_epi64::<L>(v), _mm256_srli_epi64::<R>(v)) }
-        }
-        let state = rng.state_mut();
-        // SAFETY: as in `steps_avx512`, with lanes 0-3 in the first register
-        // of each pair and lanes 4-7 in the second.
-        unsafe {
-            let load =
-                |w: &[u64; 8], half: usize| _mm256_loadu_si256(w.as_ptr().add(4 * half).cast());
-            // s[h] = (s0, s1, s2, s3) of lanes 4h to 4h + 3.
-            let mut s = [[_mm256_setzero_si256(); 4]; 2];
-            for (h, half) in s.iter_mut().enumerate() {
-                for (k, words) in state.iter().enumerate() {
-                    half[k] = load(words, h);
-                }
-            }
-            let layer_bits = _mm256_set1_epi32(LAYER_BITS as i32);
-            let sign_bit = _mm256_set1_epi32(0x200);
-            for (t, step) in out.chunks_exact_mut(SLOTS).enumerate() {
-                let mut mask = 0u16;
-                for (h, half) in s.iter_mut().enumerate() {
-                    let [s0, s1, s2, s3] = *half;
-                    let word = _mm256_add_epi64(rotl::<23, 41>(_mm256_add_epi64(s0, s3)), s0);
-                    let shifted = _mm256_slli_epi64::<17>(s1);
-                    let s2 = _mm256_xor_si256(s2, s0);
-                    let s3 = _mm256_xor_si256(s3, s1);
-                    let s1 = _mm256_xor_si256(s1, s2);
-                    let s0 = _mm256_xor_si256(s0, s3);
-                    let s2 = _mm256_xor_si256(s2, shifted);
-                    let s3 = rotl::<45, 19>(s3);
-                    *half = [s0, s1, s2, s3];
-                    let at = t * SLOTS + 8 * h;
-                    _mm256_storeu_si256(bits.as_mut_ptr().add(at).cast(), word);
-                    let layer = _mm256_and_si256(word, layer_bits);
-                    let position = _mm256_srli_epi32::<10>(word);
-                    let width = _mm256_i32gather_ps::<4>(tables.width.as_ptr(), layer);
-                    let x = _mm256_mul_ps(_mm256_cvtepi32_ps(position), width);
-                    let sign = _mm256_slli_epi32::<22>(_mm256_and_si256(word, sign_bit));
-                    let x = _mm256_castsi256_ps(_mm256_xor_si256(_mm256_castps_si256(x), sign));
-                    _mm256_storeu_ps(step.as_mut_ptr().add(8 * h), x);
-                    let accept = _mm256_i32gather_epi32::<4>(tables.accept.as_ptr().cast(), layer);
-                    let taken = _mm256_cmpgt_epi32(accept, position);
-                    let taken = _mm256_movemask_ps(_mm256_castsi256_ps(taken)) as u16;
-                    mask |= (!taken & 0xff) << (8 * h);
-                }
-                rejected[t] = mask;
-            }
-            let store = |w: &mut [u64; 8], half: usize, v| {
-                _mm256_storeu_si256(w.as_mut_ptr().add(4 * half).cast(), v)
-            };
-            for (k, words) in state.iter_mut().enumerate() {
-                store(words, 0, s[0][k]);
-                store(words, 1, s[1][k]);
-            }
         }
     }
 }
@@ -509,7 +272,7 @@ pub fn sample(rng: &mut Stream) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::numerics::rng::lane_seed;
+    use crate::numerics::rng::{lane_seed, LANES};
     use rand::SeedableRng;
     use rand_xoshiro::Xoshiro256PlusPlus;
 
@@ -606,25 +369,25 @@ mod tests {
         let f = |x: f64| (-0.5 * x * x).exp();
         // Every layer i >= 1 has the same area: x_i (f(x_{i-1}) - f(x_i)).
         for i in 1..LAYERS {
-            let x = t.width[i] as f64 * POSITIONS;
+            let x = t.fast.width[i] as f64 * POSITIONS;
             let area = x * (t.density[i - 1] as f64 - t.density[i] as f64);
             assert!((area / AREA - 1.0).abs() < 1e-4, "layer {i}: area {area}");
         }
         // The cap closes at f = 1, and the boxes cover the half curve
         // (area sqrt(pi / 2)) with 99.64% of their area: the share of first
         // draws under the curve.
-        let x1 = t.width[1] as f64 * POSITIONS;
+        let x1 = t.fast.width[1] as f64 * POSITIONS;
         assert!((x1 * (1.0 - f(x1)) / AREA - 1.0).abs() < 1e-4);
         let half = (std::f64::consts::PI / 2.0).sqrt();
         let efficiency = half / (LAYERS as f64 * AREA);
         assert!((efficiency - 0.9964).abs() < 1e-4, "{efficiency}");
         // The x_i grow and the densities fall with the layer.
         for i in 2..LAYERS {
-            assert!(t.width[i] > t.width[i - 1]);
+            assert!(t.fast.width[i] > t.fast.width[i - 1]);
             assert!(t.density[i] < t.density[i - 1]);
             // Accepted at once: x < x_{i-1}, to the f32 rounding of the widths.
-            let edge = t.width[i - 1] as f64 / t.width[i] as f64 * POSITIONS;
-            assert!((t.accept[i] as f64 - edge).abs() <= 2.0, "layer {i}");
+            let edge = t.fast.width[i - 1] as f64 / t.fast.width[i] as f64 * POSITIONS;
+            assert!((t.fast.accept[i] as f64 - edge).abs() <= 2.0, "layer {i}");
         }
         assert!(f(R) > 0.0 && (t.density[LAYERS - 1] as f64 - f(R)).abs() < 1e-9);
     }

@@ -48,6 +48,7 @@ use crate::error::Error;
 use crate::numerics::hermite::{
     hermite_all, hermite_series, hermite_series_derivative, GaussHermite,
 };
+use crate::numerics::kernels::{vectorised, Vectorised};
 
 /// The largest polynomial degree [`parse`] accepts.
 pub const MAX_DEGREE: usize = 30;
@@ -247,7 +248,7 @@ impl FastLink {
     /// Horner form runs the loop over points innermost, which vectorises.
     pub fn eval_into(&self, t: &[f64], out: &mut [f64]) {
         match self {
-            FastLink::Horner(c) => horner_points(c, t, out),
+            FastLink::Horner(c) => vectorised(HornerPoints { c, t, out }),
             FastLink::Other(link) => {
                 for (o, &ti) in out.iter_mut().zip(t) {
                     *o = link.eval(ti);
@@ -258,14 +259,28 @@ impl FastLink {
 }
 
 /// Horner's rule at many points with [`FastLink::eval`]'s operations
-/// (from 0, then `acc * t + a` from the top coefficient down), compiled
-/// for the widest vectors the CPU has.
-#[multiversion::multiversion(targets("x86_64+avx512f+avx512vl", "x86_64+avx2"))]
-fn horner_points(c: &[f64], t: &[f64], out: &mut [f64]) {
-    out.fill(0.0);
-    for &a in c.iter().rev() {
-        for (o, &ti) in out.iter_mut().zip(t) {
-            *o = *o * ti + a;
+/// (from 0, then `acc * t + a` from the top coefficient down): a loop that
+/// [`vectorised`] compiles for the widest vectors the CPU has.
+pub(crate) struct HornerPoints<'a> {
+    /// Monomial coefficients, constant term first.
+    pub c: &'a [f64],
+    /// The points.
+    pub t: &'a [f64],
+    /// Out: the polynomial at each point.
+    pub out: &'a mut [f64],
+}
+
+impl Vectorised for HornerPoints<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn run(self) {
+        let HornerPoints { c, t, out } = self;
+        out.fill(0.0);
+        for &a in c.iter().rev() {
+            for (o, &ti) in out.iter_mut().zip(t) {
+                *o = *o * ti + a;
+            }
         }
     }
 }
