@@ -260,4 +260,26 @@ mod tests {
         assert_eq!(seed_list(&[9, 1, 2, 3, 7]), "1–3, 7, 9");
         assert_eq!(seed_list(&[4, 5]), "4, 5");
     }
+
+    #[test]
+    fn a_tally_holds_with_its_quorum_of_seeds() {
+        let seeds: Vec<u64> = (1..=10).collect();
+        let miss = |i: usize| {
+            (i == 3)
+                .then(|| "purity 0.8000 < 0.9".to_string())
+                .into_iter()
+                .collect()
+        };
+        let ninety = Tally::new(&seeds, Quorum::Ninety, miss);
+        assert_eq!((ninety.held, ninety.needed), (9, 9));
+        let claim = ninety.claim("A", "a", serde_json::json!({}));
+        assert!(claim.held && claim.why.is_none());
+        let every = Tally::new(&seeds, Quorum::Every, miss);
+        let claim = every.claim("B", "b", serde_json::json!({}));
+        assert!(!claim.held);
+        assert_eq!(
+            claim.why.as_deref(),
+            Some("9 of 10 seeds met it, 10 needed; seed 4: purity 0.8000 < 0.9")
+        );
+    }
 }

@@ -10,32 +10,33 @@ use super::variants::{variants, REFERENCE};
 use crate::config::{Config, Training};
 use crate::error::Result;
 use crate::experiment::Summary;
-use crate::report::figure::{Chart, Mark, Series};
 use crate::report::page::grouped;
 use crate::reproduce::runs::{run_seeds, Runs};
-use crate::reproduce::stats::{fit_line, fmt, lowest_highest, mean, median, round4};
+use crate::reproduce::stats::{fit_line, fmt, mean, median, round4};
 use crate::reproduce::{Claim, Options, Table};
 
 /// The budget sweep's runs at one budget.
-struct BudgetPoint {
+pub(super) struct BudgetPoint {
     /// Of the staged budget.
-    multiple: f64,
-    samples: u64,
+    pub(super) multiple: f64,
+    /// Samples per model.
+    pub(super) samples: u64,
     /// Per seed: the joint MoE's relative test MSE and purity, the joint
     /// vanilla network's relative test MSE.
-    moe: Vec<f64>,
-    purity: Vec<f64>,
-    vanilla: Vec<f64>,
+    pub(super) moe: Vec<f64>,
+    pub(super) purity: Vec<f64>,
+    pub(super) vanilla: Vec<f64>,
 }
 
 /// The sweep, reduced: its points by samples, and the staged MoE's median
 /// error it is measured against.
 pub(super) struct Budget {
     /// Seeds 1 to this at each budget.
-    seeds: i64,
-    points: Vec<BudgetPoint>,
+    pub(super) seeds: i64,
+    /// The budgets, by samples.
+    pub(super) points: Vec<BudgetPoint>,
     /// The staged MoE's median relative test MSE.
-    target: f64,
+    pub(super) target: f64,
     /// The smallest multiple (and its samples) whose median reaches it.
     reached: Option<(f64, u64)>,
     /// From the staged budget on, the slope of the log-log line of the
@@ -227,64 +228,6 @@ impl Budget {
             })
             .collect();
         table
-    }
-
-    /// Figure `e6_error`: both jointly trained models' median error against
-    /// samples, bars over the seeds; the staged models' as dashed lines
-    /// across, bands over the seeds.
-    pub(super) fn chart(&self, staged: &Staged) -> Chart {
-        let (points, budget_seeds, seeds) = (&self.points, self.seeds, staged.seeds);
-        let span = |v: f64| {
-            let (lo, hi) = (
-                points[0].samples as f64,
-                points[points.len() - 1].samples as f64,
-            );
-            vec![(lo, v), (hi, v)]
-        };
-        // The spread over seeds: error bars at the budgets, bands along the
-        // staged lines.
-        let staged_band = |v: &[f64]| vec![lowest_highest(v); 2];
-        let staged_samples = grouped(staged.samples);
-        let median_of = |errors: fn(&BudgetPoint) -> &[f64]| {
-            points
-                .iter()
-                .map(|p| (p.samples as f64, median(errors(p))))
-                .collect()
-        };
-        Chart {
-            title: "E6: test error against training samples".into(),
-            x_label: "training samples per model".into(),
-            y_label: "relative test MSE (median over seeds)".into(),
-            log_x: true,
-            log_y: true,
-            series: vec![
-                Series::new(
-                    format!("joint MoE (top-1 + balancing), seeds 1–{budget_seeds}; bars: lowest to highest seed"),
-                    Mark::LineAndPoints,
-                    median_of(|p| &p.moe),
-                )
-                .spread(points.iter().map(|p| lowest_highest(&p.moe)).collect()),
-                Series::new(
-                    format!("joint vanilla, seeds 1–{budget_seeds}; bars: lowest to highest seed"),
-                    Mark::LineAndPoints,
-                    median_of(|p| &p.vanilla),
-                )
-                .spread(points.iter().map(|p| lowest_highest(&p.vanilla)).collect()),
-                Series::new(
-                    format!("staged MoE at {staged_samples} samples, seeds 1–{seeds}; band: lowest to highest seed"),
-                    Mark::Dashed,
-                    span(self.target),
-                )
-                .spread(staged_band(&staged.moe.rel_mse)),
-                Series::new(
-                    format!("staged vanilla at {staged_samples} samples, seeds 1–{seeds}; band: lowest to highest seed"),
-                    Mark::Dashed,
-                    span(median(&staged.vanilla.rel_mse)),
-                )
-                .spread(staged_band(&staged.vanilla.rel_mse)),
-            ],
-            ..Chart::default()
-        }
     }
 }
 

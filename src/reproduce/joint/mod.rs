@@ -7,10 +7,11 @@
 //! pre-registered hypotheses are what a reader changes: `variants.rs` (the
 //! variants, their runs and curves over training), `measured.rs` (what
 //! each seed measured), `claims.rs` (the hypotheses as claims),
-//! `budget.rs` (the budget sweep).
+//! `budget.rs` (the budget sweep), `figures.rs` (the figures).
 
 mod budget;
 mod claims;
+mod figures;
 mod measured;
 mod variants;
 
@@ -60,8 +61,8 @@ pub(super) fn joint(
     claims.push(budget.claim(staged.samples));
     text.extend(budget.text(staged.samples));
     let var_y = reference.runs.rows[0].summary.var_y;
-    let mut figures = vec![("e6_error".into(), budget.chart(&staged))];
-    figures.extend(variants::over_training(&runs, var_y, seeds));
+    let mut figures = vec![("e6_error".into(), figures::error_chart(&budget, &staged))];
+    figures.extend(figures::over_training(&runs, var_y, seeds));
     Ok(Section {
         title: "E6 Joint training: the MoE and the vanilla network trained end to end".into(),
         text: text.join("\n"),

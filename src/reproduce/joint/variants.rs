@@ -1,6 +1,6 @@
 //! E6's variants of joint training, each run over the seeds: what each
-//! measured, and its curves over training (online error, purity, overlaps)
-//! for the figures.
+//! measured, and its curves over training (online error, purity, overlaps),
+//! which `figures.rs` draws.
 
 use serde_json::{json, Value};
 
@@ -8,7 +8,7 @@ use super::measured::Measured;
 use crate::error::Result;
 use crate::metrics::Record;
 use crate::phase::{ModelKind, Phase};
-use crate::report::figure::{Chart, Mark, Series};
+use crate::report::figure::{Mark, Series};
 use crate::reproduce::runs::{run_seeds, Runs};
 use crate::reproduce::stats::min;
 use crate::reproduce::Options;
@@ -54,11 +54,11 @@ pub(super) struct VariantRuns {
     pub(super) samples: u64,
     /// Seed 1's online error: the MoE's and, for the reference, the
     /// vanilla network's (as losses).
-    training: Vec<Series>,
+    pub(super) training: Vec<Series>,
     /// Every seed's routing purity, thin, in the variant's colour.
-    purity: Vec<Series>,
+    pub(super) purity: Vec<Series>,
     /// For the reference, seed 1's worst-cluster overlaps of both models.
-    overlaps: Vec<Series>,
+    pub(super) overlaps: Vec<Series>,
 }
 
 impl VariantRuns {
@@ -161,61 +161,4 @@ fn curve(
             .filter_map(|r| value(r).map(|v| (r.samples as f64, v)))
             .collect(),
     )
-}
-
-/// Figures `e6_training`, `e6_purity` and `e6_overlaps`: the variants'
-/// curves over training on seeds 1 to `seeds`, the online losses as
-/// relative MSE, 2 loss / Var(y), with `var_y` the task's.
-pub(super) fn over_training(
-    variants: &[VariantRuns],
-    var_y: f64,
-    seeds: i64,
-) -> Vec<(String, Chart)> {
-    let mut training: Vec<Series> = variants.iter().flat_map(|v| v.training.clone()).collect();
-    for series in &mut training {
-        series.points.iter_mut().for_each(|p| p.1 *= 2.0 / var_y);
-    }
-    let purity = variants.iter().flat_map(|v| v.purity.clone()).collect();
-    let overlaps = variants.iter().flat_map(|v| v.overlaps.clone()).collect();
-    let chart = |title: &str, y_label: &str, log_y, y_range, series| Chart {
-        title: format!("E6: {title}"),
-        x_label: "samples seen by the model".into(),
-        y_label: String::from(y_label),
-        log_y,
-        y_range,
-        series,
-        ..Chart::default()
-    };
-    // Purity saturates early: a log x axis shows how.
-    let mut purity_chart = chart(
-        &format!("routing purity during joint training, default task, seeds 1–{seeds}"),
-        "routing purity (probe samples)",
-        false,
-        Some((0.6, 1.01)),
-        purity,
-    );
-    purity_chart.log_x = true;
-    vec![
-        (
-            "e6_training".into(),
-            chart(
-                "online error during joint training, default task, seed 1",
-                "relative MSE on fresh training batches",
-                true,
-                None,
-                training,
-            ),
-        ),
-        ("e6_purity".into(), purity_chart),
-        (
-            "e6_overlaps".into(),
-            chart(
-                "worst-cluster overlaps during joint training, default task, seed 1",
-                "best overlap, worst cluster",
-                false,
-                Some((0.0, 1.05)),
-                overlaps,
-            ),
-        ),
-    ]
 }
