@@ -1,25 +1,36 @@
 //! Figures of the reproduction report: line and point charts drawn with
 //! `plotters` into self-contained SVG text, on the axes of `axis.rs` (round
 //! ticks that reach past the data, log scales labelled with the data's
-//! values). The legend sits below the plot, never on the data, and shows
-//! each series as it is drawn (a point, a line, a dashed line); a spread
-//! over seeds is drawn as error bars at points and as a band along lines;
-//! marked x values (phase boundaries) are dotted vertical lines labelled
-//! above the plot.
+//! values). The legend (`legend.rs`) sits below the plot, never on the
+//! data, and shows each series as it is drawn (a point, a line, a dashed
+//! line); a spread over seeds is drawn as error bars at points and as a
+//! band along lines; marked x values (phase boundaries) are dotted vertical
+//! lines labelled above the plot. `png.rs` renders the SVG to PNG.
 
-use plotters::element::DashedPathElement;
-use plotters::prelude::*;
+use plotters::backend::{DrawingBackend, SVGBackend};
+use plotters::chart::{ChartBuilder, ChartContext};
+use plotters::coord::cartesian::Cartesian2d;
+use plotters::coord::Shift;
+use plotters::drawing::{DrawingArea, IntoDrawingArea};
+use plotters::element::{Circle, EmptyElement, PathElement, Polygon, Text};
+use plotters::series::{DashedLineSeries, LineSeries};
 use plotters::style::text_anchor::{HPos, Pos, VPos};
+use plotters::style::{Color, IntoFont, RGBColor, TextStyle, WHITE};
 
 use super::axis::{axis, tick, transform, Axis, Room};
+use super::legend::{draw_legend, LegendLayout, Look};
+pub use super::png::svg_to_png;
 use crate::error::{Error, Result};
 
 /// How a series is drawn.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Mark {
+    /// A solid line through the points.
     #[default]
     Line,
+    /// The points alone, each a dot (with its error bar, if any).
     Points,
+    /// A solid line and a dot at each point.
     LineAndPoints,
     /// A reference line (a bar, a prediction).
     Dashed,
@@ -31,7 +42,9 @@ pub struct Series {
     /// Its entry in the legend; an empty label has none (one of several
     /// series drawn alike, as one line per seed).
     pub label: String,
+    /// The (x, y) points, in drawing order.
     pub points: Vec<(f64, f64)>,
+    /// How it is drawn.
     pub mark: Mark,
     /// Per point, the lowest and highest y over seeds: error bars at
     /// points, a band along a line. Empty: none.
@@ -43,6 +56,8 @@ pub struct Series {
 }
 
 impl Series {
+    /// A series labelled `label`, drawn as `mark`, in the colour of its
+    /// position, without spread.
     pub fn new(label: impl Into<String>, mark: Mark, points: Vec<(f64, f64)>) -> Self {
         Series {
             label: label.into(),
@@ -68,14 +83,20 @@ impl Series {
 /// A chart: axes with units, optional log scales, series with a legend.
 #[derive(Clone, Debug, Default)]
 pub struct Chart {
+    /// The title above the plot (also the report's alt text).
     pub title: String,
+    /// The x axis's label, with units.
     pub x_label: String,
+    /// The y axis's label, with units.
     pub y_label: String,
+    /// A logarithmic x axis (points at x <= 0 are left out).
     pub log_x: bool,
+    /// A logarithmic y axis (points at y <= 0 are left out).
     pub log_y: bool,
     /// Fixed y range (in data units); None fits the data. Data outside it
     /// widens it.
     pub y_range: Option<(f64, f64)>,
+    /// The series, drawn in order (later ones on top).
     pub series: Vec<Series>,
     /// Marked x values, each a dotted vertical line labelled above the plot
     /// (the start of a phase).
@@ -105,84 +126,31 @@ const PALETTE: [RGBColor; 10] = [
 const TITLE_FONT: u32 = 22;
 const TICK_FONT: u32 = 17;
 const AXIS_FONT: u32 = 18;
-const LEGEND_FONT: u32 = 17;
 const MARKER_FONT: u32 = 16;
 /// The title's height and the space under it, in pixels.
 const TITLE_ROOM: u32 = 42;
 /// The figure's width and the height of its plot (title, axes and plotting
 /// area); the legend adds its rows below, marker labels theirs above.
-const WIDTH: u32 = 720;
+pub(super) const WIDTH: u32 = 720;
 const PLOT_HEIGHT: u32 = 450;
 /// The plotting area's size inside that, about (for the tick labels' room).
 const AREA: (f64, f64) = (600.0, 330.0);
-/// A legend row's and a marker label row's height, the legend's sample
-/// mark's width and the gap after it.
-const LEGEND_ROW: i32 = 23;
+/// A marker label row's height (the legend's sizes are `legend.rs`'s).
 const MARKER_ROW: i32 = 19;
-const LEGEND_MARK: i32 = 28;
-const LEGEND_GAP: i32 = 8;
-/// A point's radius and an error bar's half cap, in pixels.
-const POINT: i32 = 4;
+/// A point's radius, in pixels.
+pub(super) const POINT: i32 = 4;
+/// An error bar's half cap, in pixels.
 const CAP: i32 = 5;
 
 /// A text's width in pixels at a font of `points` (about 0.55 em a
 /// character: DejaVu Sans, the widest of the usual sans-serif fonts, sets
 /// the report's labels at 0.5 em on average).
-fn text_width(s: &str, points: u32) -> i32 {
+pub(super) fn text_width(s: &str, points: u32) -> i32 {
     (s.chars().count() as f64 * 0.55 * points as f64 / 1.24).ceil() as i32
 }
 
-/// A legend entry's look.
-#[derive(Clone, Copy)]
-struct Look {
-    mark: Mark,
-    color: RGBColor,
-    width: u32,
-}
-
-/// Where each legend entry goes: columns of equal width, filled row by row.
-struct LegendLayout {
-    columns: usize,
-    rows: usize,
-    column_width: i32,
-}
-
-impl LegendLayout {
-    fn new(labels: &[&str]) -> Self {
-        if labels.is_empty() {
-            return LegendLayout {
-                columns: 1,
-                rows: 0,
-                column_width: 0,
-            };
-        }
-        let widest = labels
-            .iter()
-            .map(|l| text_width(l, LEGEND_FONT))
-            .max()
-            .unwrap_or(0);
-        let column_width = LEGEND_MARK + LEGEND_GAP + widest + 24;
-        let room = WIDTH as i32 - 40;
-        let columns = ((room / column_width.max(1)) as usize)
-            .clamp(1, 3)
-            .min(labels.len());
-        LegendLayout {
-            columns,
-            rows: labels.len().div_ceil(columns),
-            column_width,
-        }
-    }
-
-    fn height(&self) -> u32 {
-        if self.rows == 0 {
-            0
-        } else {
-            (self.rows as i32 * LEGEND_ROW + 12) as u32
-        }
-    }
-}
-
-type Plot<'a, DB> = ChartContext<'a, DB, Cartesian2d<Axis, Axis>>;
+/// A chart's plotting area, on our axes.
+pub(super) type Plot<'a, DB> = ChartContext<'a, DB, Cartesian2d<Axis, Axis>>;
 
 impl Chart {
     /// The chart as an SVG document.
@@ -307,21 +275,13 @@ impl Chart {
         }
     }
 
+    /// Draws the chart into `svg`: the title, the plot (its markers, then
+    /// bands under everything, then lines, points and error bars), and the
+    /// legend below it.
     fn draw(&self, svg: &mut String) -> std::result::Result<(), Box<dyn std::error::Error + '_>> {
         let (points, spreads) = self.drawn();
         let (x_axis, y_axis) = self.axes(&points, &spreads);
-        let entries: Vec<(&str, Look)> = self
-            .series
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| !s.label.is_empty())
-            .map(|(i, s)| {
-                // A thin line is drawn in full in the legend.
-                let mut look = self.look(i);
-                look.width = 2;
-                (s.label.as_str(), look)
-            })
-            .collect();
+        let entries = self.legend_entries();
         let legend = LegendLayout::new(&entries.iter().map(|e| e.0).collect::<Vec<_>>());
         let marker_rows = self.markers.len().min(2) as i32;
         let above = (marker_rows * MARKER_ROW) as u32;
@@ -329,8 +289,40 @@ impl Chart {
         let root = SVGBackend::with_string(svg, (WIDTH, height)).into_drawing_area();
         root.fill(&WHITE)?;
         let (upper, lower) = root.split_vertically(PLOT_HEIGHT + above);
-        // The title on top (a long one shrinks to the figure's width), then
-        // the markers' labels, then the plot.
+        self.draw_title(&root)?;
+        let mut chart = self.plot(&upper, above, x_axis, y_axis)?;
+        self.draw_markers(&mut chart, &root)?;
+        self.draw_bands(&mut chart, &spreads)?;
+        self.draw_series(&mut chart, &points, &spreads)?;
+        draw_legend(&lower, &legend, &entries, &chart)?;
+        root.present()?;
+        Ok(())
+    }
+
+    /// The legend's entries: each labelled series and its look (a thin
+    /// line is drawn in full in the legend).
+    fn legend_entries(&self) -> Vec<(&str, Look)> {
+        self.series
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| !s.label.is_empty())
+            .map(|(i, s)| {
+                let mut look = self.look(i);
+                look.width = 2;
+                (s.label.as_str(), look)
+            })
+            .collect()
+    }
+
+    /// The title on top of `root`, centred; a long one shrinks to the
+    /// figure's width.
+    fn draw_title<DB: DrawingBackend>(
+        &self,
+        root: &DrawingArea<DB, Shift>,
+    ) -> std::result::Result<(), Box<dyn std::error::Error>>
+    where
+        DB::ErrorType: 'static,
+    {
         let title_font = (TITLE_FONT as f64
             * ((WIDTH as f64 - 30.0) / text_width(&self.title, TITLE_FONT) as f64).min(1.0))
         .floor() as u32;
@@ -340,7 +332,22 @@ impl Chart {
             TextStyle::from(("sans-serif", title_font).into_font())
                 .pos(Pos::new(HPos::Center, VPos::Top)),
         ))?;
-        let mut chart = ChartBuilder::on(&upper)
+        Ok(())
+    }
+
+    /// The plotting area in `area`, below the title and the `above` pixels
+    /// of the markers' labels, with its axes, ticks, grid and axis labels.
+    fn plot<'a, DB: DrawingBackend>(
+        &self,
+        area: &'a DrawingArea<DB, Shift>,
+        above: u32,
+        x_axis: Axis,
+        y_axis: Axis,
+    ) -> std::result::Result<Plot<'a, DB>, Box<dyn std::error::Error>>
+    where
+        DB::ErrorType: 'static,
+    {
+        let mut chart = ChartBuilder::on(area)
             .margin(12)
             .margin_top(TITLE_ROOM + above)
             // Room for the last x tick's label, centred on the plot's edge.
@@ -359,9 +366,20 @@ impl Chart {
             .axis_desc_style(("sans-serif", AXIS_FONT))
             .light_line_style(RGBColor(235, 235, 235))
             .draw()?;
-        self.draw_markers(&mut chart, &root)?;
-        // Bands under everything, then lines, points and error bars.
-        for (i, (series, spread)) in self.series.iter().zip(&spreads).enumerate() {
+        Ok(chart)
+    }
+
+    /// A band along each line or dashed line with a spread: drawn before
+    /// any series, so that it lies under everything.
+    fn draw_bands<DB: DrawingBackend>(
+        &self,
+        chart: &mut Plot<'_, DB>,
+        spreads: &[Vec<(f64, f64, f64)>],
+    ) -> std::result::Result<(), Box<dyn std::error::Error>>
+    where
+        DB::ErrorType: 'static,
+    {
+        for (i, (series, spread)) in self.series.iter().zip(spreads).enumerate() {
             let look = self.look(i);
             if matches!(series.mark, Mark::Line | Mark::Dashed) && spread.len() > 1 {
                 let band: Vec<(f64, f64)> = spread
@@ -375,7 +393,21 @@ impl Chart {
                 )))?;
             }
         }
-        for (i, (series, drawn)) in self.series.iter().zip(&points).enumerate() {
+        Ok(())
+    }
+
+    /// Each series in turn: its line (solid or dashed), then its points
+    /// with their error bars.
+    fn draw_series<DB: DrawingBackend>(
+        &self,
+        chart: &mut Plot<'_, DB>,
+        points: &[Vec<(f64, f64)>],
+        spreads: &[Vec<(f64, f64, f64)>],
+    ) -> std::result::Result<(), Box<dyn std::error::Error>>
+    where
+        DB::ErrorType: 'static,
+    {
+        for (i, (series, drawn)) in self.series.iter().zip(points).enumerate() {
             let look = self.look(i);
             let style = look.color.stroke_width(look.width);
             match series.mark {
@@ -408,8 +440,6 @@ impl Chart {
                 }
             }
         }
-        draw_legend(&lower, &legend, &entries, &chart)?;
-        root.present()?;
         Ok(())
     }
 
@@ -419,7 +449,7 @@ impl Chart {
     fn draw_markers<DB: DrawingBackend>(
         &self,
         chart: &mut Plot<'_, DB>,
-        root: &DrawingArea<DB, plotters::coord::Shift>,
+        root: &DrawingArea<DB, Shift>,
     ) -> std::result::Result<(), Box<dyn std::error::Error>>
     where
         DB::ErrorType: 'static,
@@ -459,108 +489,6 @@ impl Chart {
         }
         Ok(())
     }
-}
-
-/// The legend below the plot, centred under the plotting area.
-fn draw_legend<DB: DrawingBackend>(
-    area: &DrawingArea<DB, plotters::coord::Shift>,
-    layout: &LegendLayout,
-    entries: &[(&str, Look)],
-    chart: &Plot<'_, DB>,
-) -> std::result::Result<(), Box<dyn std::error::Error>>
-where
-    DB::ErrorType: 'static,
-{
-    if entries.is_empty() {
-        return Ok(());
-    }
-    let plot = chart.plotting_area().get_pixel_range();
-    let centre = (plot.0.start + plot.0.end) / 2;
-    let width = layout.columns as i32 * layout.column_width - 24;
-    let left = (centre - width / 2).clamp(8, (WIDTH as i32 - width - 8).max(8));
-    let font = TextStyle::from(("sans-serif", LEGEND_FONT).into_font())
-        .pos(Pos::new(HPos::Left, VPos::Center));
-    for (k, (label, look)) in entries.iter().enumerate() {
-        let (row, column) = (k / layout.columns, k % layout.columns);
-        let x = left + column as i32 * layout.column_width;
-        let y = 4 + row as i32 * LEGEND_ROW + LEGEND_ROW / 2;
-        let style = look.color.stroke_width(look.width);
-        let mid = x + LEGEND_MARK / 2;
-        match look.mark {
-            Mark::Points => area.draw(&Circle::new((mid, y), POINT, look.color.filled()))?,
-            Mark::Dashed => area.draw(&DashedPathElement::new(
-                vec![(x, y), (x + LEGEND_MARK, y)],
-                7,
-                4,
-                style,
-            ))?,
-            Mark::Line => {
-                area.draw(&PathElement::new(vec![(x, y), (x + LEGEND_MARK, y)], style))?
-            }
-            Mark::LineAndPoints => {
-                area.draw(&PathElement::new(vec![(x, y), (x + LEGEND_MARK, y)], style))?;
-                area.draw(&Circle::new((mid, y), POINT, look.color.filled()))?;
-            }
-        }
-        area.draw(&Text::new(
-            label.to_string(),
-            (x + LEGEND_MARK + LEGEND_GAP, y),
-            font.clone(),
-        ))?;
-    }
-    Ok(())
-}
-
-/// Renders SVG text to PNG bytes with `resvg`, text in the system's fonts
-/// (sans-serif; DejaVu Sans where installed). Without any font the text is
-/// left out, the rest is drawn.
-pub fn svg_to_png(svg: &str) -> Result<Vec<u8>> {
-    use resvg::{tiny_skia, usvg};
-    static OPTIONS: std::sync::OnceLock<usvg::Options<'static>> = std::sync::OnceLock::new();
-    let options = OPTIONS.get_or_init(|| {
-        let mut options = usvg::Options::default();
-        let db = options.fontdb_mut();
-        db.load_system_fonts();
-        // plotters asks for "sans-serif": map it to a sans face that exists.
-        let families: Vec<String> = db
-            .faces()
-            .flat_map(|f| f.families.iter().map(|(name, _)| name.clone()))
-            .collect();
-        let preferred = [
-            "DejaVu Sans",
-            "Liberation Sans",
-            "Noto Sans",
-            "Arial",
-            "Helvetica",
-        ];
-        let chosen = preferred
-            .iter()
-            .find(|p| families.iter().any(|f| f == *p))
-            .map(|p| p.to_string())
-            .or_else(|| families.iter().find(|f| f.contains("Sans")).cloned())
-            .or_else(|| families.first().cloned());
-        if let Some(family) = chosen {
-            db.set_sans_serif_family(family.clone());
-            options.font_family = family;
-        }
-        options
-    });
-    let fail = |message: String| Error::Figure { message };
-    let tree = usvg::Tree::from_str(svg, options)
-        .map_err(|e| fail(format!("cannot read the SVG: {e}")))?;
-    let size = tree.size().to_int_size();
-    // Twice the SVG's size: sharp on high-density screens and in print.
-    let mut pixmap = tiny_skia::Pixmap::new(2 * size.width(), 2 * size.height())
-        .ok_or_else(|| fail("empty figure".into()))?;
-    pixmap.fill(tiny_skia::Color::WHITE);
-    resvg::render(
-        &tree,
-        tiny_skia::Transform::from_scale(2.0, 2.0),
-        &mut pixmap.as_mut(),
-    );
-    pixmap
-        .encode_png()
-        .map_err(|e| fail(format!("cannot encode PNG: {e}")))
 }
 
 #[cfg(test)]

@@ -18,9 +18,15 @@ use crate::store::output;
 /// A claim, the figure measured for it and whether it held.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Claim {
+    /// A stable name: the experiment, the case, the criterion
+    /// (`E1.c2.moe`).
     pub id: String,
+    /// The claim in words, with its bar.
     pub claim: String,
+    /// The figures measured for it, as JSON (seeds that met it, means,
+    /// slopes, ...).
     pub measured: Value,
+    /// Whether it held.
     pub held: bool,
     /// Why a claim failed, in words, from the measured values and the
     /// bar (which seeds missed which criterion, by how much); only when
@@ -88,19 +94,35 @@ pub fn grouped_f64(x: f64) -> String {
 pub(crate) struct Table {
     /// The CSV file's name, without `.csv`.
     pub(crate) name: String,
+    /// The column names.
     pub(crate) header: Vec<String>,
+    /// The cells, row by row.
     pub(crate) rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    /// A table without rows yet: `name` its CSV file's, `header` its columns.
+    pub(crate) fn new(name: impl Into<String>, header: &[&str]) -> Self {
+        Table {
+            name: name.into(),
+            header: header.iter().map(|h| h.to_string()).collect(),
+            rows: Vec::new(),
+        }
+    }
 }
 
 /// One experiment's part of the report.
 #[derive(Debug, Default)]
 pub(crate) struct Section {
+    /// The heading: the experiment's number and question.
     pub(crate) title: String,
     /// Markdown: paragraphs, and lists of `* ` lines.
     pub(crate) text: String,
     /// Figures by file name (without `.svg`/`.png`), in reading order.
     pub(crate) figures: Vec<(String, Chart)>,
+    /// Tables, each placed after the last figure drawn from it.
     pub(crate) tables: Vec<Table>,
+    /// The claims it measured, in the report's order.
     pub(crate) claims: Vec<Claim>,
 }
 
@@ -296,9 +318,24 @@ pub(crate) fn write(out: &Path, sections: &[Section], quick: bool) -> Result<Vec
         if quick { "quick" } else { "full" }
     );
     let mut md = format!("# clustermoe reproduction report\n\n{intro}\n\n");
+    let mut html = html_head(&intro);
+    let claims: Vec<Claim> = sections.iter().flat_map(|s| s.claims.clone()).collect();
+    write_claims(&claims, &mut md, &mut html);
+    for s in sections {
+        write_section(out, s, &mut md, &mut html)?;
+    }
+    html.push_str("</body></html>\n");
+    output::write_atomic(&out.join("report.md"), md.as_bytes())?;
+    output::write_atomic(&out.join("report.html"), html.as_bytes())?;
+    output::write_json(&out.join("claims.json"), &claims)?;
+    Ok(claims)
+}
+
+/// The HTML report's head (its style) and title, then `intro`.
+fn html_head(intro: &str) -> String {
     // Figures scale down with a narrow window; text columns read from the
     // left, numbers from the right.
-    let mut html = format!(
+    format!(
         "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>clustermoe reproduction report</title>\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <style>body{{font-family:sans-serif;max-width:900px;margin:2em auto;padding:0 1em;line-height:1.4}}\
@@ -311,14 +348,18 @@ pub(crate) fn write(out: &Path, sections: &[Section], quick: bool) -> Result<Vec
          .held{{color:#060}}.failed span{{color:#b00;font-weight:bold}}.why{{color:#333;font-size:90%}}\
          table.claims{{width:100%}}table.claims td{{vertical-align:top}}table.claims td:nth-child(1){{width:44%}}table.claims td:nth-child(2){{width:30%}}</style></head>\
          <body><h1>clustermoe reproduction report</h1>{}",
-        text_html(&intro)
-    );
-    let claims: Vec<Claim> = sections.iter().flat_map(|s| s.claims.clone()).collect();
+        text_html(intro)
+    )
+}
+
+/// Appends the table of claims to both reports: each claim, its measured
+/// figures in words and its verdict (a failed one with why).
+fn write_claims(claims: &[Claim], md: &mut String, html: &mut String) {
     md.push_str("## Claims\n\n| claim | measured | held |\n|---|---|---|\n");
     html.push_str(
         "<h2>Claims</h2><table class=\"claims\"><tr><th>claim</th><th>measured</th><th>held</th></tr>",
     );
-    for c in &claims {
+    for c in claims {
         let verdict = match (&c.held, &c.why) {
             (true, _) => "yes".to_string(),
             (false, Some(why)) => format!("**no**: {}", md_cell(why)),
@@ -342,45 +383,44 @@ pub(crate) fn write(out: &Path, sections: &[Section], quick: bool) -> Result<Vec
     }
     md.push('\n');
     html.push_str("</table>");
-    for s in sections {
-        md.push_str(&format!("## {}\n\n{}\n\n", s.title, s.text));
+}
+
+/// Writes a section's figures (SVG and PNG) and tables (CSV) under `out`
+/// and appends the section to both reports: its title and text, then each
+/// figure, each table right after the last figure drawn from it (a figure
+/// named like the table, or like it with a suffix), so a reader finds the
+/// numbers under their picture; the rest at the end.
+fn write_section(out: &Path, s: &Section, md: &mut String, html: &mut String) -> Result<()> {
+    md.push_str(&format!("## {}\n\n{}\n\n", s.title, s.text));
+    html.push_str(&format!(
+        "<h2>{}</h2>{}",
+        html_escape(&s.title),
+        text_html(&s.text)
+    ));
+    let mut tables: Vec<&Table> = s.tables.iter().collect();
+    for (i, (name, chart)) in s.figures.iter().enumerate() {
+        let svg = chart.to_svg()?;
+        output::write_atomic(&out.join(format!("{name}.svg")), svg.as_bytes())?;
+        output::write_atomic(&out.join(format!("{name}.png")), &svg_to_png(&svg)?)?;
+        md.push_str(&format!("![{}]({name}.svg)\n\n", chart.title));
         html.push_str(&format!(
-            "<h2>{}</h2>{}",
-            html_escape(&s.title),
-            text_html(&s.text)
+            "<figure>{svg}<figcaption><code>{name}.svg</code>, <code>{name}.png</code></figcaption></figure>"
         ));
-        // Each table right after the last figure drawn from it (a figure
-        // named like the table, or like it with a suffix), so a reader
-        // finds the numbers under their picture; the rest at the end.
-        let mut tables: Vec<&Table> = s.tables.iter().collect();
-        for (i, (name, chart)) in s.figures.iter().enumerate() {
-            let svg = chart.to_svg()?;
-            output::write_atomic(&out.join(format!("{name}.svg")), svg.as_bytes())?;
-            output::write_atomic(&out.join(format!("{name}.png")), &svg_to_png(&svg)?)?;
-            md.push_str(&format!("![{}]({name}.svg)\n\n", chart.title));
-            html.push_str(&format!(
-                "<figure>{svg}<figcaption><code>{name}.svg</code>, <code>{name}.png</code></figcaption></figure>"
-            ));
-            let drawn_from = |t: &Table, figure: &str| {
-                figure == t.name || figure.starts_with(&format!("{}_", t.name))
-            };
-            let (now, later): (Vec<&Table>, Vec<&Table>) = tables.into_iter().partition(|t| {
-                drawn_from(t, name) && !s.figures[i + 1..].iter().any(|(f, _)| drawn_from(t, f))
-            });
-            tables = later;
-            for t in now {
-                write_table(out, t, &mut md, &mut html)?;
-            }
-        }
-        for t in tables {
-            write_table(out, t, &mut md, &mut html)?;
+        let drawn_from = |t: &Table, figure: &str| {
+            figure == t.name || figure.starts_with(&format!("{}_", t.name))
+        };
+        let (now, later): (Vec<&Table>, Vec<&Table>) = tables.into_iter().partition(|t| {
+            drawn_from(t, name) && !s.figures[i + 1..].iter().any(|(f, _)| drawn_from(t, f))
+        });
+        tables = later;
+        for t in now {
+            write_table(out, t, md, html)?;
         }
     }
-    html.push_str("</body></html>\n");
-    output::write_atomic(&out.join("report.md"), md.as_bytes())?;
-    output::write_atomic(&out.join("report.html"), html.as_bytes())?;
-    output::write_json(&out.join("claims.json"), &claims)?;
-    Ok(claims)
+    for t in tables {
+        write_table(out, t, md, html)?;
+    }
+    Ok(())
 }
 
 /// Writes `t` as CSV beside the report and appends it to both reports.

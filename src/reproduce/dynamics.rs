@@ -6,18 +6,45 @@
 
 use std::collections::BTreeMap;
 
-use super::{min, Section};
+use super::stats::min;
+use super::Section;
+use crate::config::Config;
 use crate::error::Result;
+use crate::metrics::Record;
 use crate::phase::{ModelKind, Phase};
 use crate::report::figure::{Chart, Mark, Series};
 use crate::store::RunDir;
+use crate::theory::DriftParams;
+
+/// The prediction's label; its series is drawn dashed in black.
+const THEORY_LABEL: &str = "drift ODE (phase I, best start)";
 
 /// E2: overlaps against samples through all phases, from the metrics of
 /// the run in `run_dir` (seed 1 of E1's default task).
 pub(super) fn dynamics(run_dir: &RunDir) -> Result<Section> {
     let records = run_dir.read_metrics()?;
-    // Where each MoE phase starts: the samples the phase before had drawn
-    // at its last record (logged at its last step), phase I at 0.
+    let markers = phase_starts(&records);
+    let (mut series, experts) = curves(&records);
+    series.insert(THEORY_LABEL.into(), drift_prediction());
+    Ok(Section {
+        title: "E2 Dynamics: what each phase learns".into(),
+        text: "Phase I: each expert's tied direction finds one cluster's w*_c (second figure: stuck and redundant \
+               experts restart every 2,000 steps). Phase II: the router learns to send each cluster \
+               to its expert (purity). Phase III: inside its cluster an expert's fresh neurons find both w*_c and w*_g. The \
+               vanilla network, on the same samples, finds the w*_c and never w*_g. Each curve is the worst cluster's (for \
+               phase I: the best expert's overlap with each w*_c); dotted lines mark where the MoE's phases start."
+            .into(),
+        figures: vec![
+            ("e2_dynamics".into(), dynamics_chart(series, markers)),
+            ("e2_phase_one".into(), phase_one_chart(experts)),
+        ],
+        ..Section::default()
+    })
+}
+
+/// Where each MoE phase starts: the samples the phase before had drawn at
+/// its last record (logged at its last step), phase I at 0.
+fn phase_starts(records: &[Record]) -> Vec<(f64, String)> {
     let mut markers: Vec<(f64, String)> = Vec::new();
     let moe: Vec<_> = records
         .iter()
@@ -33,12 +60,19 @@ pub(super) fn dynamics(run_dir: &RunDir) -> Result<Section> {
             markers.push((start as f64, label.to_string()));
         }
     }
+    markers
+}
+
+/// The curves of both models over samples, by label (each phase's
+/// worst-cluster overlaps, the router's purity and alignment), and phase I
+/// expert by expert: each one's overlap with the w*_c it is closest to.
+#[allow(clippy::type_complexity)]
+fn curves(records: &[Record]) -> (BTreeMap<String, Vec<(f64, f64)>>, Vec<Vec<(f64, f64)>>) {
     let mut series: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
-    // Phase I expert by expert: each one's overlap with the w*_c it is closest to.
     let mut experts: Vec<Vec<(f64, f64)>> = Vec::new();
     let mut push =
         |name: String, x: u64, y: f64| series.entry(name).or_default().push((x as f64, y));
-    for r in &records {
+    for r in records {
         let x = r.samples;
         match (r.model, r.phase) {
             (ModelKind::Moe, Phase::PhaseOne) => {
@@ -89,25 +123,30 @@ pub(super) fn dynamics(run_dir: &RunDir) -> Result<Section> {
             _ => {}
         }
     }
-    // The drift ODE of docs/theory.md for the best of M C starting overlaps.
-    let defaults = crate::config::Config::default();
+    (series, experts)
+}
+
+/// The drift ODE of docs/theory.md for the best of M C starting overlaps,
+/// over the first quarter of phase I, in samples the MoE has seen.
+fn drift_prediction() -> Vec<(f64, f64)> {
+    let defaults = Config::default();
     let valid = defaults.check().expect("the defaults are valid");
     let (d, p1) = (defaults.task.d, &valid.phase_one);
-    let drift = crate::theory::DriftParams::default_task(d, p1.schedule.lr, p1.batch);
+    let drift = DriftParams::default_task(d, p1.schedule.lr, p1.batch);
     let m0 =
         (2.0 * ((defaults.moe.experts * defaults.task.clusters) as f64).ln() / d as f64).sqrt();
     let offset = p1.centre_samples as f64;
-    series.insert(
-        "drift ODE (phase I, best start)".into(),
-        drift
-            .trajectory(m0, p1.steps as f64 / 4.0, 100)
-            .into_iter()
-            .map(|pt| (offset + pt.samples, pt.overlap))
-            .collect(),
-    );
-    let theory_label = "drift ODE (phase I, best start)";
-    // Each series its own colour; the prediction dashed in black.
-    let chart = Chart {
+    drift
+        .trajectory(m0, p1.steps as f64 / 4.0, 100)
+        .into_iter()
+        .map(|pt| (offset + pt.samples, pt.overlap))
+        .collect()
+}
+
+/// Figure `e2_dynamics`: every curve in its own colour, the prediction
+/// dashed in black, the phases' starts marked.
+fn dynamics_chart(series: BTreeMap<String, Vec<(f64, f64)>>, markers: Vec<(f64, String)>) -> Chart {
+    Chart {
         title: "E2: learning dynamics, default task, seed 1".into(),
         x_label: "samples seen by the model".into(),
         y_label: "overlap or purity (worst cluster)".into(),
@@ -115,7 +154,7 @@ pub(super) fn dynamics(run_dir: &RunDir) -> Result<Section> {
         series: series
             .into_iter()
             .map(|(label, points)| {
-                if label == theory_label {
+                if label == THEORY_LABEL {
                     Series::new(label, Mark::Dashed, points).color(6)
                 } else {
                     Series::new(label, Mark::Line, points)
@@ -124,33 +163,21 @@ pub(super) fn dynamics(run_dir: &RunDir) -> Result<Section> {
             .collect(),
         markers,
         ..Chart::default()
-    };
-    Ok(Section {
-        title: "E2 Dynamics: what each phase learns".into(),
-        text: "Phase I: each expert's tied direction finds one cluster's w*_c (second figure: stuck and redundant \
-               experts restart every 2,000 steps). Phase II: the router learns to send each cluster \
-               to its expert (purity). Phase III: inside its cluster an expert's fresh neurons find both w*_c and w*_g. The \
-               vanilla network, on the same samples, finds the w*_c and never w*_g. Each curve is the worst cluster's (for \
-               phase I: the best expert's overlap with each w*_c); dotted lines mark where the MoE's phases start."
-            .into(),
-        figures: vec![
-            ("e2_dynamics".into(), chart),
-            (
-                "e2_phase_one".into(),
-                Chart {
-                    title: "E2: phase I expert by expert, default task, seed 1".into(),
-                    x_label: "samples seen by the MoE".into(),
-                    y_label: "max_c |<u_m, w*_c>|".into(),
-                    y_range: Some((0.0, 1.05)),
-                    series: experts
-                        .into_iter()
-                        .enumerate()
-                        .map(|(e, points)| Series::new(format!("expert {}", e + 1), Mark::Line, points))
-                        .collect(),
-                    ..Chart::default()
-                },
-            ),
-        ],
-        ..Section::default()
-    })
+    }
+}
+
+/// Figure `e2_phase_one`: phase I expert by expert.
+fn phase_one_chart(experts: Vec<Vec<(f64, f64)>>) -> Chart {
+    Chart {
+        title: "E2: phase I expert by expert, default task, seed 1".into(),
+        x_label: "samples seen by the MoE".into(),
+        y_label: "max_c |<u_m, w*_c>|".into(),
+        y_range: Some((0.0, 1.05)),
+        series: experts
+            .into_iter()
+            .enumerate()
+            .map(|(e, points)| Series::new(format!("expert {}", e + 1), Mark::Line, points))
+            .collect(),
+        ..Chart::default()
+    }
 }

@@ -3,9 +3,13 @@
 //! without and with restarts, beside the coupon-collector law that random
 //! specialisation would follow (section 4 of the spec: M >= about C log C).
 
+use std::collections::BTreeSet;
+
 use serde_json::Value;
 
-use super::{fmt, grid, mean, run, Options, Section, Table};
+use super::runs::{run_seeds, Runs};
+use super::stats::{fmt, mean};
+use super::{Options, Section, Table};
 use crate::error::Result;
 use crate::report::figure::{Chart, Mark, Series};
 
@@ -22,16 +26,7 @@ pub fn coupon_collector(clusters: usize, experts: usize) -> f64 {
 
 /// E4: the probability that every cluster gets a specialised expert, against M.
 pub(super) fn experts_needed(opts: &Options, progress: &(dyn Fn(&str) + Sync)) -> Result<Section> {
-    let seeds = if opts.quick { 20 } else { 100 };
-    let phase_one_only = [
-        ("phase_two.steps", Value::from(0)),
-        ("phase_three.steps", Value::from(1)),
-        ("phase_three.centre_samples", Value::from(64)),
-        ("readout.samples", Value::from(256)),
-        ("metrics.test_samples", Value::from(256)),
-        ("metrics.log_every", Value::from(0)),
-        ("vanilla.enabled", Value::from(false)),
-    ];
+    let seeds = opts.seeds(20, 100);
     let mut section = Section {
         title: "E4 Experts needed: does every cluster get an expert?".into(),
         text: format!(
@@ -42,16 +37,6 @@ pub(super) fn experts_needed(opts: &Options, progress: &(dyn Fn(&str) + Sync)) -
         ..Section::default()
     };
     for (c, ms) in [(2usize, vec![1, 2, 3, 4, 6, 8]), (4, vec![2, 4, 6, 8])] {
-        let mut set: Vec<(&str, Value)> = phase_one_only.to_vec();
-        set.push(("task.clusters", Value::from(c)));
-        set.push((
-            "task.signs",
-            Value::from(
-                (0..c)
-                    .map(|i| if i % 2 == 0 { 1.0 } else { -1.0 })
-                    .collect::<Vec<_>>(),
-            ),
-        ));
         let axes = [
             (
                 "moe.experts",
@@ -59,47 +44,24 @@ pub(super) fn experts_needed(opts: &Options, progress: &(dyn Fn(&str) + Sync)) -
             ),
             ("moe.restart_every", vec![Value::from(0), Value::from(2000)]),
         ];
-        let runs = run(
-            opts,
-            &format!("e4_c{c}"),
-            &grid(1..=seeds, &set, &axes),
-            progress,
-        )?;
-        let mut table = Table {
-            name: format!("e4_c{c}"),
-            header: [
+        let name = format!("e4_c{c}");
+        let runs = run_seeds(opts, &name, seeds, &phase_one_alone(c), &axes, progress)?;
+        let mut table = Table::new(
+            name,
+            &[
                 "experts",
                 "p_all_found_no_restarts",
                 "p_all_found_restarts",
                 "coupon_collector",
-            ]
-            .map(String::from)
-            .to_vec(),
-            ..Table::default()
-        };
+            ],
+        );
         let mut curves: [Vec<(f64, f64)>; 3] = Default::default();
         for &m in &ms {
-            let share = |restart: f64| {
-                let hits: Vec<f64> = (0..runs.rows.len())
-                    .filter(|&i| {
-                        runs.value(i, "moe.experts") == m as f64
-                            && runs.value(i, "moe.restart_every") == restart
-                    })
-                    .map(|i| {
-                        let found: std::collections::BTreeSet<usize> = runs.rows[i]
-                            .2
-                            .moe
-                            .expert_cluster
-                            .iter()
-                            .flatten()
-                            .copied()
-                            .collect();
-                        (found.len() == c) as u8 as f64
-                    })
-                    .collect();
-                mean(&hits)
-            };
-            let (plain, restarted, theory) = (share(0.0), share(2000.0), coupon_collector(c, m));
+            let (plain, restarted, theory) = (
+                all_found(&runs, c, m, 0.0),
+                all_found(&runs, c, m, 2000.0),
+                coupon_collector(c, m),
+            );
             curves[0].push((m as f64, plain));
             curves[1].push((m as f64, restarted));
             curves[2].push((m as f64, theory));
@@ -107,34 +69,77 @@ pub(super) fn experts_needed(opts: &Options, progress: &(dyn Fn(&str) + Sync)) -
                 .rows
                 .push(vec![m.to_string(), fmt(plain), fmt(restarted), fmt(theory)]);
         }
-        let [plain, restarted, theory] = curves;
-        section.figures.push((
-            format!("e4_c{c}"),
-            Chart {
-                title: format!("E4: every cluster found after phase I, C = {c}"),
-                x_label: "experts M".into(),
-                y_label: "probability (share of seeds)".into(),
-                // A little below 0: points at probability 0 are drawn whole.
-                y_range: Some((-0.03, 1.05)),
-                series: vec![
-                    Series::new("measured, no restarts", Mark::LineAndPoints, plain),
-                    Series::new(
-                        "measured, restarts (default)",
-                        Mark::LineAndPoints,
-                        restarted,
-                    ),
-                    Series::new(
-                        "coupon collector (experts land on clusters at random)",
-                        Mark::Dashed,
-                        theory,
-                    ),
-                ],
-                ..Chart::default()
-            },
-        ));
+        section.figures.push((format!("e4_c{c}"), chart(c, curves)));
         section.tables.push(table);
     }
     Ok(section)
+}
+
+/// Phase I alone on `c` clusters of alternating signs: no phase II, one
+/// step of phase III, small readout and test sets, no vanilla network.
+fn phase_one_alone(c: usize) -> Vec<(&'static str, Value)> {
+    let signs: Vec<f64> = (0..c)
+        .map(|i| if i % 2 == 0 { 1.0 } else { -1.0 })
+        .collect();
+    vec![
+        ("phase_two.steps", Value::from(0)),
+        ("phase_three.steps", Value::from(1)),
+        ("phase_three.centre_samples", Value::from(64)),
+        ("readout.samples", Value::from(256)),
+        ("metrics.test_samples", Value::from(256)),
+        ("metrics.log_every", Value::from(0)),
+        ("vanilla.enabled", Value::from(false)),
+        ("task.clusters", Value::from(c)),
+        ("task.signs", Value::from(signs)),
+    ]
+}
+
+/// The share of seeds with `m` experts and restarts every `restart` steps
+/// (0: none) in which every one of the `c` clusters got an expert.
+fn all_found(runs: &Runs, c: usize, m: usize, restart: f64) -> f64 {
+    let hits: Vec<f64> = runs
+        .at(&[("moe.experts", m as f64), ("moe.restart_every", restart)])
+        .into_iter()
+        .map(|run| {
+            let found: BTreeSet<usize> = run
+                .summary
+                .moe
+                .expert_cluster
+                .iter()
+                .flatten()
+                .copied()
+                .collect();
+            (found.len() == c) as u8 as f64
+        })
+        .collect();
+    mean(&hits)
+}
+
+/// Figure `e4_cC`: the measured shares without and with restarts, and the
+/// coupon-collector law, against M.
+fn chart(c: usize, curves: [Vec<(f64, f64)>; 3]) -> Chart {
+    let [plain, restarted, theory] = curves;
+    Chart {
+        title: format!("E4: every cluster found after phase I, C = {c}"),
+        x_label: "experts M".into(),
+        y_label: "probability (share of seeds)".into(),
+        // A little below 0: points at probability 0 are drawn whole.
+        y_range: Some((-0.03, 1.05)),
+        series: vec![
+            Series::new("measured, no restarts", Mark::LineAndPoints, plain),
+            Series::new(
+                "measured, restarts (default)",
+                Mark::LineAndPoints,
+                restarted,
+            ),
+            Series::new(
+                "coupon collector (experts land on clusters at random)",
+                Mark::Dashed,
+                theory,
+            ),
+        ],
+        ..Chart::default()
+    }
 }
 
 #[cfg(test)]

@@ -5,12 +5,12 @@
 //! Its own file because its families and bars are what a reader changes
 //! to test the claim elsewhere.
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
-use super::{
-    fmt, grid, mean, min, round4, run, seeds_missed, vanilla_miss, Claim, Options, Runs, Section,
-    Table,
-};
+use super::claims::{vanilla_miss, Quorum, Tally};
+use super::runs::{run_seeds, Runs};
+use super::stats::{fmt, mean, min, round4};
+use super::{Claim, Options, Section, Table};
 use crate::error::{Error, Result};
 use crate::report::figure::{Chart, Mark, Series};
 use crate::report::page::grouped;
@@ -27,7 +27,6 @@ struct Family {
 /// E1's families: the default task and, across the theorem's range, C = 4,
 /// k* = 4, links of several Hermite terms, and d = 128.
 fn families() -> Vec<Family> {
-    use serde_json::json;
     vec![
         Family {
             key: "c2",
@@ -92,142 +91,166 @@ pub(super) fn separation(
     let mut lines = Vec::new();
     let mut default_task = None;
     for family in families() {
-        let seeds = if opts.quick {
-            family.seeds.0
-        } else {
-            family.seeds.1
-        };
+        let seeds = opts.seeds(family.seeds.0, family.seeds.1);
         let name = format!("e1_{}", family.key);
-        let runs = run(opts, &name, &grid(1..=seeds, &family.sets, &[]), progress)?;
-        let label = family.label;
-        let moe: Vec<f64> = runs
-            .rows
-            .iter()
-            .map(|r| r.2.moe.model.error.test_rel_mse)
-            .collect();
-        let vanilla: Vec<f64> = runs
-            .rows
-            .iter()
-            .map(|r| {
-                r.2.vanilla
+        let runs = run_seeds(opts, &name, seeds, &family.sets, &[], progress)?;
+        let measured = Measured::of(&runs);
+        lines.push(measured.summary_line(family.label));
+        section.claims.extend(measured.claims(&family));
+        section.tables.push(measured.table(family.key));
+        section.figures.extend(measured.figures(&family));
+        if family.sets.is_empty() {
+            default_task = Some(runs);
+        }
+    }
+    section.text = lines.join("\n");
+    let default_task = default_task.ok_or_else(|| Error::Figure {
+        message: "E2 and E6 read the default task's runs, which E1 did not run".into(),
+    })?;
+    Ok((section, default_task))
+}
+
+/// One family's per-seed values, in seed order.
+struct Measured {
+    seeds: Vec<u64>,
+    /// Samples per model, per seed.
+    samples: Vec<u64>,
+    /// Relative test MSE of the MoE and of the vanilla network.
+    moe: Vec<f64>,
+    vanilla: Vec<f64>,
+    /// The MoE's worst overlap: with w*_g and every w*_c, in every cluster.
+    moe_worst: Vec<f64>,
+    /// The MoE's worst-cluster w*_g and w*_c overlaps apart.
+    moe_g: Vec<f64>,
+    moe_c: Vec<f64>,
+    /// The vanilla network's best w*_g overlap.
+    vanilla_global: Vec<f64>,
+}
+
+impl Measured {
+    /// The values of every run of one family.
+    fn of(runs: &Runs) -> Self {
+        Measured {
+            seeds: runs.per_run(|s| s.seed),
+            samples: runs.per_run(|s| s.samples.moe),
+            moe: runs.per_run(|s| s.moe.model.error.test_rel_mse),
+            vanilla: runs.per_run(|s| {
+                s.vanilla
                     .as_ref()
                     .map_or(f64::NAN, |v| v.error.test_rel_mse)
-            })
-            .collect();
-        // The worst overlap of the MoE: w*_g and w*_c in every cluster.
-        let moe_global: Vec<f64> = runs
-            .rows
-            .iter()
-            .map(|r| {
-                let m = &r.2.moe.model;
+            }),
+            moe_worst: runs.per_run(|s| {
+                let m = &s.moe.model;
                 min(&m.global_overlap_per_cluster).min(min(&m.local_overlap_per_cluster))
-            })
-            .collect();
-        let (moe_g, moe_c): (Vec<f64>, Vec<f64>) = runs
-            .rows
-            .iter()
-            .map(|r| {
-                let m = &r.2.moe.model;
-                (
-                    min(&m.global_overlap_per_cluster),
-                    min(&m.local_overlap_per_cluster),
-                )
-            })
-            .unzip();
-        let seed_ids: Vec<u64> = runs.rows.iter().map(|r| r.2.seed).collect();
-        let vanilla_global: Vec<f64> = runs
-            .rows
-            .iter()
-            .map(|r| {
-                r.2.vanilla
+            }),
+            moe_g: runs.per_run(|s| min(&s.moe.model.global_overlap_per_cluster)),
+            moe_c: runs.per_run(|s| min(&s.moe.model.local_overlap_per_cluster)),
+            vanilla_global: runs.per_run(|s| {
+                s.vanilla
                     .as_ref()
                     .map_or(f64::NAN, |v| v.global_overlap_per_cluster[0])
-            })
-            .collect();
-        let samples = runs.rows[0].2.samples.moe;
-        let moe_ok = (0..moe.len())
-            .filter(|&i| moe[i] <= MOE_BAR && moe_global[i] >= OVERLAP_BAR)
-            .count();
-        let vanilla_ok = (0..moe.len())
-            .filter(|&i| vanilla[i] >= VANILLA_BAR && vanilla_global[i] < VANILLA_OVERLAP_BAR)
-            .count();
+            }),
+        }
+    }
+
+    /// The family's line of the section's text.
+    fn summary_line(&self, label: &str) -> String {
+        let (moe, vanilla) = (&self.moe, &self.vanilla);
         let n = moe.len();
-        lines.push(format!(
+        format!(
             "* {label}, {n} seeds, {} samples per model: MoE relative test MSE mean {:.3} (range {:.3}–{:.3}), \
              every w*_g and w*_c overlap >= {:.3}; vanilla mean {:.3} (range {:.3}–{:.3}), w*_g overlap <= {:.3}.",
-            grouped(samples),
-            mean(&moe),
-            min(&moe),
+            grouped(self.samples[0]),
+            mean(moe),
+            min(moe),
             moe.iter().copied().fold(f64::MIN, f64::max),
-            min(&moe_global),
-            mean(&vanilla),
-            min(&vanilla),
+            min(&self.moe_worst),
+            mean(vanilla),
+            min(vanilla),
             vanilla.iter().copied().fold(f64::MIN, f64::max),
-            vanilla_global.iter().copied().fold(f64::MIN, f64::max),
-        ));
-        let key = family.key;
-        let moe_needed = (9 * n).div_ceil(10);
-        section.claims.push(Claim::new(
-            format!("E1.{key}.moe"),
-            format!("{label}: the MoE reaches relative test MSE <= {MOE_BAR:.2} with w*_g and w*_c overlaps >= {OVERLAP_BAR} in every cluster in at least 90% of seeds"),
-            serde_json::json!({ "seeds_held": moe_ok, "seeds": n, "mean_rel_mse": round4(mean(&moe)) }),
-            moe_ok * 10 >= n * 9,
-            || {
-                seeds_missed(&seed_ids, moe_ok, moe_needed, |i| {
-                    let mut m = Vec::new();
-                    let low = moe[i] <= MOE_BAR;
-                    if !low {
-                        m.push(format!("relative MSE {:.3} > {MOE_BAR:.2}", moe[i]));
-                    }
-                    for (name, v) in [("w*_g", moe_g[i]), ("w*_c", moe_c[i])] {
-                        let reached = v >= OVERLAP_BAR;
-                        if !reached {
-                            m.push(format!("{name} overlap {v:.3} < {OVERLAP_BAR} (worst cluster)"));
-                        }
-                    }
-                    m
-                })
-            },
-        ));
-        section.claims.push(Claim::new(
-            format!("E1.{key}.vanilla"),
-            format!("{label}: the vanilla network stays at relative test MSE >= {VANILLA_BAR:.2} with w*_g overlap < {VANILLA_OVERLAP_BAR} in every seed"),
-            serde_json::json!({ "seeds_held": vanilla_ok, "seeds": n, "mean_rel_mse": round4(mean(&vanilla)) }),
-            vanilla_ok == n,
-            || {
-                seeds_missed(&seed_ids, vanilla_ok, n, |i| {
-                    vanilla_miss(vanilla[i], vanilla_global[i], VANILLA_BAR, VANILLA_OVERLAP_BAR)
-                        .into_iter()
-                        .collect()
-                })
-            },
-        ));
-        section.tables.push(Table {
-            name: format!("e1_{key}"),
-            header: [
+            self.vanilla_global.iter().copied().fold(f64::MIN, f64::max),
+        )
+    }
+
+    /// The MoE's claim (error and overlaps within the bars in 90 % of
+    /// seeds) and the vanilla network's (failing in every seed).
+    fn claims(&self, family: &Family) -> [Claim; 2] {
+        let (key, label) = (family.key, family.label);
+        let n = self.moe.len();
+        let moe = Tally::new(&self.seeds, Quorum::Ninety, |i| {
+            let mut m = Vec::new();
+            let low = self.moe[i] <= MOE_BAR;
+            if !low {
+                m.push(format!("relative MSE {:.3} > {MOE_BAR:.2}", self.moe[i]));
+            }
+            for (name, v) in [("w*_g", self.moe_g[i]), ("w*_c", self.moe_c[i])] {
+                let reached = v >= OVERLAP_BAR;
+                if !reached {
+                    m.push(format!(
+                        "{name} overlap {v:.3} < {OVERLAP_BAR} (worst cluster)"
+                    ));
+                }
+            }
+            m
+        });
+        let vanilla = Tally::new(&self.seeds, Quorum::Every, |i| {
+            vanilla_miss(
+                self.vanilla[i],
+                self.vanilla_global[i],
+                VANILLA_BAR,
+                VANILLA_OVERLAP_BAR,
+            )
+            .into_iter()
+            .collect()
+        });
+        [
+            moe.claim(
+                format!("E1.{key}.moe"),
+                format!("{label}: the MoE reaches relative test MSE <= {MOE_BAR:.2} with w*_g and w*_c overlaps >= {OVERLAP_BAR} in every cluster in at least 90% of seeds"),
+                json!({ "seeds_held": moe.held, "seeds": n, "mean_rel_mse": round4(mean(&self.moe)) }),
+            ),
+            vanilla.claim(
+                format!("E1.{key}.vanilla"),
+                format!("{label}: the vanilla network stays at relative test MSE >= {VANILLA_BAR:.2} with w*_g overlap < {VANILLA_OVERLAP_BAR} in every seed"),
+                json!({ "seeds_held": vanilla.held, "seeds": n, "mean_rel_mse": round4(mean(&self.vanilla)) }),
+            ),
+        ]
+    }
+
+    /// Table `e1_KEY`: a row per seed.
+    fn table(&self, key: &str) -> Table {
+        let mut table = Table::new(
+            format!("e1_{key}"),
+            &[
                 "seed",
                 "moe_rel_mse",
                 "moe_min_overlap",
                 "vanilla_rel_mse",
                 "vanilla_global_overlap",
                 "samples",
-            ]
-            .map(String::from)
-            .to_vec(),
-            rows: (0..n)
-                .map(|i| {
-                    vec![
-                        runs.rows[i].2.seed.to_string(),
-                        fmt(moe[i]),
-                        fmt(moe_global[i]),
-                        fmt(vanilla[i]),
-                        fmt(vanilla_global[i]),
-                        runs.rows[i].2.samples.moe.to_string(),
-                    ]
-                })
-                .collect(),
-        });
-        let seeds_axis: Vec<f64> = runs.rows.iter().map(|r| r.2.seed as f64).collect();
+            ],
+        );
+        table.rows = (0..self.moe.len())
+            .map(|i| {
+                vec![
+                    self.seeds[i].to_string(),
+                    fmt(self.moe[i]),
+                    fmt(self.moe_worst[i]),
+                    fmt(self.vanilla[i]),
+                    fmt(self.vanilla_global[i]),
+                    self.samples[i].to_string(),
+                ]
+            })
+            .collect();
+        table
+    }
+
+    /// Figures `e1_KEY` (test error per seed) and `e1_KEY_overlaps` (the
+    /// overlaps each claim also bars: a seed can miss on them alone), each
+    /// with the claims' bars.
+    fn figures(&self, family: &Family) -> [(String, Chart); 2] {
+        let (key, label) = (family.key, family.label);
+        let seeds_axis: Vec<f64> = self.seeds.iter().map(|&s| s as f64).collect();
         let points = |v: &[f64]| {
             seeds_axis
                 .iter()
@@ -239,64 +262,53 @@ pub(super) fn separation(
         let bar = |label: String, y: f64, color: usize| {
             Series::new(label, Mark::Dashed, vec![(first, y), (last, y)]).color(color)
         };
-        section.figures.push((
-            format!("e1_{key}"),
-            Chart {
-                title: format!("E1: test error per seed, {label}"),
-                x_label: "seed".into(),
-                y_label: "relative test MSE (MSE / Var y)".into(),
-                y_range: Some((0.0, 1.0)),
-                series: vec![
-                    Series::new("MoE", Mark::Points, points(&moe)).color(0),
-                    Series::new("vanilla", Mark::Points, points(&vanilla)).color(1),
-                    bar(format!("MoE bar: at most {MOE_BAR:.2}"), MOE_BAR, 0),
-                    bar(
-                        format!("vanilla bar: at least {VANILLA_BAR:.2}"),
-                        VANILLA_BAR,
-                        1,
-                    ),
-                ],
-                ..Chart::default()
-            },
-        ));
-        // The overlaps each claim also bars: a seed can miss on them alone.
-        section.figures.push((
-            format!("e1_{key}_overlaps"),
-            Chart {
-                title: format!("E1: overlaps per seed, {label}"),
-                x_label: "seed".into(),
-                y_label: "overlap |<w, w*>|".into(),
-                y_range: Some((0.0, 1.05)),
-                series: vec![
-                    Series::new(
-                        "MoE: worst of its w*_g and w*_c overlaps (every cluster)",
-                        Mark::Points,
-                        points(&moe_global),
-                    )
-                    .color(0),
-                    Series::new(
-                        "vanilla: its best w*_g overlap",
-                        Mark::Points,
-                        points(&vanilla_global),
-                    )
-                    .color(1),
-                    bar(format!("MoE bar: at least {OVERLAP_BAR}"), OVERLAP_BAR, 0),
-                    bar(
-                        format!("vanilla bar: below {VANILLA_OVERLAP_BAR}"),
-                        VANILLA_OVERLAP_BAR,
-                        1,
-                    ),
-                ],
-                ..Chart::default()
-            },
-        ));
-        if family.sets.is_empty() {
-            default_task = Some(runs);
-        }
+        let error = Chart {
+            title: format!("E1: test error per seed, {label}"),
+            x_label: "seed".into(),
+            y_label: "relative test MSE (MSE / Var y)".into(),
+            y_range: Some((0.0, 1.0)),
+            series: vec![
+                Series::new("MoE", Mark::Points, points(&self.moe)).color(0),
+                Series::new("vanilla", Mark::Points, points(&self.vanilla)).color(1),
+                bar(format!("MoE bar: at most {MOE_BAR:.2}"), MOE_BAR, 0),
+                bar(
+                    format!("vanilla bar: at least {VANILLA_BAR:.2}"),
+                    VANILLA_BAR,
+                    1,
+                ),
+            ],
+            ..Chart::default()
+        };
+        let overlaps = Chart {
+            title: format!("E1: overlaps per seed, {label}"),
+            x_label: "seed".into(),
+            y_label: "overlap |<w, w*>|".into(),
+            y_range: Some((0.0, 1.05)),
+            series: vec![
+                Series::new(
+                    "MoE: worst of its w*_g and w*_c overlaps (every cluster)",
+                    Mark::Points,
+                    points(&self.moe_worst),
+                )
+                .color(0),
+                Series::new(
+                    "vanilla: its best w*_g overlap",
+                    Mark::Points,
+                    points(&self.vanilla_global),
+                )
+                .color(1),
+                bar(format!("MoE bar: at least {OVERLAP_BAR}"), OVERLAP_BAR, 0),
+                bar(
+                    format!("vanilla bar: below {VANILLA_OVERLAP_BAR}"),
+                    VANILLA_OVERLAP_BAR,
+                    1,
+                ),
+            ],
+            ..Chart::default()
+        };
+        [
+            (format!("e1_{key}"), error),
+            (format!("e1_{key}_overlaps"), overlaps),
+        ]
     }
-    section.text = lines.join("\n");
-    let default_task = default_task.ok_or_else(|| Error::Figure {
-        message: "E2 and E6 read the default task's runs, which E1 did not run".into(),
-    })?;
-    Ok((section, default_task))
 }

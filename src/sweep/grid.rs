@@ -14,7 +14,9 @@ use crate::error::{Error, Input, Result};
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(untagged)]
 pub enum Axis {
+    /// The values as listed: `[16, 32]`.
     List(Vec<toml::Value>),
+    /// An arithmetic range: `{ from = 1.0, to = 2.0, step = 0.5 }`.
     Range(Range),
 }
 
@@ -22,8 +24,11 @@ pub enum Axis {
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Range {
+    /// The first value.
     pub from: toml::Value,
+    /// The last value at most (reached when a whole number of steps away).
     pub to: toml::Value,
+    /// The step between values, > 0; absent means 1.
     #[serde(default)]
     pub step: Option<toml::Value>,
 }
@@ -47,20 +52,25 @@ pub struct GridFile {
 /// One run of a sweep: its id and its resolved, validated configuration.
 #[derive(Clone, Debug)]
 pub struct PlannedRun {
+    /// The run's id ([`run_id`]): its directory's name in the sweep.
     pub id: String,
+    /// The base configuration with the grid's values set, validated.
     pub config: ValidConfig,
 }
 
 /// The `sweep.json` manifest: the runs in grid order.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
+    /// Every run of the grid, in grid order.
     pub runs: Vec<ManifestRun>,
 }
 
 /// A run in the manifest: id and the grid values that made it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ManifestRun {
+    /// The run's id, as in [`PlannedRun::id`].
     pub id: String,
+    /// The grid values (axes and `seed`) that made the run, by dotted name.
     pub values: BTreeMap<String, serde_json::Value>,
 }
 
@@ -209,14 +219,57 @@ impl GridFile {
         &self,
         dir: &Path,
     ) -> Result<Vec<(PlannedRun, BTreeMap<String, serde_json::Value>)>> {
-        let base_text = match &self.base {
+        let base_text = self.base_text(dir)?;
+        self.check_names()?;
+        if let Some(path) = self.base.as_ref().map(|p| dir.join(p)) {
+            // Errors in the base file itself name the file.
+            Config::from_toml(&base_text).map_err(|e| match e {
+                Error::Parse { message, .. } => Error::parse(path, message),
+                other => other,
+            })?;
+        }
+        let fixed: Vec<String> = self
+            .set
+            .iter()
+            .map(|(k, v)| override_string(k, v))
+            .collect();
+        let plans = self.plans()?;
+        let total = self.product(&plans)?;
+        let axes: Vec<(String, Vec<toml::Value>)> = plans
+            .iter()
+            .map(|(name, p)| (name.clone(), p.values()))
+            .collect();
+        let mut runs = Vec::with_capacity(total);
+        for index in 0..total {
+            runs.push(planned_run(&base_text, &fixed, &axes, index)?);
+        }
+        let mut seen = std::collections::HashSet::new();
+        if let Some((run, _)) = runs.iter().find(|(r, _)| !seen.insert(r.id.clone())) {
+            return Err(Error::invalid(
+                "grid",
+                &run.id,
+                "distinct configurations (two grid points resolve to the same run)",
+            ));
+        }
+        Ok(runs)
+    }
+
+    /// The base configuration's text (empty without `base`), read relative
+    /// to `dir`.
+    fn base_text(&self, dir: &Path) -> Result<String> {
+        Ok(match &self.base {
             Some(p) => {
                 let path = dir.join(p);
                 std::fs::read_to_string(&path)
                     .map_err(|source| Error::Unreadable { path, source })?
             }
             None => String::new(),
-        };
+        })
+    }
+
+    /// Rejects names that are not dotted field names, and seeds given twice
+    /// (`seeds` and a `seed` axis).
+    fn check_names(&self) -> Result<()> {
         for name in self.set.keys() {
             check_name("set", name)?;
         }
@@ -230,18 +283,12 @@ impl GridFile {
                 "seeds given once: either `seeds` or a `seed` axis in [grid]",
             ));
         }
-        if let Some(path) = self.base.as_ref().map(|p| dir.join(p)) {
-            // Errors in the base file itself name the file.
-            Config::from_toml(&base_text).map_err(|e| match e {
-                Error::Parse { message, .. } => Error::parse(path, message),
-                other => other,
-            })?;
-        }
-        let fixed: Vec<String> = self
-            .set
-            .iter()
-            .map(|(k, v)| override_string(k, v))
-            .collect();
+        Ok(())
+    }
+
+    /// Every axis, validated but not expanded, in name order; the seeds
+    /// (named `seed`, as the field) last.
+    fn plans(&self) -> Result<Vec<(String, AxisPlan<'_>)>> {
         let mut plans: Vec<(String, AxisPlan)> = self
             .grid
             .iter()
@@ -250,8 +297,13 @@ impl GridFile {
         if let Some(seeds) = &self.seeds {
             plans.push(("seed".into(), axis_plan("seeds", seeds)?));
         }
-        // The product is checked before any axis is expanded.
-        let total = plans
+        Ok(plans)
+    }
+
+    /// The number of runs, the product of the axes' lengths, checked
+    /// before any axis is expanded: at most [`MAX_RUNS`].
+    fn product(&self, plans: &[(String, AxisPlan)]) -> Result<usize> {
+        plans
             .iter()
             .try_fold(1usize, |acc, (_, p)| {
                 acc.checked_mul(p.len()).filter(|&t| t <= MAX_RUNS)
@@ -271,55 +323,49 @@ impl GridFile {
                     format!("the product of the axes ({})", sizes.join(" x ")),
                     format!("at most {MAX_RUNS} runs"),
                 )
-            })?;
-        let axes: Vec<(String, Vec<toml::Value>)> = plans
-            .iter()
-            .map(|(name, p)| (name.clone(), p.values()))
-            .collect();
-        let mut runs = Vec::with_capacity(total);
-        for index in 0..total {
-            let mut rest = index;
-            let mut sets = fixed.clone();
-            let mut values = BTreeMap::new();
-            for (name, options) in axes.iter().rev() {
-                let value = &options[rest % options.len()];
-                rest /= options.len();
-                sets.push(override_string(name, value));
-                values.insert(
-                    name.clone(),
-                    serde_json::to_value(value).expect("TOML values are JSON"),
-                );
-            }
-            let config =
-                Config::from_toml_with_overrides(&base_text, &sets).map_err(|e| match e {
-                    // The value came from the grid, not from a `--set` flag.
-                    Error::Parse {
-                        input: Input::Set(set),
-                        message,
-                    } => Error::Parse {
-                        input: Input::GridValue(set),
-                        message,
-                    },
-                    other => other,
-                })?;
-            runs.push((
-                PlannedRun {
-                    id: run_id(&config),
-                    config: config.check()?,
-                },
-                values,
-            ));
-        }
-        let mut seen = std::collections::HashSet::new();
-        if let Some((run, _)) = runs.iter().find(|(r, _)| !seen.insert(r.id.clone())) {
-            return Err(Error::invalid(
-                "grid",
-                &run.id,
-                "distinct configurations (two grid points resolve to the same run)",
-            ));
-        }
-        Ok(runs)
+            })
     }
+}
+
+/// Run `index` of the grid (the last axis varying fastest): the base
+/// configuration `base_text` with the `fixed` overrides and its value of
+/// each axis set, checked; and those values, by name.
+fn planned_run(
+    base_text: &str,
+    fixed: &[String],
+    axes: &[(String, Vec<toml::Value>)],
+    index: usize,
+) -> Result<(PlannedRun, BTreeMap<String, serde_json::Value>)> {
+    let mut rest = index;
+    let mut sets = fixed.to_vec();
+    let mut values = BTreeMap::new();
+    for (name, options) in axes.iter().rev() {
+        let value = &options[rest % options.len()];
+        rest /= options.len();
+        sets.push(override_string(name, value));
+        values.insert(
+            name.clone(),
+            serde_json::to_value(value).expect("TOML values are JSON"),
+        );
+    }
+    let config = Config::from_toml_with_overrides(base_text, &sets).map_err(|e| match e {
+        // The value came from the grid, not from a `--set` flag.
+        Error::Parse {
+            input: Input::Set(set),
+            message,
+        } => Error::Parse {
+            input: Input::GridValue(set),
+            message,
+        },
+        other => other,
+    })?;
+    Ok((
+        PlannedRun {
+            id: run_id(&config),
+            config: config.check()?,
+        },
+        values,
+    ))
 }
 
 #[cfg(test)]
