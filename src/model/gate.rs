@@ -277,10 +277,7 @@ mod tests {
                 let mut row = logits;
                 r.dense_row(&mut row, &mut kept.clone());
                 for (m, &v) in row.iter().enumerate() {
-                    let expected = kept
-                        .iter()
-                        .position(|&e| e == m)
-                        .map_or(0.0, |t| gates[t]);
+                    let expected = kept.iter().position(|&e| e == m).map_or(0.0, |t| gates[t]);
                     assert!((v - expected).abs() < 1e-15, "{kind:?} {renormalise} {m}");
                     if !renormalise {
                         assert!(expected == 0.0 || expected == probs[m]);
