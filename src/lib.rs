@@ -53,7 +53,8 @@ pub(crate) mod train;
 pub mod internals {
     pub use crate::model::gate::GateRule;
     pub use crate::model::router::{router_gradient, Router};
-    pub use crate::model::{random_directions, InputMap, NeuronSign, SphereStep, TwoLayer};
+    pub use crate::model::sphere::SphereStep;
+    pub use crate::model::{random_directions, InputMap, NeuronSign, TwoLayer};
     pub use crate::numerics::linalg::centre_rows;
     pub use crate::numerics::normal::fill as fill_normal;
     pub use crate::numerics::rng::{stream, Stream, StreamId};

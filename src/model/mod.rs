@@ -11,17 +11,18 @@ use crate::numerics::linalg::matmul;
 use crate::numerics::normal;
 use crate::numerics::rng::Stream;
 
-pub mod activation;
+pub(crate) mod activation;
 pub mod gate;
 pub mod joint;
-pub mod optim;
+pub(crate) mod optim;
 pub mod router;
-pub mod sphere;
+pub(crate) mod sphere;
 
-pub use activation::{loss_gradient, Activation, Loss, NeuronSign, SgdScratch};
+pub use activation::{Loss, NeuronSign};
+pub(crate) use activation::Activation;
 use gate::GateRule;
 use router::Router;
-pub use sphere::{spherical_step, NeuronStats, SphereStep, CORRELATION_RATE};
+pub(crate) use sphere::{NeuronStats, SphereStep};
 
 /// The input map x -> W (x - mu) of phases I and II: a centre and an
 /// optional symmetric whitening matrix W = Sigma^(-1/2).

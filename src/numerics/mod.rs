@@ -9,4 +9,4 @@ pub(crate) mod kernels;
 pub(crate) mod linalg;
 pub mod link;
 pub(crate) mod normal;
-pub mod rng;
+pub(crate) mod rng;
