@@ -557,7 +557,7 @@ fn a_joint_run_killed_and_resumed_gives_identical_bytes() {
             whole.mul_f64(0.05)..whole.mul_f64(0.7),
             &mut rng,
             |dir| {
-                if stage(&dir.join("checkpoint.moe")).is_some_and(|(s, _)| s == "MoeJoint") {
+                if stage(&dir.join("checkpoint.moe")).is_some_and(|(s, _)| s == "Joint") {
                     joint_kills += 1;
                 }
             },

@@ -44,12 +44,9 @@ impl Activation {
         Self::horner(&self.monomial, t)
     }
 
-    pub fn slope(&self, t: f32) -> f32 {
-        Self::horner(&self.derivative, t)
-    }
-
     /// The loss of one neuron with second-layer sign `sign` (+-1), for
-    /// gradient checks and logs.
+    /// gradient checks.
+    #[cfg(test)]
     pub fn loss(&self, loss: Loss, sign: f32, y: f32, t: f32) -> f32 {
         match loss {
             Loss::Correlation => -sign * y * self.value(t),
@@ -123,6 +120,7 @@ pub struct SgdScratch {
 
 impl SgdScratch {
     /// The pre-activations <w_j, x_i> of the last [`loss_gradient`] call (n x J).
+    #[cfg(test)]
     pub fn pre_activations(&self) -> ArrayView2<'_, f32> {
         let j = self.grad.nrows();
         ArrayView2::from_shape((self.rows, j), &self.pre[..self.rows * j])

@@ -165,6 +165,7 @@ impl SphereStep {
     }
 
     /// The pre-activations <w_j, W x_i> of the last step, before it moved w.
+    #[cfg(test)]
     pub fn pre_activations(&self) -> ArrayView2<'_, f32> {
         self.scratch.pre_activations()
     }

@@ -132,6 +132,7 @@ fn holder(file: &mut File) -> Option<u32> {
 
 /// Blocks until no process holds the exclusive lock of `dir` (for a caller
 /// that needs a run another process is finishing).
+#[cfg_attr(not(feature = "report"), allow(dead_code))]
 pub(crate) fn wait_until_free(dir: &Path) -> Result<()> {
     if !dir.join(LOCK_FILE).exists() {
         return Ok(());
