@@ -18,6 +18,8 @@ pub struct Activation {
 }
 
 impl Activation {
+    /// sigma = sum_i c_i h_i, from the normalised Hermite coefficients
+    /// `coefficients` (c_0 first).
     pub fn from_hermite(coefficients: &[f64]) -> Self {
         let mono = hermite_to_monomial(coefficients);
         let derivative: Vec<f32> = mono
@@ -40,6 +42,7 @@ impl Activation {
         coefficients.iter().rev().fold(0.0, |acc, &a| acc * t + a)
     }
 
+    /// sigma(t).
     pub fn value(&self, t: f32) -> f32 {
         Self::horner(&self.monomial, t)
     }

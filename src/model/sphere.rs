@@ -15,7 +15,9 @@ use crate::numerics::linalg::dot;
 /// second-layer sign a_j (checkpointed with the directions).
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct NeuronStats {
+    /// R_j, one per neuron.
     pub correlation: Vec<f64>,
+    /// a_j (+-1), one per neuron.
     pub signs: Vec<f32>,
 }
 

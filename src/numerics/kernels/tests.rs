@@ -33,13 +33,13 @@ fn horner_one(coefficients: &[f32], t: f32) -> f32 {
     rest.iter().rev().fold(*last, |acc, &a| acc * t + a)
 }
 
+/// The slopes and the sums of a pass.
+type Slopes = (Vec<f32>, Vec<f64>);
+
 /// The slopes and sums of `block`, one element at a time: `slope(d, v, a,
 /// y, scale)` makes each slope from sigma'(t), sigma(t), the sign, the label
 /// and `weight / total`.
-fn slopes_one_by_one(
-    block: SlopeBlock,
-    slope: impl Fn(f32, f32, f32, f32, f32) -> f32,
-) -> (Vec<f32>, Vec<f64>) {
+fn slopes_one_by_one(block: SlopeBlock, slope: impl Fn(f32, f32, f32, f32, f32) -> f32) -> Slopes {
     let j = block.signs.len();
     let (mut out, mut sums) = (vec![0.0f32; block.t.len()], vec![0.5f64; j]);
     for (i, &y) in block.y.iter().enumerate() {
@@ -59,7 +59,7 @@ fn slopes_one_by_one(
 
 /// Every path of `block`: the dispatched kernel, the vectorised slices
 /// through each path, the AVX-512 registers; each with its name.
-fn slope_paths(block: SlopeBlock) -> Vec<(String, (Vec<f32>, Vec<f64>))> {
+fn slope_paths(block: SlopeBlock) -> Vec<(String, Slopes)> {
     let j = block.signs.len();
     let fresh = || (vec![0.0f32; block.t.len()], vec![0.5f64; j]);
     let mut runs = Vec::new();

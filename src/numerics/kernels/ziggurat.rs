@@ -70,7 +70,10 @@ pub(crate) fn steps(
     bits: &mut [u32; BLOCK],
     rejected: &mut [u16; STEPS],
 ) {
-    assert!(out.len() <= BLOCK && out.len() % SLOTS == 0, "whole steps");
+    assert!(
+        out.len() <= BLOCK && out.len().is_multiple_of(SLOTS),
+        "whole steps"
+    );
     match simd {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the CPU has AVX-512F; `out` holds whole steps (checked).

@@ -39,6 +39,7 @@ use std::fmt;
 use std::sync::OnceLock;
 
 mod parse;
+/// Parses a link spec (the grammar above).
 pub use parse::parse;
 use parse::trim_trailing_zeros;
 
@@ -366,7 +367,9 @@ impl Link {
 /// A link as a run's summary reports it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LinkInfo {
+    /// The link as a spec that parses back to it.
     pub link: String,
+    /// The information exponent k*; null only for a constant link.
     pub information_exponent: Option<usize>,
     /// Null for non-polynomial links.
     pub degree: Option<usize>,
@@ -389,8 +392,9 @@ pub struct LinkDescription {
     pub info: LinkInfo,
     /// Normalised Hermite coefficients c_0 .. c_degree (f = sum_i c_i h_i).
     pub hermite_coefficients: Vec<f64>,
-    /// E f(z) and Var f(z) for z ~ N(0, 1).
+    /// E f(z) for z ~ N(0, 1).
     pub mean: f64,
+    /// Var f(z) for z ~ N(0, 1).
     pub variance: f64,
 }
 
