@@ -226,6 +226,12 @@ mod tests {
         }
     }
 
+    impl GateRule {
+        fn with_noise(self, noise: f64) -> Self {
+            GateRule { noise, ..self }
+        }
+    }
+
     /// Selection: all experts in order when all are kept, else the largest
     /// logits, largest first, the first of equal ones.
     #[test]
@@ -292,6 +298,19 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A staged rule of a checkpoint written before the rule was shared
+    /// (`top_k`, no `renormalise`) reads back as the rule it was.
+    #[test]
+    fn rules_of_earlier_checkpoints_read_back() {
+        let old: GateRule =
+            serde_json::from_str(r#"{"kind":"noisy_top_k","top_k":2,"noise":0.1}"#).unwrap();
+        assert_eq!(old, rule(Gate::NoisyTopK, 2, true).with_noise(0.1));
+        assert_eq!(old.noise as f32, 0.1f32);
+        let new = rule(Gate::TopK, 3, false);
+        let back: GateRule = serde_json::from_str(&serde_json::to_string(&new).unwrap()).unwrap();
+        assert_eq!(back, new);
     }
 
     /// The floor flushes only the terms below it, and the returned maximum

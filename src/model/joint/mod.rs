@@ -47,7 +47,9 @@ pub use pass::Pass;
 /// The float types a pass runs in: f32 in training, f64 for evaluation and
 /// the gradient checks.
 pub trait Scalar: NdFloat + Default + faer::traits::ComplexField {
+    /// `v` in this type (rounded to nearest for f32).
     fn of(v: f64) -> Self;
+    /// The value as f64 (exact).
     fn widen(self) -> f64;
 }
 
@@ -77,7 +79,15 @@ impl Scalar for f64 {
 /// monomial form) or a named function with a derivative.
 #[derive(Clone, Debug, PartialEq)]
 pub enum JointActivation {
-    Polynomial { value: Vec<f64>, slope: Vec<f64> },
+    /// A polynomial: its monomial coefficients (constant first) and those
+    /// of its derivative.
+    Polynomial {
+        /// sigma(t) = sum_i value[i] t^i.
+        value: Vec<f64>,
+        /// sigma'(t) = sum_i slope[i] t^i.
+        slope: Vec<f64>,
+    },
+    /// A named function with a derivative (relu, abs, tanh, sigmoid).
     Named(NamedLink),
 }
 
@@ -167,7 +177,9 @@ impl JointActivation {
 /// Everything that shapes the loss besides the parameters.
 #[derive(Clone, Debug, PartialEq)]
 pub struct JointLoss {
+    /// The experts' activation sigma.
     pub activation: JointActivation,
+    /// The router's gate.
     pub gate: GateRule,
     /// Weight of the load-balancing loss.
     pub balance: f64,
@@ -180,20 +192,28 @@ pub struct JointLoss {
 /// w (M*J x d, expert by expert), b (M*J), a (M*J), a0 (M), Theta (M x d).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct JointModel {
+    /// Experts M (1 for the vanilla network).
     pub experts: usize,
+    /// Neurons J per expert.
     pub neurons: usize,
+    /// Input dimension d.
     pub d: usize,
     /// The input centre c (fixed).
     pub centre: Array1<f64>,
+    /// Every parameter, in the order of [`JointModel::ranges`].
     pub params: Vec<f64>,
 }
 
 /// The loss terms of a batch (means over the batch; `total` their sum).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct LossTerms {
+    /// The squared loss (F(x) - y)^2 / 2.
     pub main: f64,
+    /// The load-balancing loss, weight included.
     pub balance: f64,
+    /// The router z-loss, weight included.
     pub z: f64,
+    /// main + balance + z.
     pub total: f64,
 }
 
@@ -217,6 +237,7 @@ pub struct Forward {
     pub probs: Array2<f64>,
     /// The expert each sample is sent to: its largest gate (first on ties).
     pub assigned: Vec<usize>,
+    /// The batch's loss terms.
     pub terms: LossTerms,
 }
 
@@ -373,10 +394,15 @@ impl JointModel {
 /// Where each parameter block lies in the flat vector.
 #[derive(Clone, Debug)]
 pub struct Ranges {
+    /// First layers w (M*J x d).
     pub w: std::ops::Range<usize>,
+    /// Biases b (M*J).
     pub b: std::ops::Range<usize>,
+    /// Second layers a (M*J).
     pub a: std::ops::Range<usize>,
+    /// Output constants a0 (M).
     pub a0: std::ops::Range<usize>,
+    /// Router weights Theta (M x d).
     pub theta: std::ops::Range<usize>,
 }
 
@@ -403,7 +429,9 @@ pub fn logit_noise(noise: &mut Array2<f32>, scale: f64, rng: &mut Stream) {
 /// The running means of the loss terms between two logs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct TermsMean {
+    /// The terms summed, each batch weighted by its samples.
     pub sum: LossTerms,
+    /// Samples summed.
     pub weight: f64,
 }
 

@@ -87,13 +87,17 @@ fn sized<V: Clone + Default>(v: &mut Vec<V>, len: usize) -> &mut [V] {
 
 /// The sizes of a batch's pass, and where each parameter block lies.
 struct Shape {
-    /// Samples n, input dimension d, experts M, neurons per expert J.
+    /// Samples n.
     n: usize,
+    /// Input dimension d.
     d: usize,
+    /// Experts M.
     experts: usize,
+    /// Neurons J per expert.
     j: usize,
     /// Experts kept per sample.
     per: usize,
+    /// Where each parameter block lies.
     r: Ranges,
 }
 
