@@ -280,7 +280,7 @@ impl<'a> Experiment<'a> {
                 None => (&mut moe_ignore, &mut vanilla_ignore),
             };
         let (config, monitor) = (self.config, self.monitor);
-        crate::threads::install("threads", self.threads, || {
+        crate::threads::install(self.threads, || {
             run_from(config, moe, vanilla, monitor, (None, None))
         })
     }

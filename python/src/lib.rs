@@ -292,9 +292,7 @@ fn run<'py>(
         Some(path) => {
             let dir = RunDir::new(path);
             let (result, pending) = wait::blocking(py, &stop, poll, || {
-                clustermoe::threads::install("threads", threads, || {
-                    dir.train(&valid, &tracker, &control)
-                })
+                clustermoe::threads::install(threads, || dir.train(&valid, &tracker, &control))
             })?;
             let out = outcome(py, result, pending, &|e| in_dir(e, &dir))?;
             let metrics = read_text(&dir.metrics_file()).py_err(py)?;
@@ -392,7 +390,7 @@ fn resume<'py>(
     let tracker = Tracker::default();
     let poll = |_: Python<'_>| show(progress, tracker.snapshot());
     let (result, pending) = wait::blocking(py, &stop, poll, || {
-        clustermoe::threads::install("threads", threads, || inspection.resume(&tracker, &control))
+        clustermoe::threads::install(threads, || inspection.resume(&tracker, &control))
     })?;
     match outcome(py, result, pending, &|e| in_dir(e, &dir))? {
         None => Ok(None),

@@ -35,7 +35,7 @@ pub fn run(cli: Cli) -> Result<()> {
             quiet,
         } => {
             if let Some(n) = threads {
-                clustermoe::threads::check("--threads", n)?;
+                clustermoe::threads::check(n)?;
             }
             let control = Control {
                 checkpoint_every: checked_every(checkpoint_every)?,
@@ -133,9 +133,7 @@ fn train_run(
         RunDir::new(out.unwrap_or_else(|| PathBuf::from(format!("runs/seed{}", valid.seed()))));
     let start = Instant::now();
     let progress = Progress::new(quiet);
-    let result = clustermoe::threads::install("--threads", threads, || {
-        dir.train(&valid, &progress, control)
-    });
+    let result = clustermoe::threads::install(threads, || dir.train(&valid, &progress, control));
     progress.finish();
     finish_run(&dir, result, start)
 }
@@ -156,9 +154,7 @@ fn resume_run(dir: &RunDir, control: &Control, threads: Option<usize>, quiet: bo
         eprintln!("warning: {w}");
     }
     let progress = Progress::new(quiet);
-    let result = clustermoe::threads::install("--threads", threads, || {
-        inspection.resume(&progress, control)
-    });
+    let result = clustermoe::threads::install(threads, || inspection.resume(&progress, control));
     progress.finish();
     match result {
         Ok(None) => {
