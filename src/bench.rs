@@ -25,7 +25,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, RunOption};
 use crate::experiment::{Experiment, Models};
 use crate::numerics::normal::{self, Simd};
 use crate::numerics::rng::{stream, Stream, StreamId};
@@ -256,16 +256,20 @@ fn peak_rss_bytes() -> Option<u64> {
 
 fn check(options: &BenchOptions) -> Result<()> {
     if options.dims.is_empty() {
-        return Err(Error::invalid("--d", "(none)", "at least one dimension"));
+        return Err(Error::invalid_option(
+            RunOption::Dims,
+            "(none)",
+            "at least one dimension",
+        ));
     }
     if !(options.steps_scale.is_finite() && options.steps_scale > 0.0) {
-        return Err(Error::invalid(
-            "--steps-scale",
+        return Err(Error::invalid_option(
+            RunOption::StepsScale,
             options.steps_scale,
             "a finite number > 0",
         ));
     }
-    crate::threads::check("--threads", options.threads)?;
+    crate::threads::check(options.threads)?;
     Ok(())
 }
 
@@ -284,7 +288,7 @@ fn config_at(options: &BenchOptions, d: usize) -> Config {
 }
 
 fn thread_pool(threads: usize) -> Result<rayon::ThreadPool> {
-    crate::threads::pool("--threads", threads)
+    crate::threads::pool(threads)
 }
 
 /// Runs the configuration at every dimension and times each phase, then
@@ -447,38 +451,38 @@ mod tests {
     use super::*;
 
     #[test]
-    fn bad_options_name_the_flag() {
+    fn bad_options_name_the_option() {
         let base = BenchOptions {
             config: Config::default(),
             dims: vec![32],
             steps_scale: 1.0,
             threads: 1,
         };
-        for (options, flag) in [
+        for (options, option) in [
             (
                 BenchOptions {
                     dims: vec![],
                     ..base.clone()
                 },
-                "--d",
+                "`d`",
             ),
             (
                 BenchOptions {
                     steps_scale: f64::NAN,
                     ..base.clone()
                 },
-                "--steps-scale",
+                "`steps_scale`",
             ),
             (
                 BenchOptions {
                     threads: 0,
                     ..base.clone()
                 },
-                "--threads",
+                "`threads`",
             ),
         ] {
             let err = bench(&options, &|_| {}).unwrap_err();
-            assert!(err.to_string().contains(flag), "{err}");
+            assert!(err.to_string().contains(option), "{err}");
             assert_eq!(err.exit_status(), 2);
         }
     }

@@ -11,7 +11,7 @@ fn main() -> ExitCode {
     match cli::run(cli::args::Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", e.message_with(cli::args::flag));
             ExitCode::from(e.exit_status() as u8)
         }
     }

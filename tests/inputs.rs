@@ -9,10 +9,11 @@
 //!
 //! - `Error::Invalid { field, .. }`: `field` is a field path of the
 //!   configuration (`seed`, a section such as `task`, or a dotted leaf such as
-//!   `task.d`; every path of `clustermoe defaults`), or `--set` for an override
-//!   that is not `FIELD=VALUE`; for grids also `grid`, `seeds[.from|.to|.step]`,
-//!   `grid.NAME[.from|.to|.step]` or `set."NAME"`/`grid."NAME"` for a NAME of
-//!   the grid file.
+//!   `task.d`; every path of `clustermoe defaults`); for grids also `grid`,
+//!   `seeds[.from|.to|.step]`, `grid.NAME[.from|.to|.step]` or
+//!   `set."NAME"`/`grid."NAME"` for a NAME of the grid file.
+//! - `Error::InvalidOption { option, .. }`: the `set` option, for an override
+//!   that is not `FIELD=VALUE` (the binary calls it `--set`).
 //! - `Error::UnknownField { field, .. }`: `field`, read as a dotted TOML key
 //!   (`task.d`, `task."a.b"`, `""`), is made of keys that the input holds (a
 //!   key of the TOML at any depth, a part of a `--set` name or a grid name),
@@ -42,7 +43,7 @@ use std::process::Output;
 use std::sync::OnceLock;
 
 use clustermoe::config::{Config, ValidConfig};
-use clustermoe::error::{Error, Input};
+use clustermoe::error::{Error, Input, RunOption};
 use clustermoe::numerics::link::Link;
 use clustermoe::sweep::GridFile;
 use proptest::prelude::*;
@@ -141,7 +142,8 @@ fn type_error_field(message: &str) -> Option<&str> {
 struct Context<'a> {
     /// Keys of the input (TOML keys and parts of dotted names).
     keys: BTreeSet<String>,
-    /// Further fields an `Error::Invalid` may name (grid names, `--set`).
+    /// Further fields an `Error::Invalid` may name (grid names), and the
+    /// options an `Error::InvalidOption` may name (`set`).
     fields: BTreeSet<String>,
     /// Files the input consists of.
     files: &'a [PathBuf],
@@ -154,6 +156,7 @@ fn check_rejection(e: &Error, cx: &Context) -> std::result::Result<(), TestCaseE
         Error::Invalid { field, .. } => {
             known_paths().contains(field) || cx.fields.contains(field.as_str())
         }
+        Error::InvalidOption { option, .. } => cx.fields.contains(option.name()),
         Error::UnknownField { field, .. } => {
             dotted_keys(field).is_some_and(|keys| keys.iter().all(|k| cx.keys.contains(k)))
         }
@@ -237,7 +240,7 @@ fn check_config(text: &str, sets: &[String]) -> std::result::Result<(), TestCase
     }
     let cx = Context {
         keys,
-        fields: ["--set".to_string()].into(),
+        fields: [RunOption::Set.name().to_string()].into(),
         files: &[],
     };
     match Config::from_toml_with_overrides(text, sets).and_then(|c| c.check()) {

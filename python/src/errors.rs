@@ -1,8 +1,10 @@
 //! The library's errors as Python exceptions: one class per `Error` variant
 //! of the hierarchy in `clustermoe/errors.py` (bad input under
 //! `InputError(ValueError)`, a failed run under `RunError(RuntimeError)`),
-//! with the CLI's message and the variant's fields as attributes. A stop
-//! that a signal asked for becomes `KeyboardInterrupt`.
+//! with the library's message and the variant's fields as attributes (an
+//! option given beside the configuration, such as `out`, is named as the
+//! library names it, which is the keyword argument's name). A stop that a
+//! signal asked for becomes `KeyboardInterrupt`.
 
 use pyo3::exceptions::{PyKeyboardInterrupt, PyRuntimeError};
 use pyo3::prelude::*;
@@ -13,7 +15,7 @@ use clustermoe::error::Error;
 /// The Python class (in `clustermoe.errors`) of an error.
 fn class_name(e: &Error) -> &'static str {
     match e {
-        Error::Invalid { .. } => "InvalidValueError",
+        Error::Invalid { .. } | Error::InvalidOption { .. } => "InvalidValueError",
         Error::UnknownField { .. } => "UnknownFieldError",
         Error::Parse { .. } => "ParseError",
         Error::Unreadable { .. } => "UnreadableError",
@@ -40,6 +42,15 @@ fn attributes<'py>(py: Python<'py>, e: &Error) -> PyResult<Bound<'py, PyDict>> {
             allowed,
         } => {
             d.set_item("field", field)?;
+            d.set_item("value", value)?;
+            d.set_item("allowed", allowed)?;
+        }
+        Error::InvalidOption {
+            option,
+            value,
+            allowed,
+        } => {
+            d.set_item("field", option.name())?;
             d.set_item("value", value)?;
             d.set_item("allowed", allowed)?;
         }
@@ -78,21 +89,13 @@ fn attributes<'py>(py: Python<'py>, e: &Error) -> PyResult<Bound<'py, PyDict>> {
     Ok(d)
 }
 
-/// The Python exception of a library error, with the CLI's message.
+/// The Python exception of a library error, with the library's message.
 pub fn to_py(py: Python<'_>, e: &Error) -> PyErr {
     to_py_with(py, e, e.to_string())
 }
 
 /// The Python exception of a library error, with `message`.
 pub fn to_py_with(py: Python<'_>, e: &Error, message: String) -> PyErr {
-    let renamed = with_argument_name(e);
-    let (e, message) = match &renamed {
-        Some((flag, renamed @ Error::Invalid { field, .. })) => (
-            renamed,
-            message.replace(&format!("`{flag}`"), &format!("`{field}`")),
-        ),
-        _ => (e, message),
-    };
     let class = class_name(e);
     if class == "KeyboardInterrupt" {
         return PyKeyboardInterrupt::new_err(message);
@@ -107,26 +110,6 @@ pub fn to_py_with(py: Python<'_>, e: &Error, message: String) -> PyErr {
     };
     // Without the Python module (never in the package) a plain RuntimeError.
     build().unwrap_or_else(|_| PyRuntimeError::new_err(message))
-}
-
-/// An error naming a command-line flag (`--out`), with the Python
-/// argument that stands for it (`out`) instead: (the flag, the error).
-fn with_argument_name(e: &Error) -> Option<(String, Error)> {
-    match e {
-        Error::Invalid {
-            field,
-            value,
-            allowed,
-        } if field.starts_with("--") => Some((
-            field.clone(),
-            Error::Invalid {
-                field: field.trim_start_matches('-').replace('-', "_"),
-                value: value.clone(),
-                allowed: allowed.clone(),
-            },
-        )),
-        _ => None,
-    }
 }
 
 /// `Result<T, Error>` into `PyResult<T>`.

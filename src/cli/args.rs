@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand};
 use clustermoe::config::Config;
-use clustermoe::error::{Error, Result};
+use clustermoe::error::{Error, Result, RunOption};
 
 /// Mixtures of Experts vs two-layer networks on tasks with latent cluster
 /// structure (Kawata et al., ICML 2025): train, generate data, inspect links.
@@ -197,6 +197,20 @@ pub fn checked_every(every: Option<u64>) -> Result<Option<u64>> {
             "a number of steps >= 1",
         )),
         other => Ok(other),
+    }
+}
+
+/// The flag that gives each option of the library, as the library's
+/// messages are printed (`out` is `--out`).
+pub fn flag(option: RunOption) -> &'static str {
+    match option {
+        RunOption::Out => "--out",
+        RunOption::Set => "--set",
+        RunOption::Threads => "--threads",
+        RunOption::Jobs => "--jobs",
+        RunOption::Shard => "--shard",
+        RunOption::Dims => "--d",
+        RunOption::StepsScale => "--steps-scale",
     }
 }
 

@@ -35,7 +35,7 @@ pub fn run(cli: Cli) -> Result<()> {
             quiet,
         } => {
             if let Some(n) = threads {
-                clustermoe::threads::check("--threads", n)?;
+                clustermoe::threads::check(n)?;
             }
             let control = Control {
                 checkpoint_every: checked_every(checkpoint_every)?,

@@ -1,22 +1,21 @@
 //! Validation of a [`Config`] into a [`ValidConfig`]: every field checked
 //! once, each rejection naming the field, the value and what is allowed.
-//! One pass over the whole configuration in one file, as the fields depend
-//! on each other (links on the task, activations on the information
-//! exponent, "auto" budgets on all of them).
+//! One pass over the whole configuration, one function per section in the
+//! order of the sections (the first rejection is the one reported), as the
+//! fields depend on each other (links on the task, activations on the
+//! information exponent, "auto" budgets on all of them): each section takes
+//! what the earlier ones resolved.
 
 use crate::budget::{Budget, TaskShape};
 use crate::config::{
-    Config, Gate, Geometry, JointConfig, Links, LrSchedule, MoeConfig, PhaseConfig, Schedule,
-    ValidConfig, ValidJoint, ValidPhase, ValidTask,
+    Config, Gate, Geometry, Links, LrSchedule, MetricsConfig, MoeConfig, PhaseConfig,
+    ReadoutConfig, RouterConfig, Schedule, TaskConfig, ValidConfig, ValidPhase, ValidTask,
+    VanillaConfig,
 };
 use crate::error::{Error, Result};
-use crate::model::gate::GateRule;
-use crate::model::joint::{JointActivation, JointInit, JointLoss};
-use crate::model::optim::OptimizerRule;
 use crate::numerics::link::{self, Link};
 
 mod joint;
-use joint::joint;
 
 /// Largest dimension, batch and neuron count accepted: beyond these a run
 /// could not allocate its buffers, and the user gets an error, not an abort.
@@ -74,10 +73,8 @@ fn unit_interval(field: &str, value: f64, open_at_zero: bool) -> Result<()> {
 /// Parses an activation: "auto" is h_k* of the task; otherwise a Hermite
 /// polynomial link, because the training step needs sigma and sigma' cheaply.
 fn activation(field: &str, spec: &str, information_exponent: usize) -> Result<Vec<f64>> {
-    if spec.trim().eq_ignore_ascii_case("auto") {
-        let mut coefficients = vec![0.0; information_exponent + 1];
-        coefficients[information_exponent] = 1.0;
-        return Ok(coefficients);
+    if is_auto(spec) {
+        return Ok(hermite_term(information_exponent));
     }
     match link::parse(field, spec)? {
         Link::Hermite(coefficients) => Ok(coefficients),
@@ -86,6 +83,28 @@ fn activation(field: &str, spec: &str, information_exponent: usize) -> Result<Ve
             format!("{spec:?}"),
             "\"auto\" or a Hermite polynomial such as \"h3\", \"h3+h5\" or \"hermite:0,0,0,1\"",
         )),
+    }
+}
+
+/// Whether an activation is "auto" (any case, spaces around).
+fn is_auto(spec: &str) -> bool {
+    spec.trim().eq_ignore_ascii_case("auto")
+}
+
+/// The normalised Hermite coefficients of h_k alone: the "auto" activation
+/// of a task of information exponent k.
+fn hermite_term(k: usize) -> Vec<f64> {
+    let mut coefficients = vec![0.0; k + 1];
+    coefficients[k] = 1.0;
+    coefficients
+}
+
+/// Whether `gate` keeps `moe.top_k` experts; the other gates keep one
+/// expert or all of them, whatever k is.
+fn keeps_top_k(gate: Gate) -> bool {
+    match gate {
+        Gate::TopK | Gate::NoisyTopK => true,
+        Gate::Softmax | Gate::Top1 | Gate::NoisyTop1 => false,
     }
 }
 
@@ -168,20 +187,83 @@ fn checked_samples(field: &str, steps: u64, batch: usize) -> Result<u64> {
 
 /// See [`Config::check`].
 pub fn check(config: &Config) -> Result<ValidConfig> {
-    // `config.toml` of the run is TOML, whose integers are i64 (`--seed`
-    // takes any u64).
-    if i64::try_from(config.seed).is_err() {
+    seed(config.seed)?;
+    let task = task(&config.task)?;
+    let exponents: Vec<usize> = task
+        .local_links
+        .iter()
+        .chain(std::iter::once(&task.global_link))
+        .map(|l| l.information_exponent().unwrap_or(usize::MAX))
+        .collect();
+    let information_exponent = *exponents.iter().min().expect("at least one link");
+    let warnings = paper_assumptions(&task, &exponents);
+    let m = &config.moe;
+    moe(m)?;
+    let budget = Budget::for_task(
+        &task_shape(&task, information_exponent),
+        config.phase_one.batch.max(1),
+        config.phase_three.batch.max(1),
+    );
+    let (phase_one, phase_three) = phases(config, &budget, information_exponent)?;
+    let (ro, v) = (&config.readout, &config.vanilla);
+    readout(ro)?;
+    let (vanilla, vanilla_neurons) =
+        vanilla(v, m, ro, &phase_one, &phase_three, information_exponent)?;
+    metrics(&config.metrics)?;
+    let total = sample_budget(&phase_one, &config.phase_two, &phase_three, ro)?;
+    let vanilla_steps =
+        (total - ro.samples as u64 - phase_one.centre_samples as u64).div_ceil(v.batch as u64);
+    let joint = joint::joint(&config.joint, m, information_exponent, total)?;
+    Ok(ValidConfig {
+        seed: config.seed,
+        task,
+        information_exponent,
+        warnings,
+        moe: m.clone(),
+        restart_every: m.restart_every.or(budget.restart_every),
+        budget,
+        phase_one,
+        phase_two: config.phase_two.clone(),
+        phase_three,
+        readout: ro.clone(),
+        vanilla_enabled: v.enabled,
+        vanilla_neurons,
+        vanilla_restarts: v.restarts,
+        vanilla: ValidPhase {
+            steps: vanilla_steps,
+            ..vanilla
+        },
+        metrics: config.metrics.clone(),
+        train_samples: total - ro.samples as u64,
+        config: config.clone(),
+        training: m.training,
+        joint,
+    })
+}
+
+/// `seed`: `config.toml` of the run is TOML, whose integers are i64
+/// (`Config::seed` is any u64).
+fn seed(seed: u64) -> Result<()> {
+    if i64::try_from(seed).is_err() {
         return Err(Error::invalid(
             "seed",
-            config.seed,
+            seed,
             format!("an integer from 0 to {}", i64::MAX),
         ));
     }
-    let t = &config.task;
+    Ok(())
+}
+
+/// `[task]`, with its signs resolved and its links parsed.
+fn task(t: &TaskConfig) -> Result<ValidTask> {
     positive_count("task.d", t.d, MAX_D)?;
     positive_count("task.clusters", t.clusters, MAX_UNITS)?;
     let c = t.clusters;
-    if t.geometry == Geometry::Orthonormal && 2 * c + 1 > t.d {
+    let orthonormal = match t.geometry {
+        Geometry::Orthonormal => true,
+        Geometry::Random => false,
+    };
+    if orthonormal && 2 * c + 1 > t.d {
         return Err(Error::invalid(
             "task.d",
             t.d,
@@ -190,25 +272,47 @@ pub fn check(config: &Config) -> Result<ValidConfig> {
     }
     finite_at_least("task.rho", t.rho, 0.0)?;
     finite_at_least("task.noise", t.noise, 0.0)?;
-    let signs = if t.signs.is_empty() {
-        (0..c)
+    let signs = signs(t)?;
+    let local_links = local_links(t)?;
+    let global_link = link::parse("task.global_link", &t.global_link)?;
+    Ok(ValidTask {
+        d: t.d,
+        clusters: t.clusters,
+        rho: t.rho,
+        noise: t.noise,
+        geometry: t.geometry,
+        signs,
+        local_links,
+        global_link,
+    })
+}
+
+/// `task.signs`: C finite numbers, or +1, -1, +1, ... when none are given.
+fn signs(t: &TaskConfig) -> Result<Vec<f64>> {
+    let c = t.clusters;
+    if t.signs.is_empty() {
+        return Ok((0..c)
             .map(|i| if i % 2 == 0 { 1.0 } else { -1.0 })
-            .collect()
-    } else {
-        if t.signs.len() != c {
-            return Err(Error::invalid(
-                "task.signs",
-                format!("{:?}", t.signs),
-                format!("a list of C = {c} numbers, or [] for +1,-1,+1,..."),
-            ));
-        }
-        if let Some(bad) = t.signs.iter().find(|s| !s.is_finite()) {
-            return Err(Error::invalid("task.signs", bad, "finite numbers"));
-        }
-        t.signs.clone()
-    };
-    let local_links = match &t.local_link {
-        Links::One(spec) => vec![link::parse("task.local_link", spec)?; c],
+            .collect());
+    }
+    if t.signs.len() != c {
+        return Err(Error::invalid(
+            "task.signs",
+            format!("{:?}", t.signs),
+            format!("a list of C = {c} numbers, or [] for +1,-1,+1,..."),
+        ));
+    }
+    if let Some(bad) = t.signs.iter().find(|s| !s.is_finite()) {
+        return Err(Error::invalid("task.signs", bad, "finite numbers"));
+    }
+    Ok(t.signs.clone())
+}
+
+/// `task.local_link`: one link for every cluster, or one per cluster.
+fn local_links(t: &TaskConfig) -> Result<Vec<Link>> {
+    let c = t.clusters;
+    match &t.local_link {
+        Links::One(spec) => Ok(vec![link::parse("task.local_link", spec)?; c]),
         Links::PerCluster(specs) => {
             if specs.len() != c {
                 return Err(Error::invalid(
@@ -220,19 +324,13 @@ pub fn check(config: &Config) -> Result<ValidConfig> {
             specs
                 .iter()
                 .map(|s| link::parse("task.local_link", s))
-                .collect::<Result<Vec<_>>>()?
+                .collect()
         }
-    };
-    let global_link = link::parse("task.global_link", &t.global_link)?;
-    let exponents: Vec<usize> = local_links
-        .iter()
-        .chain(std::iter::once(&global_link))
-        .map(|l| l.information_exponent().unwrap_or(usize::MAX))
-        .collect();
-    let information_exponent = *exponents.iter().min().expect("at least one link");
-    let warnings = paper_assumptions(&local_links, &global_link, &signs, &exponents);
+    }
+}
 
-    let m = &config.moe;
+/// `[moe]`: sizes, the gate's k and noise, the merge threshold.
+fn moe(m: &MoeConfig) -> Result<()> {
     positive_count("moe.experts", m.experts, MAX_UNITS)?;
     positive_count("moe.neurons", m.neurons, MAX_UNITS)?;
     if m.experts * m.neurons > MAX_UNITS {
@@ -245,8 +343,8 @@ pub fn check(config: &Config) -> Result<ValidConfig> {
             ),
         ));
     }
-    // Only the top_k gate uses k; other gates accept any M.
-    if m.top_k == 0 || (matches!(m.gate, Gate::TopK | Gate::NoisyTopK) && m.top_k > m.experts) {
+    // Only the top_k gates use k; other gates accept any M.
+    if m.top_k == 0 || (keeps_top_k(m.gate) && m.top_k > m.experts) {
         return Err(Error::invalid(
             "moe.top_k",
             m.top_k,
@@ -254,14 +352,16 @@ pub fn check(config: &Config) -> Result<ValidConfig> {
         ));
     }
     finite_at_least("moe.gate_noise", m.gate_noise, 0.0)?;
-    unit_interval("moe.merge_threshold", m.merge_threshold, true)?;
+    unit_interval("moe.merge_threshold", m.merge_threshold, true)
+}
 
-    let budget = Budget::for_task(
-        &task_shape(&local_links, &global_link, &signs, information_exponent, t),
-        config.phase_one.batch.max(1),
-        config.phase_three.batch.max(1),
-    );
-    let restart_every = m.restart_every.or(budget.restart_every);
+/// `[phase_one]`, `[phase_two]` and `[phase_three]`, their "auto" fields
+/// from the budget laws (phase one's `lr_end` is its `lr`: a constant rate).
+fn phases(
+    config: &Config,
+    budget: &Budget,
+    information_exponent: usize,
+) -> Result<(ValidPhase, ValidPhase)> {
     let phase_one = phase(
         "phase_one",
         &config.phase_one,
@@ -272,16 +372,7 @@ pub fn check(config: &Config) -> Result<ValidConfig> {
             config.phase_one.lr.or(budget.phase_one_lr),
         ),
     )?;
-    let r = &config.phase_two;
-    if r.steps > u32::MAX as u64 {
-        return Err(Error::invalid(
-            "phase_two.steps",
-            r.steps,
-            format!("an integer from 0 to {}", u32::MAX),
-        ));
-    }
-    positive_count("phase_two.batch", r.batch, MAX_BATCH)?;
-    learning_rate("phase_two.lr", r.lr)?;
+    router(&config.phase_two)?;
     let phase_three = phase(
         "phase_three",
         &config.phase_three,
@@ -292,20 +383,47 @@ pub fn check(config: &Config) -> Result<ValidConfig> {
             budget.phase_three_lr_end,
         ),
     )?;
+    Ok((phase_one, phase_three))
+}
 
-    let ro = &config.readout;
+/// `[phase_two]`, the router's ascent.
+fn router(r: &RouterConfig) -> Result<()> {
+    if r.steps > u32::MAX as u64 {
+        return Err(Error::invalid(
+            "phase_two.steps",
+            r.steps,
+            format!("an integer from 0 to {}", u32::MAX),
+        ));
+    }
+    positive_count("phase_two.batch", r.batch, MAX_BATCH)?;
+    learning_rate("phase_two.lr", r.lr)
+}
+
+/// `[readout]`.
+fn readout(ro: &ReadoutConfig) -> Result<()> {
     positive_count("readout.samples", ro.samples, 1 << 30)?;
     finite_at_least("readout.ridge", ro.ridge, 0.0)?;
     finite_at_least("readout.bias_max", ro.bias_max, 0.0)?;
-    positive_count("readout.biases", ro.biases, 1024)?;
+    positive_count("readout.biases", ro.biases, 1024)
+}
 
-    let v = &config.vanilla;
-    let vanilla_neurons = if v.neurons == 0 {
+/// `[vanilla]`: its training (its steps, which the sample budget gives,
+/// left at 0) and its neuron count (0: M x J). "auto" rates are phase
+/// three's, and the centre samples are phase one's.
+fn vanilla(
+    v: &VanillaConfig,
+    m: &MoeConfig,
+    ro: &ReadoutConfig,
+    phase_one: &ValidPhase,
+    phase_three: &ValidPhase,
+    information_exponent: usize,
+) -> Result<(ValidPhase, usize)> {
+    let neurons = if v.neurons == 0 {
         m.experts * m.neurons
     } else {
         v.neurons
     };
-    positive_count("vanilla.neurons", vanilla_neurons, MAX_UNITS)?;
+    positive_count("vanilla.neurons", neurons, MAX_UNITS)?;
     positive_count("vanilla.batch", v.batch, MAX_BATCH)?;
     if v.restarts > MAX_RESTARTS {
         return Err(Error::invalid(
@@ -314,14 +432,14 @@ pub fn check(config: &Config) -> Result<ValidConfig> {
             format!("an integer from 0 to {MAX_RESTARTS}"),
         ));
     }
-    if (m.experts * m.neurons).max(vanilla_neurons) * ro.biases > MAX_UNITS {
+    if (m.experts * m.neurons).max(neurons) * ro.biases > MAX_UNITS {
         return Err(Error::invalid(
             "readout.biases",
             ro.biases,
             format!("at most {MAX_UNITS} readout features in all (neurons x readout.biases)"),
         ));
     }
-    let vanilla = ValidPhase {
+    let phase = ValidPhase {
         steps: 0,
         batch: v.batch,
         // "auto": phase three's rates, the MoE's experts' own.
@@ -338,12 +456,24 @@ pub fn check(config: &Config) -> Result<ValidConfig> {
         sign: v.sign,
         max_step: max_step("vanilla.max_step", v.max_step)?,
     };
+    Ok((phase, neurons))
+}
 
-    let mt = &config.metrics;
+/// `[metrics]`.
+fn metrics(mt: &MetricsConfig) -> Result<()> {
     positive_count("metrics.probe_samples", mt.probe_samples, 1 << 24)?;
     positive_count("metrics.test_samples", mt.test_samples, 1 << 24)?;
-    unit_interval("metrics.recovery_threshold", mt.recovery_threshold, true)?;
+    unit_interval("metrics.recovery_threshold", mt.recovery_threshold, true)
+}
 
+/// Samples each model draws in all (training, centres and readout): below
+/// 2^52, so that every count is exact in an f64.
+fn sample_budget(
+    phase_one: &ValidPhase,
+    r: &RouterConfig,
+    phase_three: &ValidPhase,
+    ro: &ReadoutConfig,
+) -> Result<u64> {
     let parts = [
         checked_samples("phase_one.steps", phase_one.steps, phase_one.batch)?,
         checked_samples("phase_two.steps", r.steps, r.batch)?,
@@ -352,7 +482,7 @@ pub fn check(config: &Config) -> Result<ValidConfig> {
         phase_three.centre_samples as u64,
         ro.samples as u64,
     ];
-    let total = parts
+    parts
         .iter()
         .try_fold(0u64, |acc, &p| acc.checked_add(p))
         .filter(|&t| t <= 1 << 52)
@@ -362,58 +492,15 @@ pub fn check(config: &Config) -> Result<ValidConfig> {
                 format!("a total budget of {parts:?} samples"),
                 "a total below 2^52 samples",
             )
-        })?;
-    let vanilla_steps =
-        (total - ro.samples as u64 - phase_one.centre_samples as u64).div_ceil(v.batch as u64);
-    let joint = joint(&config.joint, m, information_exponent, total)?;
-
-    Ok(ValidConfig {
-        seed: config.seed,
-        task: ValidTask {
-            d: t.d,
-            clusters: t.clusters,
-            rho: t.rho,
-            noise: t.noise,
-            geometry: t.geometry,
-            signs,
-            local_links,
-            global_link,
-        },
-        information_exponent,
-        warnings,
-        moe: m.clone(),
-        restart_every,
-        budget,
-        phase_one,
-        phase_two: r.clone(),
-        phase_three,
-        readout: ro.clone(),
-        vanilla_enabled: v.enabled,
-        vanilla_neurons,
-        vanilla_restarts: v.restarts,
-        vanilla: ValidPhase {
-            steps: vanilla_steps,
-            ..vanilla
-        },
-        metrics: mt.clone(),
-        train_samples: total - ro.samples as u64,
-        config: config.clone(),
-        training: m.training,
-        joint,
-    })
+        })
 }
 
 /// What the budget laws need of the task: the smallest leading coefficient
 /// an expert must learn, the loudest local link, the global link scaled by
 /// the largest |s_c|.
-fn task_shape(
-    local: &[Link],
-    global: &Link,
-    signs: &[f64],
-    k: usize,
-    t: &crate::config::TaskConfig,
-) -> TaskShape {
+fn task_shape(t: &ValidTask, k: usize) -> TaskShape {
     const DEGREE: usize = 8;
+    let (local, global, signs) = (&t.local_links, &t.global_link, &t.signs);
     let leading = |l: &Link| leading_coefficient(l, k);
     let gamma = leading(global);
     let beta = local
@@ -454,12 +541,8 @@ fn leading_coefficient(link: &Link, k: usize) -> f64 {
 /// The assumptions of the paper's theorem (docs/configuration.md, "Link
 /// specifications"); a violation is a
 /// warning, so users can explore outside the theorem.
-fn paper_assumptions(
-    local: &[Link],
-    global: &Link,
-    signs: &[f64],
-    exponents: &[usize],
-) -> Vec<String> {
+fn paper_assumptions(t: &ValidTask, exponents: &[usize]) -> Vec<String> {
+    let (local, global, signs) = (&t.local_links, &t.global_link, &t.signs);
     let mut warnings = Vec::new();
     let k = exponents.iter().copied().min().unwrap_or(0);
     if k < 3 {

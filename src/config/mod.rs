@@ -23,13 +23,21 @@ pub use valid::{LrSchedule, ValidConfig, ValidJoint, ValidPhase, ValidTask};
 pub struct Config {
     /// Seed of every random stream (directions, initialisation, data, test set).
     pub seed: u64,
+    /// The data model (`[task]`).
     pub task: TaskConfig,
+    /// The mixture of experts (`[moe]`).
     pub moe: MoeConfig,
+    /// Phase I: each expert's direction by spherical SGD (`[phase_one]`).
     pub phase_one: PhaseConfig,
+    /// Phase II: the router (`[phase_two]`).
     pub phase_two: RouterConfig,
+    /// Phase III: the experts' neurons by spherical SGD (`[phase_three]`).
     pub phase_three: PhaseConfig,
+    /// Phase IV: the ridge readouts of both models (`[readout]`).
     pub readout: ReadoutConfig,
+    /// The vanilla two-layer network trained beside the MoE (`[vanilla]`).
     pub vanilla: VanillaConfig,
+    /// Logging and evaluation (`[metrics]`).
     pub metrics: MetricsConfig,
     /// Joint training (`moe.training = "joint"`); left out of `config.toml`
     /// while it holds the defaults, so staged runs' files are unchanged.
@@ -64,8 +72,10 @@ pub struct TaskConfig {
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum Auto<T> {
+    /// The value given.
     Value(T),
     #[serde(with = "auto_word")]
+    /// "auto": the budget laws choose.
     Auto,
 }
 
@@ -119,7 +129,9 @@ pub enum Geometry {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum Links {
+    /// One link for every cluster.
     One(String),
+    /// A link per cluster, C of them.
     PerCluster(Vec<String>),
 }
 
@@ -183,6 +195,7 @@ impl Training {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct JointConfig {
+    /// SGD (with momentum) or Adam.
     pub optimizer: OptimizerKind,
     /// Learning rate until `decay_start`.
     pub lr: f64,
@@ -190,13 +203,17 @@ pub struct JointConfig {
     pub lr_end: f64,
     /// Fraction of the steps after which the rate decays from `lr` to `lr_end`.
     pub decay_start: f64,
+    /// How the rate decays after `decay_start`.
     pub schedule: Schedule,
     /// SGD's momentum (0: plain SGD).
     pub momentum: f64,
-    /// Adam's moment decay rates and denominator floor.
+    /// Adam's decay rate of the first moment.
     pub beta1: f64,
+    /// Adam's decay rate of the second moment.
     pub beta2: f64,
+    /// Adam's denominator floor.
     pub eps: f64,
+    /// Samples per step.
     pub batch: usize,
     /// Steps; "auto": as many samples as the staged algorithm's whole budget
     /// (training and readout), so the joint and staged runs are comparable.
@@ -288,9 +305,13 @@ pub enum Merge {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Schedule {
+    /// `lr` throughout (`lr_end` unused).
     Constant,
+    /// A straight line from `lr` to `lr_end`.
     Linear,
+    /// Half a cosine from `lr` down to `lr_end`.
     Cosine,
+    /// Geometric: `lr (lr_end / lr)^f` at the fraction f of the decay.
     Exponential,
 }
 
@@ -300,6 +321,7 @@ pub enum Schedule {
 pub struct PhaseConfig {
     /// SGD steps; "auto" from the budget laws ([`crate::budget`]).
     pub steps: Auto<u64>,
+    /// Samples per step.
     pub batch: usize,
     /// Learning rate until `decay_start`; "auto" from the budget laws.
     pub lr: Auto<f64>,
@@ -307,11 +329,13 @@ pub struct PhaseConfig {
     pub lr_end: Auto<f64>,
     /// Fraction of the steps after which the rate decays from `lr` to `lr_end`.
     pub decay_start: f64,
+    /// How the rate decays after `decay_start`.
     pub schedule: Schedule,
     /// Samples drawn (and counted in the budget) to estimate the input centre(s).
     pub centre_samples: usize,
     /// "auto" (h_k* of the task) or a Hermite link such as "h3".
     pub activation: String,
+    /// Each neuron's loss: correlation or squared ([`Loss`]).
     pub loss: Loss,
     /// Each neuron's second-layer sign in the loss: learned or always +1.
     pub sign: NeuronSign,
@@ -325,8 +349,11 @@ pub struct PhaseConfig {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RouterConfig {
+    /// SGD steps (0: the router keeps its initialisation).
     pub steps: u64,
+    /// Samples per step.
     pub batch: usize,
+    /// Learning rate (constant).
     pub lr: f64,
 }
 
@@ -353,15 +380,21 @@ pub struct VanillaConfig {
     pub enabled: bool,
     /// Neurons N; 0 means M * J, as many as all experts together.
     pub neurons: usize,
+    /// Samples per step.
     pub batch: usize,
     /// "auto": phase three's.
     pub lr: Auto<f64>,
     /// "auto": phase three's.
     pub lr_end: Auto<f64>,
+    /// Fraction of the steps after which the rate decays from `lr` to `lr_end`.
     pub decay_start: f64,
+    /// How the rate decays after `decay_start`.
     pub schedule: Schedule,
+    /// "auto" (h_k* of the task) or a Hermite link such as "h3".
     pub activation: String,
+    /// Each neuron's loss: correlation or squared ([`Loss`]).
     pub loss: Loss,
+    /// Each neuron's second-layer sign in the loss: learned or always +1.
     pub sign: NeuronSign,
     /// Longest tangent step of one SGD step (see [`PhaseConfig::max_step`]).
     pub max_step: f64,

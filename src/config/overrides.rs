@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use super::{Config, ValidConfig};
-use crate::error::{Error, Input, Result};
+use crate::error::{Error, Input, Result, RunOption};
 
 impl Config {
     /// Reads a TOML file whose fields override the defaults.
@@ -51,9 +51,9 @@ impl Config {
         check_known_fields(&table, &file, "")?;
         merge_tables(&mut table, file);
         for set in sets {
-            let (key, value) = set
-                .split_once('=')
-                .ok_or_else(|| Error::invalid("--set", set, "FIELD=VALUE, e.g. task.d=64"))?;
+            let (key, value) = set.split_once('=').ok_or_else(|| {
+                Error::invalid_option(RunOption::Set, set, "FIELD=VALUE, e.g. task.d=64")
+            })?;
             // One TOML value, or else the raw text as a string: `1\nseed = 5`
             // is the string "1\nseed = 5", never two assignments.
             let value = toml::from_str::<toml::Table>(&format!("v = {value}"))
@@ -65,8 +65,8 @@ impl Config {
             // No field is deeper than `section.field`; a longer path is
             // malformed (and would build a needlessly deep table).
             if path.len() > MAX_SET_DEPTH || path.iter().any(|p| p.is_empty()) {
-                return Err(Error::invalid(
-                    "--set",
+                return Err(Error::invalid_option(
+                    RunOption::Set,
                     format!("{set:?}"),
                     "FIELD=VALUE with FIELD a dotted field name such as task.d",
                 ));

@@ -12,9 +12,13 @@ use crate::numerics::link::Link;
 /// A learning-rate schedule that passed validation.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LrSchedule {
+    /// Learning rate until `decay_start`.
     pub lr: f64,
+    /// Learning rate at the last step.
     pub lr_end: f64,
+    /// Fraction of the steps after which the rate decays.
     pub decay_start: f64,
+    /// How it decays.
     pub shape: Schedule,
 }
 
@@ -43,13 +47,19 @@ impl LrSchedule {
 /// Validated settings of one spherical-SGD phase.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ValidPhase {
+    /// SGD steps (resolved from "auto").
     pub steps: u64,
+    /// Samples per step.
     pub batch: usize,
+    /// The learning rate at each step.
     pub schedule: LrSchedule,
+    /// Samples drawn to estimate the input centre(s).
     pub centre_samples: usize,
     /// Normalised Hermite coefficients of the activation.
     pub activation: Vec<f64>,
+    /// Correlation or squared loss of each neuron.
     pub loss: Loss,
+    /// Each neuron's second-layer sign in the loss.
     pub sign: NeuronSign,
     /// Longest tangent step (the turn is atan of it).
     pub max_step: f32,
@@ -59,29 +69,42 @@ pub struct ValidPhase {
 /// +1, ... when none were given) and the links parsed.
 #[derive(Clone, Debug)]
 pub struct ValidTask {
+    /// Input dimension d.
     pub d: usize,
+    /// Number of clusters C.
     pub clusters: usize,
+    /// Cluster separation rho.
     pub rho: f64,
+    /// Label noise standard deviation zeta.
     pub noise: f64,
+    /// How the directions are drawn.
     pub geometry: Geometry,
     /// s_c, one per cluster.
     pub signs: Vec<f64>,
     /// f*_c, one per cluster.
     pub local_links: Vec<Link>,
+    /// g*, parsed.
     pub global_link: Link,
 }
 
 /// Validated settings of joint training.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ValidJoint {
+    /// Optimiser steps (resolved from "auto").
     pub steps: u64,
+    /// Samples per step.
     pub batch: usize,
+    /// The learning rate at each step.
     pub schedule: LrSchedule,
+    /// SGD with its momentum, or Adam with its rates.
     pub optimizer: OptimizerRule,
+    /// Samples drawn to estimate the input centre.
     pub centre_samples: usize,
     /// The MoE's loss (activation, gate, auxiliary weights).
     pub loss: JointLoss,
+    /// Whether first-layer rows stay on the unit sphere.
     pub sphere: bool,
+    /// How the parameters start.
     pub init: JointInit,
     /// Samples each model draws: the centre's and `steps` batches (the
     /// last one takes what is left).
@@ -201,18 +224,22 @@ impl ValidConfig {
         &self.budget
     }
 
+    /// Phase I's training, resolved.
     pub fn phase_one(&self) -> &ValidPhase {
         &self.phase_one
     }
 
+    /// Phase II's settings (the router).
     pub fn phase_two(&self) -> &RouterConfig {
         &self.phase_two
     }
 
+    /// Phase III's training, resolved.
     pub fn phase_three(&self) -> &ValidPhase {
         &self.phase_three
     }
 
+    /// The readouts' settings.
     pub fn readout(&self) -> &ReadoutConfig {
         &self.readout
     }
@@ -232,6 +259,7 @@ impl ValidConfig {
         self.vanilla_restarts
     }
 
+    /// What is logged and how the models are evaluated.
     pub fn metrics(&self) -> &MetricsConfig {
         &self.metrics
     }

@@ -194,7 +194,7 @@ impl<'a> Experiment<'a> {
             Some((moe, vanilla)) => (moe, vanilla),
             None => (&mut moe_ignore, &mut vanilla_ignore),
         };
-        crate::threads::install("threads", threads, || match dir {
+        crate::threads::install(threads, || match dir {
             None => execute::in_memory(config, (moe, vanilla), control, monitor),
             Some(dir) => execute::in_dir(config, dir, (moe, vanilla), control, monitor),
         })

@@ -18,8 +18,8 @@ pub(crate) mod optim;
 pub mod router;
 pub(crate) mod sphere;
 
-pub use activation::{Loss, NeuronSign};
 pub(crate) use activation::Activation;
+pub use activation::{Loss, NeuronSign};
 use gate::GateRule;
 use router::Router;
 pub(crate) use sphere::{NeuronStats, SphereStep};

@@ -15,7 +15,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::config::{Config, ValidConfig};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, RunOption};
 use crate::metrics::Record;
 use crate::phase::{ModelKind, Phase};
 use crate::phase::{MoeTag, VanillaTag};
@@ -324,7 +324,7 @@ impl RunDir {
         };
         if !self.path.is_dir() {
             return Err(not_a_run(
-                "not a directory: give the run directory that `clustermoe run --out` wrote",
+                "not a directory: give the directory a run wrote (its `out`)",
             ));
         }
         if !self.config_file().is_file() {
@@ -385,8 +385,8 @@ impl RunWriter {
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .collect();
         if let Some(other) = names.iter().find(|n| !RunDir::is_run_file(n)) {
-            return Err(Error::invalid(
-                "--out",
+            return Err(Error::invalid_option(
+                RunOption::Out,
                 dir.display(),
                 format!("a new directory, an empty one, or a previous run directory (it holds `{other}`)"),
             ));
@@ -589,8 +589,8 @@ pub fn unusable_out(dir: &Path, e: std::io::Error) -> Error {
     } else {
         e.to_string()
     };
-    Error::invalid(
-        "--out",
+    Error::invalid_option(
+        RunOption::Out,
         dir.display(),
         format!("a directory that can be created and written; {why}"),
     )

@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use rayon::prelude::*;
 
 use crate::config::ValidConfig;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, RunOption};
 use crate::store::output;
 use crate::store::{Control, RunDir, SweepDir};
 
@@ -67,7 +67,7 @@ impl Shard {
 
     /// Parses `I/N` (I from 0 to N-1).
     pub fn parse(text: &str) -> Result<Self> {
-        let bad = || Error::invalid("--shard", text, "I/N with 0 <= I < N, e.g. 0/4");
+        let bad = || Error::invalid_option(RunOption::Shard, text, "I/N with 0 <= I < N, e.g. 0/4");
         let (i, n) = text.split_once('/').ok_or_else(bad)?;
         let (index, count): (usize, usize) = (
             i.trim().parse().map_err(|_| bad())?,
@@ -321,7 +321,13 @@ pub fn run_grid(
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(jobs.max(1))
         .build()
-        .map_err(|e| Error::invalid("--jobs", jobs, format!("a usable thread count ({e})")))?;
+        .map_err(|e| {
+            Error::invalid_option(
+                RunOption::Jobs,
+                jobs,
+                format!("a usable thread count ({e})"),
+            )
+        })?;
     let done = AtomicUsize::new(0);
     let outcomes: Vec<(String, Outcome)> = pool.install(|| {
         mine.par_iter()

@@ -120,7 +120,11 @@ pub fn fit_moe(
 }
 
 fn fit_moe_on(moe: &mut Moe, ridge: f64, noise: &mut Stream, chunks: Chunks) -> Result<()> {
-    let hard = matches!(moe.gate.kind, Gate::Top1 | Gate::NoisyTop1);
+    // A gate that keeps one expert per sample gives block-diagonal equations.
+    let hard = match moe.gate.kind {
+        Gate::Top1 | Gate::NoisyTop1 => true,
+        Gate::Softmax | Gate::TopK | Gate::NoisyTopK => false,
+    };
     let widths: Vec<usize> = moe.experts.iter().map(|e| e.neurons() + 1).collect();
     let mut blocks: Vec<NormalEquations> = if hard {
         widths.iter().map(|&w| NormalEquations::new(w)).collect()

@@ -140,6 +140,16 @@ enum Token {
     Term(usize),
 }
 
+impl Token {
+    /// Whether the token is a sign, which joins terms or signs a coefficient.
+    fn is_sign(self) -> bool {
+        match self {
+            Token::Plus | Token::Minus => true,
+            Token::Star | Token::Number(_) | Token::Term(_) => false,
+        }
+    }
+}
+
 /// Splits a lowercase sum of terms into tokens, each with its text, skipping
 /// whitespace. A number is the longest run of digits and `.`, then an
 /// exponent `e[+-]digits` if an `e` follows, so the sign of an exponent is
@@ -237,22 +247,20 @@ fn sum_of_terms(s: &str) -> Result<Vec<f64>, String> {
         let mut coefficient = match at(i) {
             Some(Token::Plus) => 1.0,
             Some(Token::Minus) => -1.0,
-            _ if i == 0 => 1.0,
-            _ => {
+            Some(Token::Star | Token::Number(_) | Token::Term(_)) | None if i == 0 => 1.0,
+            Some(Token::Star | Token::Number(_) | Token::Term(_)) | None => {
                 return Err(format!(
                     "expected `+` or `-` before `{}`; a sum is made of {SUM}",
                     text(i)
                 ))
             }
         };
-        if matches!(at(i), Some(Token::Plus | Token::Minus)) {
+        if at(i).is_some_and(Token::is_sign) {
             i += 1;
         }
         // A coefficient's own sign: `h3+-0.5*h5`.
-        if let (Some(sign @ (Token::Plus | Token::Minus)), Some(Token::Number(_))) =
-            (at(i), at(i + 1))
-        {
-            if sign == Token::Minus {
+        if at(i).is_some_and(Token::is_sign) && matches!(at(i + 1), Some(Token::Number(_))) {
+            if at(i) == Some(Token::Minus) {
                 coefficient = -coefficient;
             }
             i += 1;
@@ -270,7 +278,7 @@ fn sum_of_terms(s: &str) -> Result<Vec<f64>, String> {
         }
         let degree = match at(i) {
             Some(Token::Term(degree)) => degree,
-            Some(Token::Plus | Token::Minus) if !has_coefficient && i > 0 => {
+            Some(sign) if sign.is_sign() && !has_coefficient && i > 0 => {
                 return Err(format!(
                     "two signs in a row (`{}{}`); only a coefficient may carry a second \
                      sign, as in h3+-0.5*h5; expected {SUM}",
@@ -283,7 +291,9 @@ fn sum_of_terms(s: &str) -> Result<Vec<f64>, String> {
                     "`*` must follow a coefficient, as in 0.5*h5; expected {SUM}"
                 ))
             }
-            _ => return Err(unexpected(i)),
+            Some(Token::Plus | Token::Minus | Token::Star | Token::Number(_)) | None => {
+                return Err(unexpected(i))
+            }
         };
         if out.len() <= degree {
             out.resize(degree + 1, 0.0);
