@@ -8,13 +8,15 @@
 //! The modules follow the specification: [`config`] (a configuration,
 //! checked once into a `ValidConfig`), [`budget`] (rates and lengths from the
 //! theory), [`task`] (data model), [`numerics`] (Hermite polynomials, link
-//! functions, the Gaussian sampler, random streams), [`model`] (activations,
-//! the sphere step, two-layer networks, the router and its gates, the trained
-//! models), [`train`] (the stage machine, one file per phase, the
-//! readout, and the vanilla baseline), [`metrics`], [`experiment`] (a whole run), [`store`] (run
-//! directories and checkpoints), [`sweep`] (grids of runs). [`phase`] names
-//! the models and phases. Without the default features `cli` and `report`
-//! the crate is the numerics alone.
+//! functions), [`model`] (the gates, the router, two-layer networks, the
+//! trained models), [`metrics`], [`experiment`] (the one executor of every
+//! run), [`results`] (what a run produces), [`store`] (run directories and
+//! checkpoints), [`sweep`] (grids of runs), `reproduce` and `report` (the
+//! study and its report, feature `report`), [`theory`] (the drift
+//! dynamics). [`phase`] names the models and phases. The stage machine that
+//! trains the models, the random streams, the sampler and the SIMD kernels
+//! are internal. Without the default features `cli` and `report` the crate
+//! builds without the command line and the figures.
 //!
 //! A run in three lines (see [`Experiment`] for a small, fast one):
 //!
@@ -24,6 +26,10 @@
 //! println!("MoE test error {:.3}", out.summary.moe.model.error.test_rel_mse);
 //! # Ok::<(), clustermoe::Error>(())
 //! ```
+
+// Every public item is documented; the benches' `internals` re-export
+// building blocks that are not part of the interface.
+#![cfg_attr(not(feature = "internals"), deny(missing_docs))]
 
 pub mod bench;
 pub mod budget;

@@ -58,8 +58,10 @@ pub fn generate(cfg: &ValidConfig, n: usize) -> Result<(Task, Batch)> {
 }
 
 /// One run of a configuration: draw the task, train both models, evaluate
-/// them. By default it reports nothing; a [`Monitor`] sees its progress and
-/// [`Journal`]s receive each model's metric records (and checkpoints).
+/// them; a new run or a resumed one ([`Experiment::resume`]), in memory or
+/// in a run directory ([`Experiment::write_to`]). By default it reports
+/// nothing; a [`Monitor`] sees its progress and record sinks
+/// ([`Experiment::records`]) each model's metric records.
 ///
 /// ```
 /// use clustermoe::{Config, Experiment};

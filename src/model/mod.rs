@@ -1,7 +1,7 @@
 //! Two-layer networks (docs/algorithm.md): first-layer directions on the unit sphere,
 //! an input centre, random biases and a linear readout; the trained `Moe`
-//! and `Vanilla`. [`activation`] holds the Hermite activations and the loss
-//! gradient of the first layer, [`sphere`] the spherical SGD step, [`gate`]
+//! and `Vanilla`. `activation` holds the Hermite activations and the loss
+//! gradient of the first layer, `sphere` the spherical SGD step, [`gate`]
 //! the gates (of the staged router and of joint training), [`router`] the
 //! staged phases' router.
 
@@ -28,7 +28,9 @@ pub(crate) use sphere::{NeuronStats, SphereStep};
 /// optional symmetric whitening matrix W = Sigma^(-1/2).
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct InputMap {
+    /// The centre mu subtracted from every input.
     pub centre: Array1<f32>,
+    /// W = Sigma^(-1/2), or None for no whitening.
     pub whiten: Option<Array2<f32>>,
 }
 
@@ -197,7 +199,10 @@ pub struct Moe {
     pub input_map: InputMap,
     /// For every phase-I expert, the routed expert it became (None: dropped).
     pub expert_group: Vec<Option<usize>>,
+    /// The router phase II learned.
     pub router: Router,
+    /// The gate that routes training, readout and test samples from
+    /// phase III on.
     pub gate: GateRule,
     /// Routed experts (K of them, K <= M).
     pub experts: Vec<TwoLayer>,
@@ -230,7 +235,9 @@ impl Moe {
 /// A trained vanilla two-layer network.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Vanilla {
+    /// The network: first layer, centre, biases and readout.
     pub net: TwoLayer,
+    /// Samples drawn in all.
     pub samples: u64,
 }
 

@@ -134,7 +134,9 @@ pub fn hermite_series_derivative(coeffs: &[f64], t: f64) -> f64 {
 /// cancel pairwise; the weights sum to 1.
 #[derive(Clone, Debug, PartialEq)]
 pub struct GaussHermite {
+    /// The nodes t_j, increasing.
     pub nodes: Vec<f64>,
+    /// Their weights: E f(Z) ~ sum_j w_j f(t_j) for Z ~ N(0, 1).
     pub weights: Vec<f64>,
 }
 

@@ -3,7 +3,7 @@
 //! a linear router with logits h(x) = Theta (x - c), and the output
 //! F(x) = sum_m g_m(x) f_m(x) with the gate g of the configured rule. The
 //! parameters live in one flat f64 vector that the optimizers
-//! ([`super::optim`]) update; a batch's forward pass, loss terms and exact
+//! (`model/optim.rs`) update; a batch's forward pass, loss terms and exact
 //! gradient are computed by [`Pass`] (in `pass.rs`), generic over the float
 //! type: f32 in training, as the staged phases, f64 for evaluation and for
 //! the finite-difference checks of the gradient.
@@ -82,9 +82,9 @@ pub enum JointActivation {
     /// A polynomial: its monomial coefficients (constant first) and those
     /// of its derivative.
     Polynomial {
-        /// sigma(t) = sum_i value[i] t^i.
+        /// sigma(t) = sum_i value\[i\] t^i.
         value: Vec<f64>,
-        /// sigma'(t) = sum_i slope[i] t^i.
+        /// sigma'(t) = sum_i slope\[i\] t^i.
         slope: Vec<f64>,
     },
     /// A named function with a derivative (relu, abs, tanh, sigmoid).

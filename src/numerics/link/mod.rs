@@ -226,7 +226,9 @@ fn quadrature_rule() -> &'static GaussHermite {
 /// the recurrence's dependent multiplications), anything else as itself.
 #[derive(Clone, Debug)]
 pub enum FastLink {
+    /// Monomial coefficients a_0 .. a_n, evaluated by Horner's rule.
     Horner(Vec<f64>),
+    /// Any other link, evaluated as itself.
     Other(Link),
 }
 
@@ -388,6 +390,7 @@ impl From<&Link> for LinkInfo {
 /// Everything `clustermoe link` says of a link.
 #[derive(Clone, Debug, Serialize)]
 pub struct LinkDescription {
+    /// The link's name, information exponent and degree.
     #[serde(flatten)]
     pub info: LinkInfo,
     /// Normalised Hermite coefficients c_0 .. c_degree (f = sum_i c_i h_i).
