@@ -6,9 +6,10 @@
 //!
 //! A library user reads and writes run directories through [`RunDir`] and
 //! the [`RunWriter`] it hands out, and sweep directories through
-//! [`SweepDir`] (run by [`crate::sweep`]); what the submodules make public
-//! is the files' formats: the completion record, the lock file, the
-//! checkpoint format's version, the arrays of `.npz` files.
+//! [`SweepDir`] (run by [`crate::sweep`]), checkpointing and stopping a run
+//! with [`Control`]; beside these the submodules make public the files'
+//! formats: the completion record, the lock file, the checkpoint format's
+//! version, the arrays of `.npz` files.
 
 pub mod checkpoint;
 pub mod lock;

@@ -2,9 +2,9 @@
 //!
 //! Every file is written under a temporary name and renamed into place, so
 //! a reader never sees half a `summary.json` or `model.npz`. The arrays of
-//! `model.npz` and of a data set file (`clustermoe generate`) are listed in
-//! docs/runs-and-sweeps.md ("Output files"); [`model_arrays`] and
-//! [`dataset_arrays`] give them in memory, in the file's order.
+//! `model.npz` (listed in docs/runs-and-sweeps.md, "Output files") and of a
+//! data set file (`clustermoe generate`, docs/configuration.md) are
+//! [`model_arrays`] and [`dataset_arrays`], in the file's order.
 
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};

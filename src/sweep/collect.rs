@@ -110,7 +110,8 @@ fn parse_run(config: &[u8], summary: &[u8]) -> std::result::Result<(Value, Value
 /// under `DIR/runs/`, in grid order (that of `sweep.json`; without it, runs
 /// sorted by id). A row holds the run's id, its configuration (`config.*`
 /// columns) and its summary (`summary.*`); a run that is not complete is
-/// no row but named in the report, with the reason. The example of
+/// no row but is named in the report (with the reason when it is
+/// incomplete). The example of
 /// [`crate::sweep::run_sweep`] merges a sweep.
 pub fn merge(dir: &Path) -> Result<MergeReport> {
     let dir = &SweepDir::new(dir);
