@@ -27,7 +27,9 @@ pub use sphere::{spherical_step, NeuronStats, SphereStep, CORRELATION_RATE};
 /// optional symmetric whitening matrix W = Sigma^(-1/2).
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct InputMap {
+    /// The centre mu (d).
     pub centre: Array1<f32>,
+    /// W = Sigma^(-1/2) (d x d); None: no whitening.
     pub whiten: Option<Array2<f32>>,
 }
 
@@ -196,7 +198,9 @@ pub struct Moe {
     pub input_map: InputMap,
     /// For every phase-I expert, the routed expert it became (None: dropped).
     pub expert_group: Vec<Option<usize>>,
+    /// The router over the routed experts (phase II).
     pub router: Router,
+    /// The router's gate (top-k gates renormalised among the kept).
     pub gate: GateRule,
     /// Routed experts (K of them, K <= M).
     pub experts: Vec<TwoLayer>,
@@ -229,7 +233,9 @@ impl Moe {
 /// A trained vanilla two-layer network.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Vanilla {
+    /// The network.
     pub net: TwoLayer,
+    /// Samples drawn in all.
     pub samples: u64,
 }
 

@@ -82,9 +82,9 @@ pub enum JointActivation {
     /// A polynomial: its monomial coefficients (constant first) and those
     /// of its derivative.
     Polynomial {
-        /// sigma(t) = sum_i value[i] t^i.
+        /// `sigma(t) = sum_i value[i] t^i`.
         value: Vec<f64>,
-        /// sigma'(t) = sum_i slope[i] t^i.
+        /// `sigma'(t) = sum_i slope[i] t^i`.
         slope: Vec<f64>,
     },
     /// A named function with a derivative (relu, abs, tanh, sigmoid).
