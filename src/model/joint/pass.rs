@@ -334,10 +334,10 @@ impl<T: Scalar> Pass<T> {
         }
     }
 
-    /// + b_mj, then sigma and sigma' over the whole block at once; the
-    /// expert outputs f_m(x_i) = a_m0 + sum_j a_mj sigma_ij, the outputs
-    /// F(x_i) = sum_kept g_im f_m(x_i) and the residuals. Returns the main
-    /// loss, mean (F - y)^2 / 2.
+    /// The pre-activations plus b_mj, then sigma and sigma' over the whole
+    /// block at once; the expert outputs f_m(x_i) = a_m0 + sum_j a_mj
+    /// sigma_ij, the outputs F(x_i) = sum_kept g_im f_m(x_i) and the
+    /// residuals. Returns the main loss, mean (F - y)^2 / 2.
     fn outputs(&mut self, s: &Shape, y: &[T], activation: &JointActivation) -> f64 {
         let (n, j, per) = (s.n, s.j, s.per);
         let Pass {
