@@ -27,7 +27,7 @@ impl NeuronStats {
         let signs = (0..neurons)
             .map(|j| match rule {
                 NeuronSign::Alternating if j % 2 == 1 => -1.0,
-                _ => 1.0,
+                NeuronSign::Alternating | NeuronSign::Learned | NeuronSign::Positive => 1.0,
             })
             .collect();
         NeuronStats {

@@ -120,7 +120,23 @@ fn curves(records: &[Record]) -> (BTreeMap<String, Vec<(f64, f64)>>, Vec<Vec<(f6
                     push(format!("{who}: best |<w, w*_g>|"), x, min(g));
                 }
             }
-            _ => {}
+            // Phase IV, the vanilla readout and the test are single points,
+            // the vanilla network has no MoE phases, and E2 trains no joint
+            // model: nothing to draw.
+            (
+                ModelKind::Moe,
+                Phase::PhaseFour | Phase::Train | Phase::Readout | Phase::Test | Phase::Joint,
+            )
+            | (
+                ModelKind::Vanilla,
+                Phase::PhaseOne
+                | Phase::PhaseTwo
+                | Phase::PhaseThree
+                | Phase::PhaseFour
+                | Phase::Readout
+                | Phase::Test
+                | Phase::Joint,
+            ) => {}
         }
     }
     (series, experts)

@@ -264,7 +264,7 @@ impl RunDir {
                     path: self.config_file(),
                     source: std::io::Error::from(std::io::ErrorKind::NotFound),
                 },
-                _ => Error::Incomplete { path, reason },
+                RunState::Complete | RunState::Incomplete(_) => Error::Incomplete { path, reason },
             });
         }
         let text = |bytes: Option<Vec<u8>>, path: PathBuf| {

@@ -295,7 +295,7 @@ impl Link {
             Link::Hermite(c) if c.len() <= HORNER_DEGREE + 1 => {
                 FastLink::Horner(crate::numerics::hermite::hermite_to_monomial(c))
             }
-            _ => FastLink::Other(self.clone()),
+            Link::Hermite(_) | Link::Named(_) => FastLink::Other(self.clone()),
         }
     }
 
