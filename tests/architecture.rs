@@ -245,7 +245,7 @@ fn no_glob_import_of_the_parent_outside_test_modules() {
 fn the_top_level_modules_import_each_other_without_a_cycle() {
     let src = src();
     let mut uses: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for file in rust_files(&src) {
+    for file in library_files(&src) {
         let Some(module) = top_module(&src, &file) else {
             continue;
         };
