@@ -159,16 +159,8 @@ fn uniform<R: RngCore>(rng: &mut R) -> f64 {
 }
 
 /// Fills `out` with independent standard normals, through the fastest path
-/// of this machine; every path gives the same numbers (see the module).
-///
-/// ```
-/// use rand::SeedableRng;
-/// let mut rng = clustermoe::numerics::rng::Stream::seed_from_u64(7);
-/// let mut x = vec![0.0f32; 10_000];
-/// clustermoe::internals::fill_normal(&mut rng, &mut x);
-/// let mean = x.iter().sum::<f32>() / 1e4;
-/// assert!(mean.abs() < 0.05);
-/// ```
+/// of this machine; every path gives the same numbers (see the module and
+/// its tests, which also check the law of what it draws).
 pub fn fill(rng: &mut Stream, out: &mut [f32]) {
     fill_with(Simd::detected(), rng, out);
 }
