@@ -95,6 +95,8 @@ pub struct Inspection<'w> {
 
 /// The checkpoints of a run directory, each read and verified, of the
 /// training its configuration asks for (MoE, vanilla network).
+// Read once per resumed run: the size of the larger variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Checkpoints {
     /// Of the staged algorithm.
     Staged(Option<Payload<MoeStage>>, Option<Payload<VanillaStage>>),

@@ -132,6 +132,8 @@ pub type VanillaState = ModelState<VanillaStage>;
 
 /// Where each model's training starts, for the training the configuration
 /// asks for: from the beginning (None) or from a checkpoint's state.
+// Made once per run: the size of the larger variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Start {
     /// The staged algorithm: the MoE's and the vanilla network's states.
     Staged(Option<MoeState>, Option<VanillaState>),
