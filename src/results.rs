@@ -5,6 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::metrics::samples_to::SamplesTo;
 use crate::metrics::{JointRouting, TestError};
 use crate::model::joint::JointModel;
 use crate::model::{Moe, Vanilla};
@@ -22,8 +23,10 @@ pub struct Summary {
     pub information_exponent: usize,
     /// Every link of the task with its information exponent and degree.
     pub links: TaskLinks,
-    /// Purity of the best linear router (Bayes-optimal for two clusters:
-    /// 1 - Phi(-rho |v_1 - v_2| / 2)); null for other cluster counts.
+    /// Purity of the best linear router (Bayes-optimal; two clusters:
+    /// 1 - Phi(-rho |v_1 - v_2| / 2), C orthonormal centres:
+    /// E[Phi(rho + z)^(C-1)]); null for more than two clusters on random
+    /// centres ([`crate::metrics::best_linear_router_purity`]).
     pub best_linear_router_purity: Option<f64>,
     /// Assumptions of the paper's theorem this task violates.
     pub warnings: Vec<String>,
@@ -122,6 +125,9 @@ pub struct ModelSummary {
     pub local_overlap_per_cluster: Vec<f64>,
     /// Per cluster, best |<w, w*_g>| among the neurons serving that cluster.
     pub global_overlap_per_cluster: Vec<f64>,
+    /// Samples to learn: when the probes first saw each target reached,
+    /// or that they did not ([`crate::metrics::samples_to`]).
+    pub samples_to: SamplesTo,
 }
 
 /// Final metrics of the MoE.

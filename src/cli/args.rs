@@ -36,6 +36,21 @@ pub enum Command {
         /// Override one field, e.g. `--set task.d=64 --set moe.gate=softmax` (repeatable).
         #[arg(long = "set", value_name = "FIELD=VALUE", conflicts_with = "resume")]
         sets: Vec<String>,
+        /// Stop each model, and each phase of the staged MoE, as soon as its
+        /// probes show it learned (every cluster's w*_c and w*_g overlap >= 0.9;
+        /// joint training also relative error <= 0.2), or after CAP times its
+        /// configured length [default CAP: 4]. It reads the ground truth: for
+        /// measuring samples to learn. Same as `--set targets.until=true
+        /// --set targets.cap=CAP`.
+        #[arg(
+            long,
+            value_name = "CAP",
+            num_args = 0..=1,
+            require_equals = true,
+            default_missing_value = "4",
+            conflicts_with = "resume"
+        )]
+        until: Option<f64>,
         /// Save each model's complete state every N steps of a phase (and when
         /// trained), so a killed run can be resumed; a resumed run keeps the N it
         /// was started with unless given another.

@@ -28,7 +28,8 @@ pub fn run(cli: Cli) -> Result<()> {
             config,
             seed,
             out,
-            sets,
+            mut sets,
+            until,
             checkpoint_every,
             resume,
             threads,
@@ -44,6 +45,10 @@ pub fn run(cli: Cli) -> Result<()> {
             match resume {
                 Some(dir) => resume_run(&RunDir::new(dir), &control, threads, quiet),
                 None => {
+                    if let Some(cap) = until {
+                        sets.push("targets.until=true".into());
+                        sets.push(format!("targets.cap={cap:?}"));
+                    }
                     let config = load_config(config.as_deref(), &sets, seed)?;
                     train_run(config, out, &control, threads, quiet)
                 }

@@ -9,8 +9,8 @@
 use crate::budget::{Budget, TaskShape};
 use crate::config::{
     Config, Gate, Geometry, Links, LrSchedule, MetricsConfig, MoeConfig, PhaseConfig,
-    ReadoutConfig, RouterConfig, Schedule, TaskConfig, ValidConfig, ValidPhase, ValidTask,
-    VanillaConfig,
+    ReadoutConfig, RouterConfig, Schedule, TargetsConfig, TaskConfig, Training, ValidConfig,
+    ValidPhase, ValidTask, VanillaConfig,
 };
 use crate::error::{Error, Result};
 use crate::numerics::link::{self, Link};
@@ -204,16 +204,25 @@ pub fn check(config: &Config) -> Result<ValidConfig> {
         config.phase_one.batch.max(1),
         config.phase_three.batch.max(1),
     );
-    let (phase_one, phase_three) = phases(config, &budget, information_exponent)?;
+    let (mut phase_one, mut phase_three) = phases(config, &budget, information_exponent)?;
+    let cap = targets(&config.targets)?;
+    let phase_two = RouterConfig {
+        steps: cap.steps(config.phase_two.steps),
+        ..config.phase_two.clone()
+    };
+    phase_one.steps = cap.steps(phase_one.steps);
+    phase_three.steps = cap.steps(phase_three.steps);
     let (ro, v) = (&config.readout, &config.vanilla);
     readout(ro)?;
     let (vanilla, vanilla_neurons) =
         vanilla(v, m, ro, &phase_one, &phase_three, information_exponent)?;
     metrics(&config.metrics)?;
-    let total = sample_budget(&phase_one, &config.phase_two, &phase_three, ro)?;
+    let total = sample_budget(&phase_one, &phase_two, &phase_three, ro)?;
     let vanilla_steps =
         (total - ro.samples as u64 - phase_one.centre_samples as u64).div_ceil(v.batch as u64);
-    let joint = joint::joint(&config.joint, m, information_exponent, total)?;
+    let joint = joint::joint(&config.joint, m, information_exponent, total, &cap)?;
+    let mut warnings = warnings;
+    warnings.extend(cap.warnings(config));
     Ok(ValidConfig {
         seed: config.seed,
         task,
@@ -223,7 +232,7 @@ pub fn check(config: &Config) -> Result<ValidConfig> {
         restart_every: m.restart_every.or(budget.restart_every),
         budget,
         phase_one,
-        phase_two: config.phase_two.clone(),
+        phase_two,
         phase_three,
         readout: ro.clone(),
         vanilla_enabled: v.enabled,
@@ -238,7 +247,78 @@ pub fn check(config: &Config) -> Result<ValidConfig> {
         config: config.clone(),
         training: m.training,
         joint,
+        targets: config.targets.clone(),
     })
+}
+
+/// How `[targets]` stretches the configured lengths: by `targets.cap`
+/// with `targets.until`, else not at all.
+pub(super) struct Cap(Option<f64>);
+
+impl Cap {
+    /// `steps` stretched by the cap (rounded up).
+    pub(super) fn steps(&self, steps: u64) -> u64 {
+        match self.0 {
+            Some(cap) => (steps as f64 * cap).ceil() as u64,
+            None => steps,
+        }
+    }
+
+    /// Stopping at targets times the dynamics only while the learning
+    /// rate does not depend on the cap: a rate that decays over the
+    /// stretched length moves every crossing with it.
+    fn warnings(&self, config: &Config) -> Vec<String> {
+        if self.0.is_none() {
+            return Vec::new();
+        }
+        let decaying = |name: &str, schedule: Schedule| {
+            (schedule != Schedule::Constant).then(|| {
+                format!(
+                    "targets.until: {name}.schedule = \"{}\" decays over the capped length, so the samples to reach a target depend on targets.cap; set {name}.schedule = \"constant\" to measure them",
+                    format!("{schedule:?}").to_lowercase()
+                )
+            })
+        };
+        let mut out = Vec::new();
+        match config.moe.training {
+            Training::Staged => {
+                out.extend(decaying("phase_one", config.phase_one.schedule));
+                out.extend(decaying("phase_three", config.phase_three.schedule));
+                if config.vanilla.enabled {
+                    out.extend(decaying("vanilla", config.vanilla.schedule));
+                }
+            }
+            Training::Joint => out.extend(decaying("joint", config.joint.schedule)),
+        }
+        out
+    }
+}
+
+/// `[targets]`; returns how it stretches the configured lengths.
+fn targets(t: &TargetsConfig) -> Result<Cap> {
+    unit_interval("targets.learned_overlap", t.learned_overlap, true)?;
+    if !t.relative_error.is_finite() || t.relative_error <= 0.0 {
+        return Err(Error::invalid(
+            "targets.relative_error",
+            t.relative_error,
+            "a positive number (a relative MSE: 1 is the error of predicting the mean)",
+        ));
+    }
+    if !t.purity_margin.is_finite() || !(0.0..1.0).contains(&t.purity_margin) {
+        return Err(Error::invalid(
+            "targets.purity_margin",
+            t.purity_margin,
+            "a number in [0, 1): how far below the best linear router's purity phase II's target lies",
+        ));
+    }
+    if !t.cap.is_finite() || !(1.0..=1000.0).contains(&t.cap) {
+        return Err(Error::invalid(
+            "targets.cap",
+            t.cap,
+            "a multiple of the configured lengths from 1 to 1000",
+        ));
+    }
+    Ok(Cap(t.until.then_some(t.cap)))
 }
 
 /// `seed`: `config.toml` of the run is TOML, whose integers are i64

@@ -43,6 +43,10 @@ pub struct Config {
     /// while it holds the defaults, so staged runs' files are unchanged.
     #[serde(skip_serializing_if = "JointConfig::is_default")]
     pub joint: JointConfig,
+    /// Samples to learn: the targets and stopping at them (`[targets]`);
+    /// left out of `config.toml` while it holds the defaults.
+    #[serde(skip_serializing_if = "TargetsConfig::is_default")]
+    pub targets: TargetsConfig,
 }
 
 /// The data model (docs/algorithm.md, "The task").
@@ -418,6 +422,45 @@ pub struct MetricsConfig {
     pub recovery_threshold: f64,
 }
 
+/// The targets every model's probes watch for, and stopping at them
+/// (docs/algorithm.md, "Samples to learn"; weak recovery is
+/// `metrics.recovery_threshold`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TargetsConfig {
+    /// Overlap that counts as learned (every cluster's w*_c and w*_g).
+    pub learned_overlap: f64,
+    /// Probe relative error that counts as learned (joint training).
+    pub relative_error: f64,
+    /// Phase II's target: routing purity within this of the best linear router.
+    pub purity_margin: f64,
+    /// Stop each model, and each phase of the staged MoE, at its target
+    /// (an oracle schedule that reads the ground truth: for measurement).
+    pub until: bool,
+    /// With `until`: every phase and model trains at most `cap` times its
+    /// configured length (the budget laws' when "auto").
+    pub cap: f64,
+}
+
+impl TargetsConfig {
+    /// Whether every field holds its default.
+    pub fn is_default(&self) -> bool {
+        *self == TargetsConfig::default()
+    }
+}
+
+impl Default for TargetsConfig {
+    fn default() -> Self {
+        TargetsConfig {
+            learned_overlap: 0.9,
+            relative_error: 0.2,
+            purity_margin: 0.01,
+            until: false,
+            cap: 4.0,
+        }
+    }
+}
+
 /// Default step clip. Measured at d = 16 to 256, k* = 3 and 4: the median
 /// step turns a neuron by 0.001 to 0.01 radians, 2-4 % of steps by more
 /// than 0.05 and about 1 in 1000 by more than 0.3, enough (at k* = 4) to
@@ -465,6 +508,7 @@ impl Default for Config {
             vanilla: VanillaConfig::default(),
             metrics: MetricsConfig::default(),
             joint: JointConfig::default(),
+            targets: TargetsConfig::default(),
         }
     }
 }

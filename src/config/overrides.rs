@@ -250,6 +250,7 @@ struct Full<'c> {
     vanilla: &'c super::VanillaConfig,
     metrics: &'c super::MetricsConfig,
     joint: &'c super::JointConfig,
+    targets: &'c super::TargetsConfig,
 }
 
 /// `[moe]` with `training` even when it is the default (staged).
@@ -275,6 +276,7 @@ impl<'c> Full<'c> {
             vanilla,
             metrics,
             joint,
+            targets,
         } = c;
         Full {
             seed: *seed,
@@ -291,13 +293,14 @@ impl<'c> Full<'c> {
             vanilla,
             metrics,
             joint,
+            targets,
         }
     }
 }
 
 /// The defaults as a TOML table with every field, including those a
 /// default configuration leaves out of its `config.toml` (`moe.training`
-/// and the `[joint]` section), so that they are known fields.
+/// and the `[joint]` and `[targets]` sections), so that they are known fields.
 fn known_table() -> toml::Table {
     let defaults = Config::default();
     let mut table = toml::Table::try_from(&defaults).expect("the defaults serialise");
@@ -310,6 +313,10 @@ fn known_table() -> toml::Table {
     table.insert(
         "joint".into(),
         toml::Value::try_from(&defaults.joint).expect("the defaults serialise"),
+    );
+    table.insert(
+        "targets".into(),
+        toml::Value::try_from(&defaults.targets).expect("the defaults serialise"),
     );
     table
 }

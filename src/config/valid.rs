@@ -171,6 +171,8 @@ pub struct ValidConfig {
     pub(crate) training: Training,
     /// Joint training's settings (checked whatever `training` is).
     pub(crate) joint: ValidJoint,
+    /// The targets of samples to learn, and whether to stop at them.
+    pub(crate) targets: super::TargetsConfig,
 }
 
 impl ValidConfig {

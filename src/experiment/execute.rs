@@ -218,8 +218,8 @@ impl Evaluation<'_> {
         let (moe, vanilla) = rayon::join(
             || {
                 train::train_moe(cfg, task, moe_journal, monitor, moe).map(|m| {
-                    let summary = summarise_moe(cfg, task, &m, test, var_y);
-                    (m, summary)
+                    let summary = summarise_moe(cfg, task, &m.model, test, var_y, m.samples_to);
+                    (m.model, summary)
                 })
             },
             || {
@@ -227,8 +227,9 @@ impl Evaluation<'_> {
                     .then(|| {
                         train::train_vanilla(cfg, task, vanilla_journal, monitor, vanilla).map(
                             |v| {
-                                let summary = summarise_vanilla(task, &v, test, var_y);
-                                (v, summary)
+                                let summary =
+                                    summarise_vanilla(task, &v.model, test, var_y, v.samples_to);
+                                (v.model, summary)
                             },
                         )
                     })
@@ -274,12 +275,18 @@ impl Evaluation<'_> {
             },
         );
         let (moe, vanilla) = (moe?, vanilla?);
-        let n = cfg.joint.samples;
         let (m, v, j) = summarise_joint(cfg, task, &moe, vanilla.as_ref(), test, var_y);
+        let (moe, vanilla) = (moe.model, vanilla.map(|v| v.model));
+        // With `targets.until` each model drew what it trained on; else
+        // both drew the configured samples.
+        let (n, n_vanilla) = (
+            m.model.samples_to.trained,
+            v.as_ref().map(|v| v.samples_to.trained),
+        );
         Ok(Evaluated {
             samples: Samples {
                 moe: n,
-                vanilla: vanilla.as_ref().map(|_| n),
+                vanilla: n_vanilla,
             },
             moe: m,
             vanilla: v,

@@ -2,6 +2,7 @@
 //! and the final metric record of each model.
 
 use crate::config::ValidConfig;
+use crate::metrics::samples_to::SamplesTo;
 use crate::metrics::{self, JointRouting, Record};
 use crate::model::joint::JointModel;
 use crate::model::{Moe, Vanilla};
@@ -9,17 +10,18 @@ use crate::numerics::rng::{stream, StreamId};
 use crate::phase::{ModelKind, Phase};
 use crate::results::{JointSummary, ModelSummary, MoeSummary};
 use crate::task::{Batch, Task};
-use crate::train;
+use crate::train::{self, Trained};
 
 /// The summaries of jointly trained models on the test samples.
 pub(super) fn summarise_joint(
     cfg: &ValidConfig,
     task: &Task,
-    moe: &JointModel,
-    vanilla: Option<&JointModel>,
+    moe: &Trained<JointModel>,
+    vanilla: Option<&Trained<JointModel>>,
     test: &Batch,
     var_y: f64,
 ) -> (MoeSummary, Option<ModelSummary>, JointSummary) {
+    let (moe_samples_to, moe) = (moe.samples_to.clone(), &moe.model);
     let c = task.clusters();
     let x = test.x.mapv(f64::from);
     let y: Vec<f64> = test.y.iter().map(|&v| f64::from(v)).collect();
@@ -42,6 +44,7 @@ pub(super) fn summarise_joint(
             global_overlap_per_cluster: (0..c)
                 .map(|k| metrics::best_overlap(experts[serving[k]].view(), task.wg.view()))
                 .collect(),
+            samples_to: moe_samples_to,
         },
         routing_purity: routing.purity,
         confusion: routing.confusion.clone(),
@@ -52,14 +55,15 @@ pub(super) fn summarise_joint(
     };
     let vanilla_fwd = vanilla.map(|v| {
         let loss = train::joint::joint_loss(cfg, ModelKind::Vanilla);
-        (v, v.forward(x.view(), &y, &loss, None, None))
+        (v, v.model.forward(x.view(), &y, &loss, None, None))
     });
     let vanilla_summary = vanilla_fwd.as_ref().map(|(v, f)| {
-        let (local, global) = metrics::neuron_overlaps(task, v.all_directions().view());
+        let (local, global) = metrics::neuron_overlaps(task, v.model.all_directions().view());
         ModelSummary {
             error: metrics::test_error(&f.output, test, c, var_y),
             local_overlap_per_cluster: local,
             global_overlap_per_cluster: vec![global; c],
+            samples_to: v.samples_to.clone(),
         }
     });
     let joint = JointSummary {
@@ -106,6 +110,7 @@ pub(super) fn summarise_moe(
     moe: &Moe,
     test: &Batch,
     var_y: f64,
+    samples_to: SamplesTo,
 ) -> MoeSummary {
     let c = task.clusters();
     // The noisy gate draws from its own stream so evaluation is reproducible.
@@ -127,6 +132,7 @@ pub(super) fn summarise_moe(
             global_overlap_per_cluster: (0..c)
                 .map(|k| metrics::best_overlap(moe.experts[serving[k]].w.view(), task.wg.view()))
                 .collect(),
+            samples_to,
         },
         routing_purity: metrics::routing_purity(&confusion),
         confusion,
@@ -153,6 +159,7 @@ pub(super) fn summarise_vanilla(
     vanilla: &Vanilla,
     test: &Batch,
     var_y: f64,
+    samples_to: SamplesTo,
 ) -> ModelSummary {
     let (local, global) = metrics::neuron_overlaps(task, vanilla.net.w.view());
     ModelSummary {
@@ -164,5 +171,6 @@ pub(super) fn summarise_vanilla(
         ),
         local_overlap_per_cluster: local,
         global_overlap_per_cluster: vec![global; task.clusters()],
+        samples_to,
     }
 }

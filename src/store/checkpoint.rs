@@ -224,6 +224,7 @@ mod tests {
                 samples: 640,
                 data: stream(1, StreamId::VanillaData),
                 init: stream(1, StreamId::VanillaInit),
+                watch: Default::default(),
                 stage: VanillaStage::Train(VanillaTrainState {
                     step: 10,
                     map: crate::model::InputMap {

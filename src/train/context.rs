@@ -7,6 +7,7 @@
 use super::{ModelState, Monitor, Sink, Stage};
 use crate::config::{ValidConfig, ValidPhase};
 use crate::error::{Error, Result};
+use crate::metrics::samples_to::{SamplesTo, Target, Watch};
 use crate::metrics::Record;
 use crate::model::{InputMap, NeuronStats, SphereStep};
 use crate::numerics::rng::{stream, Stream, StreamId};
@@ -21,6 +22,8 @@ pub(super) struct Run<'a, S: Stage> {
     pub(super) data: Stream,
     pub(super) init: Stream,
     pub(super) samples: u64,
+    /// The probes of samples to learn so far.
+    pub(super) watch: Watch,
     journal: Sink<'a, S>,
     pub(super) monitor: &'a dyn Monitor,
 }
@@ -37,12 +40,13 @@ impl<'a, S: Stage> Run<'a, S> {
         monitor: &'a dyn Monitor,
         resume: Option<ModelState<S>>,
     ) -> (Self, Option<S>) {
-        let (data, init, samples, stage) = match resume {
-            Some(s) => (s.data, s.init, s.samples, Some(s.stage)),
+        let (data, init, samples, watch, stage) = match resume {
+            Some(s) => (s.data, s.init, s.samples, s.watch, Some(s.stage)),
             None => (
                 stream(cfg.seed, streams.0),
                 stream(cfg.seed, streams.1),
                 0,
+                Watch::default(),
                 None,
             ),
         };
@@ -52,6 +56,7 @@ impl<'a, S: Stage> Run<'a, S> {
             data,
             init,
             samples,
+            watch,
             journal,
             monitor,
         };
@@ -98,7 +103,38 @@ impl<'a, S: Stage> Run<'a, S> {
             data: self.data.clone(),
             init: self.init.clone(),
             stage,
+            watch: self.watch.clone(),
         }
+    }
+
+    /// A probe after step `step` of `phase` found `target` reached
+    /// (`met`) or not; the first probe that finds it reached is a record
+    /// of its own in `metrics.jsonl`.
+    pub(super) fn probe(
+        &mut self,
+        phase: Phase,
+        step: u64,
+        target: Target,
+        met: bool,
+    ) -> Result<()> {
+        if self.watch.observe(target, self.samples, met) {
+            self.record(phase, step, |rec| rec.reached = Some(target))?;
+        }
+        Ok(())
+    }
+
+    /// With `targets.until`, whether training stops here: every one of
+    /// `targets` reached.
+    pub(super) fn stop_at(&self, targets: &[Target]) -> bool {
+        self.cfg.targets.until && targets.iter().all(|&t| self.watch.reached(t))
+    }
+
+    /// The probes' `samples_to` section once training has ended after
+    /// `trained` samples.
+    pub(super) fn samples_to(&self, trained: u64, error: bool, staged_moe: bool) -> SamplesTo {
+        let t = &self.cfg.targets;
+        self.watch
+            .samples_to(trained, t.until.then_some(t.cap), error, staged_moe)
     }
 
     /// After `step` of a phase: a checkpoint if one is due or a stop was
@@ -159,13 +195,15 @@ impl<'a, S: Stage> Run<'a, S> {
     /// signs `stats` as they were after step `done`. `on_step` sees the
     /// directions after the step and the step's state (the batch's
     /// pre-activations before it, the running correlations after it).
+    /// With `targets.until` it stops before a step once every one of
+    /// `until` is reached; returns the SGD state and the steps done.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn sphere_sgd(
         &mut self,
         phase: Phase,
         p: &ValidPhase,
         samples: u64,
-        done: u64,
+        (done, until): (u64, &[Target]),
         w: &mut Array2<f32>,
         stats: NeuronStats,
         map: &InputMap,
@@ -177,7 +215,7 @@ impl<'a, S: Stage> Run<'a, S> {
             &Batch,
             &mut SphereStep,
         ) -> Result<()>,
-    ) -> Result<SphereStep> {
+    ) -> Result<(SphereStep, u64)> {
         let mut sgd =
             SphereStep::new(&p.activation, p.loss, p.sign, w.nrows()).with_max_step(p.max_step);
         sgd.set_stats(stats);
@@ -188,6 +226,11 @@ impl<'a, S: Stage> Run<'a, S> {
         self.monitor.phase(S::MODEL, phase, steps);
         self.monitor.advance(S::MODEL, done);
         for step in done + 1..=steps {
+            // Checked before the step, so that a run resumed from the
+            // step's checkpoint stops where the uninterrupted run did.
+            if self.stop_at(until) {
+                return Ok((sgd, step - 1));
+            }
             if step == steps && last_batch != batch.len() {
                 batch = Batch::new(last_batch, self.task.d);
             }
@@ -207,7 +250,7 @@ impl<'a, S: Stage> Run<'a, S> {
             on_step(self, step, w, lr, &batch, &mut sgd)?;
             tick(self.monitor, S::MODEL, step, steps);
         }
-        Ok(sgd)
+        Ok((sgd, steps))
     }
 }
 

@@ -17,9 +17,13 @@ use ndarray::Array2;
 use serde::{Deserialize, Serialize};
 
 use super::context::{tick, Run};
-use super::{fill_cluster_overlaps, ModelState, Monitor, Sink, Stage};
+use super::{
+    fill_cluster_overlaps, overlap_probe_due, probe_overlaps, ModelState, Monitor, Sink, Stage,
+    Trained,
+};
 use crate::config::ValidConfig;
 use crate::error::Result;
+use crate::metrics::samples_to::Target;
 use crate::metrics::{self, JointRouting, Record};
 use crate::model::joint::{logit_noise, JointLoss, JointModel, Pass, TermsMean};
 use crate::model::optim::OptimizerState;
@@ -37,6 +41,10 @@ pub struct JointState {
     pub noise: Stream,
     /// The loss terms since the last record.
     pub terms: TermsMean,
+    /// Per cluster, the expert serving it at the last error probe (the
+    /// MoE's overlap probes read it; empty before the first).
+    #[serde(default)]
+    pub serving: Vec<usize>,
 }
 
 /// Where joint training of a model stands.
@@ -125,6 +133,7 @@ impl JointState {
             model,
             noise,
             terms: TermsMean::default(),
+            serving: Vec::new(),
         }
     }
 }
@@ -137,7 +146,7 @@ pub fn train_joint<M: ModelTag>(
     journal: Sink<JointStage<M>>,
     monitor: &dyn Monitor,
     resume: Option<JointModelState<M>>,
-) -> Result<JointModel> {
+) -> Result<Trained<JointModel>> {
     let init = match M::MODEL {
         ModelKind::Moe => StreamId::MoeInit,
         ModelKind::Vanilla => StreamId::VanillaInit,
@@ -150,14 +159,78 @@ pub fn train_joint<M: ModelTag>(
         monitor,
         resume,
     );
-    let state = match stage.map(|s| s.point) {
-        None => JointState::start(&mut run),
-        Some(JointPoint::Training(s)) => *s,
-        Some(JointPoint::Trained(m)) => return Ok(*m),
+    let model = match stage.map(|s| s.point) {
+        Some(JointPoint::Trained(m)) => *m,
+        point => {
+            let state = match point {
+                Some(JointPoint::Training(s)) => *s,
+                _ => JointState::start(&mut run),
+            };
+            let model = joint_steps(&mut run, state)?;
+            run.save_trained(|| JointStage::new(JointPoint::Trained(Box::new(model.clone()))))?;
+            model
+        }
     };
-    let model = joint_steps(&mut run, state)?;
-    run.save_trained(|| JointStage::new(JointPoint::Trained(Box::new(model.clone()))))?;
-    Ok(model)
+    Ok(Trained {
+        model,
+        samples_to: run.samples_to(run.samples, true, false),
+    })
+}
+
+/// The probes of samples to learn in joint training: the relative error
+/// on the first [`ERROR_PROBE_SAMPLES`] probe samples (and, for the MoE,
+/// the expert serving each cluster), every `every` steps.
+struct Probes {
+    x: Array2<f32>,
+    y: Vec<f32>,
+    clusters: Vec<usize>,
+    var_y: f64,
+    every: u64,
+    pass: Pass<f32>,
+}
+
+/// Probe samples of the error target: its relative error is then known to
+/// a few percent of itself.
+const ERROR_PROBE_SAMPLES: usize = 512;
+
+impl Probes {
+    fn new(probe: &Batch, batch: usize) -> Self {
+        let n = probe.len().min(ERROR_PROBE_SAMPLES);
+        let y = probe.y[..n].to_vec();
+        // A forward pass over n samples costs about n / 3 samples of
+        // training (forward and backward): probing every `every` steps
+        // takes 2 % of the time.
+        let every = (50 * n).div_ceil(3 * batch).max(1) as u64;
+        Probes {
+            x: probe.x.slice(ndarray::s![..n, ..]).to_owned(),
+            var_y: metrics::label_variance(&y),
+            clusters: probe.c[..n].to_vec(),
+            y,
+            every,
+            pass: Pass::default(),
+        }
+    }
+
+    /// The probe's relative error, and per cluster the expert serving it
+    /// (its largest gate's, on most of the cluster's probe samples).
+    fn measure(&mut self, model: &JointModel, loss: &JointLoss, c: usize) -> (f64, Vec<usize>) {
+        let terms = self
+            .pass
+            .run(model, self.x.view(), &self.y, loss, None, None);
+        let rel = 2.0 * terms.main / self.var_y;
+        let serving = if model.experts > 1 {
+            let fwd = self.pass.forward(terms);
+            metrics::serving_expert(&metrics::confusion(
+                &self.clusters,
+                &fwd.assigned,
+                c,
+                model.experts,
+            ))
+        } else {
+            Vec::new()
+        };
+        (rel, serving)
+    }
 }
 
 /// The steps from `state` to the last, with records and save points.
@@ -175,6 +248,10 @@ fn joint_steps<M: ModelTag>(
         &mut stream(cfg.seed, StreamId::Probe),
     );
     let experts = state.model.experts;
+    let mut probes = Probes::new(&probe, p.batch);
+    for target in [Target::Weak, Target::Strong, Target::Error] {
+        run.watch.begin(target, run.samples);
+    }
     // Buffers reused by every step: the pass's, the gradient (in the
     // pass's f32), the logit noise, and the records' pass over the probe.
     let mut pass = Pass::<f32>::default();
@@ -185,6 +262,10 @@ fn joint_steps<M: ModelTag>(
     run.monitor.phase(M::MODEL, Phase::Joint, steps);
     run.monitor.advance(M::MODEL, state.step);
     for step in state.step + 1..=steps {
+        // Checked before the step, as the staged phases do.
+        if run.stop_at(&[Target::Strong, Target::Error]) {
+            break;
+        }
         if step == steps && last_batch != batch.len() {
             batch = Batch::new(last_batch, task.d);
             noise = Array2::zeros((last_batch, experts));
@@ -218,11 +299,39 @@ fn joint_steps<M: ModelTag>(
         }
         state.terms.add(&terms, batch.len());
         state.step = step;
-        if run.log_due(step, steps) {
+        let log = run.log_due(step, steps);
+        let probe_rel_mse = if log || step == 1 || step.is_multiple_of(probes.every) {
+            let (rel, serving) = probes.measure(&state.model, &loss, task.clusters());
+            run.probe(
+                Phase::Joint,
+                step,
+                Target::Error,
+                rel <= cfg.targets.relative_error,
+            )?;
+            state.serving = serving;
+            Some(rel)
+        } else {
+            None
+        };
+        if overlap_probe_due(step, steps) && (experts == 1 || !state.serving.is_empty()) {
+            let dirs: Vec<Array2<f32>> = if experts == 1 {
+                vec![state.model.all_directions()]
+            } else {
+                let serving = &state.serving;
+                serving
+                    .iter()
+                    .map(|&m| state.model.expert_directions(m))
+                    .collect()
+            };
+            let serving = |c: usize| dirs[c.min(dirs.len() - 1)].view();
+            probe_overlaps(run, Phase::Joint, step, &serving, &[])?;
+        }
+        if log {
             let terms = state.terms.take();
             let model = &state.model;
             run.record(Phase::Joint, step, |rec| {
                 rec.lr = Some(lr);
+                rec.probe_rel_mse = probe_rel_mse;
                 rec.loss = Some(terms.total);
                 rec.loss_main = Some(terms.main);
                 if M::MODEL == ModelKind::Moe {
@@ -352,7 +461,11 @@ mod tests {
             c.joint.lambda_z = 0.01;
             c.joint.sphere = true;
         });
-        let json = |v: &JointModel| serde_json::to_string(v).unwrap();
+        // The model, and the probes' crossings: resuming keeps both.
+        let json = |v: &Trained<JointModel>| {
+            let model = serde_json::to_string(&v.model).unwrap();
+            format!("{model} {:?}", v.samples_to)
+        };
         let mut keep = Keep {
             every: 20,
             states: Vec::new(),
@@ -369,7 +482,7 @@ mod tests {
             assert_eq!(json(&resumed), json(&moe));
         }
         // On the sphere every first-layer row stays a unit vector.
-        for row in moe.w().rows() {
+        for row in moe.model.w().rows() {
             assert!((row.dot(&row) - 1.0).abs() < 1e-9);
         }
         let mut keep = Keep {
@@ -377,7 +490,7 @@ mod tests {
             states: Vec::new(),
         };
         let vanilla = train_joint::<VanillaTag>(&cfg, &task, &mut keep, &Silent, None).unwrap();
-        assert_eq!((vanilla.experts, vanilla.neurons), (1, 12));
+        assert_eq!((vanilla.model.experts, vanilla.model.neurons), (1, 12));
         for state in keep.states {
             let resumed =
                 train_joint::<VanillaTag>(&cfg, &task, &mut no_records, &Silent, Some(state))
@@ -386,7 +499,7 @@ mod tests {
         }
         // Checkpoints name the stage as they always have, and those written
         // when each model had its own joint variant still read.
-        let trained = JointStage::<MoeTag>::new(JointPoint::Trained(Box::new(vanilla)));
+        let trained = JointStage::<MoeTag>::new(JointPoint::Trained(Box::new(vanilla.model)));
         let text = serde_json::to_string(&trained).unwrap();
         assert!(text.starts_with(r#"{"JointTrained":"#), "{text}");
         let old = text.replacen("JointTrained", "VanillaJointTrained", 1);

@@ -19,12 +19,13 @@
 //! `vanilla.rs`. Each phase's unit tests, on a small task where its outcome
 //! is known, sit beside it.
 
-use ndarray::Array2;
+use ndarray::{Array2, ArrayView2};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Training, ValidConfig};
 use crate::error::Result;
+use crate::metrics::samples_to::{Target, Watch};
 use crate::metrics::{self, Record};
 use crate::model::gate::GateRule;
 use crate::model::router::Router;
@@ -49,6 +50,7 @@ use phase_three::phase_three;
 use phase_two::phase_two;
 use readout::phase_four;
 
+pub use crate::metrics::samples_to::SamplesTo;
 pub use joint::{train_joint, JointModelState, JointStage};
 pub(crate) use phase_one::merge_experts;
 pub use phase_one::{PhaseOne, PhaseOneState};
@@ -123,6 +125,10 @@ pub struct ModelState<S> {
     pub data: Stream,
     pub init: Stream,
     pub stage: S,
+    /// What the probes of samples to learn have seen (empty in
+    /// checkpoints written before they existed).
+    #[serde(default)]
+    pub watch: Watch,
 }
 
 /// A checkpoint of the mixture of experts.
@@ -202,6 +208,13 @@ impl Stage for VanillaStage {
     }
 }
 
+/// A trained model and what its probes saw on the way.
+#[derive(Clone, Debug)]
+pub struct Trained<T> {
+    pub model: T,
+    pub samples_to: SamplesTo,
+}
+
 /// Trains the mixture of experts through phases I to IV, from the start or
 /// from a checkpoint's `resume` state.
 pub fn train_moe(
@@ -210,7 +223,7 @@ pub fn train_moe(
     journal: Sink<MoeStage>,
     monitor: &dyn Monitor,
     resume: Option<MoeState>,
-) -> Result<Moe> {
+) -> Result<Trained<Moe>> {
     let streams = (StreamId::MoeData, StreamId::MoeInit);
     let (mut run, stage) = Run::start(cfg, task, streams, journal, monitor, resume);
     let mut stage = match stage {
@@ -235,7 +248,13 @@ pub fn train_moe(
                 run.save_trained(|| MoeStage::Trained(Box::new(moe.clone())))?;
                 MoeStage::Trained(Box::new(moe))
             }
-            MoeStage::Trained(moe) => return Ok(*moe),
+            MoeStage::Trained(moe) => {
+                let trained = run.samples - cfg.readout.samples as u64;
+                return Ok(Trained {
+                    model: *moe,
+                    samples_to: run.samples_to(trained, false, true),
+                });
+            }
         }
     }
 }
@@ -276,6 +295,47 @@ impl Routing {
 /// a pure function of it, and the checkpoint format stays as it was.
 fn expert_groups(cfg: &ValidConfig, u: &Array2<f32>) -> (Vec<Option<usize>>, usize) {
     merge_experts(u, cfg.moe.merge, cfg.moe.merge_threshold)
+}
+
+/// Probes of samples to learn look at overlaps every this many steps (and
+/// at a phase's last): with d x (C + 1) products per neuron against a
+/// step's 3 B d, well under 1 % of the training time.
+const OVERLAP_PROBE_EVERY: u64 = 4;
+
+/// Whether the overlap probes look after `step` of `steps`.
+fn overlap_probe_due(step: u64, steps: u64) -> bool {
+    step.is_multiple_of(OVERLAP_PROBE_EVERY) || step == steps
+}
+
+/// The overlap probes after `step` of a phase: `weak` and
+/// `strong` (and `also`, on the `strong` bar) from the best overlap with
+/// w*_c and w*_g of the neurons serving each cluster c (`serving(c)`).
+fn probe_overlaps<'w, S: Stage>(
+    run: &mut Run<S>,
+    phase: Phase,
+    step: u64,
+    serving: &dyn Fn(usize) -> ArrayView2<'w, f32>,
+    also: &[Target],
+) -> Result<()> {
+    let task = run.task;
+    let worst = (0..task.clusters())
+        .flat_map(|c| {
+            let w = serving(c);
+            [
+                metrics::best_overlap(w, task.w.row(c)),
+                metrics::best_overlap(w, task.wg.view()),
+            ]
+        })
+        .fold(f64::INFINITY, f64::min);
+    let (weak, strong) = (
+        run.cfg.metrics.recovery_threshold,
+        run.cfg.targets.learned_overlap,
+    );
+    run.probe(phase, step, Target::Weak, worst >= weak)?;
+    for &target in std::iter::once(&Target::Strong).chain(also) {
+        run.probe(phase, step, target, worst >= strong)?;
+    }
+    Ok(())
 }
 
 fn fill_cluster_overlaps(rec: &mut Record, task: &Task, serving: &[&Array2<f32>], threshold: f64) {
@@ -430,7 +490,8 @@ mod tests {
         );
         for state in moe_journal.states {
             let again = train_moe(&cfg, &task, &mut no_records, &Silent, Some(state)).unwrap();
-            assert_eq!(json(&again), json(&moe));
+            assert_eq!(json(&again.model), json(&moe.model));
+            assert_eq!(again.samples_to, moe.samples_to);
         }
         let mut vanilla_journal = Keep {
             every: 40,
@@ -444,7 +505,8 @@ mod tests {
         );
         for state in vanilla_journal.states {
             let again = train_vanilla(&cfg, &task, &mut no_records, &Silent, Some(state)).unwrap();
-            assert_eq!(json(&again), json(&vanilla));
+            assert_eq!(json(&again.model), json(&vanilla.model));
+            assert_eq!(again.samples_to, vanilla.samples_to);
         }
     }
 }

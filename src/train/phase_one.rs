@@ -6,6 +6,7 @@ use super::MoeStage;
 use crate::config::Merge;
 use crate::error::Result;
 use crate::metrics;
+use crate::metrics::samples_to::Target;
 use crate::model;
 use crate::model::{InputMap, NeuronStats, SphereStep};
 use crate::numerics::rng::Stream;
@@ -186,11 +187,18 @@ pub(super) fn phase_one(run: &mut Run<MoeStage>, state: PhaseOneState) -> Result
             },
         neurons,
     } = state;
-    let sgd = run.sphere_sgd(
+    let targets = [
+        (Target::PhaseOneWeak, threshold),
+        (Target::PhaseOneStrong, cfg.targets.learned_overlap),
+    ];
+    for (target, _) in targets {
+        run.watch.begin(target, run.samples);
+    }
+    let (sgd, steps) = run.sphere_sgd(
         Phase::PhaseOne,
         p1,
         p1.steps * p1.batch as u64,
-        done,
+        (done, &[Target::PhaseOneStrong]),
         &mut u,
         neurons,
         &map,
@@ -202,6 +210,17 @@ pub(super) fn phase_one(run: &mut Run<MoeStage>, state: PhaseOneState) -> Result
             for (c, r) in recovery.iter_mut().enumerate() {
                 if r.is_none() && metrics::best_overlap(u.view(), task.w.row(c)) >= threshold {
                     *r = Some(run.samples);
+                }
+            }
+            // Every step until both are reached: M C overlaps, as cheap as
+            // the recovery times above.
+            let open = targets.iter().any(|&(t, _)| run.watch.open(t));
+            if open || step == p1.steps {
+                let worst = (0..task.clusters())
+                    .map(|c| metrics::best_overlap(u.view(), task.w.row(c)))
+                    .fold(f64::INFINITY, f64::min);
+                for (target, bar) in targets {
+                    run.probe(Phase::PhaseOne, step, target, worst >= bar)?;
                 }
             }
             if run.log_due(step, p1.steps) {
@@ -229,7 +248,7 @@ pub(super) fn phase_one(run: &mut Run<MoeStage>, state: PhaseOneState) -> Result
         },
     )?;
     Ok(PhaseOneState {
-        step: p1.steps,
+        step: steps,
         one: PhaseOne {
             map,
             u,

@@ -5,10 +5,13 @@
 use super::context::{tick, Run};
 use super::phase_one::PhaseOne;
 use super::phase_two::PhaseTwoState;
-use super::{expert_groups, fill_cluster_overlaps, MoeStage, Routing};
+use super::{
+    expert_groups, fill_cluster_overlaps, overlap_probe_due, probe_overlaps, MoeStage, Routing,
+};
 use crate::config::Allocation;
 use crate::error::Result;
 use crate::metrics;
+use crate::metrics::samples_to::Target;
 use crate::model;
 use crate::model::gate::GateRule;
 use crate::model::router::Router;
@@ -201,10 +204,18 @@ pub(super) fn phase_three(
     // is the same computation either way.
     let total_neurons: usize = neurons.iter().map(|w| w.nrows()).sum();
     let parallel = p3.batch * task.d * total_neurons >= PARALLEL_EXPERTS_WORK;
+    for target in [Target::PhaseThree, Target::Weak, Target::Strong] {
+        run.watch.begin(target, run.samples);
+    }
     run.monitor
         .phase(ModelKind::Moe, Phase::PhaseThree, p3.steps);
     run.monitor.advance(ModelKind::Moe, done);
+    let mut steps = p3.steps;
     for step in done + 1..=p3.steps {
+        if run.stop_at(&[Target::PhaseThree]) {
+            steps = step - 1;
+            break;
+        }
         run.draw(&mut batch);
         router.gates_into(batch.x.view(), &routing.rule, &mut noise, &mut gates);
         let lr = p3.schedule.at(step - 1, p3.steps) as f32;
@@ -217,6 +228,11 @@ pub(super) fn phase_three(
         let moved = experts.step(&batch, &gates, lr, parallel);
         if !moved {
             return Err(run.diverged(Phase::PhaseThree, step, "a first-layer weight"));
+        }
+        let serving_neurons = |c: usize| neurons[serving[c]].view();
+        let also = [Target::PhaseThree];
+        if overlap_probe_due(step, p3.steps) {
+            probe_overlaps(run, Phase::PhaseThree, step, &serving_neurons, &also)?;
         }
         if run.log_due(step, p3.steps) {
             let serving_neurons: Vec<&Array2<f32>> = serving.iter().map(|&e| &neurons[e]).collect();
@@ -242,7 +258,7 @@ pub(super) fn phase_three(
         tick(run.monitor, ModelKind::Moe, step, p3.steps);
     }
     Ok(PhaseThreeState {
-        step: p3.steps,
+        step: steps,
         one,
         noise,
         router,

@@ -5,6 +5,7 @@ use super::{expert_groups, MoeStage, Routing};
 use crate::config::ValidConfig;
 use crate::error::Result;
 use crate::metrics;
+use crate::metrics::samples_to::Target;
 use crate::model::router::{router_gradient, Router};
 use crate::model::Activation;
 use crate::numerics::linalg::matmul;
@@ -43,6 +44,11 @@ impl PhaseTwoState {
     }
 }
 
+/// Phase II's target is probed every this many steps (and at its last):
+/// routing the probe samples costs about as many steps as it has
+/// batches, and phase II's steps are the run's cheapest.
+const PHASE_TWO_PROBE_EVERY: u64 = 32;
+
 /// Phase II from `state` to its last step: the router ascends
 /// E[sum_k pi_k(x) y sigma(<u_k, W(x - mu)>)], where u_k is the direction
 /// of the first member of routed expert k.
@@ -79,9 +85,26 @@ pub(super) fn phase_two(
     let mut router = Router { theta };
     let mut batch = Batch::new(p2.batch, task.d);
     let mut rewards = Array2::<f32>::zeros((p2.batch, k));
+    // Phase II's target: purity within the margin of the best linear
+    // router, where that is known.
+    let target =
+        metrics::best_linear_router_purity(task).map(|best| best - cfg.targets.purity_margin);
+    if target.is_some() {
+        run.watch.begin(Target::PhaseTwo, run.samples);
+    }
+    let until: &[Target] = if target.is_some() {
+        &[Target::PhaseTwo]
+    } else {
+        &[]
+    };
     run.monitor.phase(ModelKind::Moe, Phase::PhaseTwo, p2.steps);
     run.monitor.advance(ModelKind::Moe, done);
+    let mut steps = p2.steps;
     for step in done + 1..=p2.steps {
+        if !until.is_empty() && run.stop_at(until) {
+            steps = step - 1;
+            break;
+        }
         run.draw(&mut batch);
         matmul(
             &mut rewards.view_mut(),
@@ -99,6 +122,13 @@ pub(super) fn phase_two(
         router.theta.scaled_add(p2.lr as f32, &grad);
         if router.theta.iter().any(|v| !v.is_finite()) {
             return Err(run.diverged(Phase::PhaseTwo, step, "a router weight"));
+        }
+        let probe_due = step.is_multiple_of(PHASE_TWO_PROBE_EVERY) || step == p2.steps;
+        if let (Some(bar), true) = (target, probe_due) {
+            // A copy of the noise stream: probing must not move training's.
+            let confusion = routing.confusion(&router, task.clusters(), &mut noise.clone());
+            let purity = metrics::routing_purity(&confusion);
+            run.probe(Phase::PhaseTwo, step, Target::PhaseTwo, purity >= bar)?;
         }
         if run.log_due(step, p2.steps) {
             let cosine = metrics::router_cosines(&router.theta, &task.v);
@@ -121,7 +151,7 @@ pub(super) fn phase_two(
         tick(run.monitor, ModelKind::Moe, step, p2.steps);
     }
     Ok(PhaseTwoState {
-        step: p2.steps,
+        step: steps,
         one,
         noise,
         theta: router.theta,

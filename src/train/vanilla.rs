@@ -4,9 +4,13 @@
 use super::context::Run;
 use super::phase_one::restart_stuck;
 use super::readout::{fit_single, random_bias_network};
-use super::{fill_cluster_overlaps, Monitor, Sink, VanillaStage, VanillaState};
+use super::{
+    fill_cluster_overlaps, overlap_probe_due, probe_overlaps, Monitor, Sink, Trained, VanillaStage,
+    VanillaState,
+};
 use crate::config::ValidConfig;
 use crate::error::Result;
+use crate::metrics::samples_to::Target;
 use crate::model;
 use crate::model::{InputMap, NeuronStats, Vanilla};
 use crate::numerics::rng::StreamId;
@@ -52,7 +56,7 @@ pub fn train_vanilla(
     journal: Sink<VanillaStage>,
     monitor: &dyn Monitor,
     resume: Option<VanillaState>,
-) -> Result<Vanilla> {
+) -> Result<Trained<Vanilla>> {
     let streams = (StreamId::VanillaData, StreamId::VanillaInit);
     let (mut run, stage) = Run::start(cfg, task, streams, journal, monitor, resume);
     let mut stage = match stage {
@@ -67,7 +71,13 @@ pub fn train_vanilla(
                 run.save_trained(|| VanillaStage::Trained(Box::new(vanilla.clone())))?;
                 VanillaStage::Trained(Box::new(vanilla))
             }
-            VanillaStage::Trained(vanilla) => return Ok(*vanilla),
+            VanillaStage::Trained(vanilla) => {
+                let trained = run.samples - cfg.readout.samples as u64;
+                return Ok(Trained {
+                    model: *vanilla,
+                    samples_to: run.samples_to(trained, false, false),
+                });
+            }
         }
     }
 }
@@ -87,11 +97,11 @@ fn first_layer(run: &mut Run<VanillaStage>, state: VanillaTrainState) -> Result<
     let remaining = cfg.train_samples - p.centre_samples as u64;
     let steps = remaining.div_ceil(p.batch as u64);
     let restart_every = steps / (cfg.vanilla_restarts as u64 + 1);
-    let sgd = run.sphere_sgd(
+    let (sgd, steps) = run.sphere_sgd(
         Phase::Train,
         p,
         remaining,
-        done,
+        (done, &[Target::Strong]),
         &mut w,
         neurons,
         &map,
@@ -101,6 +111,9 @@ fn first_layer(run: &mut Run<VanillaStage>, state: VanillaTrainState) -> Result<
                 && step / restart_every <= cfg.vanilla_restarts as u64
             {
                 restart_stuck(w, sgd, &mut run.init);
+            }
+            if overlap_probe_due(step, steps) {
+                probe_overlaps(run, Phase::Train, step, &|_| w.view(), &[])?;
             }
             if run.log_due(step, p.steps) {
                 let all = vec![&*w; task.clusters()];

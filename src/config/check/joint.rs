@@ -18,10 +18,11 @@ pub(super) fn joint(
     m: &MoeConfig,
     information_exponent: usize,
     budget: u64,
+    cap: &super::Cap,
 ) -> Result<ValidJoint> {
     positive_count("joint.batch", j.batch, MAX_BATCH)?;
     positive_count("joint.centre_samples", j.centre_samples, MAX_BATCH)?;
-    let (steps, samples) = steps_and_samples(j, budget)?;
+    let (steps, samples) = steps_and_samples(j, budget, cap)?;
     let schedule = schedule("joint", j.lr, j.lr_end, j.decay_start, j.schedule)?;
     let optimizer = optimizer(j)?;
     finite_at_least("joint.lambda_bal", j.lambda_bal, 0.0)?;
@@ -67,7 +68,7 @@ pub(super) fn joint(
 
 /// `joint.steps` and the samples they draw with the centre's: "auto" as
 /// many steps as `budget` samples take, else at most 2^52 samples.
-fn steps_and_samples(j: &JointConfig, budget: u64) -> Result<(u64, u64)> {
+fn steps_and_samples(j: &JointConfig, budget: u64, cap: &super::Cap) -> Result<(u64, u64)> {
     let centre = j.centre_samples as u64;
     match j.steps {
         Auto::Auto => {
@@ -81,6 +82,7 @@ fn steps_and_samples(j: &JointConfig, budget: u64) -> Result<(u64, u64)> {
             Ok(((budget - centre).div_ceil(j.batch as u64), budget))
         }
         Auto::Value(steps) => {
+            let steps = cap.steps(steps);
             if steps == 0 || steps > u32::MAX as u64 {
                 return Err(Error::invalid(
                     "joint.steps",

@@ -28,6 +28,8 @@ use serde::{Deserialize, Serialize};
 use crate::phase::{ModelKind, Phase};
 use crate::task::{Batch, Task};
 
+pub mod samples_to;
+
 /// The overlap |<row, target>| of every row of `dirs` (unit rows, in f32)
 /// with `target` (a unit task direction, in f64), summed in f64.
 pub fn overlaps(dirs: ArrayView2<f32>, target: ArrayView1<f64>) -> Vec<f64> {
@@ -117,6 +119,42 @@ pub fn routing_purity(confusion: &[Vec<u64>]) -> f64 {
     } else {
         majority as f64 / total as f64
     }
+}
+
+/// Purity of the best linear router, Bayes-optimal for equally likely
+/// clusters N(rho v_c, I): for two clusters its boundary is a hyperplane
+/// through the origin, so a linear router without bias attains
+/// Phi(rho |v_1 - v_2| / 2); for more clusters on orthonormal centres it
+/// routes to the largest <v_c, x> and is right with probability
+/// E[Phi(rho + z)^(C-1)], z ~ N(0, 1). None for more than two clusters
+/// on centres that are not orthonormal.
+pub fn best_linear_router_purity(task: &Task) -> Option<f64> {
+    let c = task.clusters();
+    let phi = |a: f64| 0.5 * libm::erfc(-a / std::f64::consts::SQRT_2);
+    if c == 2 {
+        let gap = &task.v.row(0) - &task.v.row(1);
+        return Some(phi(task.rho * gap.dot(&gap).sqrt() / 2.0));
+    }
+    let gram = task.v.dot(&task.v.t());
+    let orthonormal = gram
+        .indexed_iter()
+        .all(|((i, j), &g)| (g - if i == j { 1.0 } else { 0.0 }).abs() < 1e-9);
+    if c < 2 || !orthonormal {
+        return if c == 1 { Some(1.0) } else { None };
+    }
+    // E[Phi(rho + z)^(C-1)] by the trapezoid rule on [-12, 12]: the
+    // integrand is smooth and its tails are below 1e-30 there.
+    let n = 24_000;
+    let h = 24.0 / n as f64;
+    let sum: f64 = (0..=n)
+        .map(|i| {
+            let z = -12.0 + i as f64 * h;
+            let weight = if i == 0 || i == n { 0.5 } else { 1.0 };
+            let density = (-0.5 * z * z).exp() / (2.0 * std::f64::consts::PI).sqrt();
+            weight * density * phi(task.rho + z).powi(c as i32 - 1)
+        })
+        .sum();
+    Some(sum * h)
 }
 
 /// For each cluster (row of the confusion matrix), the expert that receives
@@ -264,6 +302,13 @@ pub struct Record {
     /// Joint training: experts that are the largest gate of no probe sample.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dead_experts: Option<Vec<usize>>,
+    /// Joint training: the relative error (MSE over Var(y)) on the probe samples.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe_rel_mse: Option<f64>,
+    /// A record of its own: the first probe that found this target of
+    /// samples to learn reached ([`samples_to::Target`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reached: Option<samples_to::Target>,
 }
 
 /// The routing of a jointly trained MoE on a batch (noise-free gates):
