@@ -326,8 +326,9 @@ fn defaults_print_a_configuration_that_parses_back() {
 #[test]
 fn bad_input_names_the_field_exits_2_and_writes_nothing() {
     let tmp = tempfile::tempdir().unwrap();
-    let cases: [(&str, &str); 11] = [
+    let cases: [(&str, &str); 12] = [
         ("[task]\nd = 0\n", "task.d"),
+        ("[targets]\ncap = 0.5\n", "targets.cap"),
         ("[task]\nclusters = 0\n", "task.clusters"),
         ("[task]\ndimension = 32\n", "dimension"),
         ("[phase_one]\nlr = -0.1\n", "phase_one.lr"),
@@ -440,6 +441,29 @@ fn bad_input_names_the_field_exits_2_and_writes_nothing() {
     assert_eq!(
         std::fs::read_to_string(busy.join("thesis.tex")).unwrap(),
         "precious"
+    );
+}
+
+/// `--until[=CAP]` is `--set targets.until=true --set targets.cap=CAP`:
+/// a cap below 1 is refused by name, and the flag needs its `=`.
+#[test]
+fn until_stops_at_the_target_and_a_bad_cap_exits_2() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bad = tmp.path().join("bad");
+    let out = clustermoe(&["run", "--until=0.5", "--out", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("targets.cap"), "{}", stderr(&out));
+    assert!(!bad.exists());
+    let dir = run_small(tmp.path(), "until", 1, &["--until"]);
+    let s = summary(&dir);
+    let moe = &s["moe"]["samples_to"];
+    assert_eq!(moe["until_cap"], 4.0);
+    assert_eq!(moe["learned"]["status"], "reached", "{moe}");
+    assert_eq!(moe["learned"]["samples"], moe["trained"]);
+    let config = std::fs::read_to_string(dir.join("config.toml")).unwrap();
+    assert!(
+        config.contains("[targets]") && config.contains("until = true"),
+        "{config}"
     );
 }
 

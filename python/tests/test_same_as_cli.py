@@ -25,6 +25,23 @@ def test_run_summary_is_the_clis_summary_json(cli, small_toml, tmp_path):
         assert from_path.metrics == [json.loads(line) for line in f]
 
 
+def test_samples_to_learn_and_stopping_at_the_target_are_the_clis(cli, small_toml, tmp_path):
+    cli("run", small_toml, "--seed", 2, "--until=2", "--out", tmp_path / "cli", "-q")
+    expected = read_json(tmp_path / "cli" / "summary.json")
+    res = cm.run(small_toml, seed=2, quiet=True, targets={"until": True, "cap": 2})
+    assert res.summary == expected
+    moe, vanilla = res.summary["moe"]["samples_to"], res.summary["vanilla"]["samples_to"]
+    # The MoE stops when it has learned: its crossing is the samples it trained on.
+    assert moe["learned"] == {"status": "reached", "samples": moe["trained"], "since": moe["learned"]["since"]}
+    assert moe["until_cap"] == 2.0
+    assert set(moe["phases"]) == {"one_weak", "one_strong", "two", "three"}
+    # The staged vanilla network never learns w*_g: censored at what it trained.
+    assert vanilla["strong"] == {"status": "censored", "within": vanilla["trained"]}
+    # The crossing is a record of its own in the metrics.
+    reached = [r for r in res.metrics if r.get("reached") == "strong" and r["model"] == "moe"]
+    assert [r["samples"] for r in reached] == [moe["strong"]["samples"]]
+
+
 def test_the_default_run_equals_the_clis(cli, tmp_path):
     cli("run", "--seed", 3, "--out", tmp_path / "cli", "-q")
     res = cm.run(seed=3, quiet=True)

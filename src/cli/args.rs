@@ -129,11 +129,11 @@ pub enum Command {
         #[arg(long, short)]
         quiet: bool,
     },
-    /// Reproduce the paper's claims: experiments E1 to E6 (E1 on five task families, E6 joint training) through sweeps, then
+    /// Reproduce the paper's claims: experiments E1 to E7 (E1 on five task families, E6 joint training, E7 samples to learn against d) through sweeps, then
     /// DIR/report.md, DIR/report.html, figures (.svg), tables (.csv) and DIR/claims.json.
     /// Resumable: runs already complete under DIR/sweeps are reused.
     Reproduce {
-        /// Fewer seeds and smaller grids (about a minute on 2 cores).
+        /// Fewer seeds and smaller grids (a few minutes on 2 cores).
         #[arg(long)]
         quick: bool,
         /// Output directory.

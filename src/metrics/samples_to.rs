@@ -13,7 +13,7 @@
 //!   `targets.until` stops at;
 //! * the staged MoE's phases, each counted from the run's start and from
 //!   the phase's: phase I, every cluster has an expert with local overlap
-//!   >= 0.5 (`one_weak`) / 0.9 (`one_strong`); phase II, routing purity
+//!   at least 0.5 (`one_weak`) / 0.9 (`one_strong`); phase II, routing purity
 //!   within `targets.purity_margin` of the best linear router; phase III,
 //!   every cluster's w*_c and w*_g overlaps >= 0.9.
 //!

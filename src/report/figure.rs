@@ -12,7 +12,7 @@ use plotters::chart::{ChartBuilder, ChartContext};
 use plotters::coord::cartesian::Cartesian2d;
 use plotters::coord::Shift;
 use plotters::drawing::{DrawingArea, IntoDrawingArea};
-use plotters::element::{Circle, EmptyElement, PathElement, Polygon, Text};
+use plotters::element::{Circle, EmptyElement, PathElement, Polygon, Text, TriangleMarker};
 use plotters::series::{DashedLineSeries, LineSeries};
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use plotters::style::{Color, IntoFont, RGBColor, TextStyle, WHITE};
@@ -34,6 +34,9 @@ pub enum Mark {
     LineAndPoints,
     /// A reference line (a bar, a prediction).
     Dashed,
+    /// The points alone, each a lower bound (a value not reached within
+    /// it): a hollow triangle with a stroke pointing up.
+    LowerBound,
 }
 
 /// One series of (x, y) points.
@@ -418,6 +421,16 @@ impl Chart {
                     chart.draw_series(DashedLineSeries::new(drawn.clone(), 8, 5, style))?;
                 }
                 Mark::Points => {}
+                Mark::LowerBound => {
+                    let stroke = look.color.stroke_width(2);
+                    for &p in drawn {
+                        chart.draw_series(std::iter::once(
+                            EmptyElement::at(p)
+                                + TriangleMarker::new((0, 0), POINT + 2, stroke)
+                                + PathElement::new(vec![(0, -POINT - 2), (0, -POINT - 12)], stroke),
+                        ))?;
+                    }
+                }
             }
             if matches!(series.mark, Mark::Points | Mark::LineAndPoints) {
                 chart.draw_series(

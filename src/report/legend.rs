@@ -5,7 +5,7 @@
 use plotters::backend::DrawingBackend;
 use plotters::coord::Shift;
 use plotters::drawing::DrawingArea;
-use plotters::element::{Circle, DashedPathElement, PathElement, Text};
+use plotters::element::{Circle, DashedPathElement, PathElement, Text, TriangleMarker};
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use plotters::style::{Color, IntoFont, RGBColor, TextStyle};
 
@@ -113,6 +113,11 @@ where
             Mark::LineAndPoints => {
                 area.draw(&PathElement::new(vec![(x, y), (x + LEGEND_MARK, y)], style))?;
                 area.draw(&Circle::new((mid, y), POINT, look.color.filled()))?;
+            }
+            Mark::LowerBound => {
+                let stroke = look.color.stroke_width(2);
+                area.draw(&TriangleMarker::new((mid, y + 2), POINT + 1, stroke))?;
+                area.draw(&PathElement::new(vec![(mid, y - 2), (mid, y - 8)], stroke))?;
             }
         }
         area.draw(&Text::new(

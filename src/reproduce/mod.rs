@@ -6,7 +6,8 @@
 //! of the report (its text, figures, tables and claims), so that an
 //! experiment can be read, and changed, without the others:
 //! `separation.rs` (E1), `dynamics.rs` (E2), `sample_complexity.rs` (E3),
-//! `experts_needed.rs` (E4), `routing.rs` (E5), `joint/` (E6). Each runs a
+//! `experts_needed.rs` (E4), `routing.rs` (E5), `joint/` (E6),
+//! `samples_to_learn.rs` (E7). Each runs a
 //! grid over seeds, reduces the runs to per-seed (or per-point) values, and
 //! builds its claims, tables and figures from them, in steps named so.
 //! What they share is here: the options and the entry point [`reproduce`];
@@ -23,6 +24,7 @@ mod joint;
 mod routing;
 mod runs;
 mod sample_complexity;
+mod samples_to_learn;
 mod separation;
 mod stats;
 
@@ -79,6 +81,7 @@ pub fn reproduce(opts: &Options, progress: &(dyn Fn(&str) + Sync)) -> Result<Vec
         experts_needed::experts_needed(opts, progress)?,
         routing::routing(opts, progress)?,
         joint::joint(opts, &default_task, progress)?,
+        samples_to_learn::samples_to_learn(opts, progress)?,
     ];
     progress("writing the report");
     crate::report::page::write(&opts.out, &sections, opts.quick)
