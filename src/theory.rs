@@ -79,8 +79,9 @@ impl DriftParams {
     /// use clustermoe::theory::DriftParams;
     ///
     /// let p = DriftParams::hermite_task(4, 64, 0.001, 64);
-    /// // sigma2 = k E[y^2] = 4 (1 + 1 + 0.01) at the equator, plus O(1/d).
-    /// assert!(p.noise_variance > 4.0 * 2.01 && p.noise_variance < 4.0 * 2.01 + 1.0);
+    /// // sigma2 = k E[y^2] = 4 (1 + 1 + 0.01) at the equator, plus the
+    /// // excess 2 k (E[h_4^2 z^2] - 1) = 64 over d - 1.
+    /// assert!((p.noise_variance - (4.0 * 2.01 + 64.0 / 63.0)).abs() < 1e-9);
     /// assert_eq!(DriftParams::hermite_task(3, 32, 0.003, 64), DriftParams::default_task(32, 0.003, 64));
     /// ```
     pub fn hermite_task(k: usize, d: usize, lr: f64, batch: usize) -> Self {
