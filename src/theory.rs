@@ -67,15 +67,34 @@ impl DriftParams {
     /// std 0.1) in dimension `d`, with `sigma2` of a direction orthogonal to
     /// the task (`3 * 2.01 + 36 / (d - 1)`).
     pub fn default_task(d: usize, lr: f64, batch: usize) -> Self {
-        let h3 = [0.0, 0.0, 0.0, 1.0];
+        Self::hermite_task(3, d, lr, batch)
+    }
+
+    /// The default task with every link `h_k` instead of `h_3` (`f*_c = g*
+    /// = h_k`, C = 2, noise std 0.1) in dimension `d`, with `sigma2` of a
+    /// direction orthogonal to the task, computed for `h_k` (a k* = 4 task's
+    /// gradient noise is not the k* = 3 task's).
+    ///
+    /// ```
+    /// use clustermoe::theory::DriftParams;
+    ///
+    /// let p = DriftParams::hermite_task(4, 64, 0.001, 64);
+    /// // sigma2 = k E[y^2] = 4 (1 + 1 + 0.01) at the equator, plus the
+    /// // excess 2 k (E[h_4^2 z^2] - 1) = 64 over d - 1.
+    /// assert!((p.noise_variance - (4.0 * 2.01 + 64.0 / 63.0)).abs() < 1e-9);
+    /// assert_eq!(DriftParams::hermite_task(3, 32, 0.003, 64), DriftParams::default_task(32, 0.003, 64));
+    /// ```
+    pub fn hermite_task(k: usize, d: usize, lr: f64, batch: usize) -> Self {
+        let mut link = vec![0.0; k + 1];
+        link[k] = 1.0;
         DriftParams {
-            k: 3,
+            k,
             beta: 1.0,
             clusters: 2,
             lr,
             batch,
             d,
-            noise_variance: gradient_noise(3, &h3, &h3, 0.1, 2, 0.0).noise_variance(d),
+            noise_variance: gradient_noise(k, &link, &link, 0.1, 2, 0.0).noise_variance(d),
         }
     }
 
@@ -296,6 +315,102 @@ impl DriftParams {
 /// `0.674 / sqrt(d)`; see `docs/theory.md` for the choice.
 pub fn typical_initial_overlap(d: usize) -> f64 {
     1.0 / (d as f64).sqrt()
+}
+
+/// The expected largest of `n` independent standard normals (`signed`), or
+/// of their absolute values (not `signed`), by quadrature of
+/// `E[max] = int x n phi(x) Phi(x)^(n-1) dx` (for `|Z|`: density `2 phi`,
+/// law `2 Phi - 1` on x >= 0) with Simpson's rule on a fine grid (exact to
+/// about 1e-10).
+///
+/// # Panics
+/// If `n == 0`.
+///
+/// ```
+/// use clustermoe::theory::expected_max_normal;
+///
+/// // The best of two is 1/sqrt(pi); one |Z| has mean sqrt(2/pi).
+/// assert!((expected_max_normal(2, true) - 1.0 / std::f64::consts::PI.sqrt()).abs() < 1e-9);
+/// assert!((expected_max_normal(1, false) - (2.0 / std::f64::consts::PI).sqrt()).abs() < 1e-9);
+/// assert!((expected_max_normal(16, true) - 1.7660).abs() < 1e-4);
+/// ```
+pub fn expected_max_normal(n: usize, signed: bool) -> f64 {
+    assert!(n > 0, "the largest of no normals");
+    let phi = |x: f64| (-0.5 * x * x).exp() / (2.0 * std::f64::consts::PI).sqrt();
+    let cdf = |x: f64| 0.5 * libm::erfc(-x / std::f64::consts::SQRT_2);
+    let nf = n as f64;
+    let density = |x: f64| {
+        if signed {
+            nf * phi(x) * cdf(x).powi(n as i32 - 1)
+        } else {
+            nf * 2.0 * phi(x) * (2.0 * cdf(x) - 1.0).max(0.0).powi(n as i32 - 1)
+        }
+    };
+    // Beyond 12 standard deviations the density is below 1e-30 for any n
+    // a run has; below -12 (signed) likewise.
+    let (lo, hi, intervals) = (if signed { -12.0 } else { 0.0 }, 12.0, 24_000);
+    let h = (hi - lo) / intervals as f64;
+    let sum: f64 = (0..=intervals)
+        .map(|i| {
+            let x = lo + i as f64 * h;
+            let weight = match i {
+                0 => 1.0,
+                i if i == intervals => 1.0,
+                i if i % 2 == 1 => 4.0,
+                _ => 2.0,
+            };
+            weight * x * density(x)
+        })
+        .sum();
+    sum * h / 3.0
+}
+
+/// The expected best starting overlap among `pairs` independent
+/// expert–direction overlaps in R^`d` that can grow: each overlap is about
+/// N(0, 1/d), so the best is `expected_max_normal(pairs, signed) / sqrt(d)`.
+/// `signed`: only overlaps of one sign can grow (the best is the largest
+/// signed value); otherwise either sign can (the best is the largest |m|).
+///
+/// ```
+/// use clustermoe::theory::expected_best_start;
+///
+/// // 16 sign-matched pairs at d = 32: about 1.766 / sqrt(32).
+/// assert!((expected_best_start(32, 16, true) - 0.3122).abs() < 1e-3);
+/// ```
+pub fn expected_best_start(d: usize, pairs: usize, signed: bool) -> f64 {
+    expected_max_normal(pairs, signed) / (d as f64).sqrt()
+}
+
+/// The expected best phase-I starting overlap that can grow, for `experts`
+/// experts with the alternating signs a_j = +1, -1, +1, ... of
+/// `phase_one.sign = "alternating"` (the default, and E2's and E3's: restarts
+/// off, so no sign flips) and `clusters` clusters whose local links share
+/// the sign of their `h_k` coefficient beta (every link `h_k` in E2 and E3).
+///
+/// Expert j climbs `a_j beta m^k`, so its overlap m with w*_c drifts by
+/// `a_j beta k m^(k-1) (1 - m^2) / C`:
+/// * odd k: every pair can grow, but only from `a_j m > 0` (from the other
+///   sign m is pushed back to 0 and stalls there): the best of `M C` signed
+///   overlaps `a_j beta m`, independent N(0, 1/d);
+/// * even k: any sign of m grows, but only for the experts with
+///   `a_j beta > 0` (the others are pushed to m = 0): the best |m| of
+///   `ceil(M / 2) C` pairs.
+///
+/// The best of all `M C` |overlaps| (`sqrt(2 ln(M C) / d)` to leading
+/// order) counts pairs that cannot grow and starts the ODE too high.
+///
+/// ```
+/// use clustermoe::theory::{expected_best_start, sign_matched_start};
+///
+/// assert_eq!(sign_matched_start(3, 32, 8, 2), expected_best_start(32, 16, true));
+/// assert_eq!(sign_matched_start(4, 32, 8, 2), expected_best_start(32, 8, false));
+/// ```
+pub fn sign_matched_start(k: usize, d: usize, experts: usize, clusters: usize) -> f64 {
+    if k % 2 == 1 {
+        expected_best_start(d, experts * clusters, true)
+    } else {
+        expected_best_start(d, experts.div_ceil(2) * clusters, false)
+    }
 }
 
 /// The second moment of a one-sample tangent gradient `P_u grad l`, split as
@@ -652,5 +767,64 @@ mod tests {
         // limit) would miss by 0.15 of it.
         let shrink = p.shrinkage_rate() * m;
         assert!((mean - want).abs() < 0.1 * shrink, "{mean} vs {want}");
+    }
+
+    /// The quadrature's expected best start against simulated random unit
+    /// directions: the mean best overlap over many draws, within four
+    /// standard errors (about 0.5 % of the value: the leading-order
+    /// `sqrt(2 ln n / d)` misses by 25 % and fails).
+    #[test]
+    fn expected_best_start_matches_random_directions() {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(5);
+        let reps = 20_000;
+        for (d, pairs, signed) in [
+            (32, 16, true),
+            (64, 8, false),
+            (48, 3, true),
+            (128, 16, false),
+        ] {
+            let want = expected_best_start(d, pairs, signed);
+            let (mut sum, mut sum2) = (0.0, 0.0);
+            let mut z = vec![0.0f64; d];
+            for _ in 0..reps {
+                let mut best = f64::NEG_INFINITY;
+                for _ in 0..pairs {
+                    z.iter_mut().for_each(|v| *v = rng.sample(StandardNormal));
+                    let m = z[0] / z.iter().map(|v| v * v).sum::<f64>().sqrt();
+                    best = best.max(if signed { m } else { m.abs() });
+                }
+                (sum, sum2) = (sum + best, sum2 + best * best);
+            }
+            let mean = sum / reps as f64;
+            let se = ((sum2 / reps as f64 - mean * mean) / reps as f64).sqrt();
+            // N(0, 1/d) against the exact law of a unit vector's coordinate:
+            // a bias of order 1/d of the value, well inside the tolerance.
+            assert!(
+                (mean - want).abs() < 4.0 * se + 0.01 * want,
+                "d {d}, {pairs} pairs: {mean} vs {want}"
+            );
+            let leading = (2.0 * (pairs as f64).ln() / d as f64).sqrt();
+            if signed && pairs == 16 {
+                assert!((mean - leading).abs() > 0.2 * mean);
+            }
+        }
+        assert!((expected_max_normal(16, true) - 1.766).abs() < 1e-3);
+    }
+
+    #[test]
+    fn a_hermite_task_has_its_own_noise() {
+        let (k3, k4) = (
+            DriftParams::hermite_task(3, 64, 0.001, 64),
+            DriftParams::hermite_task(4, 64, 0.001, 64),
+        );
+        assert_eq!(k4.k, 4);
+        // k E[y^2] at the equator, 3 (2.01) against 4 (2.01), plus the
+        // excess over d - 1.
+        let h4 = [0.0, 0.0, 0.0, 0.0, 1.0];
+        let noise = gradient_noise(4, &h4, &h4, 0.1, 2, 0.0);
+        assert!(rel(noise.per_direction, 4.0 * 2.01) < 1e-12);
+        assert!(rel(k4.noise_variance, noise.noise_variance(64)) < 1e-12);
+        assert!(rel(k3.noise_variance, 3.0 * 2.01 + 36.0 / 63.0) < 1e-12);
+        assert!(k4.noise_variance > k3.noise_variance * 1.3);
     }
 }

@@ -380,3 +380,168 @@ pub fn aligned_share(w: ArrayView2<f32>, target: ArrayView1<f64>, threshold: f64
         o.iter().filter(|&&v| v >= threshold).count() as f64 / o.len() as f64
     }
 }
+
+/// The chance level of a best overlap: the `t` that the best of `n`
+/// independent uniformly random unit directions in R^`d` exceeds, in its
+/// overlap |<w, w*>| with a fixed unit w*, with probability `p`.
+///
+/// A network whose neurons never learned w* keeps overlaps of about this
+/// law, so a best overlap below `chance_overlap(d, n, 0.01)` is what chance
+/// gives in 99 % of draws, and one far above it (0.9, say) is learning.
+/// `|<w, w*>|^2` of a uniform unit w is Beta(1/2, (d - 1)/2), so
+/// `P(|<w, w*>| > t) = I_(1 - t^2)((d - 1)/2, 1/2)` (the regularised
+/// incomplete beta), `P(max_j |<w_j, w*>| > t) = 1 - (1 - P(|<w, w*>| > t))^n`,
+/// and `t` is found by bisection to about 1e-12.
+///
+/// # Panics
+/// If `d < 2`, `n == 0` or `p` is not in (0, 1).
+///
+/// ```
+/// use clustermoe::metrics::chance_overlap;
+///
+/// // One direction in R^2: |cos| of a uniform angle exceeds cos(pi p / 2)
+/// // with probability p.
+/// let t = chance_overlap(2, 1, 0.1);
+/// assert!((t - (std::f64::consts::FRAC_PI_2 * 0.1).cos()).abs() < 1e-9);
+/// // The best of 64 neurons in R^32 passes 0.5 by chance in about a sixth
+/// // of draws (a fixed bar of 0.5 is partly a bar on chance): its 1 % level
+/// // is higher.
+/// let level = chance_overlap(32, 64, 0.01);
+/// assert!(level > 0.5 && level < 0.7);
+/// ```
+pub fn chance_overlap(d: usize, n: usize, p: f64) -> f64 {
+    assert!(d >= 2 && n > 0, "d >= 2 and n >= 1 (got d = {d}, n = {n})");
+    assert!(p > 0.0 && p < 1.0, "p in (0, 1) (got {p})");
+    // The one-direction tail probability that makes the best of n exceed t
+    // with probability p: 1 - (1 - q)^n = p, written to keep small p exact.
+    let q = -(-p).ln_1p() / n as f64;
+    let q = -(-q).exp_m1();
+    let tail = |t: f64| regularised_incomplete_beta(1.0 - t * t, (d as f64 - 1.0) / 2.0, 0.5);
+    let (mut lo, mut hi) = (0.0f64, 1.0f64);
+    while hi - lo > 1e-13 {
+        let mid = 0.5 * (lo + hi);
+        // The tail falls as t grows.
+        if tail(mid) > q {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    0.5 * (lo + hi)
+}
+
+/// The regularised incomplete beta function `I_x(a, b)`, by the continued
+/// fraction of Numerical Recipes (Lentz's method), taken on the side where
+/// it converges fast (`x < (a + 1) / (a + b + 2)`, else `1 - I_(1-x)(b, a)`).
+fn regularised_incomplete_beta(x: f64, a: f64, b: f64) -> f64 {
+    if x <= 0.0 {
+        return 0.0;
+    }
+    if x >= 1.0 {
+        return 1.0;
+    }
+    let ln_front =
+        libm::lgamma(a + b) - libm::lgamma(a) - libm::lgamma(b) + a * x.ln() + b * (-x).ln_1p();
+    if x < (a + 1.0) / (a + b + 2.0) {
+        ln_front.exp() * beta_fraction(x, a, b) / a
+    } else {
+        1.0 - ln_front.exp() * beta_fraction(1.0 - x, b, a) / b
+    }
+}
+
+/// The continued fraction of `I_x(a, b)` (converges for `x < (a+1)/(a+b+2)`).
+fn beta_fraction(x: f64, a: f64, b: f64) -> f64 {
+    const TINY: f64 = 1e-300;
+    let (qab, qap, qam) = (a + b, a + 1.0, a - 1.0);
+    let mut c = 1.0;
+    let mut dd = 1.0 - qab * x / qap;
+    if dd.abs() < TINY {
+        dd = TINY;
+    }
+    dd = 1.0 / dd;
+    let mut h = dd;
+    for m in 1..=500 {
+        let m = m as f64;
+        let m2 = 2.0 * m;
+        for aa in [
+            m * (b - m) * x / ((qam + m2) * (a + m2)),
+            -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2)),
+        ] {
+            dd = 1.0 + aa * dd;
+            if dd.abs() < TINY {
+                dd = TINY;
+            }
+            c = 1.0 + aa / c;
+            if c.abs() < TINY {
+                c = TINY;
+            }
+            dd = 1.0 / dd;
+            h *= dd * c;
+        }
+        if (dd * c - 1.0).abs() < 1e-15 {
+            break;
+        }
+    }
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+    use rand_distr::StandardNormal;
+    use rand_xoshiro::Xoshiro256PlusPlus;
+
+    #[test]
+    fn incomplete_beta_matches_closed_forms() {
+        for x in [0.01, 0.2, 0.5, 0.77, 0.99] {
+            // I_x(1, 1) = x; I_x(a, 1) = x^a; I_x(1/2, 1/2) = (2/pi) asin(sqrt x).
+            assert!((regularised_incomplete_beta(x, 1.0, 1.0) - x).abs() < 1e-12);
+            assert!((regularised_incomplete_beta(x, 3.5, 1.0) - x.powf(3.5)).abs() < 1e-12);
+            let arcsine = 2.0 / std::f64::consts::PI * x.sqrt().asin();
+            assert!((regularised_incomplete_beta(x, 0.5, 0.5) - arcsine).abs() < 1e-12);
+            // I_x(a, b) = 1 - I_(1-x)(b, a).
+            let (a, b) = (15.5, 0.5);
+            let sum =
+                regularised_incomplete_beta(x, a, b) + regularised_incomplete_beta(1.0 - x, b, a);
+            assert!((sum - 1.0).abs() < 1e-12);
+        }
+    }
+
+    /// The fraction of draws of n random unit directions in R^d whose best
+    /// overlap with e_0 exceeds `chance_overlap(d, n, p)` is p, within four
+    /// standard errors (a level off by 5 % of itself fails).
+    #[test]
+    fn chance_overlap_matches_random_directions() {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(11);
+        let reps = 20_000;
+        for (d, n, p) in [
+            (8, 4, 0.05),
+            (32, 16, 0.05),
+            (32, 64, 0.01),
+            (128, 32, 0.05),
+        ] {
+            let level = chance_overlap(d, n, p);
+            let mut above = 0;
+            let mut z = vec![0.0f64; d];
+            for _ in 0..reps {
+                let mut best = 0.0f64;
+                for _ in 0..n {
+                    z.iter_mut().for_each(|v| *v = rng.sample(StandardNormal));
+                    let norm = z.iter().map(|v| v * v).sum::<f64>().sqrt();
+                    best = best.max(z[0].abs() / norm);
+                }
+                above += usize::from(best > level);
+            }
+            let frac = above as f64 / reps as f64;
+            let se = (p * (1.0 - p) / reps as f64).sqrt();
+            assert!(
+                (frac - p).abs() < 4.0 * se,
+                "d {d}, n {n}: {frac} above {level}, want {p}"
+            );
+        }
+        // More neurons, a higher level; a higher dimension, a lower one.
+        assert!(chance_overlap(32, 64, 0.01) > chance_overlap(32, 16, 0.01));
+        assert!(chance_overlap(128, 64, 0.01) < chance_overlap(32, 64, 0.01));
+    }
+}

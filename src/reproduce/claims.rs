@@ -66,20 +66,21 @@ impl<'a> Tally<'a> {
 }
 
 /// What a vanilla network that should fail (relative MSE >= `mse_bar`,
-/// w*_g overlap < `overlap_bar`) did instead, from its relative MSE `e` and
-/// best w*_g overlap `g`; None when it failed as it should.
+/// w*_g overlap < `overlap_bar`: E1's is the chance level of the best of
+/// its neurons, `metrics::chance_overlap`) did instead, from its relative
+/// MSE `e` and best w*_g overlap `g`; None when it failed as it should.
 pub(super) fn vanilla_miss(e: f64, g: f64, mse_bar: f64, overlap_bar: f64) -> Option<String> {
     let (high_error, far) = (e >= mse_bar, g < overlap_bar);
     match (high_error, far) {
         (true, true) => None,
         (false, true) => Some(format!(
-            "relative MSE {e:.3} < {mse_bar:.2} (w*_g overlap {g:.3} < {overlap_bar})"
+            "relative MSE {e:.3} < {mse_bar:.2} (w*_g overlap {g:.3} < {overlap_bar:.3})"
         )),
         (true, false) => Some(format!(
-            "w*_g overlap {g:.3} >= {overlap_bar}: a neuron found w*_g (relative MSE {e:.3} still >= {mse_bar:.2})"
+            "w*_g overlap {g:.3} >= {overlap_bar:.3}: a neuron found w*_g (relative MSE {e:.3} still >= {mse_bar:.2})"
         )),
         (false, false) => Some(format!(
-            "relative MSE {e:.3} < {mse_bar:.2} and w*_g overlap {g:.3} >= {overlap_bar}: it learned w*_g"
+            "relative MSE {e:.3} < {mse_bar:.2} and w*_g overlap {g:.3} >= {overlap_bar:.3}: it learned w*_g"
         )),
     }
 }

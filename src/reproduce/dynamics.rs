@@ -14,10 +14,10 @@ use crate::metrics::Record;
 use crate::phase::{ModelKind, Phase};
 use crate::report::figure::{Chart, Mark, Series};
 use crate::store::RunDir;
-use crate::theory::DriftParams;
+use crate::theory::{sign_matched_start, DriftParams};
 
 /// The prediction's label; its series is drawn dashed in black.
-const THEORY_LABEL: &str = "drift ODE (phase I, best start)";
+const THEORY_LABEL: &str = "drift ODE (phase I, best sign-matched start)";
 
 /// E2: overlaps against samples through all phases, from the metrics of
 /// the run in `run_dir` (seed 1 of E1's default task).
@@ -142,15 +142,17 @@ fn curves(records: &[Record]) -> (BTreeMap<String, Vec<(f64, f64)>>, Vec<Vec<(f6
     (series, experts)
 }
 
-/// The drift ODE of docs/theory.md for the best of M C starting overlaps,
-/// over the first quarter of phase I, in samples the MoE has seen.
+/// The drift ODE of docs/theory.md from the expected best starting overlap
+/// that can grow (with phase I's alternating signs, the best of the M C
+/// sign-matched overlaps: [`sign_matched_start`]), over the first quarter
+/// of phase I, in samples the MoE has seen.
 fn drift_prediction() -> Vec<(f64, f64)> {
     let defaults = Config::default();
     let valid = defaults.check().expect("the defaults are valid");
     let (d, p1) = (defaults.task.d, &valid.phase_one);
     let drift = DriftParams::default_task(d, p1.schedule.lr, p1.batch);
-    let m0 =
-        (2.0 * ((defaults.moe.experts * defaults.task.clusters) as f64).ln() / d as f64).sqrt();
+    let k = valid.information_exponent();
+    let m0 = sign_matched_start(k, d, defaults.moe.experts, defaults.task.clusters);
     let offset = p1.centre_samples as f64;
     drift
         .trajectory(m0, p1.steps as f64 / 4.0, 100)
