@@ -5,7 +5,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-const FIGURES: [&str; 22] = [
+const FIGURES: [&str; 23] = [
     "e1_c2",
     "e1_c2_overlaps",
     "e1_c4",
@@ -28,8 +28,9 @@ const FIGURES: [&str; 22] = [
     "e6_training",
     "e6_purity",
     "e6_overlaps",
+    "e7_k3",
 ];
-const TABLES: [&str; 11] = [
+const TABLES: [&str; 13] = [
     "e1_c2",
     "e1_c4",
     "e1_k4",
@@ -41,6 +42,8 @@ const TABLES: [&str; 11] = [
     "e5",
     "e6",
     "e6_budget",
+    "e7_k3",
+    "e7_exponents",
 ];
 
 #[test]
@@ -99,10 +102,13 @@ fn quick_reproduction_writes_the_report_and_its_claims_hold() {
         assert!(ids.contains(&id), "claims.json lacks {id}: {ids:?}");
     }
     // E1 to E5 reproduce the paper: each of their claims must hold. E6's
-    // are hypotheses about joint training, reported either way; they must
-    // be measured (finite figures over every seed).
+    // and E7's are hypotheses, reported either way; they must be measured
+    // (finite figures over every seed).
     for c in &claims {
         let id = c["id"].as_str().unwrap();
+        if id.starts_with("E7.") {
+            continue;
+        }
         if !id.starts_with("E6.") {
             assert_eq!(c["held"], true, "claim failed: {c}");
             continue;
@@ -145,6 +151,30 @@ fn quick_reproduction_writes_the_report_and_its_claims_hold() {
         (1.5..=3.0).contains(&slope) && (2.0..=2.6).contains(&ode),
         "{e3}"
     );
+
+    // E7: the three hypotheses for k* = 3, the staged MoE's exponent fitted
+    // from runs that all learned (4 seeds at each of 4 dimensions), within
+    // a broad band around k* - 1 = 2 (the claim's own bar is 0.5).
+    for id in [
+        "E7.k3.staged_moe",
+        "E7.k3.staged_vanilla",
+        "E7.k3.joint_separation",
+    ] {
+        assert!(ids.contains(&id), "claims.json lacks {id}");
+    }
+    let e7 = &claims
+        .iter()
+        .find(|c| c["id"] == "E7.k3.staged_moe")
+        .unwrap()["measured"];
+    assert_eq!(
+        (e7["runs"].as_u64(), e7["censored"].as_u64()),
+        (Some(16), Some(0)),
+        "{e7}"
+    );
+    let exponent = e7["exponent"].as_f64().unwrap();
+    assert!((1.0..=3.0).contains(&exponent), "{e7}");
+    let low = e7["ci95"][0].as_f64().unwrap();
+    assert!(low < exponent, "{e7}");
 
     // The HTML report is self-contained: every figure inline, nothing fetched.
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
