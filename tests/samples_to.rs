@@ -19,8 +19,14 @@ fn config(seed: u64, sets: &[&str]) -> clustermoe::ValidConfig {
 fn run(seed: u64, sets: &[&str]) -> (Summary, Vec<Record>, Vec<Record>) {
     let valid = config(seed, sets);
     let (mut moe, mut vanilla) = (Vec::new(), Vec::new());
-    let mut moe_log = |r: &Record| Ok(moe.push(r.clone()));
-    let mut vanilla_log = |r: &Record| Ok(vanilla.push(r.clone()));
+    let mut moe_log = |r: &Record| {
+        moe.push(r.clone());
+        Ok(())
+    };
+    let mut vanilla_log = |r: &Record| {
+        vanilla.push(r.clone());
+        Ok(())
+    };
     let out = Experiment::new(&valid)
         .records(&mut moe_log, &mut vanilla_log)
         .run()

@@ -90,6 +90,7 @@ _SECTIONS = (
     "vanilla",
     "metrics",
     "joint",
+    "targets",
 )
 
 

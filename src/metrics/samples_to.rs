@@ -270,9 +270,9 @@ impl Watch {
     }
 
     /// The `samples_to` section of a model that trained for `trained`
-    /// samples; `error` whether it has an error target, `staged_moe`
-    /// whether it has the staged phases' targets, `phase_two` whether
-    /// phase II's target was watched.
+    /// samples (`until_cap`: stopped at its targets, under that cap);
+    /// `error` whether it has an error target, `staged_moe` whether it has
+    /// the staged phases' targets (phase II's only where it was watched).
     pub fn samples_to(
         &self,
         trained: u64,

@@ -103,7 +103,7 @@ fn cases(opts: &Options) -> Vec<(usize, Vec<usize>)> {
     } else {
         vec![
             (3, vec![16, 24, 32, 48, 64, 96, 128]),
-            (4, vec![16, 24, 32, 48]),
+            (4, vec![16, 24, 32, 48, 64]),
         ]
     }
 }

@@ -124,9 +124,11 @@ impl<'a, S: Stage> Run<'a, S> {
     }
 
     /// With `targets.until`, whether training stops here: every one of
-    /// `targets` reached.
+    /// `targets` reached (never for no targets).
     pub(super) fn stop_at(&self, targets: &[Target]) -> bool {
-        self.cfg.targets.until && targets.iter().all(|&t| self.watch.reached(t))
+        self.cfg.targets.until
+            && !targets.is_empty()
+            && targets.iter().all(|&t| self.watch.reached(t))
     }
 
     /// The probes' `samples_to` section once training has ended after

@@ -101,7 +101,7 @@ pub(super) fn phase_two(
     run.monitor.advance(ModelKind::Moe, done);
     let mut steps = p2.steps;
     for step in done + 1..=p2.steps {
-        if !until.is_empty() && run.stop_at(until) {
+        if run.stop_at(until) {
             steps = step - 1;
             break;
         }
