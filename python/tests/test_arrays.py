@@ -133,7 +133,7 @@ def test_the_run_repr_and_the_defaults(small_run):
     assert repr(small_run).startswith("Run(seed=1, moe test_rel_mse=")
     config = cm.defaults()
     assert list(config) == ["seed", "task", "moe", "phase_one", "phase_two", "phase_three",
-                            "readout", "vanilla", "metrics", "joint"]
+                            "readout", "vanilla", "metrics", "joint", "targets"]
     assert config["moe"]["training"] == "staged" and list(config["moe"])[0] == "experts"
     assert config["task"]["d"] == 32
 

@@ -96,9 +96,9 @@ def test_link_defaults_and_resolve_are_the_clis(cli, small_toml):
         assert cm.link(spec, degree=6) == json.loads(cli("link", spec, "--degree", 6, "--json").stdout)
     assert cm.defaults(toml=True) == cli("defaults").stdout
     # resolve is what config.toml holds: a staged run leaves out the
-    # defaults of joint training, which defaults() shows.
+    # defaults of joint training and of the targets, which defaults() shows.
     full = cm.defaults()
-    del full["joint"], full["moe"]["training"]
+    del full["joint"], full["targets"], full["moe"]["training"]
     assert cm.resolve() == full
     assert cm.resolve(small_toml) == cm.resolve(SMALL) == cm.resolve(**SMALL)
     assert cm.resolve(SMALL, seed=9, task={"rho": 2})["task"] == {**cm.resolve(SMALL)["task"], "rho": 2.0}
