@@ -17,7 +17,10 @@ use ndarray::Array2;
 use serde::{Deserialize, Serialize};
 
 use super::context::{tick, Run};
-use super::{fill_cluster_overlaps, probe_overlaps, ModelState, Monitor, Sink, Stage, Trained};
+use super::{
+    fill_cluster_overlaps, overlap_probe_due, probe_overlaps, ModelState, Monitor, Sink, Stage,
+    Trained,
+};
 use crate::config::ValidConfig;
 use crate::error::Result;
 use crate::metrics::samples_to::Target;
@@ -186,11 +189,6 @@ struct Probes {
     pass: Pass<f32>,
 }
 
-/// Joint training's overlap probes look every this many steps: its steps
-/// are the cheapest of all (about 25 us at d = 32), and gathering the
-/// directions as unit rows costs about a step.
-const JOINT_OVERLAP_PROBE_EVERY: u64 = 16;
-
 /// Probe samples of the error target: its relative error is then known to
 /// a few percent of itself.
 const ERROR_PROBE_SAMPLES: usize = 512;
@@ -315,8 +313,7 @@ fn joint_steps<M: ModelTag>(
         } else {
             None
         };
-        let overlap_due = step.is_multiple_of(JOINT_OVERLAP_PROBE_EVERY) || step == steps;
-        if overlap_due && (experts == 1 || !state.serving.is_empty()) {
+        if overlap_probe_due(step, steps) && (experts == 1 || !state.serving.is_empty()) {
             let dirs: Vec<Array2<f32>> = if experts == 1 {
                 vec![state.model.all_directions()]
             } else {

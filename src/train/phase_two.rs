@@ -44,10 +44,11 @@ impl PhaseTwoState {
     }
 }
 
-/// Phase II's target is probed every this many steps (and at its last):
-/// routing the probe samples costs about as many steps as it has
-/// batches, and phase II's steps are the run's cheapest.
-const PHASE_TWO_PROBE_EVERY: u64 = 32;
+/// Phase II's target is probed every this many steps (and at its last),
+/// on the first this many probe samples (purity to 0.2 %): routing them
+/// costs about as many steps as they fill batches.
+const PHASE_TWO_PROBE_EVERY: u64 = 16;
+const PHASE_TWO_PROBE_SAMPLES: usize = 512;
 
 /// Phase II from `state` to its last step: the router ascends
 /// E[sum_k pi_k(x) y sigma(<u_k, W(x - mu)>)], where u_k is the direction
@@ -126,7 +127,12 @@ pub(super) fn phase_two(
         let probe_due = step.is_multiple_of(PHASE_TWO_PROBE_EVERY) || step == p2.steps;
         if let (Some(bar), true) = (target, probe_due) {
             // A copy of the noise stream: probing must not move training's.
-            let confusion = routing.confusion(&router, task.clusters(), &mut noise.clone());
+            let confusion = routing.confusion_of(
+                PHASE_TWO_PROBE_SAMPLES,
+                &router,
+                task.clusters(),
+                &mut noise.clone(),
+            );
             let purity = metrics::routing_purity(&confusion);
             run.probe(Phase::PhaseTwo, step, Target::PhaseTwo, purity >= bar)?;
         }
