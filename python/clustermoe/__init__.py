@@ -514,8 +514,9 @@ def merge(dir: PathLike) -> List[Dict[str, Any]]:
     """Gathers every complete run of a sweep into ``dir/results.csv`` and
     ``dir/results.jsonl`` (``clustermoe merge``) and returns the rows in
     grid order: one flat dict per run with the CSV's columns (``id``,
-    ``config.task.d``, ..., ``summary.moe.test_rel_mse``, ...) and typed
-    values (lists stay lists). ``pandas.DataFrame(rows)`` makes a table,
+    ``config.task.d``, ..., ``summary.moe.test_rel_mse``, ...; every row has
+    every column, None where its run has no value) and typed values (lists
+    stay lists). ``pandas.DataFrame(rows)`` makes a table,
     :func:`columns` NumPy columns. Runs that are not rows are named in a
     warning: not started, in progress in another process, or incomplete
     (with the reason: killed, or a file that no longer matches the run's
@@ -547,7 +548,12 @@ def merge(dir: PathLike) -> List[Dict[str, Any]]:
                 _flatten("config", obj["config"], row)
                 _flatten("summary", obj["summary"], row)
                 rows.append(row)
-    return rows
+    # The CSV's columns: the union over rows in order of first appearance
+    # (a censored target has `within` where a reached one has `samples`).
+    header: Dict[str, None] = {}
+    for row in rows:
+        header.update(dict.fromkeys(row))
+    return [{k: row.get(k) for k in header} for row in rows]
 
 
 def reproduce(
@@ -558,7 +564,7 @@ def reproduce(
     checkpoint_every: Optional[int] = None,
     quiet: bool = False,
 ) -> List[Dict[str, Any]]:
-    """Runs the experiments E1-E5 (``clustermoe reproduce``, ``--quick``
+    """Runs the experiments E1-E7 (``clustermoe reproduce``, ``--quick``
     unless ``quick=False``) and writes the report, figures, tables and
     ``claims.json`` in ``out``; runs already there are reused, so a stopped
     reproduction resumes. Returns the claims: ``id``, ``claim``,
