@@ -17,7 +17,7 @@ use super::runs::{run_seeds, Runs};
 use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
-use super::stats::{fit_exponent, round4, ExponentFit, Observed};
+use super::stats::{fit_exponent, percentile_interval, round4, ExponentFit, Observed};
 use super::{Claim, Options, Section, Table};
 use crate::error::Result;
 use crate::metrics::samples_to::{Crossing, SamplesTo};
@@ -616,14 +616,8 @@ fn exponent_difference(a: &[(f64, Observed)], b: &[(f64, Observed)]) -> Differen
         })
         .collect();
     diffs.sort_by(f64::total_cmp);
-    let quantile = |q: f64| {
-        diffs
-            .get((q * (diffs.len() as f64 - 1.0)).round() as usize)
-            .copied()
-            .unwrap_or(f64::NAN)
-    };
     Difference {
         slope: diff(a, b),
-        ci95: (quantile(0.025), quantile(0.975)),
+        ci95: percentile_interval(&diffs),
     }
 }

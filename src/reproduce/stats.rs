@@ -161,15 +161,20 @@ fn log_log_line(medians: &[(f64, Observed)]) -> (f64, f64) {
         .iter()
         .map(|&(d, m)| (d.ln(), m.value().ln()))
         .collect();
-    let n = logs.len() as f64;
-    let (mx, my) = (
-        logs.iter().map(|p| p.0).sum::<f64>() / n,
-        logs.iter().map(|p| p.1).sum::<f64>() / n,
-    );
-    let sxx: f64 = logs.iter().map(|p| (p.0 - mx).powi(2)).sum();
-    let sxy: f64 = logs.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
-    let slope = sxy / sxx;
-    (my - slope * mx, slope)
+    let (intercept, slope, _) = fit_line(&logs);
+    (intercept, slope)
+}
+
+/// The 2.5 % and 97.5 % percentiles of ascending `sorted` values (NaN for
+/// none): a bootstrap's 95 % interval.
+pub(super) fn percentile_interval(sorted: &[f64]) -> (f64, f64) {
+    let at = |q: f64| {
+        sorted
+            .get((q * (sorted.len() as f64 - 1.0)).round() as usize)
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
+    (at(0.025), at(0.975))
 }
 
 /// The observations grouped by d, ascending.
@@ -240,15 +245,9 @@ pub(super) fn fit_exponent(points: &[(f64, Observed)], resamples: usize, seed: u
         })
         .collect();
     slopes.sort_by(f64::total_cmp);
-    let quantile = |q: f64| {
-        slopes
-            .get(((q * (slopes.len() as f64 - 1.0)).round()) as usize)
-            .copied()
-            .unwrap_or(f64::NAN)
-    };
     ExponentFit {
         slope,
-        ci95: (quantile(0.025), quantile(0.975)),
+        ci95: percentile_interval(&slopes),
         intercept,
         lower_bound: medians.iter().any(|m| m.1.is_censored()),
         medians,
