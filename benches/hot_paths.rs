@@ -206,10 +206,10 @@ fn readout_solve(c: &mut Criterion) {
     let mut g = c.benchmark_group("readout_fit");
     g.sample_size(10).warm_up_time(Duration::from_millis(300));
     for d in DIMS {
-        let (cfg, task, mut rng) = setup_with(d, |c| c.readout.samples = 8192);
+        let (cfg, task, mut rng) = setup_with(d, |c| c.readout.samples = 8192.into());
         g.throughput(Throughput::Elements(cfg.readout().samples as u64));
         // The vanilla readout: M J directions, each with 4 random biases.
-        let rows = NEURONS * cfg.readout().biases;
+        let rows = NEURONS * cfg.readout().moe.biases;
         let mut net = TwoLayer {
             w: random_directions(rows, d, &mut rng),
             centre: ndarray::Array1::zeros(d),

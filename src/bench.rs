@@ -24,7 +24,7 @@ use rand_distr::StandardNormal;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::config::Config;
+use crate::config::{Config, Training, ValidConfig};
 use crate::error::{Error, Result, RunOption};
 use crate::experiment::{Experiment, Models};
 use crate::numerics::normal::{self, Simd};
@@ -246,6 +246,56 @@ fn limit_step_seconds(batch: usize, d: usize, width: usize) -> f64 {
     gaussian_seconds(batch * d) + products_seconds(batch, d, width)
 }
 
+/// A run's measured time over its limit's, about: the second performance
+/// round measured 2.4 to 4.8 at d = 32 and 1 to 3 at d >= 512 outside
+/// phase I's whitening (which [`estimate_seconds`] adds itself).
+const RUN_OVER_LIMIT: f64 = 3.0;
+
+/// How long a run of `cfg` should take on this machine with `threads`
+/// threads, for planning (within a factor of about two): each training
+/// phase's steps times its limit step, measured here on one thread, times
+/// [`RUN_OVER_LIMIT`], plus phase I's whitening (2 M d^2 multiply-adds a
+/// step); the MoE beside the vanilla network when there are two threads or
+/// more. It measures for about a second; `clustermoe bench` measures a
+/// run itself.
+pub fn estimate_seconds(cfg: &ValidConfig, threads: usize) -> f64 {
+    let d = cfg.task().d;
+    let at = |steps: u64, batch: usize, width: usize| {
+        steps as f64 * limit_step_seconds(batch, d, width.max(1)) * RUN_OVER_LIMIT
+    };
+    let (moe, vanilla) = match cfg.training() {
+        Training::Staged => {
+            let (p1, p3) = (cfg.phase_one(), cfg.phase_three());
+            let whiten = if cfg.moe().whiten {
+                p1.steps as f64 * products_seconds(cfg.experts(), d, d) / 2.0
+            } else {
+                0.0
+            };
+            let moe = at(p1.steps, p1.batch, cfg.experts())
+                + whiten
+                + at(cfg.phase_two().steps, cfg.phase_two().batch, cfg.experts())
+                + at(p3.steps, p3.batch, cfg.experts() * cfg.moe().neurons);
+            let vanilla = cfg
+                .vanilla()
+                .map_or(0.0, |v| at(v.steps, v.batch, cfg.vanilla_neurons()));
+            (moe, vanilla)
+        }
+        Training::Joint => {
+            let j = cfg.joint();
+            let moe = at(j.steps, j.batch, cfg.experts() * cfg.moe().neurons);
+            let vanilla = cfg
+                .vanilla()
+                .map_or(0.0, |_| at(j.steps, j.batch, cfg.vanilla_neurons()));
+            (moe, vanilla)
+        }
+    };
+    if threads >= 2 {
+        moe.max(vanilla)
+    } else {
+        moe + vanilla
+    }
+}
+
 /// Peak resident memory of this process (VmHWM), where the system says.
 fn peak_rss_bytes() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -302,7 +352,7 @@ fn thread_pool(threads: usize) -> Result<rayon::ThreadPool> {
 /// use clustermoe::bench::{bench, BenchOptions};
 ///
 /// let mut config = clustermoe::Config::default();
-/// config.readout.samples = 2_000;
+/// config.readout.samples = 2_000.into();
 /// config.metrics.test_samples = 500;
 /// let options = BenchOptions { config, dims: vec![8], steps_scale: 0.02, threads: 1 };
 /// let results = bench(&options, &|message| eprintln!("{message}"))?;
@@ -339,7 +389,7 @@ pub fn bench(options: &BenchOptions, progress: &dyn Fn(&str)) -> Result<Vec<DimB
             let (batch, width, samples) = match (model, phase) {
                 (ModelKind::Moe, Phase::PhaseOne) => (
                     cfg.phase_one.batch,
-                    cfg.moe.experts,
+                    cfg.experts(),
                     steps * cfg.phase_one.batch as u64,
                 ),
                 (ModelKind::Moe, Phase::PhaseTwo) => (
@@ -352,7 +402,7 @@ pub fn bench(options: &BenchOptions, progress: &dyn Fn(&str)) -> Result<Vec<DimB
                 ),
                 (ModelKind::Moe, Phase::PhaseThree) => (
                     cfg.phase_three.batch,
-                    cfg.moe.experts * cfg.moe.neurons,
+                    cfg.experts() * cfg.moe.neurons,
                     steps * cfg.phase_three.batch as u64,
                 ),
                 (ModelKind::Vanilla, Phase::Train) => (
@@ -363,7 +413,7 @@ pub fn bench(options: &BenchOptions, progress: &dyn Fn(&str)) -> Result<Vec<DimB
                 (_, Phase::Joint) => (
                     cfg.joint.batch,
                     match model {
-                        ModelKind::Moe => cfg.moe.experts * cfg.moe.neurons,
+                        ModelKind::Moe => cfg.experts() * cfg.moe.neurons,
                         ModelKind::Vanilla => cfg.vanilla_neurons,
                     },
                     steps * cfg.joint.batch as u64,
@@ -491,7 +541,7 @@ mod tests {
     fn phases_are_timed_and_counted() {
         let mut config = Config::default();
         config.metrics.test_samples = 500;
-        config.readout.samples = 2000;
+        config.readout.samples = 2000.into();
         let options = BenchOptions {
             config,
             dims: vec![8],

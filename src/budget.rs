@@ -43,6 +43,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::capacity::{ExpertsChoice, ReadoutChoice};
 use crate::theory::{gradient_noise, typical_initial_overlap, DriftParams};
 
 /// The tuned rates of the default task, which the laws never exceed.
@@ -81,6 +82,28 @@ pub struct TaskShape {
     pub noise: f64,
 }
 
+/// Minibatch sizes of the searching phases.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Batches {
+    /// Phase I's batch.
+    pub one: usize,
+    /// Phase III's batch.
+    pub three: usize,
+    /// The vanilla network's batch.
+    pub vanilla: usize,
+}
+
+impl Default for Batches {
+    /// The default configuration's: 64 samples per step everywhere.
+    fn default() -> Self {
+        Batches {
+            one: 64,
+            three: 64,
+            vanilla: 64,
+        }
+    }
+}
+
 /// The budget the laws choose, recorded in `summary.json` (as
 /// `budget.theory`). Rates are learning rates per SGD step, lengths counts
 /// of SGD steps.
@@ -100,6 +123,13 @@ pub struct Budget {
     pub phase_three_lr_end: f64,
     /// Phase III's length, at least 24000.
     pub phase_three_steps: u64,
+    /// The vanilla network's learning rate on the plateau, at most 0.003:
+    /// the law of phase III for a neuron that sees all C clusters.
+    #[serde(default)]
+    pub vanilla_lr: f64,
+    /// The vanilla network's learning rate at the last step.
+    #[serde(default)]
+    pub vanilla_lr_end: f64,
     /// Predicted phase-I weak-recovery steps at the phase-I rate.
     pub phase_one_recovery_steps: f64,
     /// Predicted phase-III recovery steps (one cluster) at the phase-III rate.
@@ -113,7 +143,7 @@ impl Budget {
     /// `batch_one` and `batch_three`.
     ///
     /// ```
-    /// use clustermoe::budget::{Budget, TaskShape};
+    /// use clustermoe::budget::{Batches, Budget, TaskShape};
     ///
     /// // The default task: d = 32, two clusters, h_3 links, noise 0.1.
     /// let h3 = vec![0.0, 0.0, 0.0, 1.0];
@@ -126,29 +156,27 @@ impl Budget {
     ///     global: h3,
     ///     noise: 0.1,
     /// };
-    /// let b = Budget::for_task(&task, 64, 64);
+    /// let b = Budget::for_task(&task, Batches::default());
     /// assert_eq!((b.phase_one_lr, b.phase_one_steps), (0.003, 8000));
     /// assert_eq!((b.phase_three_lr_end, b.phase_three_steps), (0.0003, 24000));
     ///
     /// // k* = 4 is harder: a smaller rate and a longer phase III.
     /// let h4 = vec![0.0, 0.0, 0.0, 0.0, 1.0];
-    /// let hard = Budget::for_task(&TaskShape { k: 4, local: h4.clone(), global: h4, ..task }, 64, 64);
+    /// let hard = Budget::for_task(&TaskShape { k: 4, local: h4.clone(), global: h4, ..task }, Batches::default());
     /// assert!(hard.phase_three_lr < b.phase_three_lr);
     /// assert!(hard.phase_three_steps > b.phase_three_steps);
     /// ```
-    pub fn for_task(task: &TaskShape, batch_one: usize, batch_three: usize) -> Budget {
+    pub fn for_task(task: &TaskShape, batches: Batches) -> Budget {
+        let Batches {
+            one: batch_one,
+            three: batch_three,
+            vanilla: batch_vanilla,
+        } = batches;
         let k = task.k.max(1);
         let beta = task.beta.abs().max(1e-12);
         let m0 = typical_initial_overlap(task.d);
         let d1 = task.d.saturating_sub(1).max(1) as f64;
 
-        // Phase III (and vanilla): noise floors within one cluster.
-        let at_one = gradient_noise(k, &task.local, &task.global, task.noise, 1, 1.0);
-        let nu = d1 * at_one.noise_variance(task.d) / (2.0 * batch_three as f64 * k as f64 * beta);
-        let phase_three_lr = MAX_LR.min(PLATEAU_FLOOR / nu);
-        let phase_three_lr_end = MAX_LR_END.min(END_FLOOR / nu).min(phase_three_lr);
-
-        // Phase I: a margin below the critical rate at the starting overlap.
         let equator = |clusters: usize| {
             gradient_noise(k, &task.local, &task.global, task.noise, clusters, 0.0)
                 .noise_variance(task.d)
@@ -162,6 +190,24 @@ impl Budget {
             d: task.d,
             noise_variance: equator(clusters),
         };
+        // Each searching phase's rate: below its noise floors and a margin
+        // below the critical rate at the starting overlap, so that its
+        // recovery exists wherever the drift allows one.
+        let rates = |clusters: usize, batch: usize| {
+            let at_one = gradient_noise(k, &task.local, &task.global, task.noise, clusters, 1.0);
+            // A neuron on one cluster's direction gets its signal from a
+            // share 1 / C of the samples and its noise from all of them.
+            let nu = clusters as f64 * d1 * at_one.noise_variance(task.d)
+                / (2.0 * batch as f64 * k as f64 * beta);
+            let critical = drift(1.0, clusters, batch).critical_lr(m0) / CRITICAL_MARGIN;
+            let lr = MAX_LR.min(PLATEAU_FLOOR / nu).min(critical);
+            let lr_end = MAX_LR_END.min(END_FLOOR / nu).min(lr);
+            (lr, lr_end, nu)
+        };
+        // Phase III searches within one cluster; the vanilla network's
+        // neurons see all C.
+        let (phase_three_lr, phase_three_lr_end, nu) = rates(1, batch_three);
+        let (vanilla_lr, vanilla_lr_end, _) = rates(task.clusters, batch_vanilla);
         let critical = drift(1.0, task.clusters, batch_one).critical_lr(m0);
         let phase_one_lr = MAX_LR.min(critical / CRITICAL_MARGIN);
         let recovery = |p: DriftParams| {
@@ -172,27 +218,34 @@ impl Budget {
         };
         let t1 = recovery(drift(phase_one_lr, task.clusters, batch_one));
         let t3 = recovery(drift(phase_three_lr, 1, batch_three));
-        let steps = |recoveries: f64, t: f64, floor: u64| -> u64 {
-            let s = (recoveries * t / 100.0).ceil() * 100.0;
-            // An unreachable recovery (no drift) caps at the validation limit.
-            if s.is_finite() {
-                (s as u64).clamp(floor, u32::MAX as u64 / 4)
-            } else {
-                floor
-            }
+        // Lengths in whole hundreds; an unreachable recovery (infinite) or
+        // one beyond any step count stays so, for `Config::check` to refuse.
+        let steps = |recoveries: f64, t: f64, floor: u64| -> f64 {
+            ((recoveries * t / 100.0).ceil() * 100.0).max(floor as f64)
         };
         let restart_every = steps(RESTART_RECOVERIES, t1, MIN_RESTART_EVERY);
         Budget {
             phase_one_lr,
-            restart_every,
-            phase_one_steps: 4 * restart_every,
+            restart_every: saturate(restart_every),
+            phase_one_steps: saturate(4.0 * restart_every),
             phase_three_lr,
             phase_three_lr_end,
-            phase_three_steps: steps(PHASE_THREE_RECOVERIES, t3, MIN_PHASE_THREE_STEPS),
+            phase_three_steps: saturate(steps(PHASE_THREE_RECOVERIES, t3, MIN_PHASE_THREE_STEPS)),
+            vanilla_lr,
+            vanilla_lr_end,
             phase_one_recovery_steps: t1,
             phase_three_recovery_steps: t3,
             noise_floor_per_lr: nu,
         }
+    }
+}
+
+/// A step count as u64, `u64::MAX` when beyond it (or infinite).
+fn saturate(steps: f64) -> u64 {
+    if steps < u64::MAX as f64 {
+        steps as u64
+    } else {
+        u64::MAX
     }
 }
 
@@ -226,16 +279,43 @@ pub struct ResolvedBudget {
     pub samples_per_model: u64,
     /// The laws' choice for this task, used wherever a field is "auto".
     pub theory: Budget,
+    /// The number of experts M and the probability, by the coverage law,
+    /// that phase I finds every cluster ([`crate::capacity::experts_for`];
+    /// absent in runs made before it existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub experts: Option<ExpertsChoice>,
+    /// The readout samples and each model's features
+    /// ([`crate::capacity::readout_plan`]; absent in older runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub readout: Option<ReadoutChoice>,
 }
 
 impl ResolvedBudget {
     /// One line for the terminal: what the run uses and why.
     pub fn describe(&self) -> String {
+        let experts = self.experts.as_ref().map_or(String::new(), |e| {
+            format!(
+                "{} experts (P(phase I finds every cluster) = {:.3} with {} restarts); ",
+                e.experts, e.p_all_found, e.restart_rounds
+            )
+        });
+        let readout = self.readout.as_ref().map_or(String::new(), |r| {
+            format!(
+                "; readout {} samples, MoE {} biases in [-{b}, {b}], vanilla {} in [-{v}, {v}] (predicted error {:.3} / {:.3})",
+                r.samples,
+                r.moe.biases,
+                r.vanilla.biases,
+                r.moe.predicted_error,
+                r.vanilla.predicted_error,
+                b = r.moe.bias_max,
+                v = r.vanilla.bias_max,
+            )
+        });
         format!(
-            "budget: {} samples per model; phase I lr {:.2e} x {} steps (restarts every {}, \
+            "budget: {} samples per model; {experts}phase I lr {:.2e} x {} steps (restarts every {}, \
              predicted recovery {:.0} steps); phase III lr {:.2e} -> {:.2e} x {} steps \
-             (noise floor 1-m^2 = {:.1} x lr); vanilla lr {:.2e} -> {:.2e} x {} steps \
-             [theory: clustermoe::budget; set a field to override]",
+             (noise floor 1-m^2 = {:.1} x lr); vanilla lr {:.2e} -> {:.2e} x {} steps{readout} \
+             [theory: clustermoe::budget, clustermoe::capacity; set a field to override]",
             self.samples_per_model,
             self.phase_one_lr,
             self.phase_one_steps,
@@ -272,7 +352,7 @@ mod tests {
 
     #[test]
     fn the_default_task_keeps_its_tuned_budget() {
-        let b = Budget::for_task(&shape(32, 3), 64, 64);
+        let b = Budget::for_task(&shape(32, 3), Batches::default());
         assert_eq!(b.phase_one_lr, 0.003);
         assert_eq!(b.phase_three_lr, 0.003);
         assert_eq!(b.phase_three_lr_end, 0.0003);
@@ -283,10 +363,10 @@ mod tests {
 
     #[test]
     fn harder_tasks_get_smaller_rates_and_longer_phases() {
-        let base = Budget::for_task(&shape(32, 3), 64, 64);
+        let base = Budget::for_task(&shape(32, 3), Batches::default());
         for b in [
-            Budget::for_task(&shape(32, 4), 64, 64),
-            Budget::for_task(&shape(256, 3), 64, 64),
+            Budget::for_task(&shape(32, 4), Batches::default()),
+            Budget::for_task(&shape(256, 3), Batches::default()),
         ] {
             assert!(b.phase_three_lr < base.phase_three_lr, "{b:?}");
             assert!(b.phase_three_lr_end < base.phase_three_lr_end, "{b:?}");
@@ -296,6 +376,6 @@ mod tests {
         // A weaker coefficient to learn means a longer search.
         let mut weak = shape(32, 3);
         weak.beta = 0.5;
-        assert!(Budget::for_task(&weak, 64, 64).phase_one_steps > base.phase_one_steps);
+        assert!(Budget::for_task(&weak, Batches::default()).phase_one_steps > base.phase_one_steps);
     }
 }

@@ -33,6 +33,7 @@
 
 pub mod bench;
 pub mod budget;
+pub mod capacity;
 pub mod config;
 pub mod error;
 pub mod experiment;

@@ -121,7 +121,10 @@ fn run_writes_every_output_and_the_same_seed_gives_identical_bytes() {
         Config::from_toml(&std::fs::read_to_string(a.join("config.toml")).unwrap()).unwrap();
     assert_eq!(config.seed, 7);
     assert_eq!(config.task.d, 16);
-    assert_eq!(config.readout.samples, 10_000);
+    assert_eq!(
+        config.readout.samples,
+        clustermoe::config::Auto::Value(10_000)
+    );
     assert_eq!(config.readout.ridge, Config::default().readout.ridge);
 
     // metrics.jsonl: MoE records then vanilla records, each with the common fields.

@@ -197,7 +197,7 @@ fn check_valid(v: &ValidConfig) -> std::result::Result<(), TestCaseError> {
         prop_assert!(l.information_exponent().is_some());
     }
     let m = v.moe();
-    prop_assert!(m.experts >= 1 && m.neurons >= 1 && m.top_k >= 1);
+    prop_assert!(v.experts() >= 1 && m.neurons >= 1 && m.top_k >= 1);
     prop_assert!(m.gate_noise.is_finite() && m.gate_noise >= 0.0);
     prop_assert!(m.merge_threshold > 0.0 && m.merge_threshold <= 1.0);
     for p in [v.phase_one(), v.phase_three()]
@@ -215,9 +215,13 @@ fn check_valid(v: &ValidConfig) -> std::result::Result<(), TestCaseError> {
         v.phase_two().lr.is_finite() && v.phase_two().lr > 0.0 && v.phase_two().batch >= 1
     );
     let r = v.readout();
-    prop_assert!(r.samples >= 1 && r.biases >= 1);
+    prop_assert!(r.samples >= 1 && r.moe.biases >= 1 && r.vanilla.biases >= 1);
     prop_assert!(
-        r.ridge.is_finite() && r.ridge >= 0.0 && r.bias_max.is_finite() && r.bias_max >= 0.0
+        r.ridge.is_finite()
+            && r.ridge >= 0.0
+            && [&r.moe, &r.vanilla]
+                .iter()
+                .all(|p| p.bias_max.is_finite() && p.bias_max >= 0.0)
     );
     let mt = v.metrics();
     prop_assert!(mt.probe_samples >= 1 && mt.test_samples >= 1);

@@ -133,6 +133,7 @@ fn train_run(
     }
     if !quiet {
         eprintln!("{}", valid.resolved_budget().describe());
+        print::estimate(&valid, threads);
     }
     let dir =
         RunDir::new(out.unwrap_or_else(|| PathBuf::from(format!("runs/seed{}", valid.seed()))));

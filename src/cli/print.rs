@@ -1,6 +1,7 @@
 //! What the commands print on stdout.
 
 use clustermoe::bench;
+use clustermoe::config::ValidConfig;
 use clustermoe::experiment::Summary;
 use clustermoe::numerics::link::LinkDescription;
 use clustermoe::store::Position;
@@ -10,6 +11,35 @@ fn fmt_list(v: &[f64]) -> String {
         .map(|x| format!("{x:.3}"))
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// Samples per model times d above which a run takes long enough (tens of
+/// seconds) that its expected duration is worth a second of measuring.
+const ESTIMATE_ABOVE: f64 = 2e9;
+
+/// The expected wall time of a long run, on stderr before it starts.
+pub fn estimate(valid: &ValidConfig, threads: Option<usize>) {
+    let work = valid.total_samples() as f64 * valid.task().d as f64;
+    if work < ESTIMATE_ABOVE {
+        return;
+    }
+    let threads = threads.unwrap_or_else(rayon::current_num_threads);
+    let seconds = bench::estimate_seconds(valid, threads);
+    eprintln!(
+        "expected wall time on this machine: about {} with {threads} thread{} (an estimate from measured matrix products; `clustermoe bench` measures)",
+        duration(seconds),
+        if threads == 1 { "" } else { "s" }
+    );
+}
+
+/// Seconds as the largest sensible unit.
+fn duration(seconds: f64) -> String {
+    match seconds {
+        s if s < 120.0 => format!("{s:.0} s"),
+        s if s < 7200.0 => format!("{:.0} min", s / 60.0),
+        s if s < 172_800.0 => format!("{:.1} h", s / 3600.0),
+        s => format!("{:.1} days", s / 86_400.0),
+    }
 }
 
 pub fn summary(s: &Summary) {

@@ -6,15 +6,16 @@
 //! information exponent, "auto" budgets on all of them): each section takes
 //! what the earlier ones resolved.
 
-use crate::budget::{Budget, TaskShape};
+use crate::budget::{Batches, Budget, TaskShape};
 use crate::config::{
-    Config, Gate, Geometry, Links, LrSchedule, MetricsConfig, MoeConfig, PhaseConfig,
-    ReadoutConfig, RouterConfig, Schedule, TargetsConfig, TaskConfig, Training, ValidConfig,
-    ValidPhase, ValidTask, VanillaConfig,
+    Auto, Config, Gate, Geometry, Links, LrSchedule, MetricsConfig, MoeConfig, PhaseConfig,
+    RouterConfig, Schedule, TargetsConfig, TaskConfig, Training, ValidConfig, ValidPhase,
+    ValidTask, VanillaConfig,
 };
 use crate::error::{Error, Result};
 use crate::numerics::link::{self, Link};
 
+mod capacity;
 mod joint;
 
 /// Largest dimension, batch and neuron count accepted: beyond these a run
@@ -198,13 +199,18 @@ pub fn check(config: &Config) -> Result<ValidConfig> {
     let information_exponent = *exponents.iter().min().expect("at least one link");
     let warnings = paper_assumptions(&task, &exponents);
     let m = &config.moe;
-    moe(m)?;
     let budget = Budget::for_task(
         &task_shape(&task, information_exponent),
-        config.phase_one.batch.max(1),
-        config.phase_three.batch.max(1),
+        Batches {
+            one: config.phase_one.batch.max(1),
+            three: config.phase_three.batch.max(1),
+            vanilla: config.vanilla.batch.max(1),
+        },
     );
     let (mut phase_one, mut phase_three) = phases(config, &budget, information_exponent)?;
+    let restart_every = m.restart_every.or(budget.restart_every);
+    let experts = capacity::experts(&task, m, restart_every, phase_one.steps);
+    moe(m, experts.experts)?;
     let cap = targets(&config.targets)?;
     let phase_two = RouterConfig {
         steps: cap.steps(config.phase_two.steps),
@@ -213,28 +219,42 @@ pub fn check(config: &Config) -> Result<ValidConfig> {
     phase_one.steps = cap.steps(phase_one.steps);
     phase_three.steps = cap.steps(phase_three.steps);
     let (ro, v) = (&config.readout, &config.vanilla);
-    readout(ro)?;
-    let (vanilla, vanilla_neurons) =
-        vanilla(v, m, ro, &phase_one, &phase_three, information_exponent)?;
+    let (vanilla, vanilla_neurons) = vanilla(
+        v,
+        m,
+        experts.experts,
+        &phase_one,
+        &budget,
+        information_exponent,
+    )?;
+    let readout = capacity::readout(
+        ro,
+        &task,
+        (m, experts.experts, vanilla_neurons),
+        config.targets.relative_error,
+    )?;
     metrics(&config.metrics)?;
-    let total = sample_budget(&phase_one, &phase_two, &phase_three, ro)?;
+    let total = sample_budget(&phase_one, &phase_two, &phase_three, readout.samples)?;
     let vanilla_steps =
-        (total - ro.samples as u64 - phase_one.centre_samples as u64).div_ceil(v.batch as u64);
+        (total - readout.samples as u64 - phase_one.centre_samples as u64).div_ceil(v.batch as u64);
     let joint = joint::joint(&config.joint, m, information_exponent, total, &cap)?;
     let mut warnings = warnings;
     warnings.extend(cap.warnings(config));
+    warnings.extend(readout.warnings(config.targets.relative_error));
     Ok(ValidConfig {
         seed: config.seed,
         task,
         information_exponent,
         warnings,
         moe: m.clone(),
-        restart_every: m.restart_every.or(budget.restart_every),
+        experts,
+        restart_every,
         budget,
         phase_one,
         phase_two,
         phase_three,
-        readout: ro.clone(),
+        train_samples: total - readout.samples as u64,
+        readout,
         vanilla_enabled: v.enabled,
         vanilla_neurons,
         vanilla_restarts: v.restarts,
@@ -243,7 +263,6 @@ pub fn check(config: &Config) -> Result<ValidConfig> {
             ..vanilla
         },
         metrics: config.metrics.clone(),
-        train_samples: total - ro.samples as u64,
         config: config.clone(),
         training: m.training,
         joint,
@@ -367,25 +386,37 @@ fn task(t: &TaskConfig) -> Result<ValidTask> {
     })
 }
 
-/// `task.signs`: C finite numbers, or +1, -1, +1, ... when none are given.
+/// `task.signs`: C finite numbers, or [`default_signs`] when none are given.
 fn signs(t: &TaskConfig) -> Result<Vec<f64>> {
     let c = t.clusters;
     if t.signs.is_empty() {
-        return Ok((0..c)
-            .map(|i| if i % 2 == 0 { 1.0 } else { -1.0 })
-            .collect());
+        return Ok(default_signs(c));
     }
     if t.signs.len() != c {
         return Err(Error::invalid(
             "task.signs",
             format!("{:?}", t.signs),
-            format!("a list of C = {c} numbers, or [] for +1,-1,+1,..."),
+            format!("a list of C = {c} numbers, or [] for +1,-1,+1,... centred to sum to zero"),
         ));
     }
     if let Some(bad) = t.signs.iter().find(|s| !s.is_finite()) {
         return Err(Error::invalid("task.signs", bad, "finite numbers"));
     }
     Ok(t.signs.clone())
+}
+
+/// The default s_c: +1, -1, +1, ... minus their mean, so that they sum to
+/// zero for any C >= 2 as the theorem assumes (for even C the alternating
+/// signs themselves; for C = 3, (2/3, -4/3, 2/3)); a single cluster keeps +1.
+pub fn default_signs(clusters: usize) -> Vec<f64> {
+    let alternating: Vec<f64> = (0..clusters)
+        .map(|i| if i % 2 == 0 { 1.0 } else { -1.0 })
+        .collect();
+    if clusters < 2 {
+        return alternating;
+    }
+    let mean = alternating.iter().sum::<f64>() / clusters as f64;
+    alternating.iter().map(|s| s - mean).collect()
 }
 
 /// `task.local_link`: one link for every cluster, or one per cluster.
@@ -409,26 +440,27 @@ fn local_links(t: &TaskConfig) -> Result<Vec<Link>> {
     }
 }
 
-/// `[moe]`: sizes, the gate's k and noise, the merge threshold.
-fn moe(m: &MoeConfig) -> Result<()> {
-    positive_count("moe.experts", m.experts, MAX_UNITS)?;
+/// `[moe]` with its `experts` resolved: sizes, the gate's k and noise, the
+/// merge threshold.
+fn moe(m: &MoeConfig, experts: usize) -> Result<()> {
+    positive_count("moe.experts", experts, MAX_UNITS)?;
     positive_count("moe.neurons", m.neurons, MAX_UNITS)?;
-    if m.experts * m.neurons > MAX_UNITS {
+    if experts * m.neurons > MAX_UNITS {
         return Err(Error::invalid(
             "moe.neurons",
             m.neurons,
             format!(
                 "at most {} so that moe.experts x moe.neurons <= {MAX_UNITS}",
-                MAX_UNITS / m.experts
+                MAX_UNITS / experts
             ),
         ));
     }
     // Only the top_k gates use k; other gates accept any M.
-    if m.top_k == 0 || (keeps_top_k(m.gate) && m.top_k > m.experts) {
+    if m.top_k == 0 || (keeps_top_k(m.gate) && m.top_k > experts) {
         return Err(Error::invalid(
             "moe.top_k",
             m.top_k,
-            format!("an integer from 1 to moe.experts = {}", m.experts),
+            format!("an integer from 1 to moe.experts = {experts}"),
         ));
     }
     finite_at_least("moe.gate_noise", m.gate_noise, 0.0)?;
@@ -442,6 +474,7 @@ fn phases(
     budget: &Budget,
     information_exponent: usize,
 ) -> Result<(ValidPhase, ValidPhase)> {
+    beyond_limit(config, budget)?;
     let phase_one = phase(
         "phase_one",
         &config.phase_one,
@@ -466,6 +499,46 @@ fn phases(
     Ok((phase_one, phase_three))
 }
 
+/// Refuses a task whose "auto" lengths are beyond any step count: the
+/// budget laws say how long the search takes, and a floor in its place would
+/// plan a run that cannot learn.
+fn beyond_limit(config: &Config, budget: &Budget) -> Result<()> {
+    let limit = u32::MAX as u64;
+    let refuse = |field: &str, steps: u64, recovery: f64, lr: f64| {
+        let steps = if steps == u64::MAX {
+            "more than 1.8e19".to_string()
+        } else {
+            format!("{steps:.3e}", steps = steps as f64)
+        };
+        Error::invalid(
+            field,
+            format!(
+                "\"auto\" = {steps} steps: at its rate {lr:.2e} (a margin below the critical rate, which falls like d^(-k*/2)) the drift law predicts a weak recovery after {recovery:.3e} steps"
+            ),
+            format!(
+                "at most {limit} steps; the task is beyond this tool's step counts at its d and k*: choose a smaller task.d or a lower information exponent, or set {field} and the phase's lr yourself"
+            ),
+        )
+    };
+    if config.phase_one.steps == Auto::Auto && budget.phase_one_steps > limit {
+        return Err(refuse(
+            "phase_one.steps",
+            budget.phase_one_steps,
+            budget.phase_one_recovery_steps,
+            budget.phase_one_lr,
+        ));
+    }
+    if config.phase_three.steps == Auto::Auto && budget.phase_three_steps > limit {
+        return Err(refuse(
+            "phase_three.steps",
+            budget.phase_three_steps,
+            budget.phase_three_recovery_steps,
+            budget.phase_three_lr,
+        ));
+    }
+    Ok(())
+}
+
 /// `[phase_two]`, the router's ascent.
 fn router(r: &RouterConfig) -> Result<()> {
     if r.steps > u32::MAX as u64 {
@@ -479,27 +552,19 @@ fn router(r: &RouterConfig) -> Result<()> {
     learning_rate("phase_two.lr", r.lr)
 }
 
-/// `[readout]`.
-fn readout(ro: &ReadoutConfig) -> Result<()> {
-    positive_count("readout.samples", ro.samples, 1 << 30)?;
-    finite_at_least("readout.ridge", ro.ridge, 0.0)?;
-    finite_at_least("readout.bias_max", ro.bias_max, 0.0)?;
-    positive_count("readout.biases", ro.biases, 1024)
-}
-
 /// `[vanilla]`: its training (its steps, which the sample budget gives,
-/// left at 0) and its neuron count (0: M x J). "auto" rates are phase
-/// three's, and the centre samples are phase one's.
+/// left at 0) and its neuron count (0: M x J, with M resolved). "auto"
+/// rates are its own budget law's, and the centre samples are phase one's.
 fn vanilla(
     v: &VanillaConfig,
     m: &MoeConfig,
-    ro: &ReadoutConfig,
+    experts: usize,
     phase_one: &ValidPhase,
-    phase_three: &ValidPhase,
+    budget: &Budget,
     information_exponent: usize,
 ) -> Result<(ValidPhase, usize)> {
     let neurons = if v.neurons == 0 {
-        m.experts * m.neurons
+        experts * m.neurons
     } else {
         v.neurons
     };
@@ -512,21 +577,13 @@ fn vanilla(
             format!("an integer from 0 to {MAX_RESTARTS}"),
         ));
     }
-    if (m.experts * m.neurons).max(neurons) * ro.biases > MAX_UNITS {
-        return Err(Error::invalid(
-            "readout.biases",
-            ro.biases,
-            format!("at most {MAX_UNITS} readout features in all (neurons x readout.biases)"),
-        ));
-    }
     let phase = ValidPhase {
         steps: 0,
         batch: v.batch,
-        // "auto": phase three's rates, the MoE's experts' own.
         schedule: schedule(
             "vanilla",
-            v.lr.or(phase_three.schedule.lr),
-            v.lr_end.or(phase_three.schedule.lr_end),
+            v.lr.or(budget.vanilla_lr),
+            v.lr_end.or(budget.vanilla_lr_end),
             v.decay_start,
             v.schedule,
         )?,
@@ -552,7 +609,7 @@ fn sample_budget(
     phase_one: &ValidPhase,
     r: &RouterConfig,
     phase_three: &ValidPhase,
-    ro: &ReadoutConfig,
+    readout_samples: usize,
 ) -> Result<u64> {
     let parts = [
         checked_samples("phase_one.steps", phase_one.steps, phase_one.batch)?,
@@ -560,7 +617,7 @@ fn sample_budget(
         checked_samples("phase_three.steps", phase_three.steps, phase_three.batch)?,
         phase_one.centre_samples as u64,
         phase_three.centre_samples as u64,
-        ro.samples as u64,
+        readout_samples as u64,
     ];
     parts
         .iter()
@@ -678,7 +735,7 @@ mod tests {
         assert_eq!(valid.information_exponent, 3);
         assert_eq!(valid.task.signs, vec![1.0, -1.0]);
         assert!(valid.total_samples() <= 3_000_000);
-        assert_eq!(valid.vanilla_neurons, valid.moe.experts * valid.moe.neurons);
+        assert_eq!(valid.vanilla_neurons, valid.experts() * valid.moe.neurons);
     }
 
     #[test]

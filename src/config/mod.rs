@@ -14,7 +14,7 @@ mod check;
 mod overrides;
 mod valid;
 
-pub use valid::{LrSchedule, ValidConfig, ValidJoint, ValidPhase, ValidTask};
+pub use valid::{LrSchedule, ValidConfig, ValidJoint, ValidPhase, ValidReadout, ValidTask};
 
 /// Every knob of one run. `Config::default()` is the paper's default task
 /// with the tuned staged algorithm.
@@ -64,6 +64,7 @@ pub struct TaskConfig {
     /// How the directions v_c, w*_c, w*_g are drawn.
     pub geometry: Geometry,
     /// Cluster coefficients s_c of the global task; empty means +1,-1,+1,...
+    /// minus their mean, so that they sum to zero for any C >= 2.
     pub signs: Vec<f64>,
     /// Local links f*_c: one for all clusters, or one per cluster.
     pub local_link: Links,
@@ -143,8 +144,10 @@ pub enum Links {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MoeConfig {
-    /// Number of experts M trained in phase I.
-    pub experts: usize,
+    /// Number of experts M trained in phase I. "auto": the fewest (at least
+    /// 8) with which phase I finds every cluster with probability 0.99,
+    /// restarts counted ([`crate::capacity::experts_for`]).
+    pub experts: Auto<usize>,
     /// Neurons J per expert in phase III.
     pub neurons: usize,
     /// Gate used from phase III on (routing of training, readout and test samples).
@@ -365,15 +368,18 @@ pub struct RouterConfig {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ReadoutConfig {
-    /// Fresh samples for the ridge regression (the same count for both models).
-    pub samples: usize,
+    /// Fresh samples for the ridge regression (the same count for both
+    /// models). "auto": 40,000, more where a link's tails need them
+    /// ([`crate::capacity::readout_plan`]).
+    pub samples: Auto<usize>,
     /// Ridge penalty lambda on the mean squared loss.
     pub ridge: f64,
-    /// Biases are drawn from U[-bias_max, bias_max].
-    pub bias_max: f64,
+    /// Biases are drawn from U[-bias_max, bias_max]. "auto": from the
+    /// links, per model ([`crate::capacity::readout_plan`]).
+    pub bias_max: Auto<f64>,
     /// Random biases per first-layer direction: each learned direction
-    /// becomes this many ReLU features.
-    pub biases: usize,
+    /// becomes this many ReLU features. "auto": from the links, per model.
+    pub biases: Auto<usize>,
 }
 
 /// The vanilla two-layer baseline; its sample budget equals the MoE's.
@@ -531,7 +537,7 @@ impl Default for TaskConfig {
 impl Default for MoeConfig {
     fn default() -> Self {
         MoeConfig {
-            experts: 8,
+            experts: Auto::Auto,
             neurons: 8,
             gate: Gate::Top1,
             top_k: 2,
@@ -561,10 +567,10 @@ impl Default for RouterConfig {
 impl Default for ReadoutConfig {
     fn default() -> Self {
         ReadoutConfig {
-            samples: 40_000,
+            samples: Auto::Auto,
             ridge: 1e-6,
-            bias_max: 3.0,
-            biases: 4,
+            bias_max: Auto::Auto,
+            biases: Auto::Auto,
         }
     }
 }

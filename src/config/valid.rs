@@ -1,8 +1,7 @@
 //! The checked form of a configuration, which only [`Config::check`] makes.
 
-use super::{
-    Config, Geometry, MetricsConfig, MoeConfig, ReadoutConfig, RouterConfig, Schedule, Training,
-};
+use super::{Config, Geometry, MetricsConfig, MoeConfig, RouterConfig, Schedule, Training};
+use crate::capacity::{ExpertsChoice, ReadoutPlan};
 use crate::model::gate::{Gate, GateRule};
 use crate::model::joint::{JointInit, JointLoss};
 use crate::model::optim::OptimizerRule;
@@ -87,6 +86,38 @@ pub struct ValidTask {
     pub global_link: Link,
 }
 
+/// The readouts of a checked configuration: one sample count for both
+/// models, each model's features ("auto" resolved by
+/// [`crate::capacity::readout_plan`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ValidReadout {
+    /// Fresh samples of each model's ridge regression.
+    pub samples: usize,
+    /// Ridge penalty lambda on the mean squared loss.
+    pub ridge: f64,
+    /// The MoE's features per learned neuron and their range.
+    pub moe: ReadoutPlan,
+    /// The vanilla network's.
+    pub vanilla: ReadoutPlan,
+}
+
+impl ValidReadout {
+    /// A warning for each model whose predicted readout error stays above
+    /// `relative_error / 10` with the features chosen.
+    pub fn warnings(&self, relative_error: f64) -> Vec<String> {
+        [("MoE", &self.moe), ("vanilla", &self.vanilla)]
+            .into_iter()
+            .filter(|(_, p)| p.predicted_error > relative_error / 10.0)
+            .map(|(model, p)| {
+                format!(
+                    "readout: the {model} readout's predicted relative error once every direction is learned is {:.3} ({} biases in [-{}, {}] on {} neurons per direction, {} samples), above a tenth of targets.relative_error = {relative_error}; set readout.samples, readout.biases or readout.bias_max, or more neurons",
+                    p.predicted_error, p.biases, p.bias_max, p.bias_max, p.neurons_per_direction, self.samples
+                )
+            })
+            .collect()
+    }
+}
+
 /// Validated settings of joint training.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ValidJoint {
@@ -147,8 +178,10 @@ pub struct ValidConfig {
     pub(crate) information_exponent: usize,
     /// Assumptions of the paper's theorem that this task violates.
     pub(crate) warnings: Vec<String>,
-    /// The mixture of experts (every field checked).
+    /// The mixture of experts (every field checked; `experts` as given).
     pub(crate) moe: MoeConfig,
+    /// The number of experts M (`moe.experts` resolved) and why.
+    pub(crate) experts: ExpertsChoice,
     /// Phase-I steps between restarts (`moe.restart_every` resolved).
     pub(crate) restart_every: u64,
     /// What the budget laws chose for this task (used where a field is "auto").
@@ -156,7 +189,7 @@ pub struct ValidConfig {
     pub(crate) phase_one: ValidPhase,
     pub(crate) phase_two: RouterConfig,
     pub(crate) phase_three: ValidPhase,
-    pub(crate) readout: ReadoutConfig,
+    pub(crate) readout: ValidReadout,
     pub(crate) vanilla_enabled: bool,
     pub(crate) vanilla_neurons: usize,
     pub(crate) vanilla: ValidPhase,
@@ -211,9 +244,15 @@ impl ValidConfig {
         &self.warnings
     }
 
-    /// The mixture of experts' settings.
+    /// The mixture of experts' settings (`experts` as configured: see
+    /// [`ValidConfig::experts`]).
     pub fn moe(&self) -> &MoeConfig {
         &self.moe
+    }
+
+    /// The number of experts M, "auto" resolved.
+    pub fn experts(&self) -> usize {
+        self.experts.experts
     }
 
     /// Phase-I steps between restarts.
@@ -241,8 +280,8 @@ impl ValidConfig {
         &self.phase_three
     }
 
-    /// The readouts' settings.
-    pub fn readout(&self) -> &ReadoutConfig {
+    /// The readouts' settings, "auto" resolved.
+    pub fn readout(&self) -> &ValidReadout {
         &self.readout
     }
 
@@ -302,6 +341,12 @@ impl ValidConfig {
             vanilla_steps: self.vanilla.steps,
             samples_per_model: self.total_samples(),
             theory: self.budget.clone(),
+            experts: Some(self.experts.clone()),
+            readout: Some(crate::capacity::ReadoutChoice {
+                samples: self.readout.samples,
+                moe: self.readout.moe.clone(),
+                vanilla: self.readout.vanilla.clone(),
+            }),
         }
     }
 

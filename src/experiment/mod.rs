@@ -61,7 +61,7 @@ pub fn generate(cfg: &ValidConfig, n: usize) -> Result<(Task, Batch)> {
 /// config.phase_one.steps = 500.into();
 /// config.phase_two.steps = 100;
 /// config.phase_three.steps = 500.into();
-/// config.readout.samples = 2_000;
+/// config.readout.samples = 2_000.into();
 /// config.metrics.test_samples = 2_000;
 /// let valid = config.check()?;
 ///
@@ -224,7 +224,7 @@ mod tests {
         config.phase_one.steps = 50.into();
         config.phase_two.steps = 10;
         config.phase_three.steps = 50.into();
-        config.readout.samples = 500;
+        config.readout.samples = 500.into();
         config.metrics.test_samples = 500;
         let out = Experiment::new(&config.check().unwrap()).run().unwrap();
         let mut summary = out.summary;

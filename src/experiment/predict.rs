@@ -233,7 +233,7 @@ mod tests {
         config.phase_one.steps = 800.into();
         config.phase_two.steps = 100;
         config.phase_three.steps = 800.into();
-        config.readout.samples = 3_000;
+        config.readout.samples = 3_000.into();
         config.metrics.test_samples = 3_000;
         config.seed = 4;
         config.check().unwrap()

@@ -152,7 +152,7 @@ fn drift_prediction() -> Vec<(f64, f64)> {
     let (d, p1) = (defaults.task.d, &valid.phase_one);
     let drift = DriftParams::default_task(d, p1.schedule.lr, p1.batch);
     let k = valid.information_exponent();
-    let m0 = sign_matched_start(k, d, defaults.moe.experts, defaults.task.clusters);
+    let m0 = sign_matched_start(k, d, valid.experts(), defaults.task.clusters);
     let offset = p1.centre_samples as f64;
     drift
         .trajectory(m0, p1.steps as f64 / 4.0, 100)

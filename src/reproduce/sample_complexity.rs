@@ -182,7 +182,7 @@ impl Recoveries {
         // This k*'s own gradient noise, from the start that can grow
         // (theory::sign_matched_start: phase I's signs alternate).
         let drift = DriftParams::hermite_task(self.k, d, lr, batch as usize);
-        let m0 = sign_matched_start(self.k, d, defaults.moe.experts, 2);
+        let m0 = sign_matched_start(self.k, d, crate::capacity::experts_for(2, 0).experts, 2);
         if let Some(step) = drift.recovery_step(m0, 0.5) {
             self.theory.push((d as f64, step * batch as f64));
         }

@@ -115,7 +115,7 @@ impl JointState {
         let p = &cfg.joint;
         let centre = run.input_map(p.centre_samples, false).centre;
         let (experts, neurons) = match M::MODEL {
-            ModelKind::Moe => (cfg.moe.experts, cfg.moe.neurons),
+            ModelKind::Moe => (cfg.experts(), cfg.moe.neurons),
             ModelKind::Vanilla => (1, cfg.vanilla_neurons),
         };
         let model = JointModel::new(
@@ -399,7 +399,7 @@ mod tests {
         c.task.local_link = crate::config::Links::One("h1".into());
         c.task.global_link = "h1".into();
         c.moe.training = Training::Joint;
-        c.moe.experts = 2;
+        c.moe.experts = 2.into();
         c.moe.neurons = 8;
         c.moe.gate = crate::config::Gate::Softmax;
         c.joint.steps = 3000.into();
@@ -452,7 +452,7 @@ mod tests {
         let (cfg, task) = small_task(|c| {
             c.task.d = 8;
             c.moe.training = Training::Joint;
-            c.moe.experts = 3;
+            c.moe.experts = 3.into();
             c.moe.neurons = 4;
             c.moe.gate = crate::config::Gate::NoisyTopK;
             c.moe.top_k = 2;

@@ -479,12 +479,12 @@ mod tests {
     fn training_resumed_from_any_stage_gives_the_same_model() {
         let (cfg, task) = small_task(|c| {
             c.task.d = 8;
-            c.moe.experts = 4;
+            c.moe.experts = 4.into();
             c.moe.neurons = 4;
             c.phase_one.steps = 40.into();
             c.phase_two.steps = 20;
             c.phase_three.steps = 40.into();
-            c.readout.samples = 2000;
+            c.readout.samples = 2000.into();
         });
         let mut moe_journal = Keep {
             every: 20,

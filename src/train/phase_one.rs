@@ -152,7 +152,7 @@ impl PhaseOneState {
         let (cfg, task) = (run.cfg, run.task);
         let p1 = &cfg.phase_one;
         let map = run.input_map(p1.centre_samples, cfg.moe.whiten);
-        let u = model::random_directions(cfg.moe.experts, task.d, &mut run.init);
+        let u = model::random_directions(cfg.experts(), task.d, &mut run.init);
         PhaseOneState {
             step: 0,
             one: PhaseOne {
@@ -161,7 +161,7 @@ impl PhaseOneState {
                 signs: Vec::new(),
                 recovery: vec![None; task.clusters()],
             },
-            neurons: NeuronStats::new(p1.sign, cfg.moe.experts),
+            neurons: NeuronStats::new(p1.sign, cfg.experts()),
         }
     }
 }
@@ -282,7 +282,7 @@ mod tests {
         assert!(global < 0.5, "an expert found w*_g: {global}");
         assert!(end.one.recovery.iter().all(Option::is_some));
         assert_eq!(end.step, steps);
-        assert_eq!(end.one.signs.len(), cfg.moe.experts);
+        assert_eq!(end.one.signs.len(), cfg.experts());
     }
 
     #[test]

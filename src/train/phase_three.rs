@@ -70,7 +70,7 @@ impl PhaseThreeState {
             Allocation::PerExpert => (0..k)
                 .map(|g| cfg.moe.neurons * expert_group.iter().filter(|&&e| e == Some(g)).count())
                 .collect(),
-            Allocation::ByLoad => allocate_by_load(cfg.moe.experts * cfg.moe.neurons, &load),
+            Allocation::ByLoad => allocate_by_load(cfg.experts() * cfg.moe.neurons, &load),
         };
         let neurons: Vec<Array2<f32>> = sizes
             .iter()
@@ -363,7 +363,7 @@ mod tests {
     fn phase_three_given_true_routing_learns_the_local_and_global_directions() {
         let steps = 3000;
         let (cfg, task) = small_task(|c| {
-            c.moe.experts = 2;
+            c.moe.experts = 2.into();
             c.moe.neurons = 8;
             c.phase_three.steps = steps.into();
         });

@@ -10,7 +10,8 @@ use crate::numerics::linalg::gram_lower_add;
 
 use super::context::Run;
 use super::{expert_groups, MoeStage, PhaseThreeState, Routing};
-use crate::config::{ReadoutConfig, ValidConfig};
+use crate::capacity::ReadoutPlan;
+use crate::config::ValidConfig;
 use crate::error::{Error, Result};
 use crate::model::gate::Gate;
 use crate::model::Moe;
@@ -195,7 +196,7 @@ pub(super) fn phase_four(
     let experts: Vec<TwoLayer> = neurons
         .into_iter()
         .zip(centres)
-        .map(|(w, centre)| random_bias_network(w, centre, &cfg.readout, &mut run.init))
+        .map(|(w, centre)| random_bias_network(w, centre, &cfg.readout.moe, &mut run.init))
         .collect();
     let (expert_group, _) = expert_groups(cfg, &one.u);
     let mut moe = Moe {
@@ -217,11 +218,11 @@ pub(super) fn phase_four(
 }
 
 /// The readout network on learned directions: each direction repeated
-/// `readout.biases` times, each copy with its own bias from U[-b_max, b_max].
+/// `plan.biases` times, each copy with its own bias from U[-b_max, b_max].
 pub(super) fn random_bias_network(
     w: Array2<f32>,
     centre: Array1<f32>,
-    readout: &ReadoutConfig,
+    readout: &ReadoutPlan,
     rng: &mut Stream,
 ) -> TwoLayer {
     let rows: Vec<usize> = (0..w.nrows())

@@ -143,7 +143,12 @@ fn first_layer(run: &mut Run<VanillaStage>, state: VanillaTrainState) -> Result<
 /// The readout on the trained first layer, with random biases.
 fn with_readout(run: &mut Run<VanillaStage>, trained: VanillaTrainState) -> Result<Vanilla> {
     let cfg = run.cfg;
-    let mut net = random_bias_network(trained.w, trained.map.centre, &cfg.readout, &mut run.init);
+    let mut net = random_bias_network(
+        trained.w,
+        trained.map.centre,
+        &cfg.readout.vanilla,
+        &mut run.init,
+    );
     run.monitor.phase(ModelKind::Vanilla, Phase::Readout, 1);
     fit_single(&mut net, run.task, cfg, &mut run.data)?;
     run.samples += cfg.readout.samples as u64;
