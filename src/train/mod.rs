@@ -235,7 +235,11 @@ pub fn train_moe(
         stage = match stage {
             MoeStage::PhaseOne(s) => {
                 let one = phase_one(&mut run, *s)?;
-                MoeStage::PhaseTwo(Box::new(PhaseTwoState::start(cfg, one.one, &run.init)))
+                let gains = (one.neurons.signs.iter().zip(&one.neurons.correlation))
+                    .map(|(&a, &r)| a as f64 * r)
+                    .collect();
+                let start = PhaseTwoState::start(cfg, one.one, gains, &run.init);
+                MoeStage::PhaseTwo(Box::new(start))
             }
             MoeStage::PhaseTwo(s) => {
                 let two = phase_two(&mut run, &routing, *s)?;

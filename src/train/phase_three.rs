@@ -377,6 +377,7 @@ mod tests {
             one: perfect_phase_one(&task),
             noise,
             theta: task.v.mapv(|v| (v * task.rho) as f32),
+            gains: Vec::new(),
         };
         let start = PhaseThreeState::start(&mut run, &routing, two);
         assert!(start.purity >= 0.99, "purity {}", start.purity);

@@ -25,12 +25,18 @@ pub struct PhaseTwoState {
     pub noise: Stream,
     /// The router's weights Theta, one row per routed expert.
     pub theta: Array2<f32>,
+    /// Each phase-I expert's running gain a_m R_m at the end of phase I,
+    /// which picks each routed expert's lead (empty in checkpoints written
+    /// before it was kept: the first member leads, as then).
+    #[serde(default)]
+    pub gains: Vec<f64>,
 }
 
 impl PhaseTwoState {
     /// Phase II before its first step: the router at 0 over the routed
-    /// experts of `one`.
-    pub(super) fn start(cfg: &ValidConfig, one: PhaseOne, init: &Stream) -> Self {
+    /// experts of `one`, whose experts ended phase I with running gains
+    /// `gains` (a_m R_m).
+    pub(super) fn start(cfg: &ValidConfig, one: PhaseOne, gains: Vec<f64>, init: &Stream) -> Self {
         let (_, k) = expert_groups(cfg, &one.u);
         // Gate noise gets its own stream (a jump ahead of the initialisation's).
         let mut noise = init.clone();
@@ -40,6 +46,7 @@ impl PhaseTwoState {
             theta: Router::zeros(k, one.u.ncols()).theta,
             one,
             noise,
+            gains,
         }
     }
 }
@@ -50,9 +57,34 @@ impl PhaseTwoState {
 const PHASE_TWO_PROBE_EVERY: u64 = 16;
 const PHASE_TWO_PROBE_SAMPLES: usize = 512;
 
+/// Each routed expert's lead: the member whose direction stands for the
+/// group in phase II's reward, the one with the largest phase-I gain a_m R_m
+/// (the first among equals, and the first member where no gains are kept).
+/// Pooling is greedy in expert order, so the first member can be one that
+/// only half found the group's direction (overlap 0.5 gives 1/8 of the
+/// reward of an h_3 link); the router then learns its cluster from an
+/// eighth of the signal and loses it to the other experts' noise.
+fn group_leads(expert_group: &[Option<usize>], k: usize, gains: &[f64]) -> Vec<usize> {
+    let mut leads: Vec<Option<usize>> = vec![None; k];
+    for (e, g) in expert_group.iter().enumerate() {
+        let Some(g) = *g else { continue };
+        let better = match leads[g] {
+            None => true,
+            Some(l) => gains.len() == expert_group.len() && gains[e] > gains[l],
+        };
+        if better {
+            leads[g] = Some(e);
+        }
+    }
+    leads
+        .into_iter()
+        .map(|l| l.expect("every group has a member"))
+        .collect()
+}
+
 /// Phase II from `state` to its last step: the router ascends
 /// E[sum_k pi_k(x) y sigma(<u_k, W(x - mu)>)], where u_k is the direction
-/// of the first member of routed expert k.
+/// of routed expert k's lead (see [`group_leads`]).
 pub(super) fn phase_two(
     run: &mut Run<MoeStage>,
     routing: &Routing,
@@ -65,16 +97,10 @@ pub(super) fn phase_two(
         one,
         mut noise,
         theta,
+        gains,
     } = state;
     let (expert_group, k) = expert_groups(cfg, &one.u);
-    let leads: Vec<usize> = (0..k)
-        .map(|g| {
-            expert_group
-                .iter()
-                .position(|&e| e == Some(g))
-                .expect("every group has a lead")
-        })
-        .collect();
+    let leads = group_leads(&expert_group, k, &gains);
     let lead_u = one.u.select(Axis(0), &leads);
     // An expert with sign a_k gains a_k y sigma(<u_k, x>) from its samples.
     let lead_sign: Array1<f32> = leads.iter().map(|&l| one.signs[l]).collect();
@@ -152,6 +178,7 @@ pub(super) fn phase_two(
                 one: one.clone(),
                 noise: noise.clone(),
                 theta: router.theta.clone(),
+                gains: gains.clone(),
             }))
         })?;
         tick(run.monitor, ModelKind::Moe, step, p2.steps);
@@ -161,6 +188,7 @@ pub(super) fn phase_two(
         one,
         noise,
         theta: router.theta,
+        gains,
     })
 }
 
@@ -169,6 +197,63 @@ mod tests {
     use super::super::testing::*;
     use super::*;
     use crate::numerics::rng::{stream, StreamId};
+
+    #[test]
+    fn the_member_with_the_largest_gain_leads_its_group() {
+        let group = [Some(0), Some(1), Some(0), Some(1), Some(2)];
+        let gains = [0.1, 0.5, 0.9, 0.5, 0.0];
+        assert_eq!(group_leads(&group, 3, &gains), vec![2, 1, 4]);
+        // Without gains (an older checkpoint), the first member leads.
+        assert_eq!(group_leads(&group, 3, &[]), vec![0, 1, 4]);
+    }
+
+    /// Four clusters, expert 0 half on w*_0 (overlap 0.55, an eighth of the
+    /// reward) and pooled with expert 1 on w*_0: led by expert 1, the best
+    /// by gain, the router learns cluster 0 as well as the others; led by
+    /// expert 0, the first member, its row learns a third as much.
+    #[test]
+    fn phase_two_learns_a_pooled_cluster_from_its_best_member() {
+        let (cfg, task) = small_task(|c| {
+            c.task.clusters = 4;
+            c.task.signs = vec![1.0, -1.0, 1.0, -1.0];
+            c.phase_two.steps = 1000;
+        });
+        let perfect = perfect_phase_one(&task);
+        // A unit direction off every w*_c, for the half-found expert.
+        let mut off = Array1::<f32>::zeros(task.d);
+        off[0] = 1.0;
+        for w in perfect.u.rows() {
+            let along = off.dot(&w);
+            off.scaled_add(-along, &w);
+        }
+        off /= off.dot(&off).sqrt();
+        let half = &perfect.u.row(0) * 0.55 + &off * (1.0f32 - 0.55 * 0.55).sqrt();
+        let mut rows = vec![half.view()];
+        rows.extend(perfect.u.rows());
+        let one = PhaseOne {
+            u: ndarray::stack(Axis(0), &rows).unwrap(),
+            signs: vec![1.0; 5],
+            ..perfect
+        };
+        // Each routed expert's learned margin on its cluster, theta_k . v_c.
+        let margins = |gains: Vec<f64>| {
+            let mut journal = no_records;
+            let mut run = context(&cfg, &task, &mut journal);
+            let routing = Routing::new(&cfg, &task);
+            let start = PhaseTwoState::start(&cfg, one.clone(), gains, &run.init);
+            assert_eq!(start.theta.nrows(), 4, "experts 0 and 1 are pooled");
+            let end = phase_two(&mut run, &routing, start).unwrap();
+            let theta = end.theta.mapv(f64::from);
+            (0..4)
+                .map(|c| theta.row(c).dot(&task.v.row(c)))
+                .collect::<Vec<f64>>()
+        };
+        let best = margins(vec![0.17, 1.0, 1.0, 1.0, 1.0]);
+        let others = best[1..].iter().sum::<f64>() / 3.0;
+        assert!(best[0] >= 0.8 * others, "margins {best:?}");
+        let first = margins(Vec::new());
+        assert!(first[0] < 0.5 * others, "margins {first:?}");
+    }
 
     /// Experts on the true directions: the router learns to send cluster c
     /// to expert c (the one on w*_c), nearly as well as the best linear
@@ -179,7 +264,7 @@ mod tests {
         let mut journal = no_records;
         let mut run = context(&cfg, &task, &mut journal);
         let routing = Routing::new(&cfg, &task);
-        let start = PhaseTwoState::start(&cfg, perfect_phase_one(&task), &run.init);
+        let start = PhaseTwoState::start(&cfg, perfect_phase_one(&task), vec![1.0; 2], &run.init);
         assert_eq!(start.theta.dim(), (task.clusters(), task.d));
         let mut end = phase_two(&mut run, &routing, start).unwrap();
         assert_eq!(end.step, 500);
