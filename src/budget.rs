@@ -359,6 +359,36 @@ mod tests {
         assert_eq!(b.restart_every, 2000);
         assert_eq!(b.phase_one_steps, 8000);
         assert_eq!(b.phase_three_steps, 24000);
+        // The vanilla network's own law: the same plateau rate; its end
+        // rate a little lower, as its neurons see both clusters' noise.
+        assert_eq!(b.vanilla_lr, 0.003);
+        assert!(b.vanilla_lr_end < b.phase_three_lr_end && b.vanilla_lr_end > 0.00025);
+    }
+
+    #[test]
+    fn every_searching_rate_stays_below_its_critical_rate() {
+        use crate::theory::gradient_noise;
+        for (d, k) in [(32, 3), (256, 4), (1024, 4), (128, 5)] {
+            let task = shape(d, k);
+            let b = Budget::for_task(&task, Batches::default());
+            let m0 = typical_initial_overlap(d);
+            let critical = |clusters: usize| {
+                DriftParams {
+                    k,
+                    beta: 1.0,
+                    clusters,
+                    lr: 1.0,
+                    batch: 64,
+                    d,
+                    noise_variance: gradient_noise(k, &task.local, &task.global, 0.1, clusters, 0.0)
+                        .noise_variance(d),
+                }
+                .critical_lr(m0)
+            };
+            assert!(b.phase_three_lr <= critical(1) / CRITICAL_MARGIN * (1.0 + 1e-12), "{b:?}");
+            assert!(b.vanilla_lr <= critical(2) / CRITICAL_MARGIN * (1.0 + 1e-12), "{b:?}");
+            assert!(b.phase_three_recovery_steps.is_finite(), "{b:?}");
+        }
     }
 
     #[test]

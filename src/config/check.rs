@@ -845,4 +845,66 @@ mod tests {
         assert!(all.contains("different information exponents"), "{all}");
         assert!(all.contains("sum_c s_c = 0"), "{all}");
     }
+
+    /// Only task fields set: the sizes, rates and lengths follow the task.
+    #[test]
+    fn defaults_follow_the_task() {
+        let valid = |sets: &[&str]| {
+            let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+            Config::from_toml_with_overrides("", &sets)
+                .unwrap()
+                .check()
+                .unwrap()
+        };
+        // Odd C: the default signs sum to zero, so no warning.
+        let three = valid(&["task.clusters=3"]);
+        assert!(three.task.signs.iter().sum::<f64>().abs() < 1e-12);
+        assert!(three.task.signs.iter().all(|s| s.abs() > 0.5));
+        assert!(three.warnings.is_empty(), "{:?}", three.warnings);
+        // More clusters, more experts; the default task keeps 8.
+        assert_eq!(valid(&[]).experts(), 8);
+        let eight = valid(&["task.clusters=8"]);
+        assert!(eight.experts() > 8 && eight.experts.p_all_found >= 0.99);
+        assert_eq!(valid(&["task.clusters=8", "moe.experts=8"]).experts(), 8);
+        // A degree-5 link: a wider readout on more samples.
+        let h5 = valid(&["task.local_link=h5", "task.global_link=h5"]);
+        assert!(h5.readout.samples > 40_000 && h5.readout.moe.bias_max > 3.0);
+        assert!(h5.readout.moe.predicted_error <= 0.02);
+        // The vanilla network's rates follow its own law: below phase III's
+        // where it sees more noise.
+        let d256 = valid(&["task.d=256", "task.local_link=h4", "task.global_link=h4"]);
+        assert!(d256.vanilla.schedule.lr < d256.phase_three.schedule.lr);
+    }
+
+    /// A budget beyond any step count is refused with its reason, never
+    /// replaced by a floor.
+    #[test]
+    fn budgets_beyond_the_step_limit_are_refused() {
+        let sets = |d: usize, k: usize| -> Vec<String> {
+            vec![
+                format!("task.d={d}"),
+                format!("task.local_link=h{k}"),
+                format!("task.global_link=h{k}"),
+            ]
+        };
+        for (d, k) in [(2048, 4), (512, 5)] {
+            let e = Config::from_toml_with_overrides("", &sets(d, k))
+                .unwrap()
+                .check()
+                .unwrap_err();
+            let text = e.to_string();
+            assert!(text.contains("phase_one.steps") && text.contains("auto"), "{text}");
+            assert!(text.contains("weak recovery"), "{text}");
+            assert_eq!(e.exit_status(), 2);
+        }
+        // Where the steps fit, phase III's plan can recover: its rate is
+        // below its own critical rate.
+        let valid = Config::from_toml_with_overrides("", &sets(1024, 4))
+            .unwrap()
+            .check()
+            .unwrap();
+        let b = valid.budget();
+        assert!(b.phase_three_recovery_steps.is_finite());
+        assert!(b.phase_three_steps as f64 >= 21.0 * b.phase_three_recovery_steps);
+    }
 }
