@@ -220,7 +220,14 @@ pub fn check(config: &Config) -> Result<ValidConfig> {
     let total = sample_budget(&phase_one, &phase_two, &phase_three, ro)?;
     let vanilla_steps =
         (total - ro.samples as u64 - phase_one.centre_samples as u64).div_ceil(v.batch as u64);
-    let joint = joint::joint(&config.joint, m, information_exponent, total, &cap)?;
+    let joint = joint::joint(
+        &config.joint,
+        m,
+        task.clusters,
+        information_exponent,
+        total,
+        &cap,
+    )?;
     let mut warnings = warnings;
     warnings.extend(cap.warnings(config));
     Ok(ValidConfig {
