@@ -380,13 +380,26 @@ mod tests {
                     lr: 1.0,
                     batch: 64,
                     d,
-                    noise_variance: gradient_noise(k, &task.local, &task.global, 0.1, clusters, 0.0)
-                        .noise_variance(d),
+                    noise_variance: gradient_noise(
+                        k,
+                        &task.local,
+                        &task.global,
+                        0.1,
+                        clusters,
+                        0.0,
+                    )
+                    .noise_variance(d),
                 }
                 .critical_lr(m0)
             };
-            assert!(b.phase_three_lr <= critical(1) / CRITICAL_MARGIN * (1.0 + 1e-12), "{b:?}");
-            assert!(b.vanilla_lr <= critical(2) / CRITICAL_MARGIN * (1.0 + 1e-12), "{b:?}");
+            assert!(
+                b.phase_three_lr <= critical(1) / CRITICAL_MARGIN * (1.0 + 1e-12),
+                "{b:?}"
+            );
+            assert!(
+                b.vanilla_lr <= critical(2) / CRITICAL_MARGIN * (1.0 + 1e-12),
+                "{b:?}"
+            );
             assert!(b.phase_three_recovery_steps.is_finite(), "{b:?}");
         }
     }

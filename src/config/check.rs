@@ -237,7 +237,14 @@ pub fn check(config: &Config) -> Result<ValidConfig> {
     let total = sample_budget(&phase_one, &phase_two, &phase_three, readout.samples)?;
     let vanilla_steps =
         (total - readout.samples as u64 - phase_one.centre_samples as u64).div_ceil(v.batch as u64);
-    let joint = joint::joint(&config.joint, m, information_exponent, total, &cap)?;
+    let joint = joint::joint(
+        &config.joint,
+        m,
+        task.clusters,
+        information_exponent,
+        total,
+        &cap,
+    )?;
     let mut warnings = warnings;
     warnings.extend(cap.warnings(config));
     warnings.extend(readout.warnings(config.targets.relative_error));
@@ -893,7 +900,10 @@ mod tests {
                 .check()
                 .unwrap_err();
             let text = e.to_string();
-            assert!(text.contains("phase_one.steps") && text.contains("auto"), "{text}");
+            assert!(
+                text.contains("phase_one.steps") && text.contains("auto"),
+                "{text}"
+            );
             assert!(text.contains("weak recovery"), "{text}");
             assert_eq!(e.exit_status(), 2);
         }

@@ -204,8 +204,9 @@ impl Training {
 pub struct JointConfig {
     /// SGD (with momentum) or Adam.
     pub optimizer: OptimizerKind,
-    /// Learning rate until `decay_start`.
-    pub lr: f64,
+    /// Learning rate until `decay_start`; "auto": 1e-3 (C - 1) for C
+    /// clusters (docs/joint-training.md, "More clusters").
+    pub lr: Auto<f64>,
     /// Learning rate at the last step.
     pub lr_end: f64,
     /// Fraction of the steps after which the rate decays from `lr` to `lr_end`.
@@ -261,7 +262,7 @@ impl Default for JointConfig {
     fn default() -> Self {
         JointConfig {
             optimizer: OptimizerKind::Adam,
-            lr: 1e-3,
+            lr: Auto::Auto,
             lr_end: 1e-5,
             decay_start: 0.5,
             schedule: Schedule::Cosine,

@@ -403,7 +403,7 @@ mod tests {
         c.moe.neurons = 8;
         c.moe.gate = crate::config::Gate::Softmax;
         c.joint.steps = 3000.into();
-        c.joint.lr = 3e-3;
+        c.joint.lr = 3e-3.into();
         c.joint.centre_samples = 1000;
         c.metrics.log_every = 500;
         c.metrics.test_samples = 4000;

@@ -12,10 +12,12 @@ use crate::model::optim::OptimizerRule;
 use crate::numerics::link::{self, Link};
 
 /// Joint training's settings; "auto" steps give each model `budget`
-/// samples in all (the staged algorithm's budget, readout included).
+/// samples in all (the staged algorithm's budget, readout included), an
+/// "auto" rate is [`auto_lr`] of the `clusters`.
 pub(super) fn joint(
     j: &JointConfig,
     m: &MoeConfig,
+    clusters: usize,
     information_exponent: usize,
     budget: u64,
     cap: &super::Cap,
@@ -23,7 +25,8 @@ pub(super) fn joint(
     positive_count("joint.batch", j.batch, MAX_BATCH)?;
     positive_count("joint.centre_samples", j.centre_samples, MAX_BATCH)?;
     let (steps, samples) = steps_and_samples(j, budget, cap)?;
-    let schedule = schedule("joint", j.lr, j.lr_end, j.decay_start, j.schedule)?;
+    let lr = j.lr.or(auto_lr(clusters));
+    let schedule = schedule("joint", lr, j.lr_end, j.decay_start, j.schedule)?;
     let optimizer = optimizer(j)?;
     finite_at_least("joint.lambda_bal", j.lambda_bal, 0.0)?;
     finite_at_least("joint.lambda_z", j.lambda_z, 0.0)?;
@@ -64,6 +67,20 @@ pub(super) fn joint(
         },
         samples,
     })
+}
+
+/// Adam's rate at which the router separates C = 2 clusters (top-1, eight
+/// experts of eight neurons, the staged budget).
+const BASE_LR: f64 = 1e-3;
+
+/// The default rate for `clusters` clusters: 1e-3 (C - 1). At the base
+/// rate the router leaves experts serving two clusters once C > 2 (purity
+/// 0.77-0.92 at C = 4, 0.52-0.62 at C = 8); it reaches 0.95 from about
+/// 3e-3 on at C = 4 and near 7e-3 at C = 8 (16 experts), so the rate grows
+/// with the C - 1 boundaries the router has to draw, and C = 2 keeps 1e-3
+/// (measurements: docs/joint-training.md, "More clusters").
+pub(super) fn auto_lr(clusters: usize) -> f64 {
+    BASE_LR * clusters.saturating_sub(1).max(1) as f64
 }
 
 /// `joint.steps` and the samples they draw with the centre's: "auto" as
@@ -142,4 +159,18 @@ fn unit_interval_open_right(field: &str, value: f64) -> Result<()> {
         return Err(Error::invalid(field, value, "a number in [0, 1)"));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// C = 2 keeps the rate its runs were recorded with, bit for bit.
+    #[test]
+    fn auto_rate_is_the_base_at_two_clusters_and_grows_with_c() {
+        assert_eq!(auto_lr(2).to_bits(), 1e-3f64.to_bits());
+        assert_eq!(auto_lr(1), BASE_LR);
+        assert!((auto_lr(4) - 3e-3).abs() < 1e-18);
+        assert!((auto_lr(8) - 7e-3).abs() < 1e-18);
+    }
 }
