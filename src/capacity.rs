@@ -10,8 +10,8 @@
 //!   clusters found another draw, which finds a missing cluster less often
 //!   than a fresh one would ([`RESTART_FINDS_NEW`], fitted to phase I alone);
 //!   [`p_all_found`] is that Markov chain and [`experts_for`] picks the
-//!   smallest M >= 8 with `P >= 0.99` (8 up to C = 4 with the default
-//!   restarts; 0.992 at C = 2 even without them).
+//!   smallest M >= 8 with `P >= 0.999` (8 up to C = 4 with the default
+//!   restarts, 11 at C = 6, 14 at C = 8).
 //! * **Readout.** Phase IV turns every learned direction into ReLU
 //!   features `relu(<w, x - mu> + b)`, `b ~ U[-b_max, b_max]`. Once the
 //!   direction is learned the projection is a standard normal `z` and the
@@ -53,7 +53,7 @@ use crate::numerics::rng::Stream;
 /// The default task's expert count, the least "auto" gives.
 pub const MIN_EXPERTS: usize = 8;
 /// The probability that every cluster gets an expert which "auto" asks for.
-pub const COVERAGE: f64 = 0.99;
+pub const COVERAGE: f64 = 0.999;
 /// The chance that a restarted expert finds a cluster not found yet
 /// (otherwise it falls back on a found one), fitted to phase I alone at
 /// C = 4, 6, 8 and 12 (40 to 100 seeds per point; see docs/algorithm.md).

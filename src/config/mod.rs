@@ -145,7 +145,7 @@ pub enum Links {
 #[serde(default, deny_unknown_fields)]
 pub struct MoeConfig {
     /// Number of experts M trained in phase I. "auto": the fewest (at least
-    /// 8) with which phase I finds every cluster with probability 0.99,
+    /// 8) with which phase I finds every cluster with probability 0.999,
     /// restarts counted ([`crate::capacity::experts_for`]).
     pub experts: Auto<usize>,
     /// Neurons J per expert in phase III.

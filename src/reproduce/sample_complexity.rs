@@ -15,6 +15,11 @@ use crate::error::Result;
 use crate::report::figure::{Chart, Mark, Series};
 use crate::theory::{sign_matched_start, DriftParams};
 
+/// Phase I's experts in every E3 run: the default task's 8, pinned so that
+/// the design does not move with `moe.experts = "auto"` (which gives 11 at
+/// C = 2 without restarts).
+const E3_EXPERTS: usize = 8;
+
 /// How far the drift ODE's slope over the measured d's may lie outside the
 /// measured slope's bootstrap interval. With 4 seeds per d (quick mode) the
 /// seeds' ln(samples) spread by about 0.4 at each d and the 95 % interval
@@ -96,6 +101,7 @@ fn phase_one_alone(k: usize, d: usize) -> (f64, u64, Vec<(&'static str, Value)>)
         ("task.local_link", Value::from(link.clone())),
         ("task.global_link", Value::from(link)),
         ("moe.restart_every", Value::from(0)),
+        ("moe.experts", Value::from(E3_EXPERTS)),
         ("phase_one.steps", Value::from(steps)),
         ("phase_one.lr", Value::from(lr)),
         ("phase_one.lr_end", Value::from(lr)),
@@ -182,7 +188,7 @@ impl Recoveries {
         // This k*'s own gradient noise, from the start that can grow
         // (theory::sign_matched_start: phase I's signs alternate).
         let drift = DriftParams::hermite_task(self.k, d, lr, batch as usize);
-        let m0 = sign_matched_start(self.k, d, crate::capacity::experts_for(2, 0).experts, 2);
+        let m0 = sign_matched_start(self.k, d, E3_EXPERTS, 2);
         if let Some(step) = drift.recovery_step(m0, 0.5) {
             self.theory.push((d as f64, step * batch as f64));
         }

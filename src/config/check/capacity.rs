@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::numerics::link::Link;
 
 /// `moe.experts`: the number given, or the fewest with which phase I finds
-/// every cluster with probability 0.99 (restarts every `restart_every` of
+/// every cluster with probability 0.999 (restarts every `restart_every` of
 /// `phase_one_steps` steps counted).
 pub(super) fn experts(
     task: &ValidTask,
