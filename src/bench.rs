@@ -330,6 +330,7 @@ fn config_at(options: &BenchOptions, d: usize) -> Config {
     let scale = |steps: u64| ((steps as f64 * options.steps_scale).round() as u64).max(1);
     // "auto" lengths scale from what the budget laws choose at this d.
     if let Ok(valid) = config.check() {
+        config.moe.experts = valid.experts().into();
         config.phase_one.steps = scale(valid.phase_one.steps).into();
         config.phase_three.steps = scale(valid.phase_three.steps).into();
     }

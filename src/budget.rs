@@ -4,7 +4,7 @@
 //! run that can succeed. Every value is a default: a number set in the
 //! configuration wins over it.
 //!
-//! Three laws (`docs/theory.md`, `docs/algorithm.md`), each calibrated so that the
+//! The laws (`docs/theory.md`, `docs/algorithm.md`), each calibrated so that the
 //! default task (d = 32, k* = 3, h_3 links) keeps the rates and lengths that
 //! were tuned on it:
 //!
@@ -15,11 +15,17 @@
 //!   a direction, within one cluster). A phase-III or vanilla neuron whose
 //!   floor is too high is knocked out of its basin and loses the direction
 //!   it found (k* = 4 at lr 0.003: floor 0.16), so the plateau rate is
-//!   `min(0.003, PLATEAU_FLOOR / nu)` and the final rate
-//!   `min(0.0003, END_FLOOR / nu)`. Phase I only has to find directions;
-//!   its rate is `min(0.003, lr_crit / CRITICAL_MARGIN)`, where `lr_crit`
-//!   is the rate at which the noise's shrinkage cancels the signal at the
-//!   typical starting overlap `d^(-1/2)` (it falls like `d^(-k*/2)`).
+//!   `min(0.003, PLATEAU_FLOOR / nu, lr_crit / CRITICAL_MARGIN)` and the
+//!   final rate `min(0.0003, END_FLOOR / nu)`, where `lr_crit` is the rate
+//!   at which the noise's shrinkage cancels the signal at the typical
+//!   starting overlap `d^(-1/2)` (it falls like `d^(-k*/2)`, faster than
+//!   the floors' `1/d`: without it phase III planned no recovery beyond
+//!   d = 2048 at k* = 4). Phase I only has to find directions; its rate is
+//!   `min(0.003, lr_crit / CRITICAL_MARGIN)`.
+//! * **The vanilla network's rates** are phase III's law for a neuron that
+//!   sees all C clusters: its signal comes from a share 1/C of the samples
+//!   and its noise from all of them (`nu` C times that of one cluster, the
+//!   critical rate that of C clusters).
 //! * **Phase I length.** The drift ODE's weak-recovery time `T1` (from
 //!   overlap `d^(-1/2)` to 0.5 at the phase-I rate): a restarted expert gets
 //!   `restart_every = max(2000, 2.2 T1)` steps, and phase I four of those.
@@ -27,8 +33,9 @@
 //!   within one cluster at the phase-III rate: a third of the phase at the
 //!   plateau for the search, the rest for the decay to the floor.
 //!
-//! The vanilla network gets the phase-III rates and exactly the MoE's
-//! sample budget.
+//! The vanilla network gets exactly the MoE's sample budget. A length
+//! beyond any step count is kept as it is (`u64::MAX` when infinite), and
+//! `Config::check` refuses it with the reason.
 //!
 //! A checked configuration says what it resolved to:
 //!

@@ -383,16 +383,21 @@ fn features(
             .collect(),
     };
     let ranges: Vec<f64> = fixed.bias_max.map_or(BIAS_MAX.to_vec(), |b| vec![b]);
-    let plan = |biases: usize, bias_max: f64| ReadoutPlan {
-        biases,
-        bias_max,
-        neurons_per_direction: n,
-        reach,
-        predicted_error: needs
-            .links
-            .iter()
-            .map(|l| readout_error(l, n, (biases, bias_max), reach, ridge))
-            .fold(0.0, f64::max),
+    let plan = |biases: usize, bias_max: f64| {
+        // More features than MAX_FEATURES only lower the error: the
+        // prediction stops there (an upper bound, and a bounded cost).
+        let modelled = n.min((MAX_FEATURES / biases).max(1));
+        ReadoutPlan {
+            biases,
+            bias_max,
+            neurons_per_direction: n,
+            reach,
+            predicted_error: needs
+                .links
+                .iter()
+                .map(|l| readout_error(l, modelled, (biases, bias_max), reach, ridge))
+                .fold(0.0, f64::max),
+        }
     };
     let best = |plans: Vec<ReadoutPlan>| {
         plans

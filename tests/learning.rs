@@ -3,7 +3,8 @@
 //! at an even k* (learnable only with a second-layer sign), and directions
 //! kept, not lost, when phase III trains three times longer. Each test also
 //! runs the old behaviour on the same task and checks that it fails there,
-//! so the test keeps its teeth.
+//! so the test keeps its teeth; and six clusters at the defaults (experts,
+//! routing and readout that follow the task).
 
 use clustermoe::config::Config;
 use clustermoe::{Experiment, Summary};
@@ -115,4 +116,36 @@ fn directions_found_at_k_star_4_are_kept_when_phase_three_runs_three_times_longe
         lost.len() >= 2,
         "at a constant 0.003 a direction should be lost in most seeds; lost in {lost:?}"
     );
+}
+
+/// Six clusters with only task fields set: "auto" gives phase I enough
+/// experts (11) to find every cluster, phase II routes each to its best
+/// expert, and the MoE learns every direction, routes within a point of
+/// the best linear router and reaches the error bar; the vanilla network
+/// of as many neurons does not learn w*_g.
+#[test]
+fn six_clusters_are_learned_at_the_defaults() {
+    for seed in [1, 2] {
+        let s = summary(seed, &["task.clusters=6", "task.d=16"]);
+        let m = &s.moe.model;
+        let overlaps = smallest(&[&m.local_overlap_per_cluster, &m.global_overlap_per_cluster]);
+        assert!(overlaps >= 0.9, "seed {seed}: smallest overlap {overlaps}");
+        assert!(
+            m.error.test_rel_mse <= 0.2,
+            "seed {seed}: {}",
+            m.error.test_rel_mse
+        );
+        let best = s.best_linear_router_purity.expect("orthonormal centres");
+        assert!(
+            s.moe.routing_purity >= best - 0.01,
+            "seed {seed}: purity {}",
+            s.moe.routing_purity
+        );
+        let v = s.vanilla.as_ref().expect("vanilla trained");
+        assert!(
+            v.error.test_rel_mse >= 0.4,
+            "seed {seed}: vanilla {}",
+            v.error.test_rel_mse
+        );
+    }
 }

@@ -182,6 +182,11 @@ fn kill_until_done(
         }
         child.kill().unwrap();
         child.wait().unwrap();
+        if !dir.exists() {
+            // Killed while checking its configuration: nothing was written
+            // yet, so there is nothing to resume; start it again.
+            continue;
+        }
         killed(dir);
         next = resume_args(dir);
     }

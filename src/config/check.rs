@@ -209,7 +209,7 @@ pub fn check(config: &Config) -> Result<ValidConfig> {
     );
     let (mut phase_one, mut phase_three) = phases(config, &budget, information_exponent)?;
     let restart_every = m.restart_every.or(budget.restart_every);
-    let experts = capacity::experts(&task, m, restart_every, phase_one.steps);
+    let experts = capacity::experts(&task, m, restart_every, &budget);
     moe(m, experts.experts)?;
     let cap = targets(&config.targets)?;
     let phase_two = RouterConfig {

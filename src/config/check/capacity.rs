@@ -5,23 +5,26 @@ use super::{finite_at_least, positive_count, MAX_UNITS};
 use crate::capacity::{
     experts_for, p_all_found, readout_plan, ExpertsChoice, ReadoutFixed, ReadoutNeeds,
 };
+use crate::budget::Budget;
 use crate::config::{Allocation, Auto, MoeConfig, ReadoutConfig, ValidReadout, ValidTask};
 use crate::error::{Error, Result};
 use crate::numerics::link::Link;
 
 /// `moe.experts`: the number given, or the fewest with which phase I finds
-/// every cluster with probability 0.999 (restarts every `restart_every` of
-/// `phase_one_steps` steps counted).
+/// every cluster with probability 0.999, counting the restarts of the
+/// budget laws' phase I (three) unless restarts are off
+/// (`restart_every` 0). The model's size follows the task, not the phase
+/// lengths a run sets.
 pub(super) fn experts(
     task: &ValidTask,
     m: &MoeConfig,
     restart_every: u64,
-    phase_one_steps: u64,
+    budget: &Budget,
 ) -> ExpertsChoice {
     let restart_rounds = if restart_every == 0 {
         0
     } else {
-        phase_one_steps.saturating_sub(1) / restart_every
+        budget.phase_one_steps.saturating_sub(1) / budget.restart_every.max(1)
     };
     match m.experts {
         Auto::Auto => experts_for(task.clusters, restart_rounds),
