@@ -364,7 +364,7 @@ impl Grid<'_> {
 
 /// One model's features at a sample count: the fewest biases per neuron,
 /// then the narrowest range, whose predicted error is at most `tolerance`
-/// for every link (None when no pair tried is).
+/// for every link, and true; the best pair tried and false when none is.
 fn features(
     needs: &ReadoutNeeds,
     samples: usize,

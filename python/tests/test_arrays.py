@@ -22,7 +22,9 @@ def small_run():
 def test_model_arrays_have_the_documented_shapes_and_dtypes(small_run):
     m, config = small_run.model, small_run.config
     d, c = config["task"]["d"], config["task"]["clusters"]
-    experts = config["moe"]["experts"]
+    # "auto" sizes as the run resolved them (config.toml keeps "auto").
+    budget = small_run.summary["budget"]
+    experts = budget["experts"]["experts"]
     assert m["v"].shape == (c, d) and m["w"].shape == (c, d)
     assert m["wg"].shape == (d,) and m["s"].shape == (c,)
     assert m["moe_u"].shape == (experts, d)
@@ -41,10 +43,10 @@ def test_model_arrays_have_the_documented_shapes_and_dtypes(small_run):
         assert m[f"expert{k}_bias"].shape == (rows,)
         assert m[f"expert{k}_a"].shape == (rows,)
         assert m[f"expert{k}_a0"].shape == (1,)
-    biases = config["readout"]["biases"]
+    biases = budget["readout"]["moe"]["biases"]
     assert neurons == experts * config["moe"]["neurons"] * biases
     n = m["vanilla_w"].shape[0]
-    assert n == experts * config["moe"]["neurons"] * biases
+    assert n == experts * config["moe"]["neurons"] * budget["readout"]["vanilla"]["biases"]
     assert m["vanilla_w"].shape == (n, d)
     assert m["vanilla_centre"].shape == (d,)
     assert m["vanilla_bias"].shape == (n,) and m["vanilla_a"].shape == (n,)
@@ -94,7 +96,8 @@ def test_metrics_as_records_and_columns(small_run):
     assert records[-1]["phase"] == "test"
     one = small_run.columns("moe", "phase_one")
     n = sum(1 for r in records if r["model"] == "moe" and r["phase"] == "phase_one")
-    experts, c = small_run.config["moe"]["experts"], small_run.config["task"]["clusters"]
+    experts = small_run.summary["budget"]["experts"]["experts"]
+    c = small_run.config["task"]["clusters"]
     assert one["step"].shape == (n,) and one["step"].dtype == np.int64
     assert one["samples"].dtype == np.int64
     assert one["lr"].shape == (n,) and one["lr"].dtype == np.float64

@@ -2,10 +2,10 @@
 //! section, resolved from "auto" by [`crate::capacity`].
 
 use super::{finite_at_least, positive_count, MAX_UNITS};
+use crate::budget::Budget;
 use crate::capacity::{
     experts_for, p_all_found, readout_plan, ExpertsChoice, ReadoutFixed, ReadoutNeeds,
 };
-use crate::budget::Budget;
 use crate::config::{Allocation, Auto, MoeConfig, ReadoutConfig, ValidReadout, ValidTask};
 use crate::error::{Error, Result};
 use crate::numerics::link::Link;
