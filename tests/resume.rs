@@ -182,9 +182,10 @@ fn kill_until_done(
         }
         child.kill().unwrap();
         child.wait().unwrap();
-        if !dir.exists() {
-            // Killed while checking its configuration: nothing was written
-            // yet, so there is nothing to resume; start it again.
+        if !dir.join("config.toml").exists() {
+            // Killed before its configuration was written (while checking
+            // it, or writing it): nothing to resume, so start it again,
+            // which a directory holding no run accepts.
             continue;
         }
         killed(dir);
