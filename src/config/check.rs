@@ -527,21 +527,26 @@ fn beyond_limit(config: &Config, budget: &Budget) -> Result<()> {
             ),
         )
     };
-    if config.phase_one.steps == Auto::Auto && budget.phase_one_steps > limit {
-        return Err(refuse(
+    let phases = [
+        (
             "phase_one.steps",
+            config.phase_one.steps,
             budget.phase_one_steps,
             budget.phase_one_recovery_steps,
             budget.phase_one_lr,
-        ));
-    }
-    if config.phase_three.steps == Auto::Auto && budget.phase_three_steps > limit {
-        return Err(refuse(
+        ),
+        (
             "phase_three.steps",
+            config.phase_three.steps,
             budget.phase_three_steps,
             budget.phase_three_recovery_steps,
             budget.phase_three_lr,
-        ));
+        ),
+    ];
+    for (field, given, steps, recovery, lr) in phases {
+        if given == Auto::Auto && steps > limit {
+            return Err(refuse(field, steps, recovery, lr));
+        }
     }
     Ok(())
 }

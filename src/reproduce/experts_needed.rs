@@ -7,22 +7,13 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 
+pub use crate::capacity::coupon_collector;
+
 use super::runs::{run_seeds, Runs};
 use super::stats::{fmt, mean};
 use super::{Options, Section, Table};
 use crate::error::Result;
 use crate::report::figure::{Chart, Mark, Series};
-
-/// P(all C clusters covered) when M experts pick clusters uniformly at random.
-pub fn coupon_collector(clusters: usize, experts: usize) -> f64 {
-    (0..=clusters)
-        .map(|j| {
-            let binom = (0..j).fold(1.0, |acc, i| acc * (clusters - i) as f64 / (i + 1) as f64);
-            let sign = if j % 2 == 0 { 1.0 } else { -1.0 };
-            sign * binom * (1.0 - j as f64 / clusters as f64).powi(experts as i32)
-        })
-        .sum()
-}
 
 /// E4: the probability that every cluster gets a specialised expert, against M.
 pub(super) fn experts_needed(opts: &Options, progress: &(dyn Fn(&str) + Sync)) -> Result<Section> {
