@@ -91,6 +91,15 @@ pub struct DimBench {
     pub samples_per_model: u64,
     /// Every phase of both models, in the order they started.
     pub phases: Vec<PhaseBench>,
+    /// Each model's one-time set-up: seconds from the run's start to its
+    /// first training phase (the task, the test set, the input map's
+    /// centre and whitening), which does not grow with the steps.
+    pub setup: Vec<SetupBench>,
+    /// The whole run's wall time at full length, from this one: the
+    /// training phases' time divided by [`BenchOptions::steps_scale`] (the
+    /// longer model's with several threads, the sum of both on one), the
+    /// set-up, readouts and evaluation as measured.
+    pub full_run_seconds: f64,
     /// Nanoseconds per standard normal of the sampler, through the fastest
     /// path of this machine.
     pub gaussian_ns: f64,
@@ -109,6 +118,15 @@ pub struct DimBench {
     pub vanilla_rel_mse: Option<f64>,
     /// Peak resident memory of the process so far (Linux only).
     pub peak_rss_bytes: Option<u64>,
+}
+
+/// One model's set-up before its first training phase.
+#[derive(Clone, Debug, Serialize)]
+pub struct SetupBench {
+    /// The model.
+    pub model: ModelKind,
+    /// Seconds from the run's start to the model's first phase.
+    pub seconds: f64,
 }
 
 /// Two seeds one after the other on one thread, then side by side on two.
@@ -247,17 +265,15 @@ fn limit_step_seconds(batch: usize, d: usize, width: usize) -> f64 {
 }
 
 /// A run's measured time over its limit's, about: the second performance
-/// round measured 2.4 to 4.8 at d = 32 and 1 to 3 at d >= 512 outside
-/// phase I's whitening (which [`estimate_seconds`] adds itself).
+/// round measured 2.4 to 4.8 at d = 32 and 1 to 3 at d >= 512.
 const RUN_OVER_LIMIT: f64 = 3.0;
 
 /// How long a run of `cfg` should take on this machine with `threads`
 /// threads, for planning (within a factor of about two): each training
 /// phase's steps times its limit step, measured here on one thread, times
-/// [`RUN_OVER_LIMIT`], plus phase I's whitening (2 M d^2 multiply-adds a
-/// step); the MoE beside the vanilla network when there are two threads or
-/// more. It measures for about a second; `clustermoe bench` measures a
-/// run itself.
+/// [`RUN_OVER_LIMIT`]; the MoE beside the vanilla network when there are
+/// two threads or more. It measures for about a second; `clustermoe bench`
+/// measures a run itself.
 pub fn estimate_seconds(cfg: &ValidConfig, threads: usize) -> f64 {
     let d = cfg.task().d;
     let at = |steps: u64, batch: usize, width: usize| {
@@ -266,13 +282,7 @@ pub fn estimate_seconds(cfg: &ValidConfig, threads: usize) -> f64 {
     let (moe, vanilla) = match cfg.training() {
         Training::Staged => {
             let (p1, p3) = (cfg.phase_one(), cfg.phase_three());
-            let whiten = if cfg.moe().whiten {
-                p1.steps as f64 * products_seconds(cfg.experts(), d, d) / 2.0
-            } else {
-                0.0
-            };
             let moe = at(p1.steps, p1.batch, cfg.experts())
-                + whiten
                 + at(cfg.phase_two().steps, cfg.phase_two().batch, cfg.experts())
                 + at(p3.steps, p3.batch, cfg.experts() * cfg.moe().neurons);
             let vanilla = cfg
@@ -440,8 +450,33 @@ pub fn bench(options: &BenchOptions, progress: &dyn Fn(&str)) -> Result<Vec<DimB
                 ratio_to_limit: limit.map(|l| step_seconds / l),
             });
         }
+        let setup = [ModelKind::Moe, ModelKind::Vanilla]
+            .into_iter()
+            .filter_map(|model| {
+                let first = spans.iter().find(|s| s.model == model)?;
+                Some(SetupBench {
+                    model,
+                    seconds: (first.start - start).as_secs_f64(),
+                })
+            })
+            .collect();
+        let training = |model: ModelKind| -> f64 {
+            phases
+                .iter()
+                .filter(|p| p.model == model && p.width > 0)
+                .map(|p| p.seconds)
+                .sum()
+        };
+        let (moe, vanilla) = (training(ModelKind::Moe), training(ModelKind::Vanilla));
+        let critical = if options.threads > 1 {
+            moe.max(vanilla)
+        } else {
+            moe + vanilla
+        };
         out.push(DimBench {
             d,
+            setup,
+            full_run_seconds: wall_seconds + critical * (1.0 / options.steps_scale - 1.0),
             threads: options.threads,
             wall_seconds,
             run_samples_per_second: (result.summary.samples.moe

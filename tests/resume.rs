@@ -195,7 +195,12 @@ fn kill_until_done(
 
 /// A run directory stopped by SIGTERM in phase I, with its checkpoints.
 fn stopped_run(dir: &Path) {
-    let child = spawn(&args(dir, &["--checkpoint-every", "25"]));
+    stopped_run_of(&args(dir, &["--checkpoint-every", "25"]), dir);
+}
+
+/// The run of `args` writing to `dir`, stopped by SIGTERM in phase I.
+fn stopped_run_of(args: &[String], dir: &Path) {
+    let child = spawn(args);
     // Wait for a checkpoint that follows some metric records, then ask for a stop.
     let deadline = Instant::now() + Duration::from_secs(60);
     while stage(&dir.join("checkpoint.moe")).is_none_or(|(_, step)| step < 250) {
@@ -245,6 +250,37 @@ fn sigterm_stops_after_a_checkpoint_and_the_run_resumes_to_the_same_bytes() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("already complete"));
     assert_same_outputs(&reference, &dir, "resumed twice");
+}
+
+/// At d = 256 on two threads each batch is drawn while the step before it
+/// computes; the checkpoints still hold the stream where the step left it,
+/// so a stopped run resumes to the bytes of one uninterrupted thread.
+#[test]
+fn batches_drawn_ahead_on_two_threads_resume_to_the_same_bytes() {
+    let mut sets = SETS.to_vec();
+    sets[0] = "task.d=256";
+    sets[1] = "phase_one.steps=1500";
+    sets[3] = "phase_three.steps=500";
+    let tmp = tempfile::tempdir().unwrap();
+    let reference = tmp.path().join("reference");
+    let out = output(&run_args(&sets, &reference, &["--threads", "1"]));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dir = tmp.path().join("stopped");
+    let two = ["--threads", "2", "--checkpoint-every", "25"];
+    stopped_run_of(&run_args(&sets, &dir, &two), &dir);
+    let mut resume = resume_args(&dir);
+    resume.extend(["--threads".into(), "2".into()]);
+    let out = output(&resume);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_same_outputs(&reference, &dir, "drawn ahead, stopped and resumed");
 }
 
 fn header_and_body(path: &Path) -> (Vec<u8>, Vec<u8>) {

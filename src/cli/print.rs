@@ -152,6 +152,16 @@ pub fn bench(r: &bench::DimBench) {
             p.ratio_to_limit.map_or("-".into(), |x| format!("{x:.2}")),
         );
     }
+    let setup: Vec<String> = r
+        .setup
+        .iter()
+        .map(|s| format!("{} {:.2} s", s.model, s.seconds))
+        .collect();
+    println!(
+        "set-up before the first phase: {}; the whole run at full length: about {:.1} s",
+        setup.join(", "),
+        r.full_run_seconds
+    );
     println!(
         "test relative MSE: MoE {:.3}, vanilla {}",
         r.moe_rel_mse,

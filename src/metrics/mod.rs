@@ -38,13 +38,25 @@ pub fn overlaps(dirs: ArrayView2<f32>, target: ArrayView1<f64>) -> Vec<f64> {
         .collect()
 }
 
-/// |<row, target>| in f64.
+/// |<row, target>| in f64, in eight partial sums: a single chain of adds
+/// would wait on each one (phase I checks M C of these every step).
 fn overlap(row: ArrayView1<f32>, target: ArrayView1<f64>) -> f64 {
-    row.iter()
-        .zip(target)
-        .map(|(&a, &b)| a as f64 * b)
-        .sum::<f64>()
-        .abs()
+    let (a, b) = (row.as_standard_layout(), target.as_standard_layout());
+    let (a, b) = (
+        a.as_slice().expect("standard"),
+        b.as_slice().expect("standard"),
+    );
+    let mut acc = [0.0f64; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f64 = (ca.remainder().iter().zip(cb.remainder()))
+        .map(|(&x, &y)| x as f64 * y)
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for k in 0..8 {
+            acc[k] += x[k] as f64 * y[k];
+        }
+    }
+    (acc.iter().sum::<f64>() + tail).abs()
 }
 
 /// The largest |<row, target>| over the rows of `dirs` (0 when there are

@@ -7,7 +7,7 @@
 
 use ndarray::{Array1, Array2, ArrayView2, Axis};
 
-use crate::numerics::linalg::matmul;
+use crate::numerics::linalg::{self, matmul};
 use crate::numerics::normal;
 use crate::numerics::rng::Stream;
 
@@ -17,51 +17,41 @@ pub mod joint;
 pub(crate) mod optim;
 pub mod router;
 pub(crate) mod sphere;
+pub mod whitening;
 
 pub(crate) use activation::Activation;
 pub use activation::{Loss, NeuronSign};
 use gate::GateRule;
 use router::Router;
 pub(crate) use sphere::{NeuronStats, SphereStep};
+pub use whitening::Whitening;
 
 /// The input map x -> W (x - mu) of phases I and II: a centre and an
-/// optional symmetric whitening matrix W = Sigma^(-1/2).
+/// optional whitening W = Sigma^(-1/2) (low-rank, see [`whitening`]).
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct InputMap {
     /// The centre mu subtracted from every input.
     pub centre: Array1<f32>,
     /// W = Sigma^(-1/2), or None for no whitening.
-    pub whiten: Option<Array2<f32>>,
+    pub whiten: Option<Whitening>,
 }
 
 impl InputMap {
-    /// Estimates the centre (and, if `whiten`, Sigma^(-1/2)) from samples.
-    pub fn estimate(x: ArrayView2<f32>, whiten: bool) -> Self {
-        let n = x.nrows() as f64;
-        let x64 = x.mapv(|v| v as f64);
-        let mean = x64.sum_axis(Axis(0)) / n;
-        let centre = mean.mapv(|v| v as f32);
+    /// Estimates the centre (and, if `whiten`, Sigma^(-1/2)) from samples
+    /// (rows), which it centres in place.
+    pub fn estimate(mut x: Array2<f32>, whiten: bool) -> Self {
+        let centre = linalg::column_means(x.view()).mapv(|v| v as f32);
         if !whiten {
             return InputMap {
                 centre,
                 whiten: None,
             };
         }
-        let xc = &x64 - &mean;
-        let cov = xc.t().dot(&xc) / n;
-        let d = cov.nrows();
-        let cov = faer::Mat::<f64>::from_fn(d, d, |i, j| cov[[i, j]]);
-        let eig = crate::numerics::linalg::symmetric_eigen(cov.as_ref());
-        let whiten = eig.map(|(u, s)| {
-            // Eigenvalues below a floor (fewer samples than d) are not inverted.
-            let scale: Vec<f64> = (0..d).map(|k| 1.0 / s[k].max(1e-3).sqrt()).collect();
-            Array2::from_shape_fn((d, d), |(i, j)| {
-                (0..d)
-                    .map(|k| u[(i, k)] * scale[k] * u[(j, k)])
-                    .sum::<f64>() as f32
-            })
-        });
-        InputMap { centre, whiten }
+        linalg::centre_rows(x.view_mut(), &centre);
+        InputMap {
+            centre,
+            whiten: Some(Whitening::estimate(x.view())),
+        }
     }
 
     /// Directions `u` (rows) as centred raw inputs see them: rows of u W,
@@ -86,16 +76,13 @@ pub fn random_directions(n: usize, d: usize, rng: &mut Stream) -> Array2<f32> {
 /// `out = a W` row by row, or `a` itself when there is no whitening W.
 pub(crate) fn times_whitening<'a>(
     a: &'a Array2<f32>,
-    whiten: Option<&Array2<f32>>,
+    whiten: Option<&Whitening>,
     out: &'a mut Array2<f32>,
 ) -> &'a Array2<f32> {
     match whiten {
         None => a,
         Some(w) => {
-            if out.dim() != a.dim() {
-                *out = Array2::zeros(a.dim());
-            }
-            matmul(&mut out.view_mut(), &a.view(), &w.view(), 1.0, false);
+            w.apply(a, out);
             out
         }
     }

@@ -121,7 +121,7 @@ impl SphereStep {
     pub fn step(
         &mut self,
         w: &mut Array2<f32>,
-        whiten: Option<&Array2<f32>>,
+        whiten: Option<&super::Whitening>,
         xc: ArrayView2<f32>,
         y: &[f32],
         weights: Option<&[f32]>,

@@ -286,6 +286,179 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
+/// Rows summed together by one task of [`column_means`] and
+/// [`mean_square`]: the partial sums are combined in a fixed order, so the
+/// results do not depend on the thread count.
+const ROWS_PER_TASK: usize = 256;
+
+/// The mean of each column of `x` (n x d), summed in f64.
+pub fn column_means(x: ArrayView2<f32>) -> Array1<f64> {
+    use rayon::prelude::*;
+    let (n, d) = x.dim();
+    let partial: Vec<Array1<f64>> = (0..n.div_ceil(ROWS_PER_TASK))
+        .into_par_iter()
+        .map(|t| {
+            let mut sum = Array1::<f64>::zeros(d);
+            let rows = x.slice(ndarray::s![
+                t * ROWS_PER_TASK..((t + 1) * ROWS_PER_TASK).min(n),
+                ..
+            ]);
+            for row in rows.rows() {
+                sum.zip_mut_with(&row, |s, &v| *s += v as f64);
+            }
+            sum
+        })
+        .collect();
+    let total = partial
+        .into_iter()
+        .fold(Array1::<f64>::zeros(d), |acc, p| acc + p);
+    total / n.max(1) as f64
+}
+
+/// The mean of the squared entries of `x`: the trace of its rows' second
+/// moment over d.
+pub fn mean_square(x: ArrayView2<f32>) -> f64 {
+    use rayon::prelude::*;
+    let (n, d) = x.dim();
+    let partial: Vec<f64> = (0..n.div_ceil(ROWS_PER_TASK))
+        .into_par_iter()
+        .map(|t| {
+            x.slice(ndarray::s![
+                t * ROWS_PER_TASK..((t + 1) * ROWS_PER_TASK).min(n),
+                ..
+            ])
+            .iter()
+            .map(|&v| v as f64 * v as f64)
+            .sum::<f64>()
+        })
+        .collect();
+    partial.iter().sum::<f64>() / (n * d).max(1) as f64
+}
+
+/// Leading eigenpairs of a sample covariance (see [`leading_eigen`]).
+#[derive(Clone, Debug)]
+pub struct Eigen {
+    /// Eigenvalues, largest first.
+    pub values: Vec<f64>,
+    /// The eigenvectors as rows, in the order of `values`.
+    pub vectors: ndarray::Array2<f64>,
+    /// Whether these are all d eigenpairs (an exact decomposition).
+    pub complete: bool,
+}
+
+/// A Ritz vector is converged when |C u - theta u| <= this times theta.
+const EIGEN_TOLERANCE: f64 = 1e-4;
+/// Subspace iterations at most.
+const EIGEN_ROUNDS: usize = 300;
+
+/// The `block` leading eigenpairs of the sample covariance C = X'X / n of
+/// the rows of `x` (n x d, centred), of which the first `wanted(values)`
+/// are converged. A block of at least d / 2 directions costs about as
+/// much as C itself: C is formed (n d^2) and decomposed exactly. Otherwise
+/// subspace iteration from the span of the first `block` samples: each
+/// round two products with X (2 n d block multiply-adds, never a d x d
+/// matrix), Rayleigh–Ritz on the block, until the wanted Ritz vectors'
+/// residuals are below [`EIGEN_TOLERANCE`]. A spike of eigenvalue lambda
+/// converges like (lambda_(block+1) / lambda)^rounds.
+pub fn leading_eigen(x: ArrayView2<f32>, block: usize, wanted: impl Fn(&[f64]) -> usize) -> Eigen {
+    let (n, d) = x.dim();
+    if 2 * block >= d || block >= n {
+        return full_eigen(x);
+    }
+    let inv_n = 1.0 / n as f32;
+    // The rows of q span the block.
+    let mut q = x.slice(ndarray::s![..block, ..]).mapv(|v| v as f64);
+    let mut z = ndarray::Array2::<f32>::zeros((n, block));
+    let mut y = ndarray::Array2::<f32>::zeros((block, d));
+    for round in 0.. {
+        orthonormalise_rows(&mut q);
+        let q32 = q.mapv(|v| v as f32);
+        matmul(&mut z.view_mut(), &x, &q32.t(), 1.0, false);
+        // y = q C, row by row.
+        matmul(&mut y.view_mut(), &z.t(), &x, inv_n, false);
+        let cq = y.mapv(|v| v as f64);
+        let mut t = ndarray::Array2::<f64>::zeros((block, block));
+        matmul(&mut t.view_mut(), &q.view(), &cq.t(), 1.0, false);
+        let t = (&t + &t.t()) * 0.5;
+        let t = faer::Mat::<f64>::from_fn(block, block, |i, j| t[[i, j]]);
+        let Some((v, s)) = symmetric_eigen(t.as_ref()) else {
+            break;
+        };
+        // Largest first.
+        let v = ndarray::Array2::from_shape_fn((block, block), |(i, j)| v[(j, block - 1 - i)]);
+        let values: Vec<f64> = (0..block).map(|j| s[block - 1 - j]).collect();
+        let mut ritz = ndarray::Array2::<f64>::zeros((block, d));
+        matmul(&mut ritz.view_mut(), &v.view(), &q.view(), 1.0, false);
+        let mut c_ritz = ndarray::Array2::<f64>::zeros((block, d));
+        matmul(&mut c_ritz.view_mut(), &v.view(), &cq.view(), 1.0, false);
+        let converged = (0..wanted(&values).min(block)).all(|j| {
+            let residual = (&c_ritz.row(j) - &(&ritz.row(j) * values[j]))
+                .iter()
+                .map(|r| r * r)
+                .sum::<f64>()
+                .sqrt();
+            residual <= EIGEN_TOLERANCE * values[j].abs()
+        });
+        if converged || round + 1 == EIGEN_ROUNDS {
+            return Eigen {
+                values,
+                vectors: ritz,
+                complete: false,
+            };
+        }
+        q = c_ritz;
+    }
+    full_eigen(x)
+}
+
+/// Every eigenpair of X'X / n, from C itself.
+fn full_eigen(x: ArrayView2<f32>) -> Eigen {
+    let (n, d) = x.dim();
+    let x64 = x.mapv(|v| v as f64);
+    let mut c = ndarray::Array2::<f64>::zeros((d, d));
+    matmul(
+        &mut c.view_mut(),
+        &x64.t(),
+        &x64.view(),
+        1.0 / n.max(1) as f64,
+        false,
+    );
+    let c = faer::Mat::<f64>::from_fn(d, d, |i, j| c[[i, j]]);
+    let (values, vectors) = match symmetric_eigen(c.as_ref()) {
+        Some((v, s)) => (
+            (0..d).map(|j| s[d - 1 - j]).collect(),
+            ndarray::Array2::from_shape_fn((d, d), |(i, j)| v[(j, d - 1 - i)]),
+        ),
+        None => (vec![0.0; d], ndarray::Array2::eye(d)),
+    };
+    Eigen {
+        values,
+        vectors,
+        complete: true,
+    }
+}
+
+/// Orthonormalises the rows of `q` in order (modified Gram–Schmidt, twice
+/// for accuracy); a row in the span of the earlier ones becomes zero.
+fn orthonormalise_rows(q: &mut ndarray::Array2<f64>) {
+    for _ in 0..2 {
+        for i in 0..q.nrows() {
+            let (done, mut rest) = q.view_mut().split_at(Axis(0), i);
+            let mut row = rest.row_mut(0);
+            for prev in done.rows() {
+                let proj = row.dot(&prev);
+                row.scaled_add(-proj, &prev);
+            }
+            let norm = row.dot(&row).sqrt();
+            if norm > 1e-12 {
+                row /= norm;
+            } else {
+                row.fill(0.0);
+            }
+        }
+    }
+}
+
 /// Subtracts `centre` from every row of `x`.
 pub fn centre_rows(mut x: ArrayViewMut2<f32>, centre: &Array1<f32>) {
     for mut row in x.rows_mut() {

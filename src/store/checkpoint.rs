@@ -28,7 +28,7 @@ use crate::store::output::{self, RecordWriter};
 use crate::train::{Journal, ModelState, Stage};
 
 /// Version of the checkpoint format; files of another are refused.
-pub const FORMAT: u32 = 3;
+pub const FORMAT: u32 = 4;
 const MAGIC: &str = "clustermoe-checkpoint";
 
 /// How a run checkpoints and stops.

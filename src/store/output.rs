@@ -222,7 +222,18 @@ pub fn model_arrays(out: &RunOutput) -> Vec<(String, NpzArray)> {
                 moe.input_map.centre.mapv(|v| v as f64).into(),
             );
             if let Some(w) = &moe.input_map.whiten {
-                add("moe_whitening".into(), f64s(w).into());
+                add(
+                    "moe_whitening_bulk".into(),
+                    Array1::from(vec![w.bulk as f64]).into(),
+                );
+                add(
+                    "moe_whitening_directions".into(),
+                    f64s(&w.directions).into(),
+                );
+                add(
+                    "moe_whitening_scales".into(),
+                    Array1::from_iter(w.scales.iter().map(|&v| v as f64)).into(),
+                );
             }
             add(
                 "moe_expert_group".into(),

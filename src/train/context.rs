@@ -188,7 +188,7 @@ impl<'a, S: Stage> Run<'a, S> {
     pub(super) fn input_map(&mut self, n: usize, whiten: bool) -> InputMap {
         let mut batch = Batch::new(n, self.task.d);
         self.draw(&mut batch);
-        InputMap::estimate(batch.x.view(), whiten)
+        InputMap::estimate(batch.x, whiten)
     }
 
     /// Spherical online SGD of the rows of `w` on all samples, through the
@@ -221,10 +221,11 @@ impl<'a, S: Stage> Run<'a, S> {
         let mut sgd =
             SphereStep::new(&p.activation, p.loss, p.sign, w.nrows()).with_max_step(p.max_step);
         sgd.set_stats(stats);
-        let mut batch = Batch::new(p.batch, self.task.d);
         // Batches of p.batch samples; the last one takes what is left.
         let steps = samples.div_ceil(p.batch as u64);
         let last_batch = (samples - (steps - 1) * p.batch as u64) as usize;
+        let size = |step: u64| if step == steps { last_batch } else { p.batch };
+        let mut batches = Prefetch::new(self.task, p.batch, map.centre.as_slice());
         self.monitor.phase(S::MODEL, phase, steps);
         self.monitor.advance(S::MODEL, done);
         for step in done + 1..=steps {
@@ -233,26 +234,110 @@ impl<'a, S: Stage> Run<'a, S> {
             if self.stop_at(until) {
                 return Ok((sgd, step - 1));
             }
-            if step == steps && last_batch != batch.len() {
-                batch = Batch::new(last_batch, self.task.d);
-            }
-            self.draw_centred(&mut batch, map.centre.as_slice());
+            batches.next(self, size(step));
             let lr = p.schedule.at(step - 1, steps);
-            let moved = sgd.step(
-                w,
-                map.whiten.as_ref(),
-                batch.x.view(),
-                &batch.y,
-                None,
-                lr as f32,
-            );
+            let next = (step < steps).then(|| size(step + 1));
+            let moved = batches.step_and_prefetch(&self.data, next, |batch| {
+                sgd.step(
+                    w,
+                    map.whiten.as_ref(),
+                    batch.x.view(),
+                    &batch.y,
+                    None,
+                    lr as f32,
+                )
+            });
             if !moved {
                 return Err(self.diverged(phase, step, "a first-layer weight"));
             }
-            on_step(self, step, w, lr, &batch, &mut sgd)?;
+            on_step(self, step, w, lr, batches.current(), &mut sgd)?;
             tick(self.monitor, S::MODEL, step, steps);
         }
         Ok((sgd, steps))
+    }
+}
+
+/// Batches of at least this many inputs (B d) are drawn while the step
+/// before computes, when the run has a thread to spare: about 15 µs of
+/// Gaussians, well above the cost of handing work to another thread.
+const PREFETCH_INPUTS: usize = 1 << 14;
+
+/// The batches of a training loop. With a free thread each batch is drawn
+/// while the step before it computes; the run's data stream and sample
+/// count move on only when a batch is used, so checkpoints, stops and
+/// every thread count see the stream exactly where drawing batch by batch
+/// leaves it (the same bits).
+pub(super) struct Prefetch<'t> {
+    task: &'t Task,
+    centre: Option<&'t [f32]>,
+    current: Batch,
+    ahead: Batch,
+    /// The data stream after `ahead` was drawn, when it was.
+    after: Option<Stream>,
+    parallel: bool,
+}
+
+impl<'t> Prefetch<'t> {
+    pub(super) fn new(task: &'t Task, batch: usize, centre: Option<&'t [f32]>) -> Self {
+        Prefetch {
+            task,
+            centre,
+            current: Batch::new(batch, task.d),
+            ahead: Batch::new(batch, task.d),
+            after: None,
+            parallel: rayon::current_num_threads() > 1 && batch * task.d >= PREFETCH_INPUTS,
+        }
+    }
+
+    /// Makes the next step's batch of `size` samples current: the one drawn
+    /// ahead, or one drawn now.
+    pub(super) fn next<S: Stage>(&mut self, run: &mut Run<'_, S>, size: usize) {
+        match self.after.take() {
+            Some(after) if self.ahead.len() == size => {
+                std::mem::swap(&mut self.current, &mut self.ahead);
+                run.data = after;
+                run.samples += size as u64;
+            }
+            _ => {
+                if self.current.len() != size {
+                    self.current = Batch::new(size, self.task.d);
+                }
+                run.draw_centred(&mut self.current, self.centre);
+            }
+        }
+    }
+
+    /// The current batch.
+    pub(super) fn current(&self) -> &Batch {
+        &self.current
+    }
+
+    /// Runs `step` on the current batch and meanwhile, when the loop has
+    /// a `next` step, draws its batch from (a copy of) the run's stream
+    /// `data` on another thread.
+    pub(super) fn step_and_prefetch<T: Send>(
+        &mut self,
+        data: &Stream,
+        next: Option<usize>,
+        step: impl FnOnce(&Batch) -> T + Send,
+    ) -> T {
+        match next {
+            Some(size) if self.parallel => {
+                if self.ahead.len() != size {
+                    self.ahead = Batch::new(size, self.task.d);
+                }
+                let mut stream = data.clone();
+                let (task, centre, ahead) = (self.task, self.centre, &mut self.ahead);
+                let current = &self.current;
+                let (out, ()) = rayon::join(
+                    || step(current),
+                    || task.sample_centred_into(ahead, &mut stream, centre),
+                );
+                self.after = Some(stream);
+                out
+            }
+            _ => step(&self.current),
+        }
     }
 }
 

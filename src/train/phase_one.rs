@@ -207,20 +207,23 @@ pub(super) fn phase_one(run: &mut Run<MoeStage>, state: PhaseOneState) -> Result
             if every > 0 && step.is_multiple_of(every) && step + every <= p1.steps {
                 restarts.restart(u, sgd, &mut run.init);
             }
-            for (c, r) in recovery.iter_mut().enumerate() {
-                if r.is_none() && metrics::best_overlap(u.view(), task.w.row(c)) >= threshold {
-                    *r = Some(run.samples);
-                }
-            }
-            // Every step until both are reached: M C overlaps, as cheap as
-            // the recovery times above.
+            // Every step until all are reached: M C overlaps, a small
+            // part of the step's 2 B d M.
             let open = targets.iter().any(|&(t, _)| run.watch.open(t));
-            if open || step == p1.steps {
-                let worst = (0..task.clusters())
+            if open || step == p1.steps || recovery.iter().any(Option::is_none) {
+                let best: Vec<f64> = (0..task.clusters())
                     .map(|c| metrics::best_overlap(u.view(), task.w.row(c)))
-                    .fold(f64::INFINITY, f64::min);
-                for (target, bar) in targets {
-                    run.probe(Phase::PhaseOne, step, target, worst >= bar)?;
+                    .collect();
+                for (r, &o) in recovery.iter_mut().zip(&best) {
+                    if r.is_none() && o >= threshold {
+                        *r = Some(run.samples);
+                    }
+                }
+                if open || step == p1.steps {
+                    let worst = best.iter().copied().fold(f64::INFINITY, f64::min);
+                    for (target, bar) in targets {
+                        run.probe(Phase::PhaseOne, step, target, worst >= bar)?;
+                    }
                 }
             }
             if run.log_due(step, p1.steps) {

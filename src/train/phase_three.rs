@@ -2,7 +2,7 @@
 //! cluster, on the samples the router sends it; and how the neurons are
 //! shared among the experts.
 
-use super::context::{tick, Run};
+use super::context::{tick, Prefetch, Run};
 use super::phase_one::PhaseOne;
 use super::phase_two::PhaseTwoState;
 use super::{
@@ -196,7 +196,7 @@ pub(super) fn phase_three(
             sgd
         })
         .collect();
-    let mut batch = Batch::new(p3.batch, task.d);
+    let mut batches = Prefetch::new(task, p3.batch, None);
     let mut gates = Array2::zeros((p3.batch, k));
     let mut routed: Vec<Routed> = (0..k).map(|_| Routed::default()).collect();
     // The experts step in parallel when their work is large enough to pay
@@ -216,8 +216,13 @@ pub(super) fn phase_three(
             steps = step - 1;
             break;
         }
-        run.draw(&mut batch);
-        router.gates_into(batch.x.view(), &routing.rule, &mut noise, &mut gates);
+        batches.next(run, p3.batch);
+        router.gates_into(
+            batches.current().x.view(),
+            &routing.rule,
+            &mut noise,
+            &mut gates,
+        );
         let lr = p3.schedule.at(step - 1, p3.steps) as f32;
         let experts = Experts {
             neurons: &mut neurons,
@@ -225,7 +230,10 @@ pub(super) fn phase_three(
             routed: &mut routed,
             centres: &centres,
         };
-        let moved = experts.step(&batch, &gates, lr, parallel);
+        let next = (step < p3.steps).then_some(p3.batch);
+        let moved = batches.step_and_prefetch(&run.data, next, |batch| {
+            experts.step(batch, &gates, lr, parallel)
+        });
         if !moved {
             return Err(run.diverged(Phase::PhaseThree, step, "a first-layer weight"));
         }

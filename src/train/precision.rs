@@ -37,8 +37,8 @@ fn f32_phase_one_follows_f64() {
     let cfg = Config::default().check().unwrap();
     let task = Task::new(&cfg, &mut stream(cfg.seed(), StreamId::Task));
     let mut data = stream(cfg.seed(), StreamId::MoeData);
-    let map = InputMap::estimate(task.sample(4096, &mut data).x.view(), true);
-    let whiten64 = map.whiten.as_ref().unwrap().mapv(|v| v as f64);
+    let map = InputMap::estimate(task.sample(4096, &mut data).x, true);
+    let whiten64 = map.whiten.as_ref().unwrap().dense(task.d);
 
     let mut w32 = random_directions(8, task.d, &mut stream(cfg.seed(), StreamId::MoeInit));
     let mut w64 = w32.mapv(|v| v as f64);
