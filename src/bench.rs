@@ -91,10 +91,13 @@ pub struct DimBench {
     pub samples_per_model: u64,
     /// Every phase of both models, in the order they started.
     pub phases: Vec<PhaseBench>,
-    /// Each model's one-time set-up: seconds from the run's start to its
-    /// first training phase (the task, the test set, the input map's
-    /// centre and whitening), which does not grow with the steps.
-    pub setup: Vec<SetupBench>,
+    /// Seconds from the run's start to its first training phase: the
+    /// task, the test set and the first model's input map (centre and
+    /// whitening), which do not grow with the steps.
+    pub setup_seconds: f64,
+    /// Seconds of the run during which no phase ran: the set-up, the
+    /// input maps and phase III's centres, the summaries.
+    pub outside_phases_seconds: f64,
     /// The whole run's wall time at full length, from this one: the
     /// training phases' time divided by [`BenchOptions::steps_scale`] (the
     /// longer model's with several threads, the sum of both on one), the
@@ -118,15 +121,6 @@ pub struct DimBench {
     pub vanilla_rel_mse: Option<f64>,
     /// Peak resident memory of the process so far (Linux only).
     pub peak_rss_bytes: Option<u64>,
-}
-
-/// One model's set-up before its first training phase.
-#[derive(Clone, Debug, Serialize)]
-pub struct SetupBench {
-    /// The model.
-    pub model: ModelKind,
-    /// Seconds from the run's start to the model's first phase.
-    pub seconds: f64,
 }
 
 /// Two seeds one after the other on one thread, then side by side on two.
@@ -176,6 +170,25 @@ impl Monitor for Timeline {
             span.end = Instant::now();
         }
     }
+}
+
+/// Seconds during which at least one of `spans` ran.
+fn covered_seconds(spans: &[Span]) -> f64 {
+    let mut intervals: Vec<(Instant, Instant)> = spans.iter().map(|s| (s.start, s.end)).collect();
+    intervals.sort_by_key(|&(start, _)| start);
+    let mut covered = 0.0;
+    let mut current: Option<(Instant, Instant)> = None;
+    for (start, end) in intervals {
+        current = match current {
+            Some((s, e)) if start <= e => Some((s, e.max(end))),
+            Some((s, e)) => {
+                covered += (e - s).as_secs_f64();
+                Some((start, end))
+            }
+            None => Some((start, end)),
+        };
+    }
+    covered + current.map_or(0.0, |(s, e)| (e - s).as_secs_f64())
 }
 
 /// Seconds per call of `f`: the fastest of several blocks of calls, each
@@ -450,16 +463,10 @@ pub fn bench(options: &BenchOptions, progress: &dyn Fn(&str)) -> Result<Vec<DimB
                 ratio_to_limit: limit.map(|l| step_seconds / l),
             });
         }
-        let setup = [ModelKind::Moe, ModelKind::Vanilla]
-            .into_iter()
-            .filter_map(|model| {
-                let first = spans.iter().find(|s| s.model == model)?;
-                Some(SetupBench {
-                    model,
-                    seconds: (first.start - start).as_secs_f64(),
-                })
-            })
-            .collect();
+        let setup_seconds = spans
+            .iter()
+            .map(|s| (s.start - start).as_secs_f64())
+            .fold(wall_seconds, f64::min);
         let training = |model: ModelKind| -> f64 {
             phases
                 .iter()
@@ -475,7 +482,8 @@ pub fn bench(options: &BenchOptions, progress: &dyn Fn(&str)) -> Result<Vec<DimB
         };
         out.push(DimBench {
             d,
-            setup,
+            setup_seconds,
+            outside_phases_seconds: wall_seconds - covered_seconds(&spans),
             full_run_seconds: wall_seconds + critical * (1.0 / options.steps_scale - 1.0),
             threads: options.threads,
             wall_seconds,
@@ -614,6 +622,12 @@ mod tests {
         assert_eq!(sum(Moe) + 2 * 4096 + 2000, total);
         assert_eq!(sum(Vanilla) + 4096 + 2000, total);
         assert!(out[0].phases.iter().all(|p| p.seconds > 0.0));
+        // The set-up lies outside every phase, within the run; at 2 % of
+        // the steps the whole run is longer than this one.
+        let r = &out[0];
+        assert!(0.0 < r.setup_seconds && r.setup_seconds <= r.outside_phases_seconds);
+        assert!(r.outside_phases_seconds < r.wall_seconds);
+        assert!(r.full_run_seconds > r.wall_seconds);
         assert!(out[0]
             .phases
             .iter()

@@ -185,8 +185,10 @@ class Run:
     def model(self) -> Dict[str, np.ndarray]:
         """Every array of ``model.npz``, by name: the ground truth ``v``
         (C x d), ``w`` (C x d), ``wg`` (d), ``s`` (C); ``moe_u`` (M x d),
-        ``moe_global_centre`` (d), ``moe_whitening`` (d x d, when
-        ``moe.whiten``), ``moe_expert_group`` (M, int64, -1 = dropped),
+        ``moe_global_centre`` (d), when ``moe.whiten`` the whitening
+        W = b I + U' diag(s - b) U as ``moe_whitening_bulk`` (b, 1),
+        ``moe_whitening_directions`` (U, k x d) and
+        ``moe_whitening_scales`` (s, k), ``moe_expert_group`` (M, int64, -1 = dropped),
         ``router_theta`` (K x d); per routed expert k ``expert{k}_w``
         (rows x d), ``expert{k}_centre`` (d), ``expert{k}_bias``,
         ``expert{k}_a`` (rows), ``expert{k}_a0`` (1); ``vanilla_w``

@@ -29,7 +29,13 @@ def test_model_arrays_have_the_documented_shapes_and_dtypes(small_run):
     assert m["wg"].shape == (d,) and m["s"].shape == (c,)
     assert m["moe_u"].shape == (experts, d)
     assert m["moe_global_centre"].shape == (d,)
-    assert m["moe_whitening"].shape == (d, d)
+    # The whitening W = bulk I + U' diag(scales - bulk) U: the spikes above
+    # the noise bulk (C - 1 = 1 here: the clusters' spread), orthonormal.
+    assert m["moe_whitening_bulk"].shape == (1,)
+    spikes = m["moe_whitening_directions"]
+    assert spikes.shape == (c - 1, d) and m["moe_whitening_scales"].shape == (c - 1,)
+    np.testing.assert_allclose(spikes @ spikes.T, np.eye(c - 1), atol=1e-5)
+    assert (m["moe_whitening_scales"] < m["moe_whitening_bulk"][0]).all()
     assert m["moe_expert_group"].shape == (experts,) and m["moe_expert_group"].dtype == np.int64
     routed = m["router_theta"].shape[0]
     assert m["router_theta"].shape == (routed, d)
@@ -62,7 +68,7 @@ def test_model_arrays_have_the_documented_shapes_and_dtypes(small_run):
 
 def test_without_whitening_or_vanilla_those_arrays_are_absent():
     res = cm.run(SMALL, seed=1, quiet=True, moe={"whiten": False}, vanilla={"enabled": False})
-    assert "moe_whitening" not in res.model
+    assert not any(k.startswith("moe_whitening") for k in res.model)
     assert not any(k.startswith("vanilla_") for k in res.model)
     assert res.summary["vanilla"] is None
 

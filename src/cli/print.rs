@@ -152,15 +152,9 @@ pub fn bench(r: &bench::DimBench) {
             p.ratio_to_limit.map_or("-".into(), |x| format!("{x:.2}")),
         );
     }
-    let setup: Vec<String> = r
-        .setup
-        .iter()
-        .map(|s| format!("{} {:.2} s", s.model, s.seconds))
-        .collect();
     println!(
-        "set-up before the first phase: {}; the whole run at full length: about {:.1} s",
-        setup.join(", "),
-        r.full_run_seconds
+        "set-up before the first phase {:.2} s, outside every phase {:.2} s; the whole run at full length: about {:.1} s",
+        r.setup_seconds, r.outside_phases_seconds, r.full_run_seconds
     );
     println!(
         "test relative MSE: MoE {:.3}, vanilla {}",

@@ -154,10 +154,7 @@ fn train_and_evaluate<J: AnyJournal>(
     start: Start,
 ) -> Result<RunOutput> {
     let task = Task::new(cfg, &mut stream(cfg.seed, StreamId::Task));
-    let test = task.sample(
-        cfg.metrics.test_samples,
-        &mut stream(cfg.seed, StreamId::Test),
-    );
+    let test = test_set(&task, cfg.metrics.test_samples, cfg.seed);
     let var_y = metrics::label_variance(&test.y);
     let (moe_journal, vanilla_journal) = journals;
     let eval = Evaluation {
@@ -189,6 +186,35 @@ fn train_and_evaluate<J: AnyJournal>(
         models,
         summary,
     })
+}
+
+/// Test samples drawn by one task of [`test_set`].
+const TEST_CHUNK: usize = 4096;
+
+/// The test set of `n` samples, in chunks of [`TEST_CHUNK`] drawn in
+/// parallel: chunk i from the seed's test stream moved on by i long jumps
+/// (2^192 draws each), so the samples do not depend on the thread count.
+pub(super) fn test_set(task: &Task, n: usize, seed: u64) -> Batch {
+    use rayon::prelude::*;
+    let mut test = Batch::new(n, task.d);
+    let Batch { x, y, c, .. } = &mut test;
+    let chunks: Vec<_> = x
+        .axis_chunks_iter_mut(ndarray::Axis(0), TEST_CHUNK)
+        .zip(y.chunks_mut(TEST_CHUNK))
+        .zip(c.chunks_mut(TEST_CHUNK))
+        .enumerate()
+        .collect();
+    chunks.into_par_iter().for_each(|(i, ((mut xs, ys), cs))| {
+        let mut rng = stream(seed, StreamId::Test);
+        for _ in 0..i {
+            rng.long_jump();
+        }
+        let chunk = task.sample(ys.len(), &mut rng);
+        xs.assign(&chunk.x);
+        ys.copy_from_slice(&chunk.y);
+        cs.copy_from_slice(&chunk.c);
+    });
+    test
 }
 
 /// What every model's training and evaluation shares.

@@ -213,10 +213,7 @@ impl Trained {
     /// Both models' errors on the run's own test set (the samples its
     /// summary was measured on): the summary's numbers, recomputed.
     pub fn evaluate_test_set(&self, cfg: &ValidConfig) -> Result<Evaluation> {
-        let test = self.task.sample(
-            cfg.metrics.test_samples,
-            &mut stream(self.seed, StreamId::Test),
-        );
+        let test = super::execute::test_set(&self.task, cfg.metrics.test_samples, self.seed);
         self.evaluate_on(&test)
     }
 }

@@ -471,6 +471,58 @@ mod tests {
     use super::*;
     use ndarray::Array2;
 
+    /// Samples (n x d) with variance 1 plus `spikes` along the first axes,
+    /// from a fixed pattern of pseudo-random numbers.
+    fn spiked_samples(n: usize, d: usize, spikes: &[f32]) -> Array2<f32> {
+        let mut rng = crate::numerics::rng::stream(2, crate::numerics::rng::StreamId::Test);
+        let mut x = Array2::<f32>::zeros((n, d));
+        crate::numerics::normal::fill(&mut rng, x.as_slice_mut().unwrap());
+        for (j, &s) in spikes.iter().enumerate() {
+            x.column_mut(j).mapv_inplace(|v| v * (1.0 + s).sqrt());
+        }
+        x
+    }
+
+    /// Subspace iteration finds the wanted eigenpairs of the full
+    /// decomposition, with the same bits on any thread count.
+    #[test]
+    fn leading_eigenpairs_match_the_full_decomposition_on_any_thread_count() {
+        let x = spiked_samples(1500, 120, &[9.0, 4.0, 2.0]);
+        let full = full_eigen(x.view());
+        let leading = |threads: usize| {
+            crate::threads::install(Some(threads), || Ok(leading_eigen(x.view(), 16, |_| 3)))
+                .unwrap()
+        };
+        let one = leading(1);
+        assert!(!one.complete && one.values.len() == 16);
+        for j in 0..3 {
+            let gap = (one.values[j] - full.values[j]).abs() / full.values[j];
+            assert!(
+                gap < 1e-6,
+                "eigenvalue {j}: {} vs {}",
+                one.values[j],
+                full.values[j]
+            );
+            let along = one.vectors.row(j).dot(&full.vectors.row(j)).abs();
+            assert!(along > 1.0 - 1e-6, "eigenvector {j}: {along}");
+        }
+        let three = leading(3);
+        assert_eq!(one.values, three.values);
+        assert_eq!(one.vectors, three.vectors);
+        let sums = |threads: usize| {
+            crate::threads::install(Some(threads), || {
+                Ok((column_means(x.view()), mean_square(x.view())))
+            })
+            .unwrap()
+        };
+        assert_eq!(sums(1), sums(3));
+        let (means, square) = sums(2);
+        let exact = x.mapv(|v| v as f64).mean_axis(Axis(0)).unwrap();
+        assert!((&means - &exact).iter().all(|e| e.abs() < 1e-12));
+        let exact_square = x.iter().map(|&v| (v as f64).powi(2)).sum::<f64>() / x.len() as f64;
+        assert!((square - exact_square).abs() < 1e-12);
+    }
+
     #[test]
     fn products_match_ndarray_for_every_layout() {
         let a = Array2::from_shape_fn((7, 5), |(i, j)| (i * 5 + j) as f64 * 0.5 - 3.0);
