@@ -207,7 +207,7 @@ impl Task {
         words.resize(n.div_ceil(LANES) * LANES, 0);
         rng.fill_words(words);
         for (i, ((ci, eps), &w)) in c.iter_mut().zip(y.iter_mut()).zip(words.iter()).enumerate() {
-            *ci = ((w & 0xffff_ffff) * clusters as u64 >> 32) as usize;
+            *ci = (((w & 0xffff_ffff) * clusters as u64) >> 32) as usize;
             *eps = normal::from_lane_bits((w >> 32) as u32, rng, i % LANES);
         }
         vectorised(ShiftAndProject {

@@ -22,9 +22,9 @@ use super::{vectorised, Vectorised};
 const LOG2E: f32 = std::f32::consts::LOG2_E;
 /// 1.5 2^23: adding and subtracting it rounds to the nearest integer.
 const ROUND: f32 = 12_582_912.0;
-/// ln 2 = LN2_HI + LN2_LO; LN2_HI has 9 significant bits, so n LN2_HI is
+/// ln 2 = LN2_HI + LN2_LO; LN2_HI (355 / 512) has 9 significant bits, so n LN2_HI is
 /// exact for every n in range.
-const LN2_HI: f32 = 0.693_359_375;
+const LN2_HI: f32 = 0.693_359_4;
 const LN2_LO: f32 = -2.121_944_4e-4;
 /// Cephes' coefficients of (exp(r) - 1 - r) / r^2, highest first.
 const POLY: [f32; 6] = [
@@ -33,7 +33,7 @@ const POLY: [f32; 6] = [
     8.333_452e-3,
     4.166_579_6e-2,
     1.666_666_5e-1,
-    5.000_000_1e-1,
+    0.5,
 ];
 /// Above this exp overflows f32.
 const HIGH: f32 = 88.722_84;
