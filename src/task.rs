@@ -10,7 +10,7 @@ use crate::numerics::kernels::{vectorised, Vectorised};
 use crate::numerics::linalg::dot;
 use crate::numerics::link::{FastLink, Link};
 use crate::numerics::normal;
-use crate::numerics::rng::Stream;
+use crate::numerics::rng::{Stream, LANES};
 
 /// Ground truth of one task instance.
 #[derive(Clone, Debug)]
@@ -65,6 +65,8 @@ struct LabelScratch {
     global_t: Vec<f64>,
     local_f: Vec<f64>,
     global_f: Vec<f64>,
+    /// The random words of the clusters and label noise.
+    words: Vec<u64>,
 }
 
 impl LabelScratch {
@@ -173,6 +175,14 @@ impl Task {
 
     /// Fills `batch` with fresh samples: c ~ U{1..C}, x = rho v_c + z, y = f*_c + s_c g* + zeta eps.
     ///
+    /// The stream, lane by lane: first the batch's n x d Gaussians
+    /// (`normal::fill`, row by row); then each lane draws ceil(n / 8) words
+    /// (`Stream::fill_words`) and sample i takes word i / 8 of lane i % 8,
+    /// w: its cluster is (low 32 bits of w) C / 2^32 rounded down (a bias of
+    /// at most C / 2^32), its label noise the ziggurat normal of the high 32
+    /// bits; a normal the fast path rejects takes its rejection steps from
+    /// lane i % 8, in the order of i, after all the words are drawn.
+    ///
     /// Only plain arithmetic in a fixed order (`linalg::dot`; the vectorised
     /// paths do the same operations), no CPU-dependent kernels, so a seed
     /// gives the same samples on every machine.
@@ -189,16 +199,17 @@ impl Task {
         // One tight loop over all the Gaussians first: it is the hot spot.
         let x = x.as_slice_mut().expect("batch rows are contiguous");
         normal::fill(rng, x);
-        // Then each sample's cluster and label noise, in the stream's order
-        // (cluster, noise, next sample), apart from the arithmetic so
-        // that neither waits on the other.
-        let mut lane = rng.lane(0);
-        for (ci, eps) in c.iter_mut().zip(y.iter_mut()) {
-            *ci = lane.gen_range(0..clusters);
-            *eps = normal::sample_lane(&mut lane);
+        // Then each sample's cluster and label noise: one word each, from
+        // all lanes at once (see `sample_into`).
+        let n = c.len();
+        scratch.resize(n);
+        let words = &mut scratch.words;
+        words.resize(n.div_ceil(LANES) * LANES, 0);
+        rng.fill_words(words);
+        for (i, ((ci, eps), &w)) in c.iter_mut().zip(y.iter_mut()).zip(words.iter()).enumerate() {
+            *ci = (((w & 0xffff_ffff) * clusters as u64) >> 32) as usize;
+            *eps = normal::from_lane_bits((w >> 32) as u32, rng, i % LANES);
         }
-        rng.set_lane(0, lane);
-        scratch.resize(c.len());
         vectorised(ShiftAndProject {
             x,
             d: self.d,

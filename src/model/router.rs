@@ -3,7 +3,8 @@
 
 use ndarray::{Array2, ArrayView2, Axis};
 
-use super::gate::{argmax, softmax, GateRule};
+use super::gate::{argmax, GateRule};
+use crate::numerics::kernels::exp_in_place;
 use crate::numerics::linalg::matmul;
 use crate::numerics::normal;
 use crate::numerics::rng::Stream;
@@ -114,9 +115,9 @@ impl Router {
 /// pi = softmax(Theta x) and r_m = y sigma(<u_m, x - mu>) the reward of expert m.
 pub fn router_objective(theta: &Array2<f32>, x: ArrayView2<f32>, rewards: &Array2<f32>) -> f64 {
     let mut pi = x.dot(&theta.t());
+    softmax_rows(&mut pi);
     let mut total = 0.0;
-    for (mut p, r) in pi.axis_iter_mut(Axis(0)).zip(rewards.axis_iter(Axis(0))) {
-        softmax(p.as_slice_mut().expect("contiguous"), f32::NEG_INFINITY);
+    for (p, r) in pi.axis_iter(Axis(0)).zip(rewards.axis_iter(Axis(0))) {
         total += p.iter().zip(r).map(|(a, b)| (a * b) as f64).sum::<f64>();
     }
     total / x.nrows() as f64
@@ -131,15 +132,40 @@ pub fn router_gradient(
 ) -> Array2<f32> {
     let mut coef = x.dot(&theta.t());
     let n = x.nrows() as f32;
+    softmax_rows(&mut coef);
     for (mut p, r) in coef.axis_iter_mut(Axis(0)).zip(rewards.axis_iter(Axis(0))) {
         let p = p.as_slice_mut().expect("contiguous");
-        softmax(p, f32::NEG_INFINITY);
         let mean: f32 = p.iter().zip(r).map(|(a, b)| a * b).sum();
         for (pm, &rm) in p.iter_mut().zip(r) {
             *pm *= (rm - mean) / n;
         }
     }
     coef.t().dot(&x)
+}
+
+/// softmax of every row of `logits`, in place: each row less its maximum,
+/// then one vector exp over the whole block (`kernels::exp_in_place`, the
+/// same bits on every CPU; glibc's `expf` one element at a time was most of
+/// a phase-II step), then each row over its sum.
+fn softmax_rows(logits: &mut Array2<f32>) {
+    let k = logits.ncols();
+    let all = logits.as_slice_mut().expect("contiguous logits");
+    if k == 0 {
+        return;
+    }
+    for row in all.chunks_exact_mut(k) {
+        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        for v in row.iter_mut() {
+            *v -= max;
+        }
+    }
+    exp_in_place(all);
+    for row in all.chunks_exact_mut(k) {
+        let sum: f32 = row.iter().sum();
+        for v in row.iter_mut() {
+            *v /= sum;
+        }
+    }
 }
 
 #[cfg(test)]

@@ -231,29 +231,27 @@ fn redraw_rejected(
     }
 }
 
-/// One standard normal from a lane taken out of a stream
-/// ([`Stream::lane`]): the same number `sample` would draw from that lane.
-/// The rare rejections run on a copy handed back, so the lane itself never
-/// has to leave registers.
-#[inline(always)]
-pub fn sample_lane(lane: &mut LaneState) -> f32 {
-    let tables = &*TABLES;
-    let bits = (lane.next_u64() >> 32) as u32;
-    match tables.candidate(bits) {
-        (x, true) => x,
-        (x, false) => {
-            let (x, after) = rejected_lane(tables, bits, x, *lane);
-            *lane = after;
-            x
-        }
-    }
-}
-
 #[cold]
 #[inline(never)]
 fn rejected_lane(tables: &Tables, bits: u32, x: f32, mut lane: LaneState) -> (f32, LaneState) {
     let x = tables.rejected((bits & LAYER_BITS) as usize, x, &mut lane);
     (x, lane)
+}
+
+/// One standard normal from the 32 bits `bits` that lane `lane` of `rng`
+/// drew: the fast path's candidate, or, when it is rejected, the rejection
+/// steps with further draws from that lane.
+#[inline(always)]
+pub fn from_lane_bits(bits: u32, rng: &mut Stream, lane: usize) -> f32 {
+    let tables = &*TABLES;
+    match tables.candidate(bits) {
+        (x, true) => x,
+        (x, false) => {
+            let (x, after) = rejected_lane(tables, bits, x, rng.lane(lane));
+            rng.set_lane(lane, after);
+            x
+        }
+    }
 }
 
 /// One standard normal, from lane 0.
@@ -384,21 +382,43 @@ mod tests {
         assert!(f(R) > 0.0 && (t.density[LAYERS - 1] as f64 - f(R)).abs() < 1e-9);
     }
 
-    /// Normals drawn from a lane taken out of the stream are those of
-    /// `sample`, rejections included, and leave the stream in its state.
+    /// A normal from the bits of a lane's word is the one `sample` draws
+    /// from that lane (one word, rejections included), and leaves the
+    /// stream where `sample` would; `fill_words` draws each lane's words
+    /// in turn.
     #[test]
-    fn normals_from_a_lane_taken_out_are_the_streams() {
+    fn normals_from_a_lanes_bits_are_the_lanes() {
+        use crate::numerics::rng::LANES;
         let mut stream = Stream::seed_from_u64(4);
-        let mut twin = stream.clone();
-        let mut lane = stream.lane(0);
+        let mut lanes: Vec<LaneState> = (0..LANES).map(|l| stream.lane(l)).collect();
         // Enough draws that several are rejected (0.8 % of them).
-        let drawn: Vec<u32> = (0..5000)
-            .map(|_| sample_lane(&mut lane).to_bits())
+        let n = 8 * 5000;
+        let mut words = vec![0u64; n];
+        stream.fill_words(&mut words);
+        let drawn: Vec<u32> = words
+            .iter()
+            .enumerate()
+            .map(|(i, &w)| from_lane_bits((w >> 32) as u32, &mut stream, i % LANES).to_bits())
             .collect();
-        stream.set_lane(0, lane);
-        let expected: Vec<u32> = (0..5000).map(|_| sample(&mut twin).to_bits()).collect();
+        // Lane by lane: the lane's words first, then, sample by sample, a
+        // rejected normal's further draws from the same lane.
+        let mut expected = vec![0u32; n];
+        for (l, lane) in lanes.iter_mut().enumerate() {
+            let own: Vec<u64> = (0..n / LANES).map(|_| lane.next_u64()).collect();
+            for (t, w) in own.iter().enumerate() {
+                assert_eq!(*w, words[t * LANES + l], "word {t} of lane {l}");
+                expected[t * LANES + l] = TABLES.draw((w >> 32) as u32, lane).to_bits();
+            }
+        }
         assert_eq!(drawn, expected);
-        assert_eq!(stream, twin);
+        let rejected = words
+            .iter()
+            .filter(|&&w| !TABLES.candidate((w >> 32) as u32).1)
+            .count();
+        assert!(rejected > 100, "{rejected} rejections");
+        for (l, lane) in lanes.into_iter().enumerate() {
+            assert_eq!(stream.lane(l), lane, "lane {l}");
+        }
     }
 
     #[test]

@@ -6,14 +6,19 @@
 //! A [`Stream`] is [`LANES`] xoshiro256++ generators side by side. The
 //! Gaussian sampler draws from all lanes at once, one lane per pair of
 //! vector slots, so its bits come from SIMD registers (see
-//! `numerics::normal`); every other draw (`next_u64`, `gen_range`, single
-//! normals) comes from lane 0. Lane 0 of `Stream::seed_from_u64(s)` is
+//! `numerics::normal`); so do the task's clusters and label noise, one
+//! word a sample from lane `i % 8` ([`Stream::fill_words`], and
+//! `Task::sample_into` for how a word becomes a cluster and a normal);
+//! every other draw (`next_u64`, `gen_range`, single normals) comes from
+//! lane 0. Lane 0 of `Stream::seed_from_u64(s)` is
 //! exactly `rand_xoshiro`'s `Xoshiro256PlusPlus::seed_from_u64(s)`; lane
 //! `l >= 1` is that generator seeded from a SplitMix64 hash of `(s, l)`.
 //! The stream is defined lane by lane, so a seed gives the same numbers
 //! whether or not the machine has vector instructions.
 
 use rand::{RngCore, SeedableRng};
+
+use crate::numerics::kernels::{vectorised, Vectorised};
 use rand_xoshiro::SplitMix64;
 
 /// Generators side by side in one [`Stream`]: 8 x 64 bits fill one
@@ -46,6 +51,22 @@ impl Stream {
         let word = state.next_u64();
         self.set_lane(lane, state);
         word
+    }
+
+    /// The next words of every lane, interleaved: `words[i]` is the
+    /// `(i / LANES)`-th word lane `i % LANES` draws (every lane draws
+    /// `words.len() / LANES` of them, the length a multiple of [`LANES`]).
+    /// One xoshiro256++ step of all lanes at a time, in vector registers;
+    /// integer arithmetic, so the same words on every machine.
+    pub fn fill_words(&mut self, words: &mut [u64]) {
+        assert!(
+            words.len().is_multiple_of(LANES),
+            "whole steps of the lanes"
+        );
+        vectorised(LaneWords {
+            state: &mut self.s,
+            words,
+        });
     }
 
     /// A copy of lane `lane` as a generator of its own, to be put back
@@ -170,6 +191,38 @@ impl RngCore for Stream {
     fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand::Error> {
         self.fill_bytes(dest);
         Ok(())
+    }
+}
+
+/// The body of [`Stream::fill_words`]: xoshiro256++ on every lane, the
+/// lanes innermost (one vector of each state word).
+struct LaneWords<'a> {
+    state: &'a mut [[u64; LANES]; 4],
+    words: &'a mut [u64],
+}
+
+impl Vectorised for LaneWords<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn run(self) {
+        let [mut s0, mut s1, mut s2, mut s3] = *self.state;
+        for out in self.words.chunks_exact_mut(LANES) {
+            for l in 0..LANES {
+                out[l] = s0[l]
+                    .wrapping_add(s3[l])
+                    .rotate_left(23)
+                    .wrapping_add(s0[l]);
+                let t = s1[l] << 17;
+                s2[l] ^= s0[l];
+                s3[l] ^= s1[l];
+                s1[l] ^= s2[l];
+                s0[l] ^= s3[l];
+                s2[l] ^= t;
+                s3[l] = s3[l].rotate_left(45);
+            }
+        }
+        *self.state = [s0, s1, s2, s3];
     }
 }
 

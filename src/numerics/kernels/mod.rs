@@ -16,6 +16,8 @@
 //!   (`numerics::normal`), xoshiro256++ on eight lanes and the ziggurat's
 //!   table lookups, one step of 16 normals per AVX-512 register or pair of
 //!   AVX2 registers.
+//! * [`exp_in_place`]: exp over f32 slices (the router's softmax), a
+//!   polynomial with the same bits on every path.
 //! * [`clean_upper_state`]: `vzeroupper` after faer's kernels.
 //!
 //! The rule of every kernel: each path performs the portable path's
@@ -25,6 +27,7 @@
 //! gives the same bits, and a run's outputs do not depend on the machine;
 //! `tests` checks each path against the portable one on random inputs.
 
+mod exp;
 mod slopes;
 #[cfg(test)]
 mod tests;
@@ -32,6 +35,7 @@ mod ziggurat;
 
 use std::sync::LazyLock;
 
+pub(crate) use exp::exp_in_place;
 pub(crate) use slopes::{slopes_and_sums, Residual, SlopeBlock};
 pub(crate) use ziggurat::{
     steps as ziggurat_steps, FastTables, BLOCK, LAYERS, LAYER_BITS, SLOTS, STEPS,

@@ -284,3 +284,79 @@ fn every_shift_and_project_path_gives_the_same_bits() {
         }
     }
 }
+
+/// The vector exp gives the same bits on each path, at every length and
+/// over the whole range (NaN, infinities, overflow, subnormal results).
+#[test]
+fn every_exp_path_gives_the_same_bits() {
+    use super::exp::ExpSlice;
+    let mut rng = stream(13, StreamId::Test);
+    let specials = [
+        f32::NAN,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        0.0,
+        -0.0,
+        88.72,
+        88.73,
+        -87.4,
+        -103.9,
+        -104.0,
+    ];
+    for n in LENGTHS {
+        let mut x0 = normals(&mut rng, n, 40.0);
+        for (v, s) in x0.iter_mut().zip(specials) {
+            *v = s;
+        }
+        let run = |simd: Simd| {
+            let mut v = x0.clone();
+            vectorised_on(simd, ExpSlice(&mut v));
+            v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>()
+        };
+        let want = run(Simd::Scalar);
+        let one: Vec<u32> = x0.iter().map(|&x| super::exp::exp(x).to_bits()).collect();
+        assert_eq!(one, want, "the element rule, {n} points");
+        for simd in paths() {
+            assert_eq!(run(simd), want, "{simd:?}, {n} points");
+        }
+    }
+}
+
+/// The distance in ulps between two finite f32 of the same sign.
+fn ulps(a: f32, b: f32) -> u32 {
+    (a.to_bits() as i64 - b.to_bits() as i64).unsigned_abs() as u32
+}
+
+/// The vector exp is within 2 ulp of exp (f64, rounded to f32) over the
+/// whole range of f32 results, subnormals included, and overflows,
+/// underflows and passes NaN where expf does.
+#[test]
+fn the_vector_exp_is_within_two_ulp() {
+    use super::exp::exp;
+    let (lo, hi) = (-103.9f32, 88.72f32);
+    let steps = 2_000_000;
+    let mut worst = (0, 0.0f32);
+    for i in 0..=steps {
+        let x = lo + (hi - lo) * (i as f32 / steps as f32);
+        let want = (x as f64).exp() as f32;
+        let got = exp(x);
+        let e = ulps(got, want);
+        if e > worst.0 {
+            worst = (e, x);
+        }
+    }
+    assert!(worst.0 <= 2, "{} ulp at x = {}", worst.0, worst.1);
+    for x in [-1e-30f32, 1e-30, -1e-8, 1e-8, -0.0, 0.0] {
+        assert_eq!(exp(x), 1.0, "{x}");
+    }
+    assert_eq!(exp(88.73), f32::INFINITY);
+    assert_eq!(exp(1000.0), f32::INFINITY);
+    assert_eq!(exp(f32::INFINITY), f32::INFINITY);
+    assert_eq!(exp(-104.0), 0.0);
+    assert_eq!(exp(f32::NEG_INFINITY), 0.0);
+    assert!(exp(f32::NAN).is_nan());
+    // Where expf's result is the least subnormal and where it is the
+    // largest finite f32.
+    assert_eq!(exp(-103.27), (-103.27f32 as f64).exp() as f32);
+    assert_eq!(exp(88.72), (88.72f32 as f64).exp() as f32);
+}
