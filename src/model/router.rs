@@ -130,17 +130,45 @@ pub fn router_gradient(
     x: ArrayView2<f32>,
     rewards: &Array2<f32>,
 ) -> Array2<f32> {
-    let mut coef = x.dot(&theta.t());
-    let n = x.nrows() as f32;
-    softmax_rows(&mut coef);
+    let mut buffers = RouterBuffers::default();
+    router_gradient_into(theta, x, rewards, &mut buffers);
+    buffers.grad
+}
+
+/// The buffers of [`router_gradient_into`], kept across phase II's steps.
+#[derive(Debug, Default)]
+pub struct RouterBuffers {
+    coef: Array2<f32>,
+    grad: Array2<f32>,
+}
+
+/// [`router_gradient`] into reused buffers, with the library's products.
+pub fn router_gradient_into<'b>(
+    theta: &Array2<f32>,
+    x: ArrayView2<f32>,
+    rewards: &Array2<f32>,
+    buffers: &'b mut RouterBuffers,
+) -> &'b Array2<f32> {
+    let RouterBuffers { coef, grad } = buffers;
+    let (n, k) = (x.nrows(), theta.nrows());
+    if coef.dim() != (n, k) {
+        *coef = Array2::zeros((n, k));
+    }
+    if grad.dim() != theta.dim() {
+        *grad = Array2::zeros(theta.dim());
+    }
+    matmul(&mut coef.view_mut(), &x, &theta.t(), 1.0, false);
+    softmax_rows(coef);
+    let scale = 1.0 / n as f32;
     for (mut p, r) in coef.axis_iter_mut(Axis(0)).zip(rewards.axis_iter(Axis(0))) {
         let p = p.as_slice_mut().expect("contiguous");
         let mean: f32 = p.iter().zip(r).map(|(a, b)| a * b).sum();
         for (pm, &rm) in p.iter_mut().zip(r) {
-            *pm *= (rm - mean) / n;
+            *pm *= (rm - mean) * scale;
         }
     }
-    coef.t().dot(&x)
+    matmul(&mut grad.view_mut(), &coef.t(), &x, 1.0, false);
+    grad
 }
 
 /// softmax of every row of `logits`, in place: each row less its maximum,

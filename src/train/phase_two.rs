@@ -6,7 +6,7 @@ use crate::config::ValidConfig;
 use crate::error::Result;
 use crate::metrics;
 use crate::metrics::samples_to::Target;
-use crate::model::router::{router_gradient, Router};
+use crate::model::router::{router_gradient_into, Router, RouterBuffers};
 use crate::model::Activation;
 use crate::numerics::linalg::matmul;
 use crate::numerics::rng::Stream;
@@ -112,6 +112,7 @@ pub(super) fn phase_two(
     let mut router = Router { theta };
     let mut batch = Batch::new(p2.batch, task.d);
     let mut rewards = Array2::<f32>::zeros((p2.batch, k));
+    let mut buffers = RouterBuffers::default();
     // Phase II's target: purity within the margin of the best linear
     // router, where that is known.
     let target =
@@ -145,12 +146,14 @@ pub(super) fn phase_two(
                 *t = a * y * activation.value(*t - o);
             }
         }
-        let grad = router_gradient(&router.theta, batch.x.view(), &rewards);
-        router.theta.scaled_add(p2.lr as f32, &grad);
+        let grad = router_gradient_into(&router.theta, batch.x.view(), &rewards, &mut buffers);
+        router.theta.scaled_add(p2.lr as f32, grad);
         if router.theta.iter().any(|v| !v.is_finite()) {
             return Err(run.diverged(Phase::PhaseTwo, step, "a router weight"));
         }
-        let probe_due = step.is_multiple_of(PHASE_TWO_PROBE_EVERY) || step == p2.steps;
+        // Once reached, a probe would change nothing: skipped.
+        let probe_due = (step.is_multiple_of(PHASE_TWO_PROBE_EVERY) || step == p2.steps)
+            && run.watch.open(Target::PhaseTwo);
         if let (Some(bar), true) = (target, probe_due) {
             // A copy of the noise stream: probing must not move training's.
             let confusion = routing.confusion_of(
