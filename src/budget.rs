@@ -295,6 +295,10 @@ pub struct ResolvedBudget {
     /// ([`crate::capacity::readout_plan`]; absent in older runs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub readout: Option<ReadoutChoice>,
+    /// The run's estimated peak memory in bytes ([`crate::memory::estimate`];
+    /// absent in older runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_memory_bytes: Option<u64>,
 }
 
 impl ResolvedBudget {
@@ -318,10 +322,13 @@ impl ResolvedBudget {
                 v = r.vanilla.bias_max,
             )
         });
+        let memory = self.peak_memory_bytes.map_or(String::new(), |b| {
+            format!("; estimated peak memory {}", crate::memory::bytes(b))
+        });
         format!(
             "budget: {} samples per model; {experts}phase I lr {:.2e} x {} steps (restarts every {}, \
              predicted recovery {:.0} steps); phase III lr {:.2e} -> {:.2e} x {} steps \
-             (noise floor 1-m^2 = {:.1} x lr); vanilla lr {:.2e} -> {:.2e} x {} steps{readout} \
+             (noise floor 1-m^2 = {:.1} x lr); vanilla lr {:.2e} -> {:.2e} x {} steps{readout}{memory} \
              [theory: clustermoe::budget, clustermoe::capacity; set a field to override]",
             self.samples_per_model,
             self.phase_one_lr,

@@ -37,6 +37,7 @@ pub mod capacity;
 pub mod config;
 pub mod error;
 pub mod experiment;
+pub mod memory;
 pub mod metrics;
 pub mod model;
 pub mod numerics;
