@@ -43,11 +43,12 @@ const WHITENING_RANK: u64 = 64;
 const BASE_BYTES: u64 = 24 << 20;
 /// Address space a run reserves beyond what it touches: the binary's and
 /// libraries' mappings and the main allocator arena, then per thread its
-/// stack and a share of an allocator arena (measured: `VmPeak` exceeds
-/// the peak resident size by 190 MiB with 1 thread and 310 MiB with 2;
-/// arenas the limit does not allow are not created, so only a share counts).
+/// stack, the matrix products' 64 MiB workspace and a share of an allocator
+/// arena (measured: `VmPeak` exceeds the peak resident size by 190 MiB with
+/// 1 thread and 310 MiB with 2; under `ulimit -v` a 64 MiB workspace that
+/// does not fit aborts the run, an arena that does not fit is not created).
 const VIRTUAL_BASE_BYTES: u64 = 128 << 20;
-const VIRTUAL_PER_THREAD_BYTES: u64 = 32 << 20;
+const VIRTUAL_PER_THREAD_BYTES: u64 = 96 << 20;
 
 const F32: u64 = 4;
 const F64: u64 = 8;
@@ -435,7 +436,7 @@ pub fn check(cfg: &ValidConfig, threads: usize) -> Result<MemoryEstimate> {
         .collect();
     let overhead = if limit.source.counts_address_space() {
         format!(
-            " plus {} of address space for {threads} threads' stacks and allocator arenas",
+            " plus {} of address space for {threads} threads' stacks and matrix-product workspaces (fewer threads need less)",
             bytes(overhead)
         )
     } else {
