@@ -217,7 +217,7 @@ pub enum Error {
         reason: String,
     },
     /// The run's estimated peak memory does not fit the memory this process
-    /// may use ([`crate::memory::check`]): refused before it trains or
+    /// may use (`clustermoe::memory::check`): refused before it trains or
     /// writes anything.
     #[error("not enough memory: {message}")]
     Memory {

@@ -37,7 +37,7 @@ pub mod capacity;
 pub mod config;
 pub mod error;
 pub mod experiment;
-pub mod memory;
+pub use config::memory;
 pub mod metrics;
 pub mod model;
 pub mod numerics;

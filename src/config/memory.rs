@@ -23,7 +23,8 @@
 //! # Ok::<(), clustermoe::Error>(())
 //! ```
 
-use crate::config::{Training, ValidConfig};
+use super::{Training, ValidConfig};
+use crate::budget::bytes;
 use crate::error::{Error, Result};
 use crate::model::gate::{Gate, GateRule};
 
@@ -328,7 +329,7 @@ pub fn estimate(cfg: &ValidConfig) -> MemoryEstimate {
         ),
     ];
     parts.extend(model_parts(cfg, d));
-    parts.sort_by(|a, b| b.bytes.cmp(&a.bytes));
+    parts.sort_by_key(|p| std::cmp::Reverse(p.bytes));
     MemoryEstimate {
         peak_bytes: parts.iter().map(|p| p.bytes).sum(),
         parts,
@@ -454,22 +455,6 @@ pub fn check(cfg: &ValidConfig, threads: usize) -> Result<MemoryEstimate> {
             largest.join(", "),
         ),
     })
-}
-
-/// Bytes in the largest binary unit that keeps them above 1.
-pub fn bytes(b: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = b as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{b} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
 }
 
 #[cfg(unix)]
