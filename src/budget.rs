@@ -247,6 +247,23 @@ impl Budget {
     }
 }
 
+/// Bytes in the largest binary unit that keeps them above 1 (the budget
+/// line's estimated peak memory, `clustermoe::memory`'s messages).
+pub fn bytes(b: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = b as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{b} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
 /// A step count as u64, `u64::MAX` when beyond it (or infinite).
 fn saturate(steps: f64) -> u64 {
     if steps < u64::MAX as f64 {
@@ -295,6 +312,10 @@ pub struct ResolvedBudget {
     /// ([`crate::capacity::readout_plan`]; absent in older runs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub readout: Option<ReadoutChoice>,
+    /// The run's estimated peak memory in bytes ((`clustermoe::memory::estimate`);
+    /// absent in older runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_memory_bytes: Option<u64>,
 }
 
 impl ResolvedBudget {
@@ -318,10 +339,13 @@ impl ResolvedBudget {
                 v = r.vanilla.bias_max,
             )
         });
+        let memory = self.peak_memory_bytes.map_or(String::new(), |b| {
+            format!("; estimated peak memory {}", bytes(b))
+        });
         format!(
             "budget: {} samples per model; {experts}phase I lr {:.2e} x {} steps (restarts every {}, \
              predicted recovery {:.0} steps); phase III lr {:.2e} -> {:.2e} x {} steps \
-             (noise floor 1-m^2 = {:.1} x lr); vanilla lr {:.2e} -> {:.2e} x {} steps{readout} \
+             (noise floor 1-m^2 = {:.1} x lr); vanilla lr {:.2e} -> {:.2e} x {} steps{readout}{memory} \
              [theory: clustermoe::budget, clustermoe::capacity; set a field to override]",
             self.samples_per_model,
             self.phase_one_lr,

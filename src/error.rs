@@ -216,6 +216,18 @@ pub enum Error {
         /// What does not match (a file named).
         reason: String,
     },
+    /// The run's estimated peak memory does not fit the memory this process
+    /// may use (`clustermoe::memory::check`): refused before it trains or
+    /// writes anything.
+    #[error("not enough memory: {message}")]
+    Memory {
+        /// The estimated peak, in bytes.
+        needed: u64,
+        /// The limit it exceeds, in bytes.
+        limit: u64,
+        /// The estimate, the limit and where it comes from, what to change.
+        message: String,
+    },
     /// A signal asked the run to stop; a checkpoint was written first.
     #[error(
         "stopped by signal {signal} in {model} {phase}{}; a checkpoint was written",
@@ -324,7 +336,8 @@ impl Error {
             | Error::Unreadable { .. }
             | Error::Checkpoint { .. }
             | Error::InUse { .. }
-            | Error::Incomplete { .. } => 2,
+            | Error::Incomplete { .. }
+            | Error::Memory { .. } => 2,
             Error::Interrupted { signal, .. } | Error::SweepStopped { signal, .. } => 128 + *signal,
             Error::Io { .. }
             | Error::Diverged { .. }
@@ -366,6 +379,7 @@ impl Error {
             | Error::Checkpoint { .. }
             | Error::InUse { .. }
             | Error::Incomplete { .. }
+            | Error::Memory { .. }
             | Error::Interrupted { .. }
             | Error::SweepStopped { .. }
             | Error::Readout { .. }

@@ -37,6 +37,7 @@ pub mod capacity;
 pub mod config;
 pub mod error;
 pub mod experiment;
+pub use config::memory;
 pub mod metrics;
 pub mod model;
 pub mod numerics;

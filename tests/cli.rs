@@ -706,3 +706,81 @@ fn the_summary_table_lines_up_for_any_number_of_clusters() {
         }
     }
 }
+
+#[test]
+fn a_run_that_does_not_fit_in_memory_exits_2_before_writing_anything() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("big");
+    // Lengths and rates fixed: the laws' are beyond any step count at this d.
+    let mut args = vec![
+        "run",
+        "--out",
+        dir.to_str().unwrap(),
+        "--set",
+        "task.d=65536",
+    ];
+    for set in [
+        "phase_one.steps=1000",
+        "phase_one.lr=0.001",
+        "phase_three.steps=1000",
+        "phase_three.lr=0.001",
+        "phase_three.lr_end=0.0001",
+        "vanilla.lr=0.001",
+        "vanilla.lr_end=0.0001",
+    ] {
+        args.extend(["--set", set]);
+    }
+    // A cap of 4 GB, as a batch scheduler's cgroup would set: the test set
+    // alone (20000 samples x 65536 x f32) is 5 GB.
+    let out = common::clustermoe()
+        .env("CLUSTERMOE_MEMORY_LIMIT", "4000000000")
+        .args(&args)
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    for words in [
+        "not enough memory: a run of task.d = 65536 needs an estimated",
+        "more than the 3.7 GiB of the limit set by CLUSTERMOE_MEMORY_LIMIT",
+        "test set",
+        "metrics.test_samples",
+        "lower those fields or task.d",
+    ] {
+        assert!(err.contains(words), "{words:?} not in {err}");
+    }
+    assert!(!dir.exists(), "a refused run created {}", dir.display());
+
+    let out = common::clustermoe()
+        .env("CLUSTERMOE_MEMORY_LIMIT", "4 GB")
+        .args(&args)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("CLUSTERMOE_MEMORY_LIMIT"),
+        "{}",
+        stderr(&out)
+    );
+
+    // The address-space limit of `ulimit -v` (KiB), read by getrlimit.
+    #[cfg(target_os = "linux")]
+    {
+        let shell = format!(
+            "ulimit -v 4000000 && exec {} \"$@\"",
+            env!("CARGO_BIN_EXE_clustermoe")
+        );
+        let out = Command::new("bash")
+            .args(["-c", &shell, "clustermoe"])
+            .args(&args)
+            .env_remove("CLUSTERMOE_MEMORY_LIMIT")
+            .output()
+            .unwrap();
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(
+            err.contains("address-space limit (ulimit -v, RLIMIT_AS)"),
+            "{err}"
+        );
+        assert!(!dir.exists());
+    }
+}

@@ -46,6 +46,7 @@ from .errors import (
     FileError,
     IncompleteRunError,
     InputError,
+    InsufficientMemoryError,
     InUseError,
     InvalidValueError,
     NonFiniteError,

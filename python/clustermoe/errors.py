@@ -14,7 +14,8 @@ the built-in classes keeps working::
     │   ├── UnreadableError              .path
     │   ├── CheckpointError              .path (cannot resume from it)
     │   ├── InUseError                   .path .holder (another process writes it)
-    │   └── IncompleteRunError           .path .reason (not a result: redo it)
+    │   ├── IncompleteRunError           .path .reason (not a result: redo it)
+    │   └── InsufficientMemoryError      .needed .limit (bytes; refused before training)
     └── RunError (RuntimeError)          status 1: the run failed
         ├── DivergedError                .model .phase .step
         ├── ReadoutError                 .model
@@ -45,6 +46,7 @@ __all__ = [
     "CheckpointError",
     "InUseError",
     "IncompleteRunError",
+    "InsufficientMemoryError",
     "RunError",
     "DivergedError",
     "ReadoutError",
@@ -120,6 +122,17 @@ class IncompleteRunError(InputError):
 
     path: pathlib.Path
     reason: str
+
+
+class InsufficientMemoryError(InputError):
+    """The run's estimated peak memory (``needed`` bytes) does not fit the
+    memory this process may use (``limit`` bytes: physical memory, a
+    cgroup's or batch scheduler's limit, ``ulimit -v``, or
+    ``CLUSTERMOE_MEMORY_LIMIT``). Refused before training or writing
+    anything: lower the fields the message names."""
+
+    needed: int
+    limit: int
 
 
 class RunError(Error, RuntimeError):

@@ -22,6 +22,7 @@ fn class_name(e: &Error) -> &'static str {
         Error::Checkpoint { .. } => "CheckpointError",
         Error::InUse { .. } => "InUseError",
         Error::Incomplete { .. } => "IncompleteRunError",
+        Error::Memory { .. } => "InsufficientMemoryError",
         Error::Io { .. } => "FileError",
         Error::Diverged { .. } => "DivergedError",
         Error::RunsFailed { .. } => "RunsFailedError",
@@ -79,6 +80,10 @@ fn attributes<'py>(py: Python<'py>, e: &Error) -> PyResult<Bound<'py, PyDict>> {
             d.set_item("planned", planned)?;
         }
         Error::Readout { model, .. } => d.set_item("model", model.name())?,
+        Error::Memory { needed, limit, .. } => {
+            d.set_item("needed", needed)?;
+            d.set_item("limit", limit)?;
+        }
         Error::NonFinite { field, value } => {
             d.set_item("field", field)?;
             d.set_item("value", value)?;

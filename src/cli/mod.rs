@@ -133,6 +133,12 @@ fn train_run(
     }
     if !quiet {
         eprintln!("{}", valid.resolved_budget().describe());
+    }
+    // Refused before the wall-time estimate (whose measuring allocates)
+    // and before the run directory exists: a run that cannot fit leaves
+    // nothing behind.
+    clustermoe::memory::check(&valid, threads.unwrap_or_else(rayon::current_num_threads))?;
+    if !quiet {
         print::estimate(&valid, threads);
     }
     let dir =

@@ -11,6 +11,7 @@ pub use crate::model::optim::OptimizerKind;
 pub use crate::model::{Loss, NeuronSign};
 
 mod check;
+pub mod memory;
 mod overrides;
 mod valid;
 

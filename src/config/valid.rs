@@ -347,6 +347,7 @@ impl ValidConfig {
                 moe: self.readout.moe.clone(),
                 vanilla: self.readout.vanilla.clone(),
             }),
+            peak_memory_bytes: Some(super::memory::estimate(self).peak_bytes),
         }
     }
 

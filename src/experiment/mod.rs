@@ -170,7 +170,9 @@ impl<'a> Experiment<'a> {
     }
 
     /// Trains both models (or goes on training them) and evaluates them;
-    /// for a run in a directory, writes its files.
+    /// for a run in a directory, writes its files. A run whose estimated
+    /// peak memory does not fit the memory available is refused first
+    /// ([`Error::Memory`], see [`crate::memory::check`]).
     pub fn run(self) -> Result<RunOutput> {
         let Experiment {
             config,
@@ -185,6 +187,7 @@ impl<'a> Experiment<'a> {
             Some((moe, vanilla)) => (moe, vanilla),
             None => (&mut moe_ignore, &mut vanilla_ignore),
         };
+        crate::memory::check(config, threads.unwrap_or_else(rayon::current_num_threads))?;
         crate::threads::install(threads, || match dir {
             None => execute::in_memory(config, (moe, vanilla), control, monitor),
             Some(dir) => execute::in_dir(config, dir, (moe, vanilla), control, monitor),
