@@ -127,17 +127,16 @@ fn train_run(
     threads: Option<usize>,
     quiet: bool,
 ) -> Result<()> {
-    let valid = config.check()?;
+    // A run that cannot fit is refused before the wall-time estimate
+    // (whose measuring allocates) and before the run directory exists: it
+    // leaves nothing behind.
+    let valid = config.check_to_run(threads.unwrap_or_else(rayon::current_num_threads))?;
     for w in valid.warnings() {
         eprintln!("warning: {w}");
     }
     if !quiet {
         eprintln!("{}", valid.resolved_budget().describe());
     }
-    // Refused before the wall-time estimate (whose measuring allocates)
-    // and before the run directory exists: a run that cannot fit leaves
-    // nothing behind.
-    clustermoe::memory::check(&valid, threads.unwrap_or_else(rayon::current_num_threads))?;
     if !quiet {
         print::estimate(&valid, threads);
     }

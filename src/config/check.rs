@@ -188,6 +188,23 @@ fn checked_samples(field: &str, steps: u64, batch: usize) -> Result<u64> {
 
 /// See [`Config::check`].
 pub fn check(config: &Config) -> Result<ValidConfig> {
+    let (valid, within_step_limit) = resolve(config)?;
+    within_step_limit?;
+    Ok(valid)
+}
+
+/// See [`Config::check_to_run`].
+pub fn check_to_run(config: &Config, threads: usize) -> Result<ValidConfig> {
+    let (valid, within_step_limit) = resolve(config)?;
+    super::memory::check(&valid, threads)?;
+    within_step_limit?;
+    Ok(valid)
+}
+
+/// Every field checked and resolved, beside the refusal of "auto" lengths
+/// beyond the step limit, which [`check_to_run`] gives after the memory
+/// check: a task too large for both hears about memory first.
+fn resolve(config: &Config) -> Result<(ValidConfig, Result<()>)> {
     seed(config.seed)?;
     let task = task(&config.task)?;
     let exponents: Vec<usize> = task
@@ -207,6 +224,7 @@ pub fn check(config: &Config) -> Result<ValidConfig> {
             vanilla: config.vanilla.batch.max(1),
         },
     );
+    let within_step_limit = beyond_limit(config, &budget);
     let (mut phase_one, mut phase_three) = phases(config, &budget, information_exponent)?;
     let restart_every = m.restart_every.or(budget.restart_every);
     let experts = capacity::experts(&task, m, restart_every, &budget);
@@ -248,7 +266,7 @@ pub fn check(config: &Config) -> Result<ValidConfig> {
     let mut warnings = warnings;
     warnings.extend(cap.warnings(config));
     warnings.extend(readout.warnings(config.targets.relative_error));
-    Ok(ValidConfig {
+    let valid = ValidConfig {
         seed: config.seed,
         task,
         information_exponent,
@@ -274,7 +292,8 @@ pub fn check(config: &Config) -> Result<ValidConfig> {
         training: m.training,
         joint,
         targets: config.targets.clone(),
-    })
+    };
+    Ok((valid, within_step_limit))
 }
 
 /// How `[targets]` stretches the configured lengths: by `targets.cap`
@@ -474,20 +493,23 @@ fn moe(m: &MoeConfig, experts: usize) -> Result<()> {
     unit_interval("moe.merge_threshold", m.merge_threshold, true)
 }
 
+/// The most steps a phase may take.
+const STEP_LIMIT: u64 = u32::MAX as u64;
+
 /// `[phase_one]`, `[phase_two]` and `[phase_three]`, their "auto" fields
-/// from the budget laws (phase one's `lr_end` is its `lr`: a constant rate).
+/// from the budget laws (lengths beyond [`STEP_LIMIT`] held at it until
+/// [`beyond_limit`] refuses them) (phase one's `lr_end` is its `lr`: a constant rate).
 fn phases(
     config: &Config,
     budget: &Budget,
     information_exponent: usize,
 ) -> Result<(ValidPhase, ValidPhase)> {
-    beyond_limit(config, budget)?;
     let phase_one = phase(
         "phase_one",
         &config.phase_one,
         information_exponent,
         (
-            budget.phase_one_steps,
+            budget.phase_one_steps.min(STEP_LIMIT),
             budget.phase_one_lr,
             config.phase_one.lr.or(budget.phase_one_lr),
         ),
@@ -498,7 +520,7 @@ fn phases(
         &config.phase_three,
         information_exponent,
         (
-            budget.phase_three_steps,
+            budget.phase_three_steps.min(STEP_LIMIT),
             budget.phase_three_lr,
             budget.phase_three_lr_end,
         ),
@@ -510,7 +532,7 @@ fn phases(
 /// budget laws say how long the search takes, and a floor in its place would
 /// plan a run that cannot learn.
 fn beyond_limit(config: &Config, budget: &Budget) -> Result<()> {
-    let limit = u32::MAX as u64;
+    let limit = STEP_LIMIT;
     let refuse = |field: &str, steps: u64, recovery: f64, lr: f64| {
         let steps = if steps == u64::MAX {
             "more than 1.8e19".to_string()

@@ -120,16 +120,17 @@ fn readout_phase(model: &str, d: u64, features: u64, blocks: u64, soft: bool) ->
     ]
 }
 
-/// Centre samples drawn at once (f32), their f64 copy and, when whitening,
-/// the centred f64 copy and the low-rank whitening's directions.
+/// Centre samples drawn at once (f32, centred in place) and, when
+/// whitening, the subspace iteration's block (`model::whitening`): its
+/// directions in f64 and f32, the block's products with the samples, the
+/// Ritz vectors; up to d = 2 x 32 the samples in f64 and the covariance.
 fn centre_part(what: String, fields: &'static str, n: u64, d: u64, whiten: bool) -> MemoryPart {
-    let per_input = F32 + F64 + if whiten { F64 } else { 0 };
-    let whitening = if whiten {
-        3 * WHITENING_RANK * d * F64
-    } else {
-        0
+    let whitening = match whiten {
+        false => 0,
+        true if d <= 64 => n * d * F64 + 3 * d * d * F64,
+        true => WHITENING_RANK * (d * (4 * F64 + 2 * F32) + n * F32),
     };
-    part(what, fields, n * d * per_input + whitening)
+    part(what, fields, n * d * F32 + whitening)
 }
 
 /// The staged MoE's phases.
@@ -596,12 +597,14 @@ mod tests {
         let ratio = slope_bc as f64 / slope_ab as f64;
         assert!((ratio - 2.0).abs() < 0.01, "{ratio}");
         assert!(c.peak_bytes as f64 / b.peak_bytes as f64 > 1.9);
-        // At d = 65536 phase I's 4096 centre samples (f32, f64 and centred
-        // f64 copies) and the test set (20000 samples in f32) lead.
+        // At d = 65536 the test set (20000 samples in f32) leads; phase I's
+        // 4096 centre samples are centred in place (f32, 1 GiB) beside the
+        // whitening's block of 64 directions.
         let big = at(65536);
-        let leaders: Vec<&str> = big.parts[..2].iter().map(|p| p.what.as_str()).collect();
-        assert_eq!(leaders, ["MoE phase I centre samples", "test set"]);
-        assert!(big.parts[1].bytes > 5_000_000_000);
+        assert_eq!(big.parts[0].what, "test set");
+        assert!(big.parts[0].bytes > 5_000_000_000);
+        let centre = centre_part("centre".into(), "", 4096, 65536, true);
+        assert!(centre.bytes < 1_300_000_000, "{}", centre.bytes);
     }
 
     #[test]

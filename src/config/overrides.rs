@@ -131,6 +131,14 @@ impl Config {
     pub fn check(&self) -> Result<ValidConfig> {
         super::check::check(self)
     }
+
+    /// [`Config::check`] and then whether the run fits the memory
+    /// available on `threads` threads ([`crate::memory::check`]), before a
+    /// refusal of "auto" lengths beyond the step limit: what `run` checks
+    /// before it writes anything.
+    pub fn check_to_run(&self, threads: usize) -> Result<ValidConfig> {
+        super::check::check_to_run(self, threads)
+    }
 }
 
 /// Serde's words for Rust types, in the words of a configuration.
