@@ -105,7 +105,7 @@ fn phase_one_step(c: &mut Criterion) {
     let mut g = group(c, "phase_one_step");
     for d in DIMS {
         let (_, task, mut rng) = setup(d);
-        let map = InputMap::estimate(task.sample(4096, &mut rng).x.view(), true);
+        let map = InputMap::estimate(task.sample(4096, &mut rng).x, true);
         let mut u = random_directions(EXPERTS, d, &mut rng);
         let mut sgd = SphereStep::new(&H3, Loss::Correlation, NeuronSign::Learned, EXPERTS);
         let mut batch = Batch::new(BATCH, d);
