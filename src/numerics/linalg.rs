@@ -342,7 +342,7 @@ pub struct Eigen {
     pub values: Vec<f64>,
     /// The eigenvectors as rows, in the order of `values`.
     pub vectors: ndarray::Array2<f64>,
-    /// Whether these are all d eigenpairs (an exact decomposition).
+    /// Whether every eigenpair of nonzero eigenvalue is here.
     pub complete: bool,
 }
 
@@ -355,14 +355,16 @@ const EIGEN_ROUNDS: usize = 300;
 /// the rows of `x` (n x d, centred), of which the first `wanted(values)`
 /// are converged. A block of at least d / 2 directions costs about as
 /// much as C itself: C is formed (n d^2) and decomposed exactly. Otherwise
-/// subspace iteration from the span of the first `block` samples: each
+/// (the block at most n: C's rank) subspace iteration from the span of the
+/// first `block` samples, exact at once when they are all n: each
 /// round two products with X (2 n d block multiply-adds, never a d x d
 /// matrix), Rayleigh–Ritz on the block, until the wanted Ritz vectors'
 /// residuals are below [`EIGEN_TOLERANCE`]. A spike of eigenvalue lambda
 /// converges like (lambda_(block+1) / lambda)^rounds.
 pub fn leading_eigen(x: ArrayView2<f32>, block: usize, wanted: impl Fn(&[f64]) -> usize) -> Eigen {
     let (n, d) = x.dim();
-    if 2 * block >= d || block >= n {
+    let block = block.min(n);
+    if 2 * block >= d || block == 0 {
         return full_eigen(x);
     }
     let inv_n = 1.0 / n as f32;
@@ -403,7 +405,8 @@ pub fn leading_eigen(x: ArrayView2<f32>, block: usize, wanted: impl Fn(&[f64]) -
             return Eigen {
                 values,
                 vectors: ritz,
-                complete: false,
+                // The n samples span every direction of nonzero variance.
+                complete: block == n,
             };
         }
         q = c_ritz;
